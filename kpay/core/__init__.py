@@ -1,0 +1,1 @@
+"""The core every deployment runs. It knows no feature by name."""

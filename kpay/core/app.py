@@ -1,0 +1,239 @@
+"""Build and run the kpay application: settings, plugins, store, hub, money, scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from kpay.core import config as config_module
+from kpay.core.auth import TokenService, resolve_secret
+from kpay.core.clock import Clock
+from kpay.core.config import Settings
+from kpay.core.money.service import MoneyService
+from kpay.core.plugins import (
+    PluginManager,
+    available_plugins,
+    await_me_maybe,
+    gather_lists,
+    notify,
+    select,
+)
+from kpay.core.realtime.broker import Broker, MemoryBroker
+from kpay.core.realtime.channels import ChannelRegistry
+from kpay.core.realtime.hub import Hub
+from kpay.core.realtime.protocol import Publication
+from kpay.core.realtime.socket import SocketHandler
+from kpay.core.routes import core_routes
+from kpay.core.scheduler import Scheduler
+from kpay.core.store import EmbeddedMongo, IndexSpec, Store
+from kpay.core.web import NotFoundHandler, Route, tornado_rules
+
+log = logging.getLogger("kpay")
+
+CORE_INDEXES = [
+    IndexSpec.of("dev_state", "name", unique=True),
+]
+
+
+def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
+                  pm: PluginManager | None = None) -> tuple[Settings, PluginManager]:
+    """Read config, load the selected plugins, validate every section."""
+    raw = config_module.gather(config_path, overrides=overrides)
+    if pm is None:
+        pm = PluginManager()
+        pm.load(select(config_module.enabled_plugin_names(raw), available_plugins()))
+    sections = {}
+    for name, model in _register_settings(pm):
+        if name in config_module.CORE_SECTIONS or name in sections:
+            raise config_module.ConfigError(f"settings section [{name}] is declared twice")
+        sections[name] = model
+    return config_module.validate(raw, sections, str(config_path or "")), pm
+
+
+def _register_settings(pm: PluginManager) -> list[tuple[str, Any]]:
+    joined: list[tuple[str, Any]] = []
+    for result in pm.hook.register_settings():
+        joined.extend(result or [])
+    return joined
+
+
+class KPay:
+    """One kpay application: what handlers, plugins and jobs reach as ``app``."""
+
+    def __init__(self, settings: Settings, pm: PluginManager, mongo_uri: str,
+                 var_dir: str = "var") -> None:
+        self.settings = settings
+        self.pm = pm
+        self.var_dir = var_dir
+        self.clock = Clock()
+        self.dev = settings.dev.enabled
+        self.tokens = TokenService(settings.auth, resolve_secret(settings.auth, self.dev, var_dir),
+                                   self.clock)
+        self.store = Store(mongo_uri, settings.mongodb.database)
+        self.hub = Hub()
+        self.broker: Broker = make_broker(self)
+        self.broker.on_publication(self.hub.deliver)
+        self.sockets: set[SocketHandler] = set()
+        self.money = MoneyService(self)
+        self.routes: list[Route] = []
+        self.channels = ChannelRegistry([])
+        self.scheduler = Scheduler([])
+        self._tasks: set[asyncio.Task] = set()
+        self.server: tornado.httpserver.HTTPServer | None = None
+        self.port = 0
+
+    # -- helpers for handlers and plugins ---------------------------------------
+
+    async def publish(self, channel: str, type: str, data: Any) -> Publication:
+        """Publish an event on a channel through the broker (every node gets it)."""
+        return await self.broker.publish(channel, type, data)
+
+    async def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an ``on_*`` hook with each plugin isolated from the others."""
+        await notify(self.pm, hook_name, reraise=self.dev, app=self, **kwargs)
+
+    @staticmethod
+    async def call(function: Any, *args: Any) -> Any:
+        return await await_me_maybe(function(*args))
+
+    def spawn(self, coroutine: Coroutine) -> asyncio.Task:
+        """Run in the background, keeping a reference and logging failures."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self, port: int | None = None, host: str | None = None) -> int:
+        hook = self.pm.hook
+        self.routes = core_routes(self) + await gather_lists(hook.register_routes(app=self))
+        self.channels = ChannelRegistry(await gather_lists(hook.register_channels(app=self)))
+        self.money.register(
+            await gather_lists(hook.register_order_kinds(app=self)),
+            await gather_lists(hook.register_payment_providers(app=self)),
+        )
+        indexes = CORE_INDEXES + self.money.indexes() + await gather_lists(
+            hook.register_indexes(app=self))
+        await self.store.create_indexes(indexes)
+        if self.dev:
+            await self._restore_dev_clock()
+        jobs = self.money.jobs() + await gather_lists(hook.register_jobs(app=self))
+        self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled)
+        await self.broker.start()
+        await self.notify("on_startup")
+        application = self.make_application()
+        self.server = tornado.httpserver.HTTPServer(
+            application, xheaders=True, max_body_size=self.settings.server.max_body_bytes)
+        port = self.settings.server.port if port is None else port
+        sockets = tornado.netutil.bind_sockets(port, host or self.settings.server.host)
+        self.server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        self.scheduler.start()
+        log.info("kpay listening on http://%s:%d with plugins: %s",
+                 host or self.settings.server.host, self.port,
+                 ", ".join(p["name"] for p in self.pm.describe()) or "none")
+        return self.port
+
+    def make_application(self) -> tornado.web.Application:
+        realtime = self.settings.realtime
+        handlers: list[Any] = tornado_rules(self.routes)
+        handlers.append((r"/ws", SocketHandler))
+        static = Path(self.settings.server.static_path)
+        if static.is_dir():
+            handlers.append((r"/()", tornado.web.StaticFileHandler,
+                             {"path": str(static), "default_filename": "index.html"}))
+            handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler,
+                             {"path": str(static)}))
+        return tornado.web.Application(
+            handlers,
+            kpay=self,
+            default_handler_class=NotFoundHandler,
+            websocket_max_message_size=realtime.max_frame_bytes,
+            websocket_ping_interval=realtime.ping_interval_seconds or None,
+            websocket_ping_timeout=realtime.ping_timeout_seconds or None,
+        )
+
+    async def stop(self) -> None:
+        self.scheduler.stop()
+        if self.server is not None:
+            self.server.stop()
+        for socket in tuple(self.sockets):
+            socket.close(1001, "server stopping")
+        await self.notify("on_shutdown")
+        for task in tuple(self._tasks):
+            task.cancel()
+        await self.broker.stop()
+        await self.store.close()
+
+    async def advance_clock(self, seconds: float) -> None:
+        """Dev mode: move the clock forward, remember it, and run every job at once."""
+        self.clock.advance(seconds)
+        await self.store["dev_state"].update_one(
+            {"name": "clock"}, {"$set": {"offset": self.clock.offset}}, upsert=True)
+        await self.scheduler.run_all_now()
+
+    async def _restore_dev_clock(self) -> None:
+        # A restarted dev server keeps its advanced time, so stored times stay in the past.
+        state = await self.store["dev_state"].find_one({"name": "clock"})
+        if state and state.get("offset", 0) > self.clock.offset:
+            self.clock.advance(state["offset"] - self.clock.offset)
+
+
+def make_broker(app: KPay) -> Broker:
+    realtime = app.settings.realtime
+    if realtime.broker == "redis":
+        from kpay.core.realtime.redis_broker import RedisBroker
+
+        return RedisBroker(realtime.redis_url, realtime.history_size,
+                           realtime.history_ttl_seconds, app.clock.time)
+    return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time)
+
+
+def configure_logging(level: str) -> None:
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(config_path: str | None = None, port: int | None = None) -> None:
+    """Run the server until SIGINT/SIGTERM (``kpay serve`` and ``server.py``)."""
+    settings, pm = load_settings(config_path)
+    configure_logging(settings.logging.level)
+    embedded = None
+    uri = settings.mongodb.uri
+    if not uri:
+        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
+        uri = embedded.start()
+    try:
+        asyncio.run(_serve(settings, pm, uri, port))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _serve(settings: Settings, pm: PluginManager, uri: str, port: int | None) -> None:
+    app = KPay(settings, pm, uri, var_dir=os.environ.get("KPAY_VAR_DIR", "var"))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await app.start(port=port)
+    await stopping.wait()
+    log.info("kpay stopping")
+    await app.stop()

@@ -1,0 +1,224 @@
+"""Typed settings: config/*.toml, then KPAY_<SECTION>__<KEY> environment overrides.
+
+The core sections are declared here; every other section belongs to a plugin, which
+declares its model through the ``register_settings`` hook. An unknown section or key
+stops start-up with a message that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kpay.core.errors import ConfigError
+
+ENV_PREFIX = "KPAY_"
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8888, ge=0, le=65535)
+    # Origins allowed to open /ws from a browser, besides the server's own host.
+    allowed_origins: list[str] = []
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    # Public base URL, used for links handed to WeChat (notify, OAuth redirect).
+    public_url: str = ""
+    static_path: str = "static"
+
+
+class MongoSettings(Section):
+    # Empty: start the embedded SecantusDB development server.
+    uri: str = ""
+    database: str = "kpay"
+    embedded_path: str = "var/db"
+    embedded_command: str = "secantusd-py"
+
+
+class AuthSettings(Section):
+    # Empty in dev mode: a secret is generated into var/jwt_secret. Required otherwise.
+    secret: str = ""
+    audience: str = "kpay"
+    token_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+
+
+class DevSettings(Section):
+    enabled: bool = False
+
+
+class PluginSettings(Section):
+    # Names of the kpay.plugins entry points to load; ["*"] loads every installed one.
+    enabled: list[str] = ["*"]
+
+
+class RealtimeSettings(Section):
+    history_size: int = Field(1000, ge=0)
+    history_ttl_seconds: int = Field(3600, ge=0)
+    auth_timeout_seconds: float = Field(10.0, gt=0)
+    max_frame_bytes: int = Field(65_536, gt=0)
+    rate_per_second: float = Field(20.0, gt=0)
+    rate_burst: int = Field(40, gt=0)
+    # Violations past the burst after which the socket is closed with 4429.
+    rate_violations_before_close: int = Field(20, gt=0)
+    outbound_buffer_bytes: int = Field(1_048_576, gt=0)
+    ping_interval_seconds: float = Field(25.0, ge=0)
+    ping_timeout_seconds: float = Field(60.0, ge=0)
+    broker: str = Field("memory", pattern="^(memory|redis)$")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class SchedulerSettings(Section):
+    enabled: bool = True
+
+
+class MoneySettings(Section):
+    currency: str = "CNY"
+    topup_min: int = Field(1, gt=0)
+    topup_max: int = Field(500_000, gt=0)
+    # Platform share of consultant revenue, in basis points (1/100 of a percent).
+    platform_fee_bps: int = Field(2000, ge=0, le=10_000)
+    order_expiry_seconds: int = Field(1800, ge=300)
+
+
+class LoggingSettings(Section):
+    level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+CORE_SECTIONS: dict[str, type[Section]] = {
+    "server": ServerSettings,
+    "mongodb": MongoSettings,
+    "auth": AuthSettings,
+    "dev": DevSettings,
+    "plugins": PluginSettings,
+    "realtime": RealtimeSettings,
+    "scheduler": SchedulerSettings,
+    "money": MoneySettings,
+    "logging": LoggingSettings,
+}
+
+
+class Settings:
+    """All sections, validated. Core sections are attributes; plugin sections by name."""
+
+    def __init__(self, sections: Mapping[str, BaseModel], source: str = "") -> None:
+        self._sections = dict(sections)
+        self.source = source
+
+    server: ServerSettings
+    mongodb: MongoSettings
+    auth: AuthSettings
+    dev: DevSettings
+    plugins: PluginSettings
+    realtime: RealtimeSettings
+    scheduler: SchedulerSettings
+    money: MoneySettings
+    logging: LoggingSettings
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def section(self, name: str) -> Any:
+        return self._sections[name]
+
+    def replace(self, section: str, **changes: Any) -> Settings:
+        """A copy with some keys of one section changed (used by tests and the CLI)."""
+        sections = dict(self._sections)
+        sections[section] = sections[section].model_copy(update=changes)
+        return Settings(sections, self.source)
+
+
+def read_raw(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """Read a TOML file into {section: {key: value}} (no file: empty)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: top-level key {name!r} must be a [section]")
+    return raw
+
+
+def apply_env(raw: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    """Apply KPAY_<SECTION>__<KEY>=value overrides in place.
+
+    A value is read as JSON when it parses (numbers, booleans, lists), else as a string.
+    """
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        if not section or not key:
+            continue
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        raw.setdefault(section.lower(), {})[key.lower()] = parsed
+
+
+def validate(
+    raw: Mapping[str, Mapping[str, Any]],
+    plugin_sections: Mapping[str, type[BaseModel]] | None = None,
+    source: str = "",
+) -> Settings:
+    """Validate every section; raise ConfigError naming the section and key at fault."""
+    models: dict[str, type[BaseModel]] = {**CORE_SECTIONS, **(plugin_sections or {})}
+    unknown = sorted(set(raw) - set(models))
+    if unknown:
+        raise ConfigError(
+            f"{source or 'config'}: unknown section [{unknown[0]}]; known sections: "
+            + ", ".join(sorted(models))
+        )
+    sections: dict[str, BaseModel] = {}
+    for name, model in models.items():
+        try:
+            sections[name] = model.model_validate(dict(raw.get(name, {})))
+        except ValidationError as e:
+            first = e.errors()[0]
+            key = ".".join(str(p) for p in first["loc"]) or "?"
+            raise ConfigError(
+                f"{source or 'config'}: [{name}] {key}: {first['msg']}"
+                + (" (unknown key)" if first["type"] == "extra_forbidden" else "")
+            ) from None
+    return Settings(sections, source)
+
+
+def gather(
+    path: str | Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The raw sections: the file, then env overrides, then explicit overrides (tests, CLI)."""
+    raw = read_raw(path)
+    apply_env(raw, os.environ if environ is None else environ)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def enabled_plugin_names(raw: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The plugin selection, read before the plugins (and so their sections) are known."""
+    try:
+        return PluginSettings.model_validate(dict(raw.get("plugins", {}))).enabled
+    except ValidationError as e:
+        raise ConfigError(f"[plugins] {e.errors()[0]['msg']}") from None

@@ -1,0 +1,163 @@
+"""The whole plugin contract of kpay.
+
+Every hook is an empty function with a docstring: when it is called, what it gets,
+what it returns. An implementation takes only the arguments it needs, by name.
+Any hook may return an awaitable instead of a value; kpay awaits it.
+
+Families:
+- ``register_*`` returns a list of things to add; results of all plugins are joined.
+- ``on_*`` is a notification; its return value is ignored.
+
+Failure policy: ``register_*`` hooks run at start-up, where an exception stops the
+server naming the plugin. ``on_*`` notifications are isolated: an exception is
+logged with the plugin's name and the other plugins still run (in dev mode it is
+re-raised so a bug cannot hide). Money decisions never go through notifications:
+order kinds and payment providers fail closed (the request fails, nothing moves).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "kpay"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------------------
+# Settings (called before the app exists)
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_settings():
+    """Declare the plugin's config sections.
+
+    Called once at start-up, before the configuration is validated, so it receives
+    no app. Return a list of ``(section_name, pydantic_model)``; the section
+    ``[section_name]`` of the TOML file (and ``KPAY_<SECTION>__<KEY>`` variables) is
+    validated by the model and is then ``app.settings.<section_name>``. A bad value
+    stops start-up naming the section and key.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Start-up registrations (called once, after settings, before serving)
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_routes(app):
+    """Add HTTP routes.
+
+    ``app`` is the :class:`kpay.core.app.KPay` instance. Return a list of
+    :class:`kpay.core.web.Route`; paths use ``{name}`` placeholders, which reach the
+    handler as keyword arguments and appear in the OpenAPI document.
+    """
+
+
+@hookspec
+def register_channels(app):
+    """Own socket channel prefixes.
+
+    Return a list of :class:`kpay.core.realtime.channels.ChannelRule`. A rule owns
+    every channel ``<prefix>:<id>`` and decides who may subscribe and what clients
+    may publish there. The core owns ``user:<id>``; two rules for one prefix stop
+    start-up.
+    """
+
+
+@hookspec
+def register_order_kinds(app):
+    """Add kinds of things that can be bought.
+
+    Return a list of :class:`kpay.core.money.kinds.OrderKind`. A kind validates the
+    item and resolves its price on the server, and fulfils a paid order exactly once.
+    Two kinds with one name stop start-up.
+    """
+
+
+@hookspec
+def register_payment_providers(app):
+    """Add payment providers.
+
+    Return a list of :class:`kpay.core.money.providers.PaymentProvider` instances, each
+    naming the order channels it serves (``jsapi``, ``mweb``, ``native`` ...). The core
+    keeps the order state; a provider only talks to the outside payment system.
+    """
+
+
+@hookspec
+def register_indexes(app):
+    """Declare MongoDB indexes.
+
+    Return a list of :class:`kpay.core.store.IndexSpec`. They are created at start-up
+    (creating an existing index is a no-op), before any route is served.
+    """
+
+
+@hookspec
+def register_jobs(app):
+    """Add periodic sweep jobs.
+
+    Return a list of :class:`kpay.core.scheduler.PeriodicJob`. Each job runs every
+    ``seconds`` and when the dev clock is advanced; it must read time from
+    ``app.clock`` and be safe to run twice or on two nodes at once. Prefer one job
+    that sweeps everything due (through an index) over one job per user.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def on_startup(app):
+    """Called once when the server has its database and before it accepts requests.
+
+    Use it to recover state after a restart. The return value is ignored.
+    """
+
+
+@hookspec
+def on_shutdown(app):
+    """Called once when the server stops, before the database is closed."""
+
+
+# ---------------------------------------------------------------------------
+# Notifications
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def on_order_paid(app, order):
+    """Called after an order became ``paid`` and was fulfilled by its kind.
+
+    ``order`` is the order document (a dict, amounts in fen). Called once per order,
+    whichever path paid it (wallet, notify, reconciliation, dev simulator).
+    """
+
+
+@hookspec
+def on_order_refunded(app, order, refund):
+    """Called after a refund of ``order`` succeeded.
+
+    ``refund`` is the refund record: ``{"id", "amount", "reason", "to"}`` with ``to``
+    either ``"wallet"`` or the payment channel.
+    """
+
+
+@hookspec
+def on_presence(app, channel, user_id, present):
+    """Called when a user's first socket joins (``present=True``) or last socket leaves
+    (``present=False``) channel ``channel`` on this node."""
+
+
+@hookspec
+def on_user_notification(app, user_id, kind, data):
+    """Called when a plugin tells a user something worth a notification outside the
+    page (``kind`` such as ``"lesson_unlocked"``, ``data`` a dict); other plugins may
+    forward it, for example as a WeChat template message. Socket delivery on
+    ``user:<id>`` is done by the caller."""

@@ -1,0 +1,17 @@
+"""Prometheus metrics of the whole process, served at /metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "kpay_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+SOCKETS_OPEN = Gauge("kpay_sockets_open", "WebSocket connections open")
+SOCKETS_CLOSED = Counter("kpay_sockets_closed_total", "WebSocket connections closed", ["reason"])
+MESSAGES_IN = Counter("kpay_socket_frames_in_total", "Frames received from clients", ["op"])
+EVENTS_PUBLISHED = Counter("kpay_events_published_total", "Events published to channels")
+DELIVERIES = Counter("kpay_event_deliveries_total", "Event frames written to sockets")
+ORDERS = Counter("kpay_orders_total", "Order state changes", ["kind", "status"])
+LEDGER_TRANSACTIONS = Counter("kpay_ledger_transactions_total", "Ledger transactions written")
+BILLING_CHARGES = Counter("kpay_billing_charges_total", "Minutes charged by metered billing")
+JOB_RUNS = Counter("kpay_job_runs_total", "Periodic job runs", ["job", "outcome"])
+JOB_SECONDS = Histogram("kpay_job_seconds", "Periodic job duration", ["job"])

@@ -1,0 +1,87 @@
+"""The money service every plugin reaches as ``app.money``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from kpay.core.errors import ApiError, PaymentProviderError
+from kpay.core.money import ledger as ledger_module
+from kpay.core.money import orders as orders_module
+from kpay.core.money.accounts import earnings_credits
+from kpay.core.money.kinds import OrderKind, WalletTopup
+from kpay.core.money.ledger import Ledger
+from kpay.core.money.orders import Orders
+from kpay.core.money.providers import PaymentProvider
+from kpay.core.scheduler import PeriodicJob
+from kpay.core.store import IndexSpec
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+log = logging.getLogger("kpay.money")
+
+# Never ask a provider about an order younger than this, nor close one earlier:
+# WeChat Pay refuses closeorder within 5 minutes of creation.
+SETTLE_AFTER = timedelta(minutes=5)
+
+
+class MoneyService:
+    def __init__(self, app: KPay) -> None:
+        self.app = app
+        self.ledger = Ledger(app)
+        self.orders = Orders(app)
+
+    def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
+        self.orders.register([WalletTopup(), *kinds], providers)
+
+    def indexes(self) -> list[IndexSpec]:
+        return ledger_module.INDEXES + orders_module.INDEXES
+
+    def jobs(self) -> list[PeriodicJob]:
+        return [PeriodicJob("money.settle_pending", self.settle_pending, 60),
+                PeriodicJob("money.fulfil_paid", self.fulfil_paid, 60)]
+
+    def earnings_credits(self, amount: int, earner: str) -> list[tuple[str, int]]:
+        """Postings paying ``earner`` and the platform fee from config."""
+        return earnings_credits(amount, earner, self.app.settings.money.platform_fee_bps)
+
+    async def settle_pending(self) -> int:
+        """Ask providers about pending orders older than 5 minutes: book the paid ones,
+        close the expired ones. Safe to race a notify: ``mark_paid`` is exactly-once."""
+        now = self.app.clock.now()
+        settled = 0
+        cursor = self.orders.collection.find(
+            {"status": "pending", "created_at": {"$lte": now - SETTLE_AFTER}}).limit(500)
+        async for order in cursor:
+            provider = self.orders.providers.get(order["channel"])
+            if provider is None:
+                continue
+            try:
+                state = await provider.query(order)
+                if state.status == "paid":
+                    await self.orders.mark_paid(order["_id"], state.amount,
+                                                source=f"external:{provider.identifier}",
+                                                transaction_id=state.transaction_id,
+                                                via="query")
+                elif state.status == "closed" or order["expires_at"] <= now:
+                    if state.status != "closed":
+                        await provider.close(order)
+                    await self.orders.close(order["_id"], "expired")
+                else:
+                    continue
+                settled += 1
+            except (PaymentProviderError, ApiError) as e:
+                log.warning("could not settle order %s: %s", order["_id"], e)
+        return settled
+
+    async def fulfil_paid(self) -> int:
+        """Finish orders left paid but not fulfilled (a crash between the two)."""
+        stale = self.app.clock.now() - timedelta(minutes=1)
+        count = 0
+        async for order in self.orders.collection.find(
+                {"status": "paid", "paid_at": {"$lte": stale}}).limit(500):
+            await self.orders.fulfil(order)
+            count += 1
+        return count

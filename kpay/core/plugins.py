@@ -1,0 +1,156 @@
+"""Discover plugins (entry points), select them (config), register them (pluggy).
+
+Built-in plugins are registered exactly like third-party ones: through the
+``kpay.plugins`` entry point group. The core never imports a plugin by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from kpay.core import hookspecs
+from kpay.core.errors import PluginError
+
+log = logging.getLogger("kpay.plugins")
+
+ENTRY_POINT_GROUP = "kpay.plugins"
+TRACE_ENV = "KPAY_TRACE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class AvailablePlugin:
+    name: str
+    module: str
+    version: str
+
+
+def available_plugins() -> dict[str, AvailablePlugin]:
+    """Every installed plugin, by entry point name."""
+    found: dict[str, AvailablePlugin] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        version = ep.dist.version if ep.dist is not None else "0"
+        found[ep.name] = AvailablePlugin(ep.name, ep.value, version)
+    return found
+
+
+def select(enabled: Iterable[str], available: dict[str, AvailablePlugin]) -> list[AvailablePlugin]:
+    """The plugins named in config, in config order; ``"*"`` means every installed one."""
+    names = list(enabled)
+    if "*" in names:
+        return [available[n] for n in sorted(available)]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise PluginError(
+            f"unknown plugin {unknown[0]!r} in [plugins] enabled; available: "
+            + (", ".join(sorted(available)) or "none installed")
+        )
+    return [available[n] for n in dict.fromkeys(names)]
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager with kpay's hookspecs and version bookkeeping."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.versions: dict[str, str] = {}
+        if os.environ.get(TRACE_ENV) == "1":
+            enable_tracing(self)
+
+    def load(self, plugins: Iterable[AvailablePlugin]) -> None:
+        for plugin in plugins:
+            try:
+                module = importlib.import_module(plugin.module)
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {plugin.name!r}: cannot import {plugin.module}: {e}") from e
+            self.add(module, plugin.name, plugin.version)
+        self.check()
+
+    def add(self, plugin: ModuleType | object, name: str, version: str = "0") -> None:
+        try:
+            self.register(plugin, name=name)
+        except ValueError as e:
+            raise PluginError(f"plugin {name!r}: {e}") from e
+        self.versions[name] = version
+
+    def check(self) -> None:
+        """Catch misspelt hook names at start instead of silently never calling them."""
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError as e:
+            raise PluginError(str(e)) from e
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(h.name for h in self.get_hookcallers(plugin) or [])
+            out.append({"name": name, "version": self.versions.get(name, "0"), "hooks": hooks})
+        return sorted(out, key=lambda p: p["name"])
+
+    def plugin_name_of(self, function: Any) -> str:
+        module = inspect.getmodule(function)
+        for name, plugin in self.list_name_plugin():
+            if plugin is module or plugin is getattr(function, "__self__", None):
+                return name
+        return getattr(module, "__name__", "?")
+
+
+def enable_tracing(pm: pluggy.PluginManager) -> None:
+    """Log every hook call with its duration (``KPAY_TRACE_PLUGINS=1``)."""
+    starts: dict[int, float] = {}
+
+    def before(hook_name: str, impls: list, kwargs: dict) -> None:
+        starts[id(kwargs)] = time.perf_counter()
+
+    def after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> None:
+        took = (time.perf_counter() - starts.pop(id(kwargs), time.perf_counter())) * 1000
+        names = ",".join(i.plugin_name for i in impls)
+        log.info("hook %s [%s] %.2f ms", hook_name, names, took)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Hooks may return a value or an awaitable; this resolves both."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def gather_lists(hook_results: Iterable[Any]) -> list[Any]:
+    """Join the lists returned by a ``register_*`` hook across plugins."""
+    joined: list[Any] = []
+    for result in hook_results:
+        result = await await_me_maybe(result)
+        if result:
+            joined.extend(result)
+    return joined
+
+
+async def notify(pm: pluggy.PluginManager, hook_name: str, *, reraise: bool = False,
+                 **kwargs: Any) -> None:
+    """Call an ``on_*`` hook, one implementation at a time, so one plugin's failure is
+    logged with its name and does not stop the others (``reraise`` in dev mode)."""
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        args = {name: kwargs[name] for name in impl.argnames}
+        try:
+            await await_me_maybe(impl.function(**args))
+        except Exception:
+            log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
+            if reraise:
+                raise

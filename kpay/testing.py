@@ -1,0 +1,258 @@
+"""pytest fixtures for kpay and its plugins (a pytest plugin, loaded through ``pytest11``).
+
+Everything is real: a SecantusDB wire server process for the whole session (each test
+gets its own database), the kpay app on a free port, HTTP and WebSocket clients.
+
+    @pytest.mark.gen_test
+    async def test_wallet(api):
+        token = await api.login("alice", "student")
+        status, body = await api.get("/api/v1/wallet", token=token)
+        assert body["balance"] == 0
+
+Override ``kpay_overrides`` (settings per section) or ``kpay_extra_plugins`` (plugin
+objects to register besides the configured ones) in a test module to change the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from kpay.core.app import KPay, load_settings
+from kpay.core.plugins import PluginManager, available_plugins, select
+from kpay.core.store import EmbeddedMongo
+
+TEST_SECRET = "kpay-test-secret-" + "x" * 32
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """A SecantusDB server for the whole test session (or KPAY_TEST_MONGODB_URI)."""
+    given = os.environ.get("KPAY_TEST_MONGODB_URI")
+    if given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="kpay-test-db-")
+    server = EmbeddedMongo(path)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def kpay_overrides() -> dict[str, dict[str, Any]]:
+    """Settings to change for the app under test, by section. Override in a module."""
+    return {}
+
+
+@pytest.fixture
+def kpay_extra_plugins() -> list[tuple[str, Any]]:
+    """``(name, plugin)`` pairs registered besides the configured plugins."""
+    return []
+
+
+@pytest.fixture
+def kpay_settings(mongo_uri: str, kpay_overrides: dict, kpay_extra_plugins: list,
+                  tmp_path: Any) -> Any:
+    database = "t_" + uuid.uuid4().hex[:16]
+    base: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "mongodb": {"uri": mongo_uri, "database": database},
+        "auth": {"secret": TEST_SECRET},
+        "dev": {"enabled": True},
+        "scheduler": {"enabled": False},
+        "plugins": {"enabled": ["*"]},
+    }
+    for section, values in kpay_overrides.items():
+        base.setdefault(section, {}).update(values)
+    pm = PluginManager()
+    pm.load(select(base["plugins"]["enabled"], available_plugins()))
+    for name, plugin in kpay_extra_plugins:
+        pm.add(plugin, name)
+    pm.check()
+    settings, pm = load_settings(None, overrides=base, pm=pm)
+    return settings, pm, str(tmp_path)
+
+
+@pytest.fixture
+def kpay_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
+    """The running app (``app.port``), stopped and its database dropped after the test."""
+    settings, pm, var_dir = kpay_settings
+    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    io_loop.run_sync(app.start)
+    try:
+        yield app
+    finally:
+        io_loop.run_sync(app.stop)
+        io_loop.run_sync(lambda: drop_database(settings.mongodb.uri, settings.mongodb.database))
+
+
+async def drop_database(uri: str, name: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
+
+
+class ApiClient:
+    """A small JSON client for the running app."""
+
+    def __init__(self, app: KPay) -> None:
+        self.app = app
+        self.base = f"http://127.0.0.1:{app.port}"
+        self.http = tornado.httpclient.AsyncHTTPClient()
+
+    async def request(self, method: str, path: str, body: Any = None, token: str | None = None,
+                      raw: bytes | str | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = b""
+        response = await self.http.fetch(self.base + path, method=method, body=data,
+                                         headers=sent, raise_error=False,
+                                         allow_nonstandard_methods=True)
+        text = response.body.decode() if response.body else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return response.code, parsed
+
+    async def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        return await self.request("GET", path, token=token)
+
+    async def post(self, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        return await self.request("POST", path, body if body is not None else {}, token=token)
+
+    async def put(self, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        return await self.request("PUT", path, body if body is not None else {}, token=token)
+
+    async def login(self, user_id: str, role: str = "student", name: str | None = None) -> str:
+        """Dev login; returns the token."""
+        body = {"user_id": user_id, "role": role, **({"name": name} if name else {})}
+        status, reply = await self.post("/api/v1/dev/login", body)
+        assert status == 200, reply
+        return reply["token"]
+
+    async def topup(self, token: str, amount: int) -> dict[str, Any]:
+        """Put ``amount`` fen in the wallet through a top-up order and the dev payer."""
+        channels = [c for c in self.app.money.orders.channels if c != "wallet"]
+        if not channels:
+            # No payment provider loaded: book it as money from outside, as a payment would.
+            user = self.app.tokens.verify(token)
+            await self.app.money.ledger.post(
+                f"test-topup:{uuid.uuid4().hex}",
+                [("external:test", -amount), (f"wallet:{user.id}", amount)], "test top-up")
+            return {}
+        channel = channels[0]
+        status, created = await self.post("/api/v1/orders", {
+            "item": {"kind": "wallet_topup", "amount": amount}, "channel": channel}, token)
+        assert status == 201, created
+        status, paid = await self.post(f"/api/v1/dev/orders/{created['order']['id']}/pay",
+                                       token=token)
+        assert status == 200, paid
+        return paid["order"]
+
+    async def socket(self, token: str | None = None, query: str = "",
+                     headers: dict[str, str] | None = None) -> SocketClient:
+        url = f"ws://127.0.0.1:{self.app.port}/ws"
+        params = [p for p in (f"token={token}" if token else "", query) if p]
+        if params:
+            url += "?" + "&".join(params)
+        request = tornado.httpclient.HTTPRequest(url, headers=headers or {})
+        connection = await tornado.websocket.websocket_connect(request)
+        return SocketClient(connection)
+
+
+class SocketClient:
+    """A real WebSocket client speaking kpay's frames."""
+
+    def __init__(self, connection: tornado.websocket.WebSocketClientConnection) -> None:
+        self.connection = connection
+        self.ref = 0
+        self.events: list[dict[str, Any]] = []
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, op: str, **fields: Any) -> int:
+        self.ref += 1
+        await self.connection.write_message(json.dumps({"op": op, "ref": self.ref, **fields}))
+        return self.ref
+
+    async def send_raw(self, message: str | bytes) -> None:
+        await self.connection.write_message(message, binary=isinstance(message, bytes))
+
+    async def receive(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The next frame, or None when the server closed the socket."""
+        message = await asyncio.wait_for(self.connection.read_message(), timeout)
+        if message is None:
+            return None
+        frame = json.loads(message)
+        self.frames.append(frame)
+        return frame
+
+    async def request(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """Send a frame and return its reply; events that come first are kept."""
+        ref = await self.send(op, **fields)
+        while True:
+            frame = await self.receive(timeout)
+            if frame is None:
+                raise ConnectionError(f"socket closed: {self.close_code} {self.close_reason}")
+            if frame.get("op") == "reply" and frame.get("ref") == ref:
+                return frame
+            if frame.get("op") == "event":
+                self.events.append(frame)
+
+    async def event(self, type: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """The next event (of ``type``), from those kept or from the socket."""
+        for i, frame in enumerate(self.events):
+            if type is None or frame["type"] == type:
+                return self.events.pop(i)
+        while True:
+            frame = await self.receive(timeout)
+            if frame is None:
+                raise ConnectionError(f"socket closed: {self.close_code} {self.close_reason}")
+            if frame.get("op") == "event" and (type is None or frame["type"] == type):
+                return frame
+            if frame.get("op") == "event":
+                self.events.append(frame)
+
+    async def closed(self, timeout: float = 5.0) -> int | None:
+        """Wait for the server to close the socket; return the close code."""
+        while await self.receive(timeout) is not None:
+            pass
+        return self.close_code
+
+    @property
+    def close_code(self) -> int | None:
+        return self.connection.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.connection.close_reason
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def api(kpay_app: KPay) -> ApiClient:
+    """A JSON client for the running app: ``get``, ``post``, ``login``, ``socket``."""
+    return ApiClient(kpay_app)

@@ -1,0 +1,1 @@
+"""Built-in plugin consult_billing (filled in by its own issue)."""

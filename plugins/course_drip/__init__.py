@@ -1,0 +1,1 @@
+"""Built-in plugin course_drip (filled in by its own issue)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin live_qa (filled in by its own issue)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin wechat_pay (filled in by the money issue)."""
