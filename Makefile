@@ -5,29 +5,32 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 CONFIG ?= config/default.toml
 
-.PHONY: run test lint bench install install-test clean
+.PHONY: run test lint bench clean
 
-$(VENV)/bin/activate:
-	$(PYTHON) -m venv $(VENV)
+# Re-install only when the package metadata changes.
+$(VENV)/.installed-run: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-
-install: $(VENV)/bin/activate
 	$(PY) -m pip install --quiet -e '.[embedded]'
+	touch $@
 
-install-test: $(VENV)/bin/activate
+$(VENV)/.installed-test: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
 
-run: install
+run: $(VENV)/.installed-run
 	$(PY) server.py --config $(CONFIG) --port $(PORT)
 
-test: install-test
+test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-lint: install-test
+lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-bench: install-test
+bench: $(VENV)/.installed-test
 	$(PY) bench/fanout.py
 
 clean:

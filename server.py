@@ -1,12 +1,19 @@
-"""Run kpay: ``python server.py [--config config/default.toml] [--port 8888]``."""
+"""Run kpay: ``python server.py [--config config/default.toml] [--port 8888]``.
+
+The same as ``kpay --config ... serve --port ...``: a bad config stops with a one-line
+message naming the key (exit status 2), not a traceback.
+"""
 
 import argparse
+import sys
 
-from kpay.core.app import main
+from kpay.cli import DEFAULT_CONFIG
+from kpay.cli import main as kpay
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the kpay server.")
-    parser.add_argument("--config", default="config/default.toml")
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args()
-    main(args.config, args.port)
+    port = [] if args.port is None else ["--port", str(args.port)]
+    sys.exit(kpay(["--config", args.config, "serve", *port]))

@@ -60,9 +60,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     from kpay.core.app import load_settings
     from kpay.core.auth import TokenService, resolve_secret
     from kpay.core.clock import Clock
+    from kpay.core.config import var_dir
 
     settings, _ = load_settings(args.config)
-    secret = resolve_secret(settings.auth, settings.dev.enabled)
+    secret = resolve_secret(settings.auth, settings.dev.enabled, var_dir())
     print(TokenService(settings.auth, secret, Clock()).issue(args.user, args.role, args.ttl))
     return 0
 

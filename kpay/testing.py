@@ -252,7 +252,71 @@ class SocketClient:
         self.connection.close()
 
 
+async def assert_books_balanced(app: KPay) -> None:
+    """Fail the test unless the books reconcile (``kpay reconcile`` on the test database)."""
+    from kpay.core.money.reconcile import reconcile
+
+    report = await reconcile(app.store.db, app.clock.now())
+    assert report.clean, "the books do not reconcile:\n" + report.text()
+
+
 @pytest.fixture
 def api(kpay_app: KPay) -> ApiClient:
     """A JSON client for the running app: ``get``, ``post``, ``login``, ``socket``."""
     return ApiClient(kpay_app)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A redis-server process of the session's own, on a free port, without persistence.
+
+    Skips the test when the ``redis-server`` binary is missing (``apt-get install
+    redis-server``; CI installs it). Tests share it: give each its own key prefix.
+    """
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def fake_wechat(io_loop: Any) -> Iterator[Any]:
+    """A local fake of WeChat's servers (``plugins/wechat_pay/fake.py``) on a free port,
+    with notify retries 1000x faster. Point the app at it in a test module:
+
+        @pytest.fixture
+        def kpay_overrides(fake_wechat):
+            return {"wechat_pay": fake_wechat.settings()}
+    """
+    from plugins.wechat_pay.fake import FakeWeChat
+
+    fake = FakeWeChat(retry_scale=0.001)
+    io_loop.run_sync(fake.start)
+    try:
+        yield fake
+    finally:
+        io_loop.run_sync(fake.stop)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
@@ -25,16 +24,17 @@ from kpay.core.plugins import (
     gather_lists,
     notify,
     select,
+    settings_models,
 )
 from kpay.core.realtime.broker import Broker, MemoryBroker
 from kpay.core.realtime.channels import ChannelRegistry
 from kpay.core.realtime.hub import Hub
 from kpay.core.realtime.protocol import Publication
-from kpay.core.realtime.socket import SocketHandler
+from kpay.core.realtime.socket import SocketHandler, keep_alive
 from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
 from kpay.core.store import EmbeddedMongo, IndexSpec, Store
-from kpay.core.web import NotFoundHandler, Route, tornado_rules
+from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
 
 log = logging.getLogger("kpay")
 
@@ -50,19 +50,8 @@ def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] 
     if pm is None:
         pm = PluginManager()
         pm.load(select(config_module.enabled_plugin_names(raw), available_plugins()))
-    sections = {}
-    for name, model in _register_settings(pm):
-        if name in config_module.CORE_SECTIONS or name in sections:
-            raise config_module.ConfigError(f"settings section [{name}] is declared twice")
-        sections[name] = model
+    sections = settings_models(pm, reserved=config_module.CORE_SECTIONS)
     return config_module.validate(raw, sections, str(config_path or "")), pm
-
-
-def _register_settings(pm: PluginManager) -> list[tuple[str, Any]]:
-    joined: list[tuple[str, Any]] = []
-    for result in pm.hook.register_settings():
-        joined.extend(result or [])
-    return joined
 
 
 class KPay:
@@ -136,13 +125,21 @@ class KPay:
         await self.broker.start()
         await self.notify("on_startup")
         application = self.make_application()
+        server = self.settings.server
+        # Bodies up to max_discard_bytes are read (and dropped past max_body_bytes) so the
+        # client gets a 413 envelope; Tornado closes the connection on anything larger.
         self.server = tornado.httpserver.HTTPServer(
-            application, xheaders=True, max_body_size=self.settings.server.max_body_bytes)
+            application, xheaders=True,
+            max_body_size=max(server.max_discard_bytes, server.max_body_bytes))
         port = self.settings.server.port if port is None else port
         sockets = tornado.netutil.bind_sockets(port, host or self.settings.server.host)
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self.scheduler.start()
+        realtime = self.settings.realtime
+        if realtime.ping_interval_seconds:
+            self.spawn(keep_alive(self, realtime.ping_interval_seconds,
+                                  realtime.ping_timeout_seconds))
         log.info("kpay listening on http://%s:%d with plugins: %s",
                  host or self.settings.server.host, self.port,
                  ", ".join(p["name"] for p in self.pm.describe()) or "none")
@@ -154,17 +151,19 @@ class KPay:
         handlers.append((r"/ws", SocketHandler))
         static = Path(self.settings.server.static_path)
         if static.is_dir():
-            handlers.append((r"/()", tornado.web.StaticFileHandler,
+            handlers.append((r"/()", StaticFiles,
                              {"path": str(static), "default_filename": "index.html"}))
-            handlers.append((r"/static/(.*)", tornado.web.StaticFileHandler,
+            handlers.append((r"/static/(.*)", StaticFiles,
                              {"path": str(static)}))
-        return tornado.web.Application(
+        return KPayApplication(
             handlers,
+            max_body_bytes=self.settings.server.max_body_bytes,
             kpay=self,
             default_handler_class=NotFoundHandler,
             websocket_max_message_size=realtime.max_frame_bytes,
-            websocket_ping_interval=realtime.ping_interval_seconds or None,
-            websocket_ping_timeout=realtime.ping_timeout_seconds or None,
+            # Pings come from one keep_alive task (started in start()), not a task per socket.
+            websocket_ping_interval=None,
+            log_function=log_request,
         )
 
     async def stop(self) -> None:
@@ -193,13 +192,26 @@ class KPay:
             self.clock.advance(state["offset"] - self.clock.offset)
 
 
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log line without the query string: /ws?token=... must not be logged."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path,
+                   request.remote_ip, 1000.0 * request.request_time())
+
+
 def make_broker(app: KPay) -> Broker:
     realtime = app.settings.realtime
     if realtime.broker == "redis":
         from kpay.core.realtime.redis_broker import RedisBroker
 
         return RedisBroker(realtime.redis_url, realtime.history_size,
-                           realtime.history_ttl_seconds, app.clock.time)
+                           realtime.history_ttl_seconds, app.clock.time,
+                           prefix=realtime.redis_prefix)
     return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time)
 
 
@@ -228,7 +240,7 @@ def main(config_path: str | None = None, port: int | None = None) -> None:
 
 
 async def _serve(settings: Settings, pm: PluginManager, uri: str, port: int | None) -> None:
-    app = KPay(settings, pm, uri, var_dir=os.environ.get("KPAY_VAR_DIR", "var"))
+    app = KPay(settings, pm, uri, var_dir=config_module.var_dir())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

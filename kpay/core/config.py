@@ -14,11 +14,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kpay.core.errors import ConfigError
 
 ENV_PREFIX = "KPAY_"
+# Where the generated dev secret and other local state live (not a setting: it is
+# needed before the settings are read, and tests point it at a temporary folder).
+VAR_DIR_ENV = "KPAY_VAR_DIR"
+MIN_SECRET_LENGTH = 32
+
+
+def var_dir() -> str:
+    return os.environ.get(VAR_DIR_ENV, "var")
 
 
 class Section(BaseModel):
@@ -33,6 +41,9 @@ class ServerSettings(Section):
     # Origins allowed to open /ws from a browser, besides the server's own host.
     allowed_origins: list[str] = []
     max_body_bytes: int = Field(1_048_576, gt=0)
+    # Bodies over max_body_bytes, up to this size, are read and thrown away so the client
+    # gets a 413 error envelope; a larger one gets the connection closed without reading it.
+    max_discard_bytes: int = Field(64 * 1_048_576, gt=0)
     # Public base URL, used for links handed to WeChat (notify, OAuth redirect).
     public_url: str = ""
     static_path: str = "static"
@@ -52,6 +63,13 @@ class AuthSettings(Section):
     audience: str = "kpay"
     token_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
 
+    @field_validator("secret")
+    @classmethod
+    def long_enough(cls, secret: str) -> str:
+        if secret and len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return secret
+
 
 class DevSettings(Section):
     enabled: bool = False
@@ -63,6 +81,8 @@ class PluginSettings(Section):
 
 
 class RealtimeSettings(Section):
+    # Per channel: how many past events are kept for resume (0: none) and for how
+    # long (seconds; 0: no age limit, only the size).
     history_size: int = Field(1000, ge=0)
     history_ttl_seconds: int = Field(3600, ge=0)
     auth_timeout_seconds: float = Field(10.0, gt=0)
@@ -73,9 +93,14 @@ class RealtimeSettings(Section):
     rate_violations_before_close: int = Field(20, gt=0)
     outbound_buffer_bytes: int = Field(1_048_576, gt=0)
     ping_interval_seconds: float = Field(25.0, ge=0)
-    ping_timeout_seconds: float = Field(60.0, ge=0)
+    # No pong within this many seconds after a ping: the socket is closed. Tornado
+    # caps it at the ping interval.
+    ping_timeout_seconds: float = Field(20.0, ge=0)
     broker: str = Field("memory", pattern="^(memory|redis)$")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key and pub/sub channel kpay uses: nodes of one
+    # deployment share it, two deployments on one Redis must not.
+    redis_prefix: str = "kpay:"
 
 
 class SchedulerSettings(Section):
@@ -161,7 +186,9 @@ def read_raw(path: str | Path | None) -> dict[str, dict[str, Any]]:
 def apply_env(raw: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
     """Apply KPAY_<SECTION>__<KEY>=value overrides in place.
 
-    A value is read as JSON when it parses (numbers, booleans, lists), else as a string.
+    A value starting with ``[`` or ``{`` is read as JSON (lists, tables); any other value
+    stays a string, which the section's model converts to its field's type ("8080" to
+    an int, "true"/"false" to a bool), so a string field never receives a number.
     """
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -169,10 +196,12 @@ def apply_env(raw: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> Non
         section, _, key = name[len(ENV_PREFIX) :].partition("__")
         if not section or not key:
             continue
-        try:
-            parsed: Any = json.loads(value)
-        except ValueError:
-            parsed = value
+        parsed: Any = value
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                parsed = json.loads(value)
+            except ValueError as e:
+                raise ConfigError(f"{name}: not valid JSON: {e}") from None
         raw.setdefault(section.lower(), {})[key.lower()] = parsed
 
 
@@ -188,6 +217,7 @@ def validate(
         raise ConfigError(
             f"{source or 'config'}: unknown section [{unknown[0]}]; known sections: "
             + ", ".join(sorted(models))
+            + " (a plugin's section is known only when the plugin is enabled)"
         )
     sections: dict[str, BaseModel] = {}
     for name, model in models.items():
@@ -200,7 +230,18 @@ def validate(
                 f"{source or 'config'}: [{name}] {key}: {first['msg']}"
                 + (" (unknown key)" if first["type"] == "extra_forbidden" else "")
             ) from None
-    return Settings(sections, source)
+    settings = Settings(sections, source)
+    check_consistency(settings, source)
+    return settings
+
+
+def check_consistency(settings: Settings, source: str = "") -> None:
+    """Rules that span sections."""
+    if not settings.dev.enabled and not settings.auth.secret:
+        raise ConfigError(
+            f"{source or 'config'}: [auth] secret: required when dev mode is off "
+            "(set it with KPAY_AUTH__SECRET, at least 32 random characters)"
+        )
 
 
 def gather(

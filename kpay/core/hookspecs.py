@@ -2,7 +2,8 @@
 
 Every hook is an empty function with a docstring: when it is called, what it gets,
 what it returns. An implementation takes only the arguments it needs, by name.
-Any hook may return an awaitable instead of a value; kpay awaits it.
+Any hook except ``register_settings`` may return an awaitable instead of a value;
+kpay awaits it.
 
 Families:
 - ``register_*`` returns a list of things to add; results of all plugins are joined.
@@ -38,7 +39,8 @@ def register_settings():
     no app. Return a list of ``(section_name, pydantic_model)``; the section
     ``[section_name]`` of the TOML file (and ``KPAY_<SECTION>__<KEY>`` variables) is
     validated by the model and is then ``app.settings.<section_name>``. A bad value
-    stops start-up naming the section and key.
+    stops start-up naming the section and key. This hook runs before the event loop,
+    so unlike the others it must return the list itself, not an awaitable.
     """
 
 

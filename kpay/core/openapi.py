@@ -1,8 +1,16 @@
-"""The OpenAPI 3 document, built from the route declarations and their @api marks."""
+"""The OpenAPI 3 document, built from the route declarations and their @api marks.
+
+Every method a route's handler implements is in the document; ``@api`` adds the
+summary, body model, roles and success status. An unmarked method is still listed,
+summarised by its docstring, so the document never misses a route.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+import tornado.web
 
 from kpay import __version__
 from kpay.core.web import PLACEHOLDER, Operation, Route
@@ -21,11 +29,10 @@ def document(routes: list[Route]) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
         item: dict[str, Any] = {}
-        for method in METHODS:
-            function = getattr(route.handler, method, None)
-            operation: Operation | None = getattr(function, "__kpay_operation__", None)
-            if operation is None:
-                continue
+        for method in implemented_methods(route.handler):
+            function = getattr(route.handler, method)
+            operation: Operation = getattr(function, "__kpay_operation__", None) or Operation(
+                summary=first_line(function) or f"{method.upper()} {route.path}")
             item[method] = describe(route, method, operation, schemas)
         if item:
             paths[route.path] = item
@@ -39,6 +46,16 @@ def document(routes: list[Route]) -> dict[str, Any]:
                                            "bearerFormat": "JWT"}},
         },
     }
+
+
+def implemented_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
+    """The HTTP methods (lower case) a handler class answers."""
+    return [m for m in METHODS
+            if getattr(handler, m, None) is not getattr(tornado.web.RequestHandler, m)]
+
+
+def first_line(function: Any) -> str:
+    return (inspect.getdoc(function) or "").strip().split("\n")[0]
 
 
 def describe(route: Route, method: str, operation: Operation,

@@ -18,9 +18,10 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from kpay.core import hookspecs
-from kpay.core.errors import PluginError
+from kpay.core.errors import ConfigError, PluginError
 
 log = logging.getLogger("kpay.plugins")
 
@@ -65,7 +66,8 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
-        if os.environ.get(TRACE_ENV) == "1":
+        self.tracing = os.environ.get(TRACE_ENV) == "1"
+        if self.tracing:
             enable_tracing(self)
 
     def load(self, plugins: Iterable[AvailablePlugin]) -> None:
@@ -81,7 +83,7 @@ class PluginManager(pluggy.PluginManager):
     def add(self, plugin: ModuleType | object, name: str, version: str = "0") -> None:
         try:
             self.register(plugin, name=name)
-        except ValueError as e:
+        except (ValueError, pluggy.PluginValidationError) as e:
             raise PluginError(f"plugin {name!r}: {e}") from e
         self.versions[name] = version
 
@@ -107,6 +109,34 @@ class PluginManager(pluggy.PluginManager):
             if plugin is module or plugin is getattr(function, "__self__", None):
                 return name
         return getattr(module, "__name__", "?")
+
+
+def settings_models(pm: pluggy.PluginManager,
+                    reserved: Iterable[str] = ()) -> dict[str, type[BaseModel]]:
+    """The config sections declared through ``register_settings``, by section name.
+
+    Called before the event loop runs, so an implementation must return a plain list;
+    a section must not reuse a core section's name (``reserved``) or another plugin's.
+    """
+    owners: dict[str, str] = {name: "the core" for name in reserved}
+    models: dict[str, type[BaseModel]] = {}
+    for impl in reversed(pm.hook.register_settings.get_hookimpls()):
+        declared = impl.function()
+        if inspect.isawaitable(declared) or not isinstance(declared, list | tuple | None):
+            if inspect.iscoroutine(declared):
+                declared.close()
+            raise PluginError(f"plugin {impl.plugin_name!r}: register_settings must return a "
+                              "list of (section, pydantic model), not an awaitable")
+        for section, model in declared or []:
+            if section in owners:
+                raise ConfigError(f"settings section [{section}] of plugin {impl.plugin_name!r}"
+                                  f" is already declared by {owners[section]}")
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise PluginError(f"plugin {impl.plugin_name!r}: section [{section}] needs a "
+                                  "pydantic model class")
+            owners[section] = f"plugin {impl.plugin_name!r}"
+            models[section] = model
+    return models
 
 
 def enable_tracing(pm: pluggy.PluginManager) -> None:
@@ -146,10 +176,16 @@ async def notify(pm: pluggy.PluginManager, hook_name: str, *, reraise: bool = Fa
     """Call an ``on_*`` hook, one implementation at a time, so one plugin's failure is
     logged with its name and does not stop the others (``reraise`` in dev mode)."""
     hook = getattr(pm.hook, hook_name)
+    tracing = getattr(pm, "tracing", False)
     for impl in reversed(hook.get_hookimpls()):
         args = {name: kwargs[name] for name in impl.argnames}
+        started = time.perf_counter()
         try:
             await await_me_maybe(impl.function(**args))
+            if tracing:
+                # Called one implementation at a time, so pluggy's monitor does not see it.
+                log.info("hook %s [%s] %.2f ms", hook_name, impl.plugin_name,
+                         (time.perf_counter() - started) * 1000)
         except Exception:
             log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
             if reraise:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import tornado.httputil
 import tornado.web
 from pydantic import BaseModel, ValidationError
 
@@ -81,12 +82,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- input -------------------------------------------------------------
 
-    def prepare(self) -> None:
-        limit = self.kpay.settings.server.max_body_bytes
-        if len(self.request.body or b"") > limit:
-            raise ApiError(f"request body over {limit} bytes", code="payload_too_large",
-                           status=413)
-
     def json(self) -> Any:
         if not self.request.body:
             return {}
@@ -146,16 +141,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(data, ensure_ascii=False, default=json_default))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, ApiError):
-            envelope = error.envelope()
-        elif isinstance(error, tornado.web.HTTPError):
-            envelope = http_error_envelope(status_code, error.log_message)
-        else:
-            envelope = {"error": {"code": "internal_error",
-                                  "message": "internal server error"}}
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(envelope, ensure_ascii=False))
+        write_error_envelope(self, status_code, kwargs.get("exc_info"))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, ApiError):
@@ -169,6 +155,104 @@ class BaseHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         route = getattr(self, "route_path", None) or "unmatched"
         metrics.HTTP_REQUESTS.labels(self.request.method, route, str(self.get_status())).inc()
+
+
+class KPayApplication(tornado.web.Application):
+    """Tornado's application, answering an over-long request body with the 413 envelope.
+
+    Tornado's own ``max_body_size`` closes the connection without a response, which a
+    client sees as a network error. Here a body over ``max_body_bytes`` is read and
+    dropped chunk by chunk (never kept), and the client gets a proper answer.
+    """
+
+    def __init__(self, handlers: list[Any], max_body_bytes: int, **settings: Any) -> None:
+        super().__init__(handlers, **settings)
+        self.max_body_bytes = max_body_bytes
+
+    def start_request(self, server_conn: object,
+                      request_conn: tornado.httputil.HTTPConnection
+                      ) -> tornado.httputil.HTTPMessageDelegate:
+        inner = super().start_request(server_conn, request_conn)
+        return BodyLimit(inner, request_conn, self.max_body_bytes)
+
+
+class BodyLimit(tornado.httputil.HTTPMessageDelegate):
+    """Passes a request through unless its body exceeds ``limit`` bytes."""
+
+    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate,
+                 connection: tornado.httputil.HTTPConnection, limit: int) -> None:
+        self.inner = inner
+        self.connection = connection
+        self.limit = limit
+        self.received = 0
+        self.forwarded = False
+        self.refused = False
+        self.method = "?"
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
+        self.method = getattr(start_line, "method", "?")
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.limit:
+            self.refused = True
+            return None
+        self.forwarded = True
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        if self.refused:
+            return None
+        self.received += len(chunk)
+        if self.received > self.limit:
+            # A chunked body (no Content-Length) grew too long: the handler never runs.
+            self.refused = True
+            self.inner.on_connection_close()
+            return None
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.refused:
+            self.inner.finish()
+            return
+        envelope = {"error": {"code": "payload_too_large",
+                              "message": f"request body over {self.limit} bytes",
+                              "limit": self.limit}}
+        body = json.dumps(envelope).encode()
+        headers = tornado.httputil.HTTPHeaders({
+            "Content-Type": "application/json; charset=utf-8",
+            "Content-Length": str(len(body)),
+            "Cache-Control": "no-store",
+        })
+        self.connection.write_headers(
+            tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
+            headers, body)
+        self.connection.finish()
+        metrics.HTTP_REQUESTS.labels(self.method, "unmatched", "413").inc()
+
+    def on_connection_close(self) -> None:
+        if self.forwarded and not self.refused:
+            self.inner.on_connection_close()
+
+
+def write_error_envelope(handler: tornado.web.RequestHandler, status_code: int,
+                         exc_info: Any = None) -> None:
+    """Finish ``handler`` with the error envelope; nothing of an unexpected error leaks."""
+    error = (exc_info or (None, None, None))[1]
+    if isinstance(error, ApiError):
+        envelope = error.envelope()
+    elif status_code < 500:
+        envelope = http_error_envelope(status_code, getattr(error, "log_message", None))
+    else:
+        # A server error's own text is for the log only: it may name internals.
+        envelope = {"error": {"code": "internal_error", "message": "internal server error"}}
+    handler.set_header("Content-Type", "application/json; charset=utf-8")
+    handler.finish(json.dumps(envelope, ensure_ascii=False))
+
+
+class StaticFiles(tornado.web.StaticFileHandler):
+    """The H5 pages; a missing or forbidden file gets the error envelope, not HTML."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        write_error_envelope(self, status_code, kwargs.get("exc_info"))
 
 
 def http_error_envelope(status: int, message: str | None) -> dict[str, Any]:

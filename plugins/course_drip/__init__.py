@@ -1,1 +1,60 @@
-"""Built-in plugin course_drip (filled in by its own issue)."""
+"""Built-in plugin course_drip: courses whose lessons unlock on a drip schedule.
+
+Each student's lessons unlock counted from their own enrollment (``after_days``), on a
+fixed date (``at_date``) or when the previous lesson is completed
+(``after_previous``). The lock is enforced on the server; one periodic sweep announces
+unlocks (``lesson_unlocked`` on ``user:<id>`` and the ``on_user_notification`` hook),
+each exactly once. See docs/course_drip.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kpay import hookimpl
+from kpay.core.store import IndexSpec
+from plugins.course_drip.courses import COURSES, CourseDripSettings
+from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
+from plugins.course_drip.handlers import routes
+from plugins.course_drip.sweep import resume_recomputes, sweep_job
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+
+@hookimpl
+def register_settings():
+    return [("course_drip", CourseDripSettings)]
+
+
+@hookimpl
+def register_routes(app: KPay):
+    return routes(app)
+
+
+@hookimpl
+def register_order_kinds(app: KPay):
+    return [CourseOrderKind()]
+
+
+@hookimpl
+def register_indexes(app: KPay):
+    return [
+        IndexSpec.of(COURSES, "author_id", ("created_at", -1)),
+        IndexSpec.of(COURSES, "status", ("created_at", -1)),
+        IndexSpec.of(COURSES, "recompute_pending"),
+        # The sweep's only query: enrollments whose next unlock has passed.
+        IndexSpec.of(ENROLLMENTS, "next_unlock_at"),
+        IndexSpec.of(ENROLLMENTS, "course_id", "schedule_version"),
+        IndexSpec.of(ENROLLMENTS, "user_id", ("enrolled_at", -1)),
+    ]
+
+
+@hookimpl
+def register_jobs(app: KPay):
+    return [sweep_job(app)]
+
+
+@hookimpl
+async def on_startup(app: KPay):
+    await resume_recomputes(app)

@@ -1,1 +1,68 @@
-"""Built-in plugin live_qa (filled in by its own issue)."""
+"""Built-in plugin live_qa: ticketed live paid Q&A rooms (知乎Live, 千聊, 分答).
+
+A consultant opens a room; students who bought a ticket (order kind ``live_ticket``)
+join ``room:<id>`` over WebSocket, ask free or paid questions (``live_question``,
+the bounty held in escrow until answered or refunded when the room ends), and replay
+everything afterwards. See docs/live_qa.md.
+
+Modules: rooms (state, membership), kinds (order kinds), questions, refunds,
+moderation, history (kept events), channel (socket rule, presence), handlers (HTTP).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from kpay import hookimpl
+from kpay.core.scheduler import PeriodicJob
+from kpay.core.store import IndexSpec
+from plugins.live_qa import channel as room_channel
+from plugins.live_qa import handlers, kinds, refunds
+from plugins.live_qa.settings import MESSAGES, QUESTIONS, ROOMS, TICKETS, LiveQASettings
+
+
+@hookimpl
+def register_settings():
+    return [("live_qa", LiveQASettings)]
+
+
+@hookimpl
+def register_routes(app):
+    return handlers.routes()
+
+
+@hookimpl
+def register_channels(app):
+    return [room_channel.RULE]
+
+
+@hookimpl
+def register_order_kinds(app):
+    return [kinds.LiveTicket(), kinds.LiveQuestion()]
+
+
+@hookimpl
+def register_indexes(app):
+    return [
+        IndexSpec.of(ROOMS, "host_id", ("created_at", -1)),
+        IndexSpec.of(ROOMS, "state", "starts_at"),
+        IndexSpec.of(ROOMS, "state", "refunds_done"),
+        IndexSpec.of(TICKETS, "room_id", "status"),
+        IndexSpec.of(QUESTIONS, "room_id", "status", ("bounty", -1), "created_at"),
+        IndexSpec.of(MESSAGES, "room_id", "seq", unique=True),
+    ]
+
+
+@hookimpl
+def register_jobs(app):
+    return [PeriodicJob("live_qa.refund_sweep", partial(refunds.sweep, app), 60)]
+
+
+@hookimpl
+def on_presence(app, channel):
+    room_channel.presence_changed(app, channel)
+
+
+@hookimpl
+def on_shutdown(app):
+    room_channel.stop(app)

@@ -1,1 +1,77 @@
-"""Built-in plugin wechat_pay (filled in by the money issue)."""
+"""Built-in plugin wechat_pay: WeChat Pay v2 (jsapi, mweb, native) through wechatpy,
+its notifies, refunds, the H5 OAuth login (openid) and the JS-SDK config.
+
+See docs/wechat_pay.md. Modules: settings (config section), signing (wire format),
+client (wechatpy clients + thread pool), provider (PaymentProvider), notify (notify
+routes), oauth and jssdk (login, wx.config), fake (a local fake of WeChat's servers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+from kpay import hookimpl
+from kpay.core.store import IndexSpec
+from kpay.core.web import Route
+from plugins.wechat_pay import jssdk, notify, oauth
+from plugins.wechat_pay.client import NOTIFY_PATH, OAUTH_CALLBACK_PATH, REFUND_NOTIFY_PATH
+from plugins.wechat_pay.settings import WeChatPaySettings
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+    from plugins.wechat_pay.client import WeChatRuntime
+
+SECTION = "wechat_pay"
+_runtimes: WeakKeyDictionary[KPay, WeChatRuntime] = WeakKeyDictionary()
+
+
+def runtime_of(app: KPay) -> WeChatRuntime:
+    """The plugin's state for ``app``, made (and the config checked) on first use."""
+    from plugins.wechat_pay.client import WeChatRuntime
+
+    if app not in _runtimes:
+        _runtimes[app] = WeChatRuntime(app, app.settings.section(SECTION))
+    return _runtimes[app]
+
+
+@hookimpl
+def register_settings():
+    return [(SECTION, WeChatPaySettings)]
+
+
+@hookimpl
+def register_routes(app):
+    kwargs = {"runtime": runtime_of(app)}
+    tags = ("wechat",)
+    return [
+        Route(NOTIFY_PATH, notify.PayNotifyHandler, kwargs, tags),
+        Route(REFUND_NOTIFY_PATH, notify.RefundNotifyHandler, kwargs, tags),
+        Route("/api/v1/wechat/oauth/start", oauth.OAuthStartHandler, kwargs, tags),
+        Route(OAUTH_CALLBACK_PATH, oauth.OAuthCallbackHandler, kwargs, tags),
+        Route("/api/v1/wechat/jssdk", jssdk.JsSdkHandler, kwargs, tags),
+    ]
+
+
+@hookimpl
+def register_payment_providers(app):
+    return [runtime_of(app).provider]
+
+
+@hookimpl
+def register_indexes(app):
+    return [*notify.INDEXES, *oauth.INDEXES,
+            # Unused login states disappear by themselves (MongoDB TTL index).
+            IndexSpec.of(oauth.STATES, "expires_at", expireAfterSeconds=0)]
+
+
+@hookimpl
+async def on_startup(app):
+    await runtime_of(app).start()
+
+
+@hookimpl
+async def on_shutdown(app):
+    runtime = _runtimes.pop(app, None)
+    if runtime is not None:
+        await runtime.stop()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest
@@ -13,6 +13,20 @@ from kpay.core.money import accounts
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_item(model: type[M], item: dict[str, Any]) -> M:
+    """Validate an order item with a pydantic model; 400 ``invalid_field`` naming the
+    field as ``item.<name>``. Fields the model does not declare (a client-sent
+    ``price``, say) are ignored: prices come from the server."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(["item", *(str(p) for p in first["loc"])])
+        raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
 
 
 @dataclass(frozen=True)
@@ -43,14 +57,20 @@ class OrderKind:
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
         """Validate ``item`` for ``user`` and resolve its price from the server's own
-        data (never from the client). Raise ``BadRequest``/``NotFound``/``Conflict``
-        to refuse; nothing has been written yet."""
+        data (never from the client: ignore any ``amount``/``price`` it sends; parse
+        with :func:`parse_item`). Raise ``BadRequest`` (400, bad item),
+        ``NotFound`` (404, no such room/course) or ``Conflict`` (409, ended, sold out)
+        to refuse; nothing has been written yet. Return ``Priced`` with integer fen
+        and ``credits`` summing to ``amount`` (``app.money.earnings_credits`` splits
+        the platform fee); a kind that breaks this fails the request with a 500."""
         raise NotImplementedError
 
     async def reserve(self, app: KPay, order: dict[str, Any], session: Any) -> None:
         """Claim what the order needs (a seat, one-per-user) inside the transaction that
-        creates the order: pass ``session=session`` to every write. Raise ``Conflict``
-        to refuse; the order is then not created and nothing is charged."""
+        creates the order: pass ``session=session`` to every write (and read). Raise
+        ``Conflict`` to refuse; the order is then not created and nothing is charged.
+        The transaction may be retried after a write conflict, so this may run more
+        than once for one order; only its last, committed run counts."""
 
     async def release(self, app: KPay, order: dict[str, Any]) -> None:
         """Give back what :meth:`reserve` claimed, when a pending order is closed."""
@@ -58,9 +78,11 @@ class OrderKind:
     async def fulfil(self, app: KPay, order: dict[str, Any]) -> None:
         """Deliver a paid order (grant the ticket, enroll, ...).
 
-        Called once the payment is booked; after a crash it may be called again for the
-        same order, so write with keys derived from ``order["_id"]``. It must not move
-        money: the payment postings were written with the order's state change.
+        Called once the payment is booked, under a one-minute lease, so never twice at
+        the same time. If it raises, the order stays ``paid`` and the
+        ``money.fulfil_paid`` job calls it again a minute later; after a crash it may
+        also run again, so write with keys derived from ``order["_id"]``. It must not
+        move money: the payment postings were written with the order's state change.
         """
 
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
@@ -79,9 +101,7 @@ class WalletTopup(OrderKind):
     channels = ("jsapi", "mweb", "native")
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
-        from kpay.core.web import validate
-
-        topup = validate(WalletTopupItem, item)
+        topup = parse_item(WalletTopupItem, item)
         money = app.settings.money
         if not money.topup_min <= topup.amount <= money.topup_max:
             raise BadRequest(

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from kpay.core import metrics
-from kpay.core.errors import ApiError, BadRequest, Conflict, InsufficientBalance
+from kpay.core.errors import ApiError, BadRequest, Conflict, InsufficientBalance, NotFound
 from kpay.core.money import accounts
 from kpay.core.store import IndexSpec
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 Postings = Sequence[tuple[str, int]]
 
 INDEXES = [
-    IndexSpec.of("ledger", ("postings.account", 1), ("created_at", -1)),
+    IndexSpec.of("ledger", ("postings.account", 1), ("created_at", -1), ("_id", -1)),
     IndexSpec.of("holds", "wallet", "status"),
 ]
 
@@ -48,21 +49,28 @@ class LedgerTransaction:
 
 
 def normalise(postings: Postings) -> list[tuple[str, int]]:
-    """Validate postings: integer fen, known account names, summing to zero."""
-    if not postings:
-        raise BadRequest("a ledger transaction needs postings", code="invalid_postings")
+    """Validate postings: integer fen, ``<kind>:<name>`` accounts, summing to zero.
+
+    Postings to one account are merged and zero lines dropped; the result is sorted,
+    so one movement always has the same lines (that is what a replay compares).
+    """
     merged: dict[str, int] = {}
     for account, amount in postings:
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise BadRequest(f"amount for {account} must be integer fen",
                              code="invalid_postings")
-        if ":" not in account:
+        kind, _, name = account.partition(":") if isinstance(account, str) else ("", "", "")
+        if not kind or not name:
             raise BadRequest(f"account {account!r} must be '<kind>:<name>'",
                              code="invalid_postings")
         merged[account] = merged.get(account, 0) + amount
     if sum(merged.values()) != 0:
         raise BadRequest("postings must sum to zero", code="unbalanced_postings")
-    return sorted((a, v) for a, v in merged.items() if v)
+    lines = sorted((a, v) for a, v in merged.items() if v)
+    if not lines:
+        raise BadRequest("a ledger transaction needs postings that move money",
+                         code="invalid_postings")
+    return lines
 
 
 class Ledger:
@@ -83,11 +91,27 @@ class Ledger:
         return {"balance": int(doc.get("balance", 0)), "held": int(doc.get("held", 0)),
                 "available": int(doc.get("available", 0))}
 
-    async def entries_of(self, account: str, limit: int, before: datetime | None) -> list[dict]:
+    async def entries_of(self, account: str, limit: int,
+                         before: datetime | str | None = None) -> list[dict[str, Any]]:
+        """The account's ledger lines, newest first.
+
+        ``before`` is a time (entries strictly older) or the ``key`` of an entry
+        (entries after it in this order: the cursor of the next page, exact even when
+        many entries share one millisecond). A key not in this ledger is a 400.
+        """
         query: dict[str, Any] = {"postings.account": account}
-        if before is not None:
+        if isinstance(before, datetime):
             query["created_at"] = {"$lt": before}
-        cursor = self.entries.find(query).sort("created_at", -1).limit(limit)
+        elif isinstance(before, str):
+            anchor = await self.entries.find_one(
+                {"_id": before, "postings.account": account}, {"created_at": 1})
+            if anchor is None:
+                raise BadRequest(f"before: no entry {before!r} in this ledger",
+                                 code="invalid_field", field="before")
+            at = anchor["created_at"]
+            query["$or"] = [{"created_at": {"$lt": at}},
+                            {"created_at": at, "_id": {"$lt": before}}]
+        cursor = self.entries.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
         out = []
         async for doc in cursor:
             amount = sum(p["amount"] for p in doc["postings"] if p["account"] == account)
@@ -108,22 +132,30 @@ class Ledger:
         """
         lines = normalise(postings)
         if session is not None:
+            # The caller's transaction: a used key aborts it with DuplicateKeyError.
             return await self._write(session, key, lines, memo, meta or {})
-        try:
-            return await self.app.store.transaction(
-                lambda s: self._write(s, key, lines, memo, meta or {}))
-        except DuplicateKeyError:
-            return await self.replay(key, lines)
+        for _attempt in range(3):
+            try:
+                return await self.app.store.transaction(
+                    lambda s: self._write(s, key, lines, memo, meta or {}))
+            except DuplicateKeyError:
+                replayed = await self.replay(key, lines)
+                if replayed is not None:
+                    return replayed
+                # Nothing under the key: the duplicate was a racing first insert of an
+                # account document (upsert). The transaction rolled back; run it again.
+        raise ApiError("ledger write failed; retry", code="ledger_retry", status=503)
 
-    async def replay(self, key: str, lines: list[tuple[str, int]]) -> LedgerTransaction:
-        """The transaction already written under ``key``, if it has these postings."""
+    async def replay(self, key: str, lines: list[tuple[str, int]]) -> LedgerTransaction | None:
+        """The transaction already written under ``key`` (None if there is none).
+        Raises Conflict ``idempotency_conflict`` if it has other postings."""
         doc = await self.entries.find_one({"_id": key})
         if doc is None:
-            raise ApiError("ledger write failed; retry", code="ledger_retry", status=503)
+            return None
         existing = [(p["account"], p["amount"]) for p in doc["postings"]]
         if existing != lines:
             raise Conflict(f"idempotency key {key!r} was used for other postings",
-                           code="idempotency_conflict")
+                           code="idempotency_conflict", key=key)
         return LedgerTransaction(key, existing, doc.get("memo", ""), doc["created_at"],
                                  doc.get("meta", {}), replayed=True)
 
@@ -131,6 +163,8 @@ class Ledger:
                      lines: list[tuple[str, int]], memo: str,
                      meta: dict[str, Any]) -> LedgerTransaction:
         now = self.app.clock.now()
+        # BSON keeps milliseconds: return the time exactly as a replay will read it.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         await self.entries.insert_one(
             {"_id": key, "postings": [{"account": a, "amount": v} for a, v in lines],
              "memo": memo, "meta": meta, "created_at": now},
@@ -170,8 +204,9 @@ class Ledger:
     async def hold(self, key: str, user_id: str, amount: int, memo: str = "") -> dict:
         """Reserve ``amount`` of a wallet under ``key`` (idempotent). The money stays in
         the wallet (``balance``) but cannot be spent (``available``) until the hold is
-        captured or released."""
-        if not isinstance(amount, int) or amount <= 0:
+        captured or released. InsufficientBalance when ``available`` is short; Conflict
+        ``idempotency_conflict`` when ``key`` was used for another hold."""
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise BadRequest("a hold amount must be positive integer fen", code="invalid_amount")
         wallet = accounts.wallet(user_id)
 
@@ -192,33 +227,39 @@ class Ledger:
             existing = await self.holds.find_one({"_id": key})
             if existing is None or existing["amount"] != amount or existing["wallet"] != wallet:
                 raise Conflict(f"hold key {key!r} was used for another hold",
-                               code="idempotency_conflict") from None
+                               code="idempotency_conflict", key=key) from None
             return existing
 
     async def capture(self, key: str, amount: int, credits: Postings, memo: str = "") -> dict:
-        """Spend ``amount`` (at most the held amount) of hold ``key`` to ``credits`` and
-        give the rest back to the wallet's available money. Idempotent."""
+        """Spend ``amount`` (at most the held amount) of hold ``key`` to ``credits`` (which
+        sum to ``amount``) and give the rest back to the wallet's available money.
+        Idempotent: capturing the same amount again returns the hold; Conflict
+        ``hold_settled`` if it was settled otherwise."""
         return await self._settle(key, amount, credits, memo)
 
     async def release(self, key: str) -> dict:
-        """Give the whole hold back to the wallet's available money. Idempotent."""
+        """Give the whole hold back to the wallet's available money. Idempotent;
+        Conflict ``hold_settled`` if it was captured."""
         return await self._settle(key, 0, [], "release")
 
     async def _settle(self, key: str, amount: int, credits: Postings, memo: str) -> dict:
-        if not isinstance(amount, int) or amount < 0:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             raise BadRequest("capture amount must be integer fen", code="invalid_amount")
+        if amount and sum(v for _, v in credits) != amount:
+            raise BadRequest("capture credits must sum to the captured amount",
+                             code="unbalanced_postings")
 
         async def write(session: AsyncClientSession) -> dict:
             hold = await self.holds.find_one_and_update(
                 {"_id": key, "status": "held"},
                 {"$set": {"status": "captured" if amount else "released",
                           "captured": amount, "settled_at": self.app.clock.now()}},
-                session=session, return_document=True)
+                session=session, return_document=ReturnDocument.AFTER)
             if hold is None:
-                return await self._settled(key, session)
+                return await self._settled(key, amount, session)
             if amount > hold["amount"]:
                 raise BadRequest(f"capture of {amount} exceeds hold of {hold['amount']}",
-                                 code="invalid_amount")
+                                 code="invalid_amount", held=hold["amount"])
             await self.accounts.update_one(
                 {"_id": hold["wallet"]},
                 {"$inc": {"held": -hold["amount"], "available": hold["amount"]}},
@@ -231,8 +272,12 @@ class Ledger:
 
         return await self.app.store.transaction(write)
 
-    async def _settled(self, key: str, session: AsyncClientSession) -> dict:
+    async def _settled(self, key: str, amount: int, session: AsyncClientSession) -> dict:
+        """A hold that is no longer held: the replay of the same settlement, or 409."""
         hold = await self.holds.find_one({"_id": key}, session=session)
         if hold is None:
-            raise ApiError(f"no hold {key!r}", code="not_found", status=404)
+            raise NotFound(f"no hold {key!r}", code="hold_not_found")
+        if hold.get("captured", 0) != amount:
+            raise Conflict(f"hold {key!r} is already {hold['status']}", code="hold_settled",
+                           status_now=hold["status"], captured=hold.get("captured", 0))
         return hold

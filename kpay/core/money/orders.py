@@ -6,11 +6,16 @@
 
 Payment is booked in the same MongoDB transaction as ``pending -> paid``, guarded by
 the state, so an order is paid (and its money booked) exactly once however many
-notifies, queries or simulator calls race. Fulfilment follows, through the kind.
+notifies, queries or simulator calls race. Fulfilment follows, through the kind, under
+a short lease so two callers never fulfil one order at the same time; a fulfilment
+that fails leaves the order ``paid`` for the ``money.fulfil_paid`` job to finish.
+Refunds live in :mod:`kpay.core.money.refunds`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from datetime import timedelta
@@ -24,8 +29,9 @@ from kpay.core import metrics
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, NotFound, PaymentProviderError
 from kpay.core.money import accounts
-from kpay.core.money.kinds import OrderKind
-from kpay.core.money.providers import PaymentProvider, RequestInfo
+from kpay.core.money.kinds import OrderKind, Priced
+from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
+from kpay.core.money.refunds import Refunds, public_refund
 from kpay.core.store import IndexSpec
 
 if TYPE_CHECKING:
@@ -36,13 +42,20 @@ log = logging.getLogger("kpay.orders")
 WALLET_CHANNEL = "wallet"
 OPEN_STATES = ("pending", "paid", "fulfilled")
 
+# How long one caller may take to fulfil an order before another may try again.
+FULFIL_LEASE = timedelta(minutes=1)
+
 INDEXES = [
     IndexSpec.of("orders", "out_trade_no", unique=True),
     IndexSpec.of("orders", "user_id", ("created_at", -1)),
     IndexSpec.of("orders", "status", "created_at"),
+    IndexSpec.of("orders", "status", "paid_at"),
     IndexSpec.of("refunds", "order_id"),
+    IndexSpec.of("refunds", "out_refund_no"),
     IndexSpec.of("refunds", "status", "created_at"),
 ]
+
+__all__ = ["Orders", "public", "public_refund"]
 
 
 def new_id(prefix: str) -> str:
@@ -61,21 +74,12 @@ def public(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def reverse_credits(credits: list[list[Any]], amount: int, total: int) -> list[tuple[str, int]]:
-    """Debits that take ``amount`` back from the credited accounts, in proportion,
-    rounding down and taking the remainder from the largest credit (no fen lost)."""
-    shares = [(account, amount * value // total) for account, value in credits]
-    remainder = amount - sum(share for _, share in shares)
-    largest = max(range(len(shares)), key=lambda i: credits[i][1])
-    shares[largest] = (shares[largest][0], shares[largest][1] + remainder)
-    return [(account, -share) for account, share in shares if share]
-
-
 class Orders:
     def __init__(self, app: KPay) -> None:
         self.app = app
         self.collection = app.store["orders"]
         self.refunds = app.store["refunds"]
+        self.refunding = Refunds(self)
         self.kinds: dict[str, OrderKind] = {}
         self.providers: dict[str, PaymentProvider] = {}
 
@@ -85,6 +89,9 @@ class Orders:
                 raise ValueError(f"order kind {kind.name!r} is empty or registered twice")
             self.kinds[kind.name] = kind
         for provider in providers:
+            if not provider.identifier or not provider.channels:
+                raise ValueError(f"payment provider {provider!r} needs an identifier and "
+                                 "channels")
             for channel in provider.channels:
                 if channel == WALLET_CHANNEL or channel in self.providers:
                     raise ValueError(f"payment channel {channel!r} is claimed twice")
@@ -112,14 +119,26 @@ class Orders:
     # -- creating --------------------------------------------------------------------
 
     async def create(self, user: User, item: dict[str, Any], channel: str,
-                     request: RequestInfo) -> tuple[dict[str, Any], dict[str, Any]]:
+                     request: RequestInfo, *,
+                     key: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Price the item on the server, create the order, start paying it.
 
-        Returns ``(order, pay)``. A wallet order is paid here or not created at all.
+        Returns ``(order, pay)``. A wallet order (and a free one) is paid here, in the
+        transaction that creates it, or not created at all: a wallet that cannot pay
+        raises InsufficientBalance (402) and nothing is written.
+
+        ``key`` (the client's ``Idempotency-Key``) makes a retried request return the
+        order the first one created (``order["replayed"]`` is then True) instead of
+        buying twice; the same key for another item or channel is a 409.
         """
-        kind = self.kinds.get(item.get("kind")) if isinstance(item.get("kind"), str) else None
+        fingerprint = request_fingerprint(item, channel)
+        order_id = keyed_id(user.id, key) if key else new_id("o")
+        if key and (replay := await self._replay_create(order_id, fingerprint)):
+            return replay
+        name = item.get("kind") if isinstance(item, dict) else None
+        kind = self.kinds.get(name) if isinstance(name, str) else None
         if kind is None:
-            raise BadRequest(f"unknown item kind {item.get('kind')!r}; kinds: "
+            raise BadRequest(f"unknown item kind {name!r}; kinds: "
                              + ", ".join(sorted(self.kinds)), code="unknown_kind",
                              field="item.kind")
         if channel not in self.channels:
@@ -130,26 +149,24 @@ class Orders:
             raise BadRequest(f"{kind.name} cannot be paid by {channel}",
                              code="channel_not_allowed", field="channel")
         priced = await kind.price(self.app, user, item)
-        if not isinstance(priced.amount, int) or priced.amount < 0:
-            raise ValueError(f"order kind {kind.name} priced a non-integer or negative amount")
-        if sum(v for _, v in priced.credits) != priced.amount:
-            raise ValueError(f"order kind {kind.name}: credits do not sum to the amount")
+        check_priced(kind, priced)
         now = self.app.clock.now()
-        order_id = new_id("o")
         order = {
             "_id": order_id, "out_trade_no": order_id, "user_id": user.id,
-            "kind": kind.name, "item": priced.item or item, "title": priced.title,
+            "kind": kind.name, "item": priced.item or {"kind": kind.name}, "title": priced.title,
             "amount": priced.amount, "credits": [list(c) for c in priced.credits],
             "channel": channel, "status": "pending", "refunded": 0,
             "refundable": priced.amount, "created_at": now,
             "expires_at": now + timedelta(seconds=self.app.settings.money.order_expiry_seconds),
+            "request_key": key, "request_fingerprint": fingerprint,
         }
         pay_now = channel == WALLET_CHANNEL or priced.amount == 0
+        if pay_now:
+            order.update(status="paid", paid_at=now, paid_via=channel,
+                         paid_from=accounts.wallet(user.id) if priced.amount else "")
 
         async def write(session: AsyncClientSession) -> dict[str, Any]:
-            doc = dict(order)
-            if pay_now:
-                doc.update(status="paid", paid_at=now, paid_via=channel)
+            doc = dict(order)  # a retried transaction starts from a clean copy
             await self.collection.insert_one(doc, session=session)
             await kind.reserve(self.app, doc, session)
             if pay_now and priced.amount:
@@ -159,7 +176,13 @@ class Orders:
                     memo=priced.title, meta={"order_id": order_id}, session=session)
             return doc
 
-        created = await self.app.store.transaction(write)
+        try:
+            created = await self.app.store.transaction(write)
+        except DuplicateKeyError:
+            # The same key raced in from another request, which created the order.
+            if key and (replay := await self._replay_create(order_id, fingerprint)):
+                return replay
+            raise
         metrics.ORDERS.labels(kind.name, created["status"]).inc()
         if pay_now:
             return await self.fulfil(created), {}
@@ -169,9 +192,24 @@ class Orders:
         except PaymentProviderError:
             await self.close(order_id, "payment_not_started")
             raise
-        await self.collection.update_one({"_id": order_id},
-                                         {"$set": {"provider": provider.identifier}})
-        return created, pay
+        # ``pay`` is kept for a retried request with the same key (prepay ids and
+        # code_url stay valid for the order's life).
+        await self.collection.update_one(
+            {"_id": order_id}, {"$set": {"provider": provider.identifier, "pay": pay}})
+        return {**created, "provider": provider.identifier}, pay
+
+    async def _replay_create(self, order_id: str, fingerprint: str
+                             ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        existing = await self.collection.find_one({"_id": order_id})
+        if existing is None:
+            return None
+        if existing.get("request_fingerprint") != fingerprint:
+            raise Conflict("this Idempotency-Key was used for another order",
+                           code="idempotency_conflict")
+        if existing["status"] == "pending" and "pay" not in existing:
+            raise Conflict("the first request with this Idempotency-Key is still starting "
+                           "its payment; retry shortly", code="request_in_progress")
+        return {**existing, "replayed": True}, existing.get("pay", {})
 
     # -- paying ----------------------------------------------------------------------
 
@@ -181,15 +219,19 @@ class Orders:
 
         ``source`` is the account the money came from (``external:<provider>``). A
         repeated call for a paid order returns it unchanged. Raises Conflict
-        ``amount_mismatch`` or ``order_closed``; nothing is booked then.
+        ``amount_mismatch`` or ``order_closed``; nothing is booked then. A failing
+        fulfilment does not raise: the money is booked, the order stays ``paid`` and
+        the ``money.fulfil_paid`` job finishes it.
         """
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise Conflict(f"paid amount {amount!r} is not integer fen", code="amount_mismatch")
         now = self.app.clock.now()
 
         async def write(session: AsyncClientSession) -> dict[str, Any] | None:
             order = await self.collection.find_one_and_update(
                 {"_id": order_id, "status": "pending", "amount": amount},
                 {"$set": {"status": "paid", "paid_at": now, "paid_via": via,
-                          "transaction_id": transaction_id}},
+                          "paid_from": source, "transaction_id": transaction_id}},
                 session=session, return_document=ReturnDocument.AFTER)
             if order is None:
                 return None
@@ -205,24 +247,61 @@ class Orders:
             existing = await self.get(order_id)
             if existing["amount"] != amount:
                 raise Conflict(f"paid {amount} fen but the order is {existing['amount']} fen",
-                               code="amount_mismatch")
+                               code="amount_mismatch", expected=existing["amount"])
             if existing["status"] == "closed":
                 raise Conflict(f"order {order_id} is closed", code="order_closed")
             return existing
         metrics.ORDERS.labels(paid["kind"], "paid").inc()
         return await self.fulfil(paid)
 
+    async def apply_payment_state(self, provider: PaymentProvider, state: PaymentState,
+                                  via: str = "notify") -> dict[str, Any] | None:
+        """Book what a provider reported (from ``handle_notify`` or ``query``): a ``paid``
+        state goes through :meth:`mark_paid`; other states change nothing. Returns the
+        order, or None when ``state.out_trade_no`` names no order."""
+        order = await self.collection.find_one({"out_trade_no": state.out_trade_no})
+        if order is None:
+            return None
+        if state.status != "paid":
+            return order
+        return await self.mark_paid(order["_id"], state.amount,
+                                    source=accounts.external(provider.identifier),
+                                    transaction_id=state.transaction_id, via=via)
+
     async def fulfil(self, order: dict[str, Any]) -> dict[str, Any]:
-        """Let the kind deliver a paid order, then mark it fulfilled (once)."""
+        """Let the kind deliver a paid order, then mark it fulfilled (once).
+
+        The caller takes a lease first, so concurrent callers (a notify racing the
+        fulfil job) never run the kind's ``fulfil`` at the same time. If it raises,
+        the order stays ``paid`` and the lease is dropped for the job to retry.
+        """
         kind = self.kinds.get(order["kind"])
         if kind is None:
             log.error("order %s has kind %s, which no loaded plugin provides",
                       order["_id"], order["kind"])
             return order
-        await kind.fulfil(self.app, order)
+        now = self.app.clock.now()
+        claimed = await self.collection.find_one_and_update(
+            {"_id": order["_id"], "status": "paid",
+             "$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]},
+            {"$set": {"fulfil_lease": now + FULFIL_LEASE}, "$inc": {"fulfil_attempts": 1}},
+            return_document=ReturnDocument.AFTER)
+        if claimed is None:
+            return await self.get(order["_id"])
+        try:
+            await kind.fulfil(self.app, claimed)
+        except Exception as e:
+            log.exception("fulfilment of order %s failed; the fulfil job retries it",
+                          order["_id"])
+            await self.collection.update_one(
+                {"_id": order["_id"]},
+                {"$set": {"fulfil_error": f"{type(e).__name__}: {e}"[:500]},
+                 "$unset": {"fulfil_lease": ""}})
+            return await self.get(order["_id"])
         done = await self.collection.find_one_and_update(
             {"_id": order["_id"], "status": "paid"},
-            {"$set": {"status": "fulfilled", "fulfilled_at": self.app.clock.now()}},
+            {"$set": {"status": "fulfilled", "fulfilled_at": self.app.clock.now()},
+             "$unset": {"fulfil_lease": "", "fulfil_error": ""}},
             return_document=ReturnDocument.AFTER)
         if done is None:
             return await self.get(order["_id"])
@@ -249,96 +328,40 @@ class Orders:
 
     async def refund(self, order_id: str, amount: int, reason: str, *, to: str = "wallet",
                      key: str | None = None) -> dict[str, Any]:
-        """Refund ``amount`` fen of a paid order, to the wallet or the original channel.
+        """Refund ``amount`` fen of a paid or fulfilled order, returning the refund record.
 
-        ``key`` makes it idempotent (default: one full refund per order and reason).
+        ``to="wallet"`` credits the buyer's wallet at once; ``"original"`` pays back
+        through the payment provider (a wallet order's original channel is the wallet).
+        The money comes back from the accounts the order credited, in proportion.
+        ``key`` makes it idempotent (default: one refund per order and reason): the
+        same key again returns the first refund; with another amount it is a 409
+        ``idempotency_conflict``. More than is left is a 409 ``not_refundable``.
         """
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise BadRequest("refund amount must be positive integer fen", code="invalid_amount")
-        if to not in ("wallet", "original"):
-            raise BadRequest("refund goes to 'wallet' or 'original'", code="invalid_field")
-        refund_id = key or f"rf{order_id}{reason}"[:64]
-        existing = await self.refunds.find_one({"_id": refund_id})
-        if existing is not None:
-            return existing
-        order = await self.get(order_id)
-        to_wallet = to == "wallet" or order["channel"] == WALLET_CHANNEL
-        refund = {"_id": refund_id, "order_id": order_id, "out_refund_no": refund_id[:64],
-                  "amount": amount, "reason": reason, "user_id": order["user_id"],
-                  "to": "wallet" if to_wallet else order["channel"], "status": "pending",
-                  "created_at": self.app.clock.now()}
-
-        async def reserve(session: AsyncClientSession) -> None:
-            taken = await self.collection.update_one(
-                {"_id": order_id, "status": {"$in": ["paid", "fulfilled"]},
-                 "refundable": {"$gte": amount}},
-                {"$inc": {"refundable": -amount, "refunded": amount}}, session=session)
-            if taken.matched_count == 0:
-                raise Conflict(f"order {order_id} cannot refund {amount} fen",
-                               code="not_refundable", refundable=order.get("refundable", 0))
-            await self.refunds.insert_one(refund, session=session)
-            if to_wallet:
-                await self._book_refund(session, order, refund)
-
-        try:
-            await self.app.store.transaction(reserve)
-        except DuplicateKeyError:
-            return await self.refunds.find_one({"_id": refund_id}) or refund
-        if not to_wallet:
-            await self._refund_outside(order, refund)
-        return await self._finish_refund(order, refund)
-
-    async def _refund_outside(self, order: dict[str, Any], refund: dict[str, Any]) -> None:
-        provider = self.providers.get(order["channel"])
-        try:
-            if provider is None:
-                raise PaymentProviderError(f"no provider for channel {order['channel']}")
-            await provider.refund(order, refund)
-        except PaymentProviderError:
-            await self.app.store.transaction(lambda s: self._undo_refund(s, order, refund))
-            raise
-
-        async def book(session: AsyncClientSession) -> None:
-            await self._book_refund(session, order, refund)
-
-        await self.app.store.transaction(book)
-
-    async def _undo_refund(self, session: AsyncClientSession, order: dict[str, Any],
-                           refund: dict[str, Any]) -> None:
-        await self.collection.update_one(
-            {"_id": order["_id"]},
-            {"$inc": {"refundable": refund["amount"], "refunded": -refund["amount"]}},
-            session=session)
-        await self.refunds.update_one({"_id": refund["_id"]}, {"$set": {"status": "failed"}},
-                                      session=session)
-
-    async def _book_refund(self, session: AsyncClientSession, order: dict[str, Any],
-                           refund: dict[str, Any]) -> None:
-        payee = (accounts.wallet(order["user_id"]) if refund["to"] == "wallet"
-                 else accounts.external(order.get("provider", order["channel"])))
-        postings = [*reverse_credits(order["credits"], refund["amount"], order["amount"]),
-                    (payee, refund["amount"])]
-        await self.app.money.ledger.post(f"refund:{refund['_id']}", postings,
-                                         memo=f"退款 {order['title']}",
-                                         meta={"order_id": order["_id"]}, session=session)
-        await self.refunds.update_one({"_id": refund["_id"]},
-                                      {"$set": {"status": "succeeded"}}, session=session)
-        await self.collection.update_one(
-            {"_id": order["_id"], "refundable": 0},
-            {"$set": {"status": "refunded", "refunded_at": self.app.clock.now()}},
-            session=session)
-
-    async def _finish_refund(self, order: dict[str, Any], refund: dict[str, Any]) -> dict[str, Any]:
-        done = await self.refunds.find_one({"_id": refund["_id"]}) or refund
-        kind = self.kinds.get(order["kind"])
-        if kind is not None:
-            await kind.on_refund(self.app, order, done)
-        metrics.ORDERS.labels(order["kind"], "refunded").inc()
-        await self.app.notify("on_order_refunded", order=await self.get(order["_id"]),
-                              refund=public_refund(done))
-        return done
+        return await self.refunding.refund(order_id, amount, reason, to=to, key=key)
 
 
-def public_refund(refund: dict[str, Any]) -> dict[str, Any]:
-    return {"id": refund["_id"], "order_id": refund["order_id"], "amount": refund["amount"],
-            "reason": refund["reason"], "to": refund["to"], "status": refund["status"]}
+def keyed_id(user_id: str, key: str) -> str:
+    """The order id for a client's idempotency key: one order per user and key."""
+    digest = hashlib.sha256(f"{user_id}\n{key}".encode()).hexdigest()
+    return "o" + digest[:24]
+
+
+def request_fingerprint(item: Any, channel: str) -> str:
+    """What a retried request must repeat to count as the same order request."""
+    body = json.dumps({"item": item, "channel": channel}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def check_priced(kind: OrderKind, priced: Priced) -> None:
+    """A kind's price must be integer fen with credits of integer fen summing to it:
+    a bug in a plugin fails the request (500) rather than booking wrong money."""
+    def is_fen(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not is_fen(priced.amount) or priced.amount < 0:
+        raise ValueError(f"order kind {kind.name} priced {priced.amount!r}, not integer fen")
+    for account, value in priced.credits:
+        if not isinstance(account, str) or ":" not in account or not is_fen(value) or value < 0:
+            raise ValueError(f"order kind {kind.name}: bad credit {(account, value)!r}")
+    if sum(v for _, v in priced.credits) != priced.amount:
+        raise ValueError(f"order kind {kind.name}: credits do not sum to the amount")

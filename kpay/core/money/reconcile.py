@@ -1,9 +1,14 @@
 """Check the books: ``kpay reconcile`` and the test suite's final check.
 
-- every ledger transaction's postings sum to zero;
+- every ledger transaction's postings are integer fen and sum to zero;
 - every account balance equals the sum of its postings;
-- no wallet is negative, and held + available == balance;
-- every paid order is fulfilled or refunded (paid and left for over 10 minutes is a break).
+- no wallet is negative, held + available == balance, and held equals the wallet's
+  open holds;
+- a paid order's payment is in the ledger (``order:<id>:pay``), a pending or closed
+  order's is not;
+- every paid order is fulfilled or refunded (paid and left for over 10 minutes is a
+  break: the fulfil job retries every minute);
+- no order is refunded beyond its amount, and its ``refunded`` matches its refunds.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from datetime import datetime, timedelta
 from pymongo.asynchronous.database import AsyncDatabase
 
 from kpay.core.money.accounts import WALLET_KIND, kind_of
+
+STALE_PAID = timedelta(minutes=10)
 
 
 @dataclass
@@ -36,21 +43,40 @@ class ReconcileReport:
         return "\n".join(lines)
 
 
+def is_fen(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 async def reconcile(db: AsyncDatabase, now: datetime) -> ReconcileReport:
     report = ReconcileReport()
+    sums = await _check_ledger(db, report)
+    await _check_accounts(db, report, sums)
+    await _check_orders(db, report, now)
+    return report
+
+
+async def _check_ledger(db: AsyncDatabase, report: ReconcileReport) -> dict[str, int]:
     sums: dict[str, int] = defaultdict(int)
     async for entry in db["ledger"].find({}, {"postings": 1}):
         report.transactions += 1
         total = 0
-        for posting in entry["postings"]:
-            amount = posting["amount"]
-            if not isinstance(amount, int):
+        for posting in entry.get("postings", []):
+            amount = posting.get("amount")
+            if not is_fen(amount):
                 report.breaks.append(f"ledger {entry['_id']}: non-integer amount {amount!r}")
                 continue
             sums[posting["account"]] += amount
             total += amount
         if total != 0:
             report.breaks.append(f"ledger {entry['_id']}: postings sum to {total}, not 0")
+    return sums
+
+
+async def _check_accounts(db: AsyncDatabase, report: ReconcileReport,
+                          sums: dict[str, int]) -> None:
+    held_by_holds: dict[str, int] = defaultdict(int)
+    async for hold in db["holds"].find({"status": "held"}, {"wallet": 1, "amount": 1}):
+        held_by_holds[hold["wallet"]] += hold["amount"]
     seen = set()
     async for account in db["accounts"].find({}):
         report.accounts += 1
@@ -60,22 +86,50 @@ async def reconcile(db: AsyncDatabase, now: datetime) -> ReconcileReport:
         if balance != sums.get(name, 0):
             report.breaks.append(
                 f"account {name}: balance {balance} but postings sum to {sums.get(name, 0)}")
-        if kind_of(name) == WALLET_KIND:
-            held, available = account.get("held", 0), account.get("available", 0)
-            if balance < 0 or available < 0 or held < 0:
-                report.breaks.append(f"wallet {name} is negative: {account}")
-            if held + available != balance:
-                report.breaks.append(
-                    f"wallet {name}: held {held} + available {available} != balance {balance}")
+        if kind_of(name) != WALLET_KIND:
+            continue
+        held, available = account.get("held", 0), account.get("available", 0)
+        if balance < 0 or available < 0 or held < 0:
+            report.breaks.append(f"wallet {name} is negative: balance {balance}, "
+                                 f"held {held}, available {available}")
+        if held + available != balance:
+            report.breaks.append(
+                f"wallet {name}: held {held} + available {available} != balance {balance}")
+        if held != held_by_holds.get(name, 0):
+            report.breaks.append(
+                f"wallet {name}: held {held} but open holds total {held_by_holds.get(name, 0)}")
     for name in set(sums) - seen:
         if sums[name]:
             report.breaks.append(f"account {name}: postings of {sums[name]} but no balance")
-    stale = now - timedelta(minutes=10)
+    for name in set(held_by_holds) - seen:
+        report.breaks.append(f"wallet {name}: open holds of {held_by_holds[name]} but no wallet")
+
+
+async def _check_orders(db: AsyncDatabase, report: ReconcileReport, now: datetime) -> None:
+    pay_keys = set()
+    async for entry in db["ledger"].find({"_id": {"$regex": "^order:"}}, {"_id": 1}):
+        pay_keys.add(entry["_id"])
+    refunded: dict[str, int] = defaultdict(int)
+    async for refund in db["refunds"].find({"status": {"$in": ["pending", "succeeded"]}},
+                                           {"order_id": 1, "amount": 1}):
+        refunded[refund["order_id"]] += refund["amount"]
+    stale = now - STALE_PAID
     async for order in db["orders"].find({}, {"status": 1, "paid_at": 1, "amount": 1,
                                               "refunded": 1}):
         report.orders += 1
-        if order["status"] == "paid" and order.get("paid_at") and order["paid_at"] < stale:
-            report.breaks.append(f"order {order['_id']}: paid but not fulfilled")
-        if order.get("refunded", 0) > order["amount"]:
-            report.breaks.append(f"order {order['_id']}: refunded more than paid")
-    return report
+        oid, status, amount = order["_id"], order.get("status"), order.get("amount", 0)
+        if not is_fen(amount) or amount < 0:
+            report.breaks.append(f"order {oid}: amount {amount!r} is not integer fen")
+            continue
+        booked = f"order:{oid}:pay" in pay_keys
+        if status in ("paid", "fulfilled", "refunded") and amount and not booked:
+            report.breaks.append(f"order {oid}: {status} but its payment is not in the ledger")
+        if status in ("pending", "closed") and booked:
+            report.breaks.append(f"order {oid}: {status} but a payment is in the ledger")
+        if status == "paid" and order.get("paid_at") and order["paid_at"] < stale:
+            report.breaks.append(f"order {oid}: paid but not fulfilled")
+        if order.get("refunded", 0) > amount:
+            report.breaks.append(f"order {oid}: refunded more than paid")
+        if order.get("refunded", 0) != refunded.get(oid, 0):
+            report.breaks.append(f"order {oid}: refunded {order.get('refunded', 0)} but "
+                                 f"its refunds total {refunded.get(oid, 0)}")

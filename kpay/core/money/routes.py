@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
@@ -27,20 +28,30 @@ class WalletHandler(BaseHandler):
 
 
 class LedgerHandler(BaseHandler):
-    @api("The caller's wallet ledger, newest first", query=("limit", "before"))
+    @api("The caller's wallet ledger, newest first. ``before`` is an ISO time or the "
+         "``next_before`` of the previous page", query=("limit", "before"))
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
-        before_raw = self.get_query_argument("before", None)
-        before = None
-        if before_raw:
-            try:
-                before = datetime.fromisoformat(before_raw)
-            except ValueError:
-                raise BadRequest("before must be an ISO 8601 time", code="invalid_field",
-                                 field="before") from None
+        before = parse_before(self.get_query_argument("before", None))
         entries = await self.kpay.money.ledger.entries_of(accounts.wallet(user.id), limit, before)
-        self.write_json({"entries": entries})
+        next_before = entries[-1]["key"] if len(entries) == limit else None
+        self.write_json({"entries": entries, "next_before": next_before})
+
+
+def parse_before(raw: str | None) -> datetime | str | None:
+    """``before`` is a time (ISO 8601; a '+' sent unescaped arrives as a space) or an
+    entry key (the cursor of the next page)."""
+    if not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(raw.replace(" ", "+"))
+    except ValueError:
+        return raw  # not a time: a key (unknown keys are a 400 from the ledger)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 
 class OrderRequest(BaseModel):
@@ -50,14 +61,23 @@ class OrderRequest(BaseModel):
 
 
 class OrdersHandler(BaseHandler):
-    @api("Create an order; the price is resolved on the server", body=OrderRequest, status=201)
+    @api("Create an order; the price is resolved on the server. An optional "
+         "Idempotency-Key header makes a retried request return the first order",
+         body=OrderRequest, status=201)
     async def post(self) -> None:
         user = self.require_user()
         request = self.body(OrderRequest)
         info = RequestInfo(client_ip=self.request.remote_ip or "127.0.0.1",
                            openid=request.openid,
                            user_agent=self.request.headers.get("User-Agent", ""))
-        order, pay = await self.kpay.money.orders.create(user, request.item, request.channel, info)
+        key = self.request.headers.get("Idempotency-Key") or None
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            raise BadRequest("Idempotency-Key must be 1 to 64 printable ASCII characters",
+                             code="invalid_field", field="Idempotency-Key")
+        order, pay = await self.kpay.money.orders.create(user, request.item, request.channel,
+                                                          info, key=key)
+        if order.get("replayed"):
+            self.set_header("Idempotent-Replayed", "true")
         self.write_json({"order": public(order), "pay": pay}, 201)
 
     @api("The caller's orders, newest first", query=("limit",))

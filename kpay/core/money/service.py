@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from kpay.core.errors import ApiError, PaymentProviderError
+from kpay.core.money import accounts
 from kpay.core.money import ledger as ledger_module
 from kpay.core.money import orders as orders_module
 from kpay.core.money.accounts import earnings_credits
@@ -25,6 +25,9 @@ log = logging.getLogger("kpay.money")
 # Never ask a provider about an order younger than this, nor close one earlier:
 # WeChat Pay refuses closeorder within 5 minutes of creation.
 SETTLE_AFTER = timedelta(minutes=5)
+# A paid order is normally fulfilled within its request; the job waits this long so it
+# does not race the request that is still fulfilling.
+FULFIL_AFTER = timedelta(minutes=1)
 
 
 class MoneyService:
@@ -49,39 +52,53 @@ class MoneyService:
 
     async def settle_pending(self) -> int:
         """Ask providers about pending orders older than 5 minutes: book the paid ones,
-        close the expired ones. Safe to race a notify: ``mark_paid`` is exactly-once."""
+        close the expired ones. Safe to race a notify or another node: ``mark_paid`` is
+        exactly-once and ``close`` is guarded by the state."""
         now = self.app.clock.now()
         settled = 0
         cursor = self.orders.collection.find(
-            {"status": "pending", "created_at": {"$lte": now - SETTLE_AFTER}}).limit(500)
+            {"status": "pending", "created_at": {"$lte": now - SETTLE_AFTER}}
+        ).sort("created_at", 1).limit(500)
         async for order in cursor:
             provider = self.orders.providers.get(order["channel"])
             if provider is None:
                 continue
             try:
-                state = await provider.query(order)
-                if state.status == "paid":
-                    await self.orders.mark_paid(order["_id"], state.amount,
-                                                source=f"external:{provider.identifier}",
-                                                transaction_id=state.transaction_id,
-                                                via="query")
-                elif state.status == "closed" or order["expires_at"] <= now:
-                    if state.status != "closed":
-                        await provider.close(order)
-                    await self.orders.close(order["_id"], "expired")
-                else:
-                    continue
-                settled += 1
-            except (PaymentProviderError, ApiError) as e:
-                log.warning("could not settle order %s: %s", order["_id"], e)
+                if await self._settle_one(provider, order, now):
+                    settled += 1
+            except Exception:
+                # One order's trouble (network, a provider bug) must not stop the sweep.
+                log.exception("could not settle order %s", order["_id"])
         return settled
 
+    async def _settle_one(self, provider: PaymentProvider, order: dict, now: datetime) -> bool:
+        state = await provider.query(order)
+        if state.status == "paid":
+            await self.orders.mark_paid(order["_id"], state.amount,
+                                        source=accounts.external(provider.identifier),
+                                        transaction_id=state.transaction_id, via="query")
+            return True
+        if state.status == "closed":
+            await self.orders.close(order["_id"], "closed_by_provider")
+            return True
+        if order["expires_at"] <= now:
+            # Close outside first: if the payer paid meanwhile, the provider refuses
+            # (PaymentProviderError) and the order stays pending for the next query.
+            await provider.close(order)
+            await self.orders.close(order["_id"], "expired")
+            return True
+        return False
+
     async def fulfil_paid(self) -> int:
-        """Finish orders left paid but not fulfilled (a crash between the two)."""
-        stale = self.app.clock.now() - timedelta(minutes=1)
+        """Finish orders left paid but not fulfilled (a crash or a failing fulfilment).
+        ``Orders.fulfil`` takes a lease, so this never runs a kind's fulfil twice at once."""
+        now = self.app.clock.now()
         count = 0
         async for order in self.orders.collection.find(
-                {"status": "paid", "paid_at": {"$lte": stale}}).limit(500):
-            await self.orders.fulfil(order)
-            count += 1
+                {"status": "paid", "paid_at": {"$lte": now - FULFIL_AFTER},
+                 "$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]}
+        ).sort("paid_at", 1).limit(500):
+            done = await self.orders.fulfil(order)
+            if done["status"] == "fulfilled":
+                count += 1
         return count

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kpay.core import metrics
 from kpay.core.realtime.protocol import Publication
+
+log = logging.getLogger("kpay.hub")
 
 PresenceListener = Callable[[str, str, bool], Awaitable[None] | None]
 
@@ -27,23 +30,50 @@ class Hub:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         # Per channel, how many sockets each user has there (presence is per user).
         self.users: dict[str, Counter[str]] = defaultdict(Counter)
-        self.presence_listeners: list[PresenceListener] = []
+        # Publications held for sockets that are reading a channel's history.
+        self.held: dict[str, list[list[Publication]]] = {}
 
     def deliver(self, publication: Publication) -> None:
         """Fan one publication out: the frame is built once, written to every socket.
 
-        A socket that cannot take it (closed, or its outbound buffer full) is dropped;
-        the others still get it.
+        A socket that cannot take it (closed, or its outbound buffer full) is dropped
+        by its own ``send_frame``; a socket that fails in an unexpected way is logged
+        and skipped. The others still get it.
         """
+        holders = self.held.get(publication.channel)
+        if holders:
+            for held in holders:
+                held.append(publication)
         connections = self.subscribers.get(publication.channel)
         if not connections:
             return
         frame = publication.frame
         delivered = 0
         for connection in tuple(connections):
-            if connection.send_frame(frame):
-                delivered += 1
+            try:
+                if connection.send_frame(frame):
+                    delivered += 1
+            except Exception:
+                log.exception("fan-out to one socket of %s failed", connection.user_id)
         metrics.DELIVERIES.inc(delivered)
+
+    def hold(self, channel: str) -> list[Publication]:
+        """Start keeping ``channel``'s publications in the returned list.
+
+        A resuming socket holds while it awaits the broker's history, so events that
+        arrive meanwhile are neither lost nor sent before the history. ``release``
+        it when done.
+        """
+        held: list[Publication] = []
+        self.held.setdefault(channel, []).append(held)
+        return held
+
+    def release(self, channel: str, held: list[Publication]) -> None:
+        holders = self.held.get(channel, [])
+        if any(h is held for h in holders):
+            holders[:] = [h for h in holders if h is not held]
+        if not holders:
+            self.held.pop(channel, None)
 
     def subscribe(self, channel: str, connection: Connection) -> bool:
         """Add; True when this is the user's first socket on the channel."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,26 +26,81 @@ def websocket_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-@dataclass
-class Publication:
-    """One event on one channel. ``seq`` grows by one per channel publication."""
+def event_parts(channel: str, type: str, data: Any) -> tuple[str, str]:
+    """The event's JSON text split around its seq: ``head + str(seq) + tail``.
 
-    channel: str
-    seq: int
-    type: str
-    data: Any
-    time: float
-    _frame: bytes | None = field(default=None, repr=False)
+    Lets a broker that assigns seq elsewhere (Redis) splice it in without re-encoding.
+    """
+    head = '{"op":"event","ch":' + dumps(channel) + ',"seq":'
+    tail = ',"type":' + dumps(type) + ',"data":' + dumps(data) + "}"
+    return head, tail
+
+
+class Publication:
+    """One event on one channel. ``seq`` grows by one per channel publication.
+
+    The event is encoded to JSON and framed at most once (``frame``), however many
+    sockets it is written to. A publication that arrived encoded (from Redis) is
+    decoded only if someone reads ``type`` or ``data``.
+    """
+
+    __slots__ = ("_data", "_frame", "_payload", "_type", "channel", "seq", "time")
+
+    def __init__(self, channel: str, seq: int, type: str, data: Any, time: float,
+                 payload: bytes | None = None) -> None:
+        self.channel = channel
+        self.seq = seq
+        self.time = time
+        self._type: str | None = type
+        self._data = data
+        # The event as JSON, when the caller has already encoded it.
+        self._payload = payload
+        self._frame: bytes | None = None
+
+    @classmethod
+    def encoded(cls, channel: str, seq: int, time: float, payload: bytes) -> Publication:
+        """A publication whose event JSON (``{"op":"event",...}``) is already built."""
+        publication = cls(channel, seq, "", None, time, payload)
+        publication._type = None
+        return publication
+
+    def _decode(self) -> None:
+        message = json.loads(self.payload)
+        self._type, self._data = message["type"], message["data"]
+
+    @property
+    def type(self) -> str:
+        if self._type is None:
+            self._decode()
+        return self._type  # type: ignore[return-value]
+
+    @property
+    def data(self) -> Any:
+        if self._type is None:
+            self._decode()
+        return self._data
 
     def message(self) -> dict[str, Any]:
         return {"op": "event", "ch": self.channel, "seq": self.seq, "type": self.type,
                 "data": self.data}
 
     @property
+    def payload(self) -> bytes:
+        """The event as JSON text (UTF-8)."""
+        if self._payload is None:
+            head, tail = event_parts(self.channel, self.type, self.data)
+            self._payload = f"{head}{self.seq}{tail}".encode()
+        return self._payload
+
+    @property
     def frame(self) -> bytes:
+        """The event as one WebSocket text frame, ready to write to any socket."""
         if self._frame is None:
-            self._frame = websocket_text_frame(dumps(self.message()).encode())
+            self._frame = websocket_text_frame(self.payload)
         return self._frame
+
+    def __repr__(self) -> str:
+        return f"Publication({self.channel!r}, seq={self.seq})"
 
 
 def reply(ref: Any, ok: bool = True, **fields: Any) -> dict[str, Any]:

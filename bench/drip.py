@@ -1,0 +1,259 @@
+"""Benchmark: the course_drip unlock sweep and lesson list at scale, beside the raw
+query rate of the same database in the same run.
+
+    .venv/bin/python bench/drip.py [--enrollments 100000] [--courses 10] [--lessons 30]
+
+Set-up (not timed as part of the results): an embedded SecantusDB in a temp dir and
+the real kpay app with only course_drip on a free port. ``--courses`` published
+courses of ``--lessons`` daily lessons (lesson n: ``after_days n at 08:00``); the
+enrollments are bulk-inserted with ``insert_many``, enrolled at random moments over
+the last 40 days and brought up to date as if every earlier sweep had run (lessons
+already open are marked announced; ``next_unlock_at`` is the next 08:00 for anyone
+still mid-course). Then the clock moves to 08:01, and:
+
+- ``sweep``: one run of the real sweep job, announcing one day's unlocks (about
+  29/40 of the enrollments each get one lesson) with a ``user:<id>`` push each;
+- ``lesson list``: ``GET /api/v1/courses/{id}/lessons`` for one student over HTTP,
+  one request after another;
+- baselines on the same collection: ``find_one`` by ``_id``, ``update_one`` by
+  ``_id`` (the sweep writes one guarded update per enrollment), and an indexed
+  range query on ``next_unlock_at`` (500 documents, as one sweep batch reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kpay import hookimpl  # noqa: E402 (after the path set-up above)
+
+SECRET = "bench-drip-secret-" + "x" * 32
+
+
+class AnnouncementCounter:
+    """Counts lesson_unlocked notifications through the on_user_notification hook, so
+    a sweep stopped by ``--sweep-budget`` still reports how far it got."""
+
+    count = 0
+
+    @hookimpl
+    def on_user_notification(self, kind: str) -> None:
+        if kind == "lesson_unlocked":
+            self.count += 1
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f}/s" if seconds else "n/a"
+
+
+async def timed_loop(step: Any, seconds: float) -> tuple[int, float]:
+    """Call ``await step()`` repeatedly for about ``seconds``; (calls, elapsed)."""
+    started = time.perf_counter()
+    count = 0
+    while time.perf_counter() - started < seconds:
+        await step()
+        count += 1
+    return count, time.perf_counter() - started
+
+
+async def run(args: argparse.Namespace, uri: str) -> None:
+    import tornado.httpclient
+
+    from kpay.core.app import KPay, load_settings
+    from kpay.core.auth import User
+    from plugins.course_drip import courses as course_store
+    from plugins.course_drip.enrollments import ENROLLMENTS, activation, states_of
+    from plugins.course_drip.release import due_lessons, next_unlock
+    from plugins.course_drip.sweep import EPOCH, sweep
+
+    settings, pm = load_settings(None, overrides={
+        "server": {"host": "127.0.0.1", "port": 0},
+        "mongodb": {"uri": uri, "database": "bench_drip"},
+        "auth": {"secret": SECRET}, "dev": {"enabled": False},
+        "scheduler": {"enabled": False}, "plugins": {"enabled": ["course_drip"]},
+        "logging": {"level": "WARNING"},
+    })
+    counter = AnnouncementCounter()
+    pm.add(counter, "bench_counter")
+    app = KPay(settings, pm, uri, var_dir=tempfile.mkdtemp(prefix="kpay-bench-var-"))
+    await app.start()
+    tz = course_store.zone(app)
+    rng = random.Random(7)
+    print(f"scale: {args.enrollments:,} enrollments, {args.courses} courses x "
+          f"{args.lessons} lessons (daily at 08:00 {tz.key})")
+
+    # -- set-up ------------------------------------------------------------------------
+    local_now = app.clock.now().astimezone(tz)
+    target = local_now.replace(hour=8, minute=1, second=0, microsecond=0)
+    if target <= local_now:
+        target += timedelta(days=1)
+    before = target - timedelta(minutes=2)  # "now" while loading: 07:59
+    app.clock.advance((before - local_now).total_seconds())
+    now = app.clock.now()
+    courses = []
+    for c in range(args.courses):
+        body = course_store.CourseIn(title=f"Course {c}", price=990, lessons=[
+            course_store.LessonIn(title=f"Day {n}", body=f"Lesson **{n}**\n\n" + "text " * 200,
+                                  release={"after_days": n, "at": "08:00"})
+            for n in range(args.lessons)])
+        course = await course_store.create_course(app, User(f"author{c}", "consultant"), body)
+        await app.store[course_store.COURSES].update_one(
+            {"_id": course["_id"]}, {"$set": {"status": "published"}})
+        courses.append(course)
+    started = time.perf_counter()
+    inserted = 0
+    batch: list[dict[str, Any]] = []
+    for i in range(args.enrollments):
+        course = courses[i % len(courses)]
+        enrolled_at = now - timedelta(seconds=rng.uniform(600, 40 * 86400))
+        doc = {"_id": f"{course['_id']}:u{i}", "course_id": course["_id"], "user_id": f"u{i}",
+               "source": "order", "order_id": f"bench{i}", "rev": 1, "created_at": enrolled_at,
+               **activation(course, enrolled_at, tz)}
+        # As if every sweep until now had run.
+        states = states_of(course, doc, now, tz)
+        doc["notified"] = due_lessons(states, set())
+        doc["next_unlock_at"] = next_unlock(states, set(doc["notified"]))
+        batch.append(doc)
+        if len(batch) == 5000:
+            await app.store[ENROLLMENTS].insert_many(batch, ordered=False)
+            inserted += len(batch)
+            batch = []
+    if batch:
+        await app.store[ENROLLMENTS].insert_many(batch, ordered=False)
+        inserted += len(batch)
+    load_seconds = time.perf_counter() - started
+    print(f"load: {inserted:,} enrollments in {load_seconds:.1f} s "
+          f"({rate(inserted, load_seconds)}, insert_many of 5000, state computed in Python)")
+
+    enrollments = app.store[ENROLLMENTS]
+    app.clock.advance((target - before).total_seconds())  # 08:01: one day's unlocks due
+    due_range = {"next_unlock_at": {"$gte": EPOCH, "$lte": app.clock.now()}}
+    due_now = await enrollments.count_documents(due_range)
+
+    # -- baselines -------------------------------------------------------------------
+    probe_ids = [f"{courses[i % len(courses)]['_id']}:u{i}" for i in
+                 rng.sample(range(args.enrollments), min(2000, args.enrollments))]
+    cycle = iter(probe_ids * 1000)
+
+    async def find_by_id() -> None:
+        await enrollments.find_one({"_id": next(cycle)})
+
+    finds, find_s = await timed_loop(find_by_id, 5)
+
+    async def range_query() -> None:
+        await enrollments.find(due_range).sort("next_unlock_at", 1).limit(500).to_list()
+
+    ranges, range_s = await timed_loop(range_query, 5)
+    # Writes to enrollments that are not due (finished courses): same documents, same
+    # indexes as the sweep writes to; a field nothing reads.
+    idle = [e["_id"] async for e in enrollments.find({"next_unlock_at": None}, {"_id": 1})]
+    idle_cycle = iter(idle * 1000)
+
+    async def update_by_id() -> None:
+        await enrollments.update_one({"_id": next(idle_cycle)}, {"$inc": {"bench_touch": 1}})
+
+    updates, update_s = await timed_loop(update_by_id, 5)
+
+    # -- the sweep -------------------------------------------------------------------
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    complete = True
+    try:
+        await asyncio.wait_for(sweep(app), args.sweep_budget or None)
+    except TimeoutError:
+        complete = False  # stopped part-way: what was announced stays announced, once
+    sweep_s = time.perf_counter() - started
+    announced = counter.count
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    updates_after, update_after_s = await timed_loop(update_by_id, 5)
+    again_started = time.perf_counter()
+    again = await sweep(app) if complete else 0
+    again_s = time.perf_counter() - again_started
+
+    # -- the lesson list over HTTP ------------------------------------------------------
+    student = "u123"
+    token = app.tokens.issue(student, "student")
+    url = (f"http://127.0.0.1:{app.port}/api/v1/courses/"
+           f"{courses[123 % len(courses)]['_id']}/lessons")
+    http = tornado.httpclient.AsyncHTTPClient()
+    latencies: list[float] = []
+
+    async def lesson_list() -> None:
+        t = time.perf_counter()
+        response = await http.fetch(url, headers={"Authorization": f"Bearer {token}"})
+        latencies.append(time.perf_counter() - t)
+        assert response.code == 200
+
+    lists, list_s = await timed_loop(lesson_list, 5)
+    latencies.sort()
+
+    print()
+    print(f"{'measure':44} result")
+    print(f"{'raw find_one by _id (baseline)':44} {rate(finds, find_s)}")
+    print(f"{'raw update_one by _id, same collection':44} {rate(updates, update_s)} before "
+          f"the sweep, {rate(updates_after, update_after_s)} after")
+    print(f"{'raw indexed range query, 500 docs':44} "
+          f"{ranges / range_s:,.1f}/s ({range_s / ranges * 1000:.1f} ms each)")
+    print(f"{'enrollments due at 08:01':44} {due_now:,}")
+    print(f"{'sweep: lessons announced':44} {announced:,} in {sweep_s:.1f} s "
+          f"= {rate(announced, sweep_s)}"
+          + ("" if complete else f" (stopped by --sweep-budget {args.sweep_budget:.0f} s)"))
+    if not complete and announced:
+        print(f"{'EXTRAPOLATED: whole sweep of the due ones':44} "
+              f"~{due_now / (announced / sweep_s):,.0f} s at that rate")
+    if complete:
+        print(f"{'sweep again right after (nothing due)':44} {again} in "
+              f"{again_s * 1000:.1f} ms")
+    print(f"{'GET lessons (30) for one student':44} {rate(lists, list_s)}, "
+          f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
+          f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms")
+    if announced:
+        update_cost = (update_s + update_after_s) / (updates + updates_after)
+        print(f"{'sweep cost per unlock vs raw update_one':44} "
+              f"{(sweep_s / announced) / update_cost:.2f}x")
+    await app.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--enrollments", type=int, default=100_000)
+    parser.add_argument("--courses", type=int, default=10)
+    parser.add_argument("--lessons", type=int, default=30)
+    parser.add_argument("--sweep-budget", type=float, default=0,
+                        help="stop the sweep after this many seconds (0: run it to the end)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the sweep spends its time in this process")
+    args = parser.parse_args()
+    from kpay.core.store import EmbeddedMongo
+
+    path = tempfile.mkdtemp(prefix="kpay-bench-drip-")
+    database = EmbeddedMongo(path)
+    uri = database.start()
+    try:
+        asyncio.run(run(args, uri))
+    finally:
+        database.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The clients of bench/fanout.py: many raw WebSocket connections in one process.
+
+    python bench/fanout_client.py <port> <token> <connections> <events> <sample_every>
+
+Each connection does the HTTP upgrade, sends one (masked) ``sub`` frame for
+``bench:all`` and then counts event frames, answering pings. Every ``sample_every``-th
+connection also decodes its events to measure latency (receive time minus the
+publish time the event carries). Prints ``connected`` once all are up and, when every
+connection has all ``events`` events, ``done <json>`` with the counts and latencies.
+Raw sockets keep the client side cheap: the 2-core machine is shared with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fanout_server import raise_fd_limit
+
+SUB = json.dumps({"op": "sub", "ref": 1, "ch": "bench:all"}).encode()
+EVENT_PREFIX = b'{"op":"event"'
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    # Clients must mask (RFC 6455 5.3); an all-zero mask key leaves the payload as it is.
+    assert len(payload) < 126
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+class Tally:
+    def __init__(self, connections: int, events: int) -> None:
+        self.expected = connections * events
+        self.received = 0
+        self.latencies: list[float] = []
+        self.last_receive = 0.0
+        self.finished = asyncio.get_running_loop().create_future()
+
+    def count(self, n: int) -> None:
+        self.received += n
+        self.last_receive = time.time()
+        if self.received >= self.expected and not self.finished.done():
+            self.finished.set_result(None)
+
+
+class BenchClient(asyncio.Protocol):
+    def __init__(self, request: bytes, sample: bool, tally: Tally) -> None:
+        self.request = request
+        self.sample = sample
+        self.tally = tally
+        self.buffer = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(ConnectionError(buffer[:200].decode("latin-1")))
+                return
+            buffer = buffer[end + 4:]
+            self.transport.write(masked_frame(0x1, SUB))
+            self.upgraded.set_result(None)
+        events = 0
+        offset, size = 0, len(buffer)
+        while size - offset >= 2:
+            length = buffer[offset + 1] & 0x7F
+            start = offset + 2
+            if length == 126:
+                length = int.from_bytes(buffer[start:start + 2], "big")
+                start += 2
+            elif length == 127:
+                length = int.from_bytes(buffer[start:start + 8], "big")
+                start += 8
+            if size < start + length:
+                break
+            opcode = buffer[offset] & 0x0F
+            if opcode == 0x1 and buffer.startswith(EVENT_PREFIX, start):
+                events += 1
+                if self.sample:
+                    sent = json.loads(buffer[start:start + length])["data"]["t"]
+                    self.tally.latencies.append(time.time() - sent)
+            elif opcode == 0x9:
+                self.transport.write(masked_frame(0xA, buffer[start:start + length]))
+            offset = start + length
+        self.buffer = buffer[offset:]
+        if events:
+            self.tally.count(events)
+
+
+async def run(port: int, token: str, connections: int, events: int, sample_every: int) -> None:
+    loop = asyncio.get_running_loop()
+    tally = Tally(connections, events)
+    request = (
+        f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    # A few connects at a time: the listen backlog is 128.
+    gate = asyncio.Semaphore(50)
+    clients = []
+
+    async def connect(index: int) -> None:
+        async with gate:
+            _, client = await loop.create_connection(
+                lambda: BenchClient(request, index % sample_every == 0, tally),
+                "127.0.0.1", port)
+            await client.upgraded
+            clients.append(client)
+
+    await asyncio.gather(*(connect(i) for i in range(connections)))
+    print("connected", flush=True)
+    await tally.finished
+    print("done", json.dumps({"received": tally.received, "last": tally.last_receive,
+                              "latencies": tally.latencies}), flush=True)
+    for client in clients:
+        client.transport.close()
+
+
+if __name__ == "__main__":
+    raise_fd_limit()
+    port, token, connections, events, sample = sys.argv[1:6]
+    asyncio.run(run(int(port), token, int(connections), int(events), int(sample)))

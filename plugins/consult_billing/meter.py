@@ -1,0 +1,159 @@
+"""The billing engine: one periodic sweep that bills every session that is due.
+
+The sweep finds open sessions whose ``next_charge_at`` has come (an index on
+``status, next_charge_at``) and settles each, at most ``engine_concurrency`` at once.
+Settling a session repeats one decision until nothing is due: charge the next minute,
+end at the cap or when the wallet cannot pay, pause after an absence longer than the
+grace period, end after a long absence, expire an unanswered request. Every decision
+is a write guarded on the state it was made from, so two sweeps (two nodes, or a dev
+clock jump racing the scheduler) make each change once; a minute's ledger key
+``consult:<id>:<minute>`` is the final guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from kpay.core.errors import InsufficientBalance
+from plugins.consult_billing import sessions
+from plugins.consult_billing.sessions import ACTIVE, MINUTE, OPEN, PAUSED, REQUESTED
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+log = logging.getLogger("kpay.consult_billing")
+
+ENGINE_STATE = "consult_engine"
+# A session never needs more decisions in one sweep than this (minutes plus a few
+# state changes); the bound only stops a bug from spinning forever.
+MAX_STEPS = 24 * 60 + 10
+
+
+def decide(doc: dict[str, Any], now: datetime, grace: timedelta) -> tuple[str, datetime] | None:
+    """The one thing due for the session at ``now``: (action, when) or None.
+
+    Actions: ``charge`` the next minute, ``max_minutes`` / ``absent`` / ``expired`` to
+    end it, ``pause`` it.
+    """
+    status = doc["status"]
+    if status == REQUESTED:
+        return ("expired", doc["expires_at"]) if doc["expires_at"] <= now else None
+    if status == PAUSED:
+        deadline = doc["absent_deadline"]
+        return ("absent", deadline) if deadline <= now else None
+    if status != ACTIVE:
+        return None
+    paid_until, absent = doc["paid_until"], doc.get("absent_since")
+    # A minute that came due while both were still there is billed even if someone
+    # left later (the engine may run a little late, or the clock jumped).
+    if paid_until <= now and (absent is None or paid_until <= absent):
+        if doc["minute"] >= doc["max_minutes"]:
+            return ("max_minutes", paid_until)
+        return ("charge", paid_until)
+    if absent is not None and absent + grace <= now:
+        return ("pause", absent)
+    return None
+
+
+class BillingEngine:
+    """What the ``consult_billing.meter`` job runs; one per app."""
+
+    def __init__(self, app: KPay) -> None:
+        self.app = app
+        self.collection = app.store[sessions.CONSULTATIONS]
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(seconds=self.app.settings.consult_billing.grace_seconds)
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Settle every due session; returns how many were looked at."""
+        now = now or self.app.clock.now()
+        await self.heartbeat(now)
+        due = self.collection.find(
+            {"status": {"$in": list(OPEN)}, "next_charge_at": {"$lte": now}},
+            batch_size=1000)
+        limit = asyncio.Semaphore(self.app.settings.consult_billing.engine_concurrency)
+        tasks = []
+
+        async def settle(doc: dict[str, Any]) -> None:
+            async with limit:
+                try:
+                    await self.settle(doc, now)
+                except Exception:
+                    # One broken session must not stop the others from being billed.
+                    log.exception("billing consultation %s failed", doc["_id"])
+
+        async for doc in due:
+            tasks.append(asyncio.ensure_future(settle(doc)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        return len(tasks)
+
+    async def heartbeat(self, now: datetime) -> None:
+        """Remember that the engine was alive at ``now``: after a crash, the time since
+        the last heartbeat is time the service was down, and is not billed."""
+        await self.app.store[ENGINE_STATE].update_one(
+            {"_id": "heartbeat"}, {"$max": {"at": now}}, upsert=True)
+
+    async def last_heartbeat(self) -> datetime | None:
+        state = await self.app.store[ENGINE_STATE].find_one({"_id": "heartbeat"})
+        return state["at"] if state else None
+
+    async def settle(self, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Make every decision due for one session at ``now``; the final document."""
+        for _ in range(MAX_STEPS):
+            action = decide(doc, now, self.grace)
+            if action is None:
+                return doc
+            new = await self.apply(doc, *action)
+            if new is None:
+                # Someone else changed it (another sweep, an end request): re-read.
+                fresh = await sessions.load(self.app, doc["_id"])
+                if fresh is None or fresh["rev"] == doc["rev"]:
+                    return doc
+                new = fresh
+            doc = new
+        log.error("consultation %s: too many billing steps in one sweep", doc["_id"])
+        return doc
+
+    async def apply(self, doc: dict[str, Any], action: str, at: datetime
+                    ) -> dict[str, Any] | None:
+        if action == "charge":
+            return await self.charge(doc, at)
+        if action == "pause":
+            return await self.pause(doc, at)
+        return await sessions.finish(self.app, doc, action, at)
+
+    async def charge(self, doc: dict[str, Any], due: datetime) -> dict[str, Any] | None:
+        """Charge the next minute; it runs from its due time, not from when we got to it."""
+        minute = doc["minute"] + 1
+        try:
+            new = await sessions.charge_minute(
+                self.app, doc, {"minute": minute, "paid_until": due + MINUTE})
+        except InsufficientBalance:
+            return await sessions.finish(self.app, doc, "funds_exhausted", due)
+        if new is not None:
+            await sessions.announce_charge(self.app, new)
+        return new
+
+    async def pause(self, doc: dict[str, Any], since: datetime,
+                    deadline: datetime | None = None) -> dict[str, Any] | None:
+        """Stop the meter as of when the absence began; keep the unused paid time.
+        The session ends at ``deadline`` (default: the absence period after ``since``)."""
+        settings = self.app.settings.consult_billing
+        remaining = max(0.0, (doc["paid_until"] - since).total_seconds())
+        if deadline is None:
+            deadline = since + timedelta(seconds=settings.absence_end_seconds)
+        new = await sessions.write_state(self.app, doc, {
+            "status": PAUSED, "paused_at": since, "remaining_seconds": remaining,
+            "absent_deadline": deadline, "absent_since": None})
+        if new is not None:
+            await self.app.publish(sessions.channel_of(doc["_id"]), "paused", {
+                "since": since.isoformat(), "remaining_seconds": remaining,
+                "ends_at": new["absent_deadline"].isoformat(),
+                "present": new.get("present", {})})
+        return new

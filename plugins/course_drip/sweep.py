@@ -1,0 +1,124 @@
+"""Background work: the unlock sweep (one periodic job) and the schedule recompute.
+
+The sweep reads only enrollments whose stored ``next_unlock_at`` has passed, through
+the index on that field, so its cost follows the number of unlocks due, not the
+number of students. After a dev clock jump of several days one run announces every
+lesson that opened meanwhile, each once.
+
+When an author changes a release rule, every enrollment's ``next_unlock_at`` is
+recomputed in batches (bulk writes), guarded by ``rev`` and ``schedule_version`` so a
+sweep racing it cannot be overwritten with a time from the old schedule. The course
+carries ``recompute_pending`` until the last batch; ``on_startup`` resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pymongo import UpdateOne
+
+from kpay.core.scheduler import PeriodicJob
+from plugins.course_drip.courses import COURSES, find_course, settings, zone
+from plugins.course_drip.enrollments import ENROLLMENTS, announce_due, states_of
+from plugins.course_drip.release import next_unlock
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+log = logging.getLogger("kpay.course_drip")
+
+MAX_RECOMPUTE_PASSES = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sweep_job(app: KPay) -> PeriodicJob:
+    async def run() -> int:
+        return await sweep(app)
+    return PeriodicJob("course_drip.unlock_sweep", run, settings(app).sweep_interval_seconds)
+
+
+async def sweep(app: KPay) -> int:
+    """Announce every lesson that opened since the last run; returns how many.
+
+    One cursor over the due range, read in batches: each enrollment leaves the range
+    as it is handled (its new ``next_unlock_at`` is in the future or None), so the
+    cursor never meets it again, and the query is not re-run per batch (which costs
+    O(due) each time on a server that does not push the limit into the index scan).
+    """
+    now = app.clock.now()
+    # The lower bound keeps the index scan off the many enrollments with nothing left
+    # to unlock (next_unlock_at None): SecantusDB walks those for a bare $lte.
+    due = {"$gte": EPOCH, "$lte": now}
+    cursor = app.store[ENROLLMENTS].find({"next_unlock_at": due}).sort(
+        "next_unlock_at", 1).batch_size(settings(app).sweep_batch_size)
+    courses: dict[str, dict[str, Any] | None] = {}
+    announced = handled = 0
+    async for enrollment in cursor:
+        course_id = enrollment["course_id"]
+        if course_id not in courses:
+            courses[course_id] = await find_course(app, course_id, bodies=False)
+        announced += len(await announce_due(app, enrollment["_id"], courses[course_id],
+                                            enrollment, now))
+        handled += 1
+    if announced:
+        log.info("unlock sweep: announced %d lesson(s) to %d enrollment(s)", announced,
+                 handled)
+    return announced
+
+
+def start_recompute(app: KPay, course_id: str) -> None:
+    app.spawn(recompute_schedule(app, course_id))
+
+
+async def recompute_schedule(app: KPay, course_id: str) -> int:
+    """Bring every active enrollment of a course to its current schedule; returns how
+    many were rewritten. Safe to run twice at once or on two nodes."""
+    course = await find_course(app, course_id, bodies=False)
+    if course is None:
+        return 0
+    version = course["schedule_version"]
+    enrollments = app.store[ENROLLMENTS]
+    behind = {"course_id": course_id, "status": "active", "schedule_version": {"$lt": version}}
+    total = await enrollments.count_documents(behind)
+    log.info("course %s: schedule v%d, recomputing next unlock of %d enrollment(s)",
+             course_id, version, total)
+    batch_size = settings(app).recompute_batch_size
+    tz = zone(app)
+    rewritten = 0
+    for _ in range(MAX_RECOMPUTE_PASSES):
+        batch = await enrollments.find(behind).limit(batch_size).to_list()
+        if not batch:
+            break
+        now = app.clock.now()
+        writes = []
+        for enrollment in batch:
+            upcoming = next_unlock(states_of(course, enrollment, now, tz),
+                                   set(enrollment.get("notified") or ()))
+            writes.append(UpdateOne(
+                {"_id": enrollment["_id"], "rev": enrollment["rev"],
+                 "schedule_version": {"$lt": version}},
+                {"$set": {"next_unlock_at": upcoming, "schedule_version": version},
+                 "$inc": {"rev": 1}}))
+        result = await enrollments.bulk_write(writes, ordered=False)
+        rewritten += result.modified_count
+        log.info("course %s: recomputed %d/%d", course_id, rewritten, total)
+        latest = await app.store[COURSES].find_one({"_id": course_id}, {"schedule_version": 1})
+        if latest is None or latest["schedule_version"] != version:
+            log.info("course %s: schedule changed again; the newer recompute takes over",
+                     course_id)
+            return rewritten
+        await asyncio.sleep(0)  # let requests in between batches
+    await app.store[COURSES].update_one({"_id": course_id, "schedule_version": version},
+                                        {"$set": {"recompute_pending": False}})
+    log.info("course %s: schedule v%d recompute done (%d rewritten)", course_id, version,
+             rewritten)
+    return rewritten
+
+
+async def resume_recomputes(app: KPay) -> None:
+    """After a restart: finish the recomputes that were interrupted."""
+    async for course in app.store[COURSES].find({"recompute_pending": True}, {"_id": 1}):
+        start_recompute(app, course["_id"])

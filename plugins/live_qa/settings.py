@@ -1,0 +1,35 @@
+"""Settings of the live_qa plugin (section ``[live_qa]``) and its collection names."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from kpay.core.config import Section
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+ROOMS = "live_rooms"
+TICKETS = "live_tickets"
+QUESTIONS = "live_questions"
+UPVOTES = "live_upvotes"
+MESSAGES = "live_messages"
+
+#: The escrow account that holds paid questions' bounties until answered or refunded.
+ESCROW_NAME = "live_qa"
+
+
+class LiveQASettings(Section):
+    # Longest question or chat text, in characters.
+    max_text_chars: int = Field(2000, gt=0, le=20_000)
+    default_capacity: int = Field(500, gt=0)
+    max_capacity: int = Field(100_000, gt=0)
+    max_price: int = Field(1_000_000, gt=0)
+    # Presence counts are sent at most once per this many seconds per room.
+    presence_interval_seconds: float = Field(1.0, gt=0)
+
+
+def settings_of(app: KPay) -> LiveQASettings:
+    return app.settings.live_qa

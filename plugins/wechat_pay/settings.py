@@ -1,0 +1,120 @@
+"""The ``[wechat_pay]`` config section and the effective configuration at start-up.
+
+Outside dev mode a merchant must be configured completely; start-up stops naming the
+missing keys. In dev mode with no merchant, the plugin starts the local fake WeChat
+server (plugins/wechat_pay/fake.py) on a loopback port and talks to it instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from kpay.core.config import Section
+from kpay.core.errors import ConfigError
+from plugins.wechat_pay.signing import SIGN_TYPES
+
+REAL_PAY_API = "https://api.mch.weixin.qq.com/"
+REAL_API = "https://api.weixin.qq.com/"
+REAL_OPEN = "https://open.weixin.qq.com/"
+
+MERCHANT_KEYS = ("appid", "mch_id", "api_key")
+PRODUCTION_KEYS = (*MERCHANT_KEYS, "mch_cert", "mch_key")
+
+
+class WeChatPaySettings(Section):
+    # The official account (公众号) the payments and the OAuth login belong to.
+    appid: str = ""
+    # Its AppSecret: needed for the OAuth login and the JS-SDK config, not for paying.
+    app_secret: str = ""
+    mch_id: str = ""
+    # The merchant API key (API v2, 32 characters), set in the merchant platform.
+    api_key: str = ""
+    # Paths of the merchant API certificate and its private key (PEM): refunds need them.
+    mch_cert: str = ""
+    mch_key: str = ""
+    # Where WeChat posts payment results; empty: <server.public_url>/api/v1/pay/wechat/notify.
+    notify_url: str = ""
+    refund_notify_url: str = ""
+    sign_type: str = Field("MD5", pattern="^(" + "|".join(SIGN_TYPES) + ")$")
+    # Base URLs, configurable so tests and demos can point them at the local fake.
+    api_base_url: str = ""
+    oauth_api_base_url: str = ""
+    oauth_base_url: str = ""
+    # A CA bundle to trust for api_base_url (the fake's TLS in tests); empty: system CAs.
+    ca_bundle: str = ""
+    # Default OAuth scope; snsapi_userinfo asks the user and gives the nickname too.
+    oauth_scope: str = Field("snsapi_base", pattern="^snsapi_(base|userinfo)$")
+    # Where the OAuth callback may send the browser back to (prefixes); empty: own origin.
+    oauth_redirect_allow: list[str] = []
+    # Blocking wechatpy calls run in a thread pool of this size, never on the event loop.
+    http_workers: int = Field(8, ge=1, le=64)
+    http_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # The mweb (H5 outside WeChat) scene info reported to WeChat.
+    h5_site_name: str = "kpay"
+    h5_site_url: str = ""
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The configuration the plugin runs with (the fake's, in dev without a merchant)."""
+
+    settings: WeChatPaySettings
+    pay_api: str
+    api: str
+    open: str
+    uses_fake: bool
+
+
+def check(settings: WeChatPaySettings, dev: bool) -> bool:
+    """True when the fake must be used; ConfigError when a merchant is half-configured
+    or missing outside dev mode."""
+    unconfigured = all(not getattr(settings, k) for k in MERCHANT_KEYS)
+    if dev and unconfigured and not settings.api_base_url:
+        return True
+    required = PRODUCTION_KEYS if not dev else MERCHANT_KEYS
+    missing = [k for k in required if not getattr(settings, k)]
+    if missing:
+        raise ConfigError(
+            "[wechat_pay] missing " + ", ".join(missing) + " (set them in the config file or "
+            "as KPAY_WECHAT_PAY__" + missing[0].upper() + "=...; in dev mode leave the "
+            "merchant keys empty to use the local fake WeChat Pay)")
+    if len(settings.api_key) != 32 and not dev:
+        raise ConfigError("[wechat_pay] api_key must be the 32-character merchant API key")
+    return False
+
+
+def problems(settings: WeChatPaySettings, dev: bool, public_url: str) -> dict[str, str]:
+    """What will fail when it is used, by key (logged loudly at start-up; the use itself
+    then fails closed): a notify URL WeChat cannot reach, certificate files not there."""
+    found = {}
+    if not dev and not (settings.notify_url or public_url):
+        found["notify_url"] = ("[wechat_pay] notify_url (or [server] public_url) is not set: "
+                               "payments cannot be started")
+    for key in ("mch_cert", "mch_key", "ca_bundle"):
+        path = getattr(settings, key)
+        if path and not os.path.isfile(path):
+            found[key] = f"[wechat_pay] {key}: no file at {path}"
+    return found
+
+
+def with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def effective(settings: WeChatPaySettings, fake: dict[str, str] | None = None) -> Effective:
+    """``fake``: the running fake's ``base_url``, ``appid``, ``mch_id``, ``api_key``,
+    ``app_secret``, which replace the (empty) merchant keys."""
+    if fake:
+        base = with_slash(fake["base_url"])
+        merchant = {k: fake[k] for k in ("appid", "mch_id", "api_key", "app_secret")}
+        return Effective(settings.model_copy(update=merchant), base, base, base, True)
+    return Effective(
+        settings,
+        with_slash(settings.api_base_url or REAL_PAY_API),
+        with_slash(settings.oauth_api_base_url or REAL_API),
+        with_slash(settings.oauth_base_url or REAL_OPEN),
+        False,
+    )

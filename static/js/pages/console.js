@@ -1,0 +1,105 @@
+// The consultant console (console.html): login check, the tabs, and one module per section.
+// A section's module exports `mount(panel, context)` and fills its tabpanel; it is loaded
+// the first time its tab opens. To add a section: its tab and tabpanel in console.html,
+// an entry below, and js/pages/console-<name>.js.
+
+import { KPay } from "../kpay.js";
+import { $, bindConnectionBadge, show, showError } from "../ui.js";
+
+/** Each section: the API path that shows its plugin is loaded, and its module (null: the
+ * panel keeps its placeholder). */
+const SECTIONS = {
+  rooms: { needs: "/api/v1/rooms", load: () => import("./console-rooms.js") },
+  consult: { needs: "/api/v1/consultations", load: null },
+  courses: { needs: "/api/v1/courses", load: null },
+};
+
+const kpay = new KPay();
+const socket = kpay.socket();
+const errorBox = $("#error");
+const mounted = new Map(); // section -> promise of its mount
+let context = null;
+
+bindConnectionBadge($("#connection"), socket);
+socket.on("unauthorized", () => {
+  kpay.logout();
+  location.href = "/";
+});
+
+async function start() {
+  try {
+    const [user, dev, paths] = await Promise.all([
+      kpay.me(), kpay.devEnabled(), kpay.apiPaths().catch(() => new Set()),
+    ]);
+    show($("#loading"), false);
+    if (!user || user.role !== "consultant") {
+      show($("#need-login"), true);
+      show($("#not-consultant"), Boolean(user));
+      return;
+    }
+    context = { kpay, socket, me: user, dev, errorBox };
+    const tabs = tabButtons().filter((tab) => paths.has(SECTIONS[tab.dataset.section].needs));
+    for (const tab of tabButtons()) show(tab, tabs.includes(tab));
+    if (!tabs.length) {
+      errorBox.textContent = "服务器未启用直播、咨询或课程功能";
+      show(errorBox, true);
+      return;
+    }
+    show($("#tabs"), true);
+    socket.connect();
+    const wanted = tabs.find((tab) => `#${tab.dataset.section}` === location.hash) || tabs[0];
+    await select(wanted);
+  } catch (error) {
+    show($("#loading"), false);
+    showError(errorBox, error);
+  }
+}
+
+function tabButtons() {
+  return [...document.querySelectorAll('#tabs [role="tab"]')];
+}
+
+async function select(tab) {
+  for (const other of tabButtons()) {
+    const chosen = other === tab;
+    other.setAttribute("aria-selected", String(chosen));
+    other.tabIndex = chosen ? 0 : -1;
+    show($(`#${other.getAttribute("aria-controls")}`), chosen);
+  }
+  const name = tab.dataset.section;
+  history.replaceState(null, "", `${location.pathname}${location.search}#${name}`);
+  const section = SECTIONS[name];
+  if (!section.load || mounted.has(name)) return;
+  const panel = $(`#${tab.getAttribute("aria-controls")}`);
+  const mounting = section.load().then((module) => module.mount(panel, context));
+  mounted.set(name, mounting);
+  try {
+    await mounting;
+  } catch (error) {
+    mounted.delete(name);
+    showError(errorBox, error);
+  }
+}
+
+$("#tabs").addEventListener("click", (event) => {
+  const tab = event.target.closest('[role="tab"]');
+  if (tab) select(tab);
+});
+
+// Arrow keys move between tabs (the WAI-ARIA tabs pattern).
+$("#tabs").addEventListener("keydown", (event) => {
+  if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+  const tabs = tabButtons().filter((tab) => !tab.hidden);
+  const at = tabs.indexOf(document.activeElement);
+  if (at < 0) return;
+  let next = at;
+  if (event.key === "ArrowLeft") next = (at - 1 + tabs.length) % tabs.length;
+  if (event.key === "ArrowRight") next = (at + 1) % tabs.length;
+  if (event.key === "Home") next = 0;
+  if (event.key === "End") next = tabs.length - 1;
+  event.preventDefault();
+  tabs[next].focus();
+  select(tabs[next]);
+});
+
+start();

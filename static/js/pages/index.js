@@ -1,0 +1,145 @@
+// The entry page: who is logged in, dev login for newcomers, links to the feature pages
+// (only those whose plugin routes the server has), live notifications on user:<id>.
+
+import { KPay } from "../kpay.js";
+import {
+  $, ROLE_NAMES, bindConnectionBadge, el, formatTime, inWeChat, show, showError, whileBusy,
+} from "../ui.js";
+
+const kpay = new KPay();
+const socket = kpay.socket();
+const errorBox = $("#error");
+const OAUTH_START = "/api/v1/wechat/oauth/start";
+
+const NOTICE_TITLES = {
+  lesson_unlocked: "新课时已解锁",
+  order_paid: "订单已支付",
+  refund: "退款到账",
+};
+
+bindConnectionBadge($("#connection"), socket);
+socket.on("unauthorized", () => {
+  kpay.logout();
+  showError(errorBox, { status: 401 });
+  render();
+});
+
+async function render() {
+  try {
+    const [user, dev, paths] = await Promise.all([
+      kpay.me(), kpay.devEnabled(), kpay.apiPaths().catch(() => new Set()),
+    ]);
+    show($("#loading"), false);
+    // The connection badge means something only to a logged-in user.
+    show($("#connection"), Boolean(user));
+    showAccount(user);
+    show($("#dev-login"), !user && dev);
+    show($("#need-login"), !user && !dev);
+    // WeChat login needs the wechat_pay plugin, and WeChat's browser (or its dev fake).
+    const oauth = paths.has(OAUTH_START);
+    show($("#wechat-login"), oauth && inWeChat());
+    show($("#open-in-wechat"), !inWeChat());
+    show($("#dev-wechat-login"), oauth && dev);
+    showFeatures(user, paths);
+    if (user) listenForNotices(user);
+  } catch (error) {
+    show($("#loading"), false);
+    showError(errorBox, error);
+  }
+}
+
+function showAccount(user) {
+  show($("#account"), Boolean(user));
+  if (!user) return;
+  $("#user-name").textContent = user.name || user.id;
+  $("#user-role").textContent = ROLE_NAMES[user.role] || user.role;
+  $("#user-id").textContent = user.id;
+}
+
+function showFeatures(user, paths) {
+  show($("#features"), Boolean(user));
+  if (!user) return;
+  for (const node of document.querySelectorAll("[data-needs]")) {
+    const wantedRole = node.dataset.role;
+    const roleOk = !wantedRole || user.role === wantedRole || user.role === "admin";
+    show(node, paths.has(node.dataset.needs) && roleOk);
+  }
+}
+
+let subscribedFor = null;
+
+function listenForNotices(user) {
+  show($("#notices"), true);
+  if (subscribedFor === user.id) return;
+  subscribedFor = user.id;
+  socket.subscribe(`user:${user.id}`, {
+    onEvent: addNotice,
+    onResync: () => {
+      show($("#resync-note"), true);
+      refreshAccount();
+    },
+    onError: (error) => showError(errorBox, error),
+  });
+  socket.connect();
+}
+
+async function refreshAccount() {
+  try {
+    showAccount(await kpay.me());
+  } catch (error) {
+    showError(errorBox, error);
+  }
+}
+
+function addNotice(frame) {
+  const data = frame.data && typeof frame.data === "object" ? frame.data : {};
+  const title = NOTICE_TITLES[frame.type] || data.title || frame.type;
+  const text = data.text || data.message || "";
+  const item = el("li", { "data-seq": frame.seq, "data-type": frame.type },
+    el("span", {}, el("strong", {}, title), text ? el("span", { class: "desc" }, ` ${text}`) : null),
+    el("span", { class: "muted small" }, formatTime(new Date().toISOString())));
+  $("#notice-list").prepend(item);
+  show($("#notice-empty"), false);
+}
+
+$("#dev-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = event.submitter;
+  const role = button?.value === "consultant" ? "consultant" : "student";
+  const typed = $("#dev-user-id").value.trim();
+  const userId = typed || `demo-${role}`;
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(userId)) {
+    showError(errorBox, { code: "invalid_field", details: { field: "用户 ID" } });
+    $("#dev-user-id").focus();
+    return;
+  }
+  showError(errorBox, null);
+  await whileBusy(button, async () => {
+    try {
+      await kpay.devLogin(userId, role, $("#dev-name").value.trim() || undefined);
+      await render();
+    } catch (error) {
+      showError(errorBox, error);
+    }
+  }, "登录中…");
+});
+
+$("#logout").addEventListener("click", () => {
+  kpay.logout();
+  socket.subscriptions.get(`user:${subscribedFor}`)?.unsubscribe();
+  subscribedFor = null;
+  $("#notice-list").replaceChildren();
+  show($("#notice-empty"), true);
+  show($("#notices"), false);
+  render();
+});
+
+for (const [formId, page] of [["#room-form", "room.html"], ["#course-form", "course.html"]]) {
+  $(formId).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = new FormData(event.target).get("id").trim();
+    if (id) location.href = `/static/${page}?id=${encodeURIComponent(id)}`;
+  });
+}
+
+render();

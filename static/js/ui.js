@@ -1,0 +1,134 @@
+// Small DOM helpers shared by the pages: safe element building, Chinese error messages,
+// the connection badge and time formatting. Data is always set as text, never as HTML.
+
+import { formatFen } from "./money.js";
+
+/** Build an element: el("a", {href: "/x", class: "btn"}, "text", child, ...). Attributes
+ * named on* are not allowed (no handlers in markup); use addEventListener. */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) throw new Error(`set ${name} with addEventListener`);
+    node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Show or hide an element (the `hidden` attribute; CSS keeps it hidden). */
+export function show(node, visible = true) {
+  node.hidden = !visible;
+}
+
+export const ROLE_NAMES = { student: "学生", consultant: "咨询师", admin: "管理员" };
+
+export const STATE_TEXT = {
+  online: "已连接",
+  connecting: "连接中…",
+  reconnecting: "重新连接中…",
+  offline: "离线",
+};
+
+/** Keep `badge` showing the socket's connection state (text + data-state for styling). */
+export function bindConnectionBadge(badge, socket) {
+  const render = (state) => {
+    badge.dataset.state = state;
+    badge.textContent = STATE_TEXT[state] || state;
+    badge.setAttribute("aria-label", `实时连接：${STATE_TEXT[state] || state}`);
+  };
+  render(socket.state);
+  return socket.on("state", ({ state }) => render(state));
+}
+
+const STATUS_TEXT = {
+  0: "网络连接失败，请检查网络后重试",
+  401: "登录已失效，请重新登录",
+  403: "没有权限进行此操作",
+  404: "要找的内容不存在",
+  409: "当前状态不允许此操作",
+  413: "提交的内容太大",
+  429: "操作太频繁，请稍后再试",
+};
+
+/** A message in Chinese for an ApiError (or any Error), for people, not for logs. */
+export function errorText(error) {
+  const details = error?.details || {};
+  switch (error?.code) {
+    case "invalid_amount":
+      if (Number.isSafeInteger(details.min) && Number.isSafeInteger(details.max)) {
+        return `金额须在 ${formatFen(details.min)} 到 ${formatFen(details.max)} 之间`;
+      }
+      return "金额不正确";
+    case "insufficient_balance":
+      if (Number.isSafeInteger(error.needed) && Number.isSafeInteger(details.balance)) {
+        return `余额不足：需要 ${formatFen(error.needed)}，当前余额 ${formatFen(details.balance)}`;
+      }
+      return "余额不足，请先充值";
+    case "unknown_channel":
+    case "channel_not_allowed":
+      return "该支付方式暂不可用";
+    case "payment_provider_error":
+      return "支付服务暂时不可用，请稍后重试";
+    case "invalid_field":
+    case "invalid_json":
+      return details.field ? `输入有误（${details.field}）` : "输入有误";
+    case "offline":
+    case "disconnected":
+    case "timeout":
+    case "network_error":
+      return STATUS_TEXT[0];
+    case "order_not_found":
+      return "订单不存在";
+    default:
+      break;
+  }
+  if (error && error.status in STATUS_TEXT) return STATUS_TEXT[error.status];
+  if (error?.status >= 500) return "服务器开小差了，请稍后重试";
+  return error?.code ? `操作失败（${error.code}）` : "操作失败，请重试";
+}
+
+/** Put an error message in a live region (role="alert"), or clear it with null. */
+export function showError(region, error) {
+  region.textContent = error ? errorText(error) : "";
+  region.dataset.code = error?.code || "";
+  show(region, Boolean(error));
+}
+
+/** "11月26日 09:20" in the reader's time zone, from an ISO 8601 time. */
+export function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getMonth() + 1}月${date.getDate()}日 ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** True inside WeChat's built-in browser. */
+export function inWeChat(userAgent = navigator.userAgent) {
+  return /MicroMessenger/i.test(userAgent);
+}
+
+/** True on a phone or tablet browser (outside WeChat too). */
+export function onMobile(userAgent = navigator.userAgent) {
+  return /Android|iPhone|iPad|iPod|Mobile|HarmonyOS/i.test(userAgent);
+}
+
+/** Run `task` with `button` disabled (no double submits) and an optional busy text. */
+export async function whileBusy(button, task, busyText = null) {
+  const text = button.textContent;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  if (busyText) button.textContent = busyText;
+  try {
+    return await task();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+    if (busyText) button.textContent = text;
+  }
+}

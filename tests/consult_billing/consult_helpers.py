@@ -1,0 +1,103 @@
+"""Helpers for the consult_billing tests: a consultant, a student with money, a session."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from kpay.core.money.reconcile import reconcile
+
+
+@dataclass
+class Party:
+    user_id: str
+    token: str
+
+
+@dataclass
+class Pair:
+    student: Party
+    consultant: Party
+    consultation_id: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/consultations/{self.consultation_id}"
+
+
+async def make_pair(api: Any, rate: int = 100, wallet: int = 10_000, min_minutes: int = 1,
+                    max_minutes: int = 60, student: str = "stu",
+                    consultant: str = "con") -> Pair:
+    pair = Pair(Party(student, await api.login(student, "student")),
+                Party(consultant, await api.login(consultant, "consultant")))
+    status, body = await api.put("/api/v1/consultants/me", {
+        "rate_per_minute": rate, "min_minutes": min_minutes, "max_minutes": max_minutes},
+        pair.consultant.token)
+    assert status == 200, body
+    if wallet:
+        await api.topup(pair.student.token, wallet)
+    return pair
+
+
+async def request(api: Any, pair: Pair) -> dict[str, Any]:
+    status, body = await api.post("/api/v1/consultations",
+                                  {"consultant_id": pair.consultant.user_id}, pair.student.token)
+    assert status == 201, body
+    pair.consultation_id = body["consultation"]["id"]
+    return body["consultation"]
+
+
+async def join(api: Any, party: Party, pair: Pair) -> Any:
+    ws = await api.socket(party.token)
+    reply = await ws.request("sub", ch=f"consult:{pair.consultation_id}")
+    assert reply["ok"] is True, reply
+    return ws
+
+
+async def state(api: Any, pair: Pair) -> dict[str, Any]:
+    status, body = await api.get(pair.path, pair.student.token)
+    assert status == 200, body
+    return body
+
+
+async def wait_until(api: Any, pair: Pair, check: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """Poll the consultation until ``check(body)`` holds (socket effects are async)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        body = await state(api, pair)
+        if check(body):
+            return body
+        if loop.time() > deadline:
+            raise AssertionError(f"consultation never reached the state: {body}")
+        await asyncio.sleep(0.02)
+
+
+async def live_session(api: Any, **options: Any) -> tuple[Pair, Any, Any]:
+    """Requested, both parties on the channel, accepted (minute 1 charged)."""
+    pair = await make_pair(api, **options)
+    await request(api, pair)
+    student_ws = await join(api, pair.student, pair)
+    consultant_ws = await join(api, pair.consultant, pair)
+    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    status, body = await api.post(pair.path + "/accept", token=pair.consultant.token)
+    assert status == 200, body
+    return pair, student_ws, consultant_ws
+
+
+async def wallet(api: Any, party: Party) -> int:
+    status, body = await api.get("/api/v1/wallet", party.token)
+    assert status == 200
+    return body["balance"]
+
+
+async def ledger_minutes(app: Any, consultation_id: str) -> list[str]:
+    keys = [d["_id"] async for d in app.store["ledger"].find(
+        {"_id": {"$regex": f"^consult:{consultation_id}:"}})]
+    return sorted(keys, key=lambda k: int(k.rsplit(":", 1)[1]))
+
+
+async def assert_books(app: Any) -> None:
+    report = await reconcile(app.store.db, app.clock.now())
+    assert report.clean, report.text()

@@ -1,0 +1,143 @@
+"""A throwaway plugin for the money tests: a server-priced order kind and a fake
+payment provider, registered through ``kpay_extra_plugins`` (no feature plugin needed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pymongo.errors import DuplicateKeyError
+
+from kpay import hookimpl
+from kpay.core.errors import Conflict, NotFound, PaymentProviderError
+from kpay.core.money.kinds import OrderKind, Priced, parse_item
+from kpay.core.money.providers import PaymentProvider, PaymentState
+
+SELLER = "seller1"
+# The server's own price list: the client names a sku, never a price.
+CATALOG = {"g100": 100, "g250": 250, "g999": 999, "g1": 1, "free": 0, "sold_out": 500}
+
+
+class GadgetItem(BaseModel):
+    kind: str
+    sku: str = Field(min_length=1, max_length=32)
+    one_per_user: bool = False
+
+
+class Gadget(OrderKind):
+    """``{"kind": "test_gadget", "sku": ...}``: price from CATALOG, paid to SELLER."""
+
+    name = "test_gadget"
+
+    def __init__(self) -> None:
+        self.fulfils: Counter[str] = Counter()
+        self.failures_left: dict[str, int] = {}
+        self.fail_every_first = False
+        self.released: list[str] = []
+        self.refunded: list[tuple[str, int]] = []
+
+    async def price(self, app: Any, user: Any, item: dict[str, Any]) -> Priced:
+        parsed = parse_item(GadgetItem, item)
+        if parsed.sku not in CATALOG:
+            raise NotFound(f"no gadget {parsed.sku}", code="gadget_not_found")
+        if parsed.sku == "sold_out":
+            raise Conflict("sold out", code="sold_out")
+        amount = CATALOG[parsed.sku]
+        return Priced(amount, f"gadget {parsed.sku}", app.money.earnings_credits(amount, SELLER),
+                      {"kind": self.name, "sku": parsed.sku,
+                       "one_per_user": parsed.one_per_user})
+
+    async def reserve(self, app: Any, order: dict[str, Any], session: Any) -> None:
+        if not order["item"]["one_per_user"]:
+            return
+        try:
+            await app.store["test_claims"].insert_one(
+                {"_id": f"{order['user_id']}:{order['item']['sku']}",
+                 "order_id": order["_id"]}, session=session)
+        except DuplicateKeyError:
+            raise Conflict("you already have one", code="already_owned") from None
+
+    async def release(self, app: Any, order: dict[str, Any]) -> None:
+        self.released.append(order["_id"])
+
+    async def fulfil(self, app: Any, order: dict[str, Any]) -> None:
+        if self.fail_every_first and order["_id"] not in self.failures_left:
+            self.failures_left[order["_id"]] = 1
+        if self.failures_left.get(order["_id"], 0) > 0:
+            self.failures_left[order["_id"]] -= 1
+            raise RuntimeError("fulfilment crashed")
+        self.fulfils[order["_id"]] += 1
+
+    async def on_refund(self, app: Any, order: dict[str, Any], refund: dict[str, Any]) -> None:
+        self.refunded.append((order["_id"], refund["amount"]))
+
+
+class FakePay(PaymentProvider):
+    """Answers like an outside payment system would, from what the test set."""
+
+    identifier = "fakepay"
+    verbose_name = "Fake pay"
+    channels = ("native", "jsapi", "mweb")
+
+    def __init__(self) -> None:
+        self.states: dict[str, PaymentState] = {}
+        self.queried: list[str] = []
+        self.closed: list[str] = []
+        self.refunds: list[str] = []
+        self.refuse_refunds = False
+        self.refuse_start = False
+        self.refuse_close = False
+        self.lose_next_refund_answer = False
+
+    async def create_payment(self, order: dict[str, Any], request: Any) -> dict[str, Any]:
+        if self.refuse_start:
+            raise PaymentProviderError("fakepay is down")
+        return {"code_url": f"fake://pay/{order['out_trade_no']}"}
+
+    async def query(self, order: dict[str, Any]) -> PaymentState:
+        self.queried.append(order["_id"])
+        return self.states.get(order["_id"], PaymentState("pending"))
+
+    async def close(self, order: dict[str, Any]) -> None:
+        if self.refuse_close:
+            raise PaymentProviderError("ORDERPAID: the order was paid")
+        self.closed.append(order["_id"])
+
+    async def refund(self, order: dict[str, Any], refund: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_refunds:
+            raise PaymentProviderError("refund refused")
+        self.refunds.append(refund["out_refund_no"])
+        if self.lose_next_refund_answer:
+            # The refund went through outside but the answer never arrived.
+            self.lose_next_refund_answer = False
+            raise ConnectionError("connection reset")
+        return {"refund_id": "fake-" + refund["out_refund_no"]}
+
+
+class MoneyTestPlugin:
+    def __init__(self) -> None:
+        self.kind = Gadget()
+        self.provider = FakePay()
+        self.paid: list[str] = []
+        self.refunded: list[str] = []
+
+    @hookimpl
+    def register_order_kinds(self, app: Any) -> list[OrderKind]:
+        return [self.kind]
+
+    @hookimpl
+    def register_payment_providers(self, app: Any) -> list[PaymentProvider]:
+        return [self.provider]
+
+    @hookimpl
+    def register_indexes(self, app: Any) -> list:
+        return []
+
+    @hookimpl
+    def on_order_paid(self, order: dict[str, Any]) -> None:
+        self.paid.append(order["_id"])
+
+    @hookimpl
+    def on_order_refunded(self, order: dict[str, Any], refund: dict[str, Any]) -> None:
+        self.refunded.append(refund["id"])

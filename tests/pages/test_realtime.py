@@ -1,0 +1,106 @@
+"""The socket in a real page: connection state shown, reconnect, resume with ``since``."""
+
+import pytest
+from pagekit import STATIC
+from playwright.async_api import expect
+
+# Records every state the badge shows (a state can last less than a poll interval).
+RECORD_BADGE = """
+() => {
+  window.__badgeStates = [];
+  const badge = document.querySelector('#connection');
+  new MutationObserver(() => window.__badgeStates.push(badge.dataset.state))
+    .observe(badge, { attributes: true, attributeFilter: ['data-state'] });
+}
+"""
+
+
+async def logged_in_index(pages, api, user="alice"):
+    token = await api.login(user, "student")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/")
+    await expect(page.locator("#connection")).to_have_text("已连接")
+    return page
+
+
+def drop_every_socket(kpay_app):
+    """Close every socket from the server side, as a restarting node would."""
+    sockets = list(kpay_app.sockets)
+    for socket in sockets:
+        socket.close(1012, "service restart")
+    return len(sockets)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_page_reconnects_and_resumes_missed_events(pages, api, kpay_app):
+    page = await logged_in_index(pages, api)
+    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第一条"})
+    notices = page.locator("#notice-list li")
+    await expect(notices).to_have_count(1)
+    await expect(notices.first).to_contain_text("第一条")
+    await page.evaluate(RECORD_BADGE)
+
+    assert drop_every_socket(kpay_app) == 1
+    # Published before the page can reconnect (no await in between): the page only gets
+    # it by resuming with since=<last seq>.
+    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第二条"})
+
+    await expect(page.locator("#connection")).to_have_text("已连接")
+    await expect(notices).to_have_count(2)
+    await expect(notices.first).to_contain_text("第二条")
+    states = await page.evaluate("window.__badgeStates")
+    assert states[:1] == ["reconnecting"] and states[-1] == "online", states
+    await expect(page.locator("#resync-note")).to_be_hidden()
+    assert len(kpay_app.sockets) == 1
+    await pages.screenshot(page, "index-notices")
+
+    # Live events still arrive on the new socket, once each.
+    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第三条"})
+    await expect(notices).to_have_count(3)
+    seqs = await notices.evaluate_all("(items) => items.map((li) => Number(li.dataset.seq))")
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 3
+
+
+LOST_HISTORY = {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": []},
+                "realtime": {"history_size": 0}}
+
+
+@pytest.mark.parametrize("kpay_overrides", [LOST_HISTORY])
+@pytest.mark.gen_test(timeout=60)
+async def test_page_refetches_when_the_server_lost_the_history(pages, api, kpay_app):
+    page = await logged_in_index(pages, api)
+    await kpay_app.publish("user:alice", "notice", {"text": "第一条"})
+    await expect(page.locator("#notice-list li")).to_have_count(1)
+    await expect(page.locator("#resync-note")).to_be_hidden()
+
+    drop_every_socket(kpay_app)
+    await kpay_app.publish("user:alice", "notice", {"text": "丢失的一条"})
+
+    # recovered:false -> the page says so and refetches instead of pretending.
+    await expect(page.locator("#resync-note")).to_be_visible()
+    await expect(page.locator("#connection")).to_have_text("已连接")
+    await expect(page.locator("#notice-list li")).to_have_count(1)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_browser_offline_and_back_online(pages, api, kpay_app):
+    page = await logged_in_index(pages, api)
+    await page.context.set_offline(True)
+    await expect(page.locator("#connection")).to_have_text("离线")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await pages.screenshot(page, "index-offline")
+    await page.context.set_offline(False)
+    await expect(page.locator("#connection")).to_have_text("已连接")
+    await kpay_app.publish("user:alice", "notice", {"text": "回来了"})
+    await expect(page.locator("#notice-list li")).to_have_count(1)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_refused_token_stops_reconnecting_and_asks_to_log_in(pages, api, kpay_app):
+    page = await logged_in_index(pages, api)
+    # A token from another secret: the REST check passed at load; the socket now refuses it.
+    await page.evaluate("localStorage.setItem('kpay.token', 'forged.token.value')")
+    drop_every_socket(kpay_app)
+    await expect(page.locator("#connection")).to_have_text("离线")
+    await expect(page.get_by_role("alert")).to_have_text("登录已失效，请重新登录")
+    await expect(page.locator("#dev-login")).to_be_visible()
