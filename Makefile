@@ -23,9 +23,17 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml
 run: $(VENV)/.installed-run
 	$(PY) server.py --config $(CONFIG) --port $(PORT)
 
+# The example third-party plugin is installed beside the venv (--target + PYTHONPATH),
+# not into it: the main run keeps seeing only the built-ins, as its tests expect.
+EXAMPLE_SITE := var/example-plugins
+
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+	rm -rf $(EXAMPLE_SITE)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(EXAMPLE_SITE) \
+		examples/kpay-tips
+	PYTHONPATH=$(EXAMPLE_SITE) $(PY) -m pytest -q examples/kpay-tips/tests
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from kpay.core.money.reconcile import reconcile  # noqa: E402
 from kpay.core.plugins import PluginManager, available_plugins, select  # noqa: E402
 from kpay.core.store import EmbeddedMongo  # noqa: E402
 from plugins.consult_billing import engine_for  # noqa: E402
+from plugins.consult_billing import sessions as sessions_module  # noqa: E402
 from plugins.consult_billing.sessions import ACTIVE, CONSULTATIONS, MINUTE  # noqa: E402
 
 SECRET = "bench-billing-secret-" + "x" * 32
@@ -185,7 +187,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--unlocked", action="store_true",
+                        help="variant: let one node's charge transactions overlap (they then "
+                             "conflict on platform:revenue and retry)")
     args = parser.parse_args()
+    if args.unlocked:
+        sessions_module.ledger_lock = lambda app: contextlib.nullcontext()
     counter = CommandCounter()
     monitoring.register(counter)  # before any client exists: every client reports
     with tempfile.TemporaryDirectory(prefix="kpay-bench-billing-") as tmp:

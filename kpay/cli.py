@@ -1,4 +1,4 @@
-"""The ``kpay`` command: serve, plugins, token, config check, reconcile."""
+"""The kpay command: serve, plugins, plugin new, token, config check, reconcile."""
 
 from __future__ import annotations
 
@@ -18,8 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--port", type=int, default=None)
-    plugins = commands.add_parser("plugins", help="list the loaded plugins")
+    plugins = commands.add_parser(
+        "plugins", help="list the loaded plugins: version, hooks, routes, channels, order kinds")
     plugins.add_argument("--json", action="store_true")
+    plugin = commands.add_parser("plugin", help="plugin author tools")
+    plugin_commands = plugin.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_commands.add_parser("new", help="create a plugin package skeleton")
+    new.add_argument("name", help="plugin name: lower-case letters, digits and _")
+    new.add_argument("--dir", default=".", help="where to create kpay-<name>/ (default: .)")
     token = commands.add_parser("token", help="print a token for a user")
     token.add_argument("--user", required=True)
     token.add_argument("--role", required=True, choices=["student", "consultant", "admin"])
@@ -43,16 +49,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from kpay.core.app import load_settings
+    from kpay.core.app import KPay, load_settings
+    from kpay.core.config import var_dir
 
-    _, pm = load_settings(args.config)
-    described = pm.describe()
+    settings, pm = load_settings(args.config)
+
+    async def registrations() -> list[dict]:
+        # The register_* hooks need an app but no database: the client never connects.
+        app = KPay(settings, pm, settings.mongodb.uri or "mongodb://127.0.0.1:1",
+                   var_dir=var_dir())
+        try:
+            await app.register_plugins()
+        finally:
+            await app.store.close()
+        return pm.describe()
+
+    described = asyncio.run(registrations())
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
     for plugin in described:
         print(f"{plugin['name']} {plugin['version']}")
-        print(f"  hooks: {', '.join(plugin['hooks'])}")
+        for key in ("hooks", "routes", "channels", "order_kinds", "payment_providers"):
+            if plugin.get(key):
+                print(f"  {key.replace('_', ' ')}: {', '.join(plugin[key])}")
+    return 0
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    from kpay.scaffold import create_plugin
+
+    folder = create_plugin(args.name, args.dir)
+    print(f"created {folder}")
+    print(f"next: cd {folder} && pip install -e . && pytest")
     return 0
 
 
@@ -107,7 +136,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
-COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "token": cmd_token,
+COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "plugin": cmd_plugin,
+            "token": cmd_token,
             "config": cmd_config, "reconcile": cmd_reconcile}
 
 if __name__ == "__main__":

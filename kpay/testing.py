@@ -11,6 +11,10 @@ gets its own database), the kpay app on a free port, HTTP and WebSocket clients.
 
 Override ``kpay_overrides`` (settings per section) or ``kpay_extra_plugins`` (plugin
 objects to register besides the configured ones) in a test module to change the app.
+Conveniences: ``student``, ``consultant`` and ``admin`` are logged-in clients
+(``await student.post(path, body)``, ``await student.topup(5000)``, ``await
+student.socket()``), ``clock`` moves the dev clock and runs due jobs
+(``await clock.advance(60)``), ``assert_books_balanced(app)`` checks the ledger.
 """
 
 from __future__ import annotations
@@ -171,6 +175,11 @@ class ApiClient:
         assert status == 200, paid
         return paid["order"]
 
+    async def as_user(self, user_id: str, role: str = "student",
+                      name: str | None = None) -> UserClient:
+        """Dev login, returning a client that sends that user's token on every call."""
+        return UserClient(self, user_id, role, await self.login(user_id, role, name))
+
     async def socket(self, token: str | None = None, query: str = "",
                      headers: dict[str, str] | None = None) -> SocketClient:
         url = f"ws://127.0.0.1:{self.app.port}/ws"
@@ -180,6 +189,50 @@ class ApiClient:
         request = tornado.httpclient.HTTPRequest(url, headers=headers or {})
         connection = await tornado.websocket.websocket_connect(request)
         return SocketClient(connection)
+
+
+class UserClient:
+    """A logged-in user: the ``ApiClient`` calls with the user's token filled in."""
+
+    def __init__(self, api: ApiClient, user_id: str, role: str, token: str) -> None:
+        self.api = api
+        self.id = user_id
+        self.role = role
+        self.token = token
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        return await self.api.get(path, self.token)
+
+    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        return await self.api.post(path, body, self.token)
+
+    async def put(self, path: str, body: Any = None) -> tuple[int, Any]:
+        return await self.api.put(path, body, self.token)
+
+    async def topup(self, amount: int) -> dict[str, Any]:
+        return await self.api.topup(self.token, amount)
+
+    async def wallet(self) -> dict[str, Any]:
+        status, wallet = await self.get("/api/v1/wallet")
+        assert status == 200, wallet
+        return wallet
+
+    async def socket(self, query: str = "") -> SocketClient:
+        return await self.api.socket(self.token, query)
+
+
+class DevClock:
+    """The app's dev clock: ``now()``, and ``await advance(seconds)``, which moves it and
+    runs every periodic job once (the scheduler is off in tests)."""
+
+    def __init__(self, app: KPay) -> None:
+        self.app = app
+
+    def now(self) -> Any:
+        return self.app.clock.now()
+
+    async def advance(self, seconds: float) -> None:
+        await self.app.advance_clock(seconds)
 
 
 class SocketClient:
@@ -264,6 +317,30 @@ async def assert_books_balanced(app: KPay) -> None:
 def api(kpay_app: KPay) -> ApiClient:
     """A JSON client for the running app: ``get``, ``post``, ``login``, ``socket``."""
     return ApiClient(kpay_app)
+
+
+@pytest.fixture
+def student(io_loop: Any, api: ApiClient) -> UserClient:
+    """``alice``, logged in as a student."""
+    return io_loop.run_sync(lambda: api.as_user("alice", "student"))
+
+
+@pytest.fixture
+def consultant(io_loop: Any, api: ApiClient) -> UserClient:
+    """``carol``, logged in as a consultant."""
+    return io_loop.run_sync(lambda: api.as_user("carol", "consultant"))
+
+
+@pytest.fixture
+def admin(io_loop: Any, api: ApiClient) -> UserClient:
+    """``root``, logged in as an admin."""
+    return io_loop.run_sync(lambda: api.as_user("root", "admin"))
+
+
+@pytest.fixture
+def clock(kpay_app: KPay) -> DevClock:
+    """The dev clock of the running app: ``await clock.advance(seconds)`` runs due jobs."""
+    return DevClock(kpay_app)
 
 
 @pytest.fixture(scope="session")

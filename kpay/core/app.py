@@ -21,8 +21,8 @@ from kpay.core.plugins import (
     PluginManager,
     available_plugins,
     await_me_maybe,
-    gather_lists,
     notify,
+    register_all,
     select,
     settings_models,
 )
@@ -107,20 +107,27 @@ class KPay:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self, port: int | None = None, host: str | None = None) -> int:
-        hook = self.pm.hook
-        self.routes = core_routes(self) + await gather_lists(hook.register_routes(app=self))
-        self.channels = ChannelRegistry(await gather_lists(hook.register_channels(app=self)))
+    async def register_plugins(self) -> None:
+        """Collect the plugins' routes, channels, order kinds and payment providers.
+
+        Needs no database, so ``kpay plugins`` can show them without a server. A plugin
+        that raises here stops start-up with a ``PluginError`` naming it.
+        """
+        self.routes = core_routes(self) + await register_all(self.pm, "register_routes", self)
+        self.channels = ChannelRegistry(await register_all(self.pm, "register_channels", self))
         self.money.register(
-            await gather_lists(hook.register_order_kinds(app=self)),
-            await gather_lists(hook.register_payment_providers(app=self)),
+            await register_all(self.pm, "register_order_kinds", self),
+            await register_all(self.pm, "register_payment_providers", self),
         )
-        indexes = CORE_INDEXES + self.money.indexes() + await gather_lists(
-            hook.register_indexes(app=self))
+
+    async def start(self, port: int | None = None, host: str | None = None) -> int:
+        await self.register_plugins()
+        indexes = CORE_INDEXES + self.money.indexes() + await register_all(
+            self.pm, "register_indexes", self)
         await self.store.create_indexes(indexes)
         if self.dev:
             await self._restore_dev_clock()
-        jobs = self.money.jobs() + await gather_lists(hook.register_jobs(app=self))
+        jobs = self.money.jobs() + await register_all(self.pm, "register_jobs", self)
         self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled)
         await self.broker.start()
         await self.notify("on_startup")

@@ -9,11 +9,14 @@ Families:
 - ``register_*`` returns a list of things to add; results of all plugins are joined.
 - ``on_*`` is a notification; its return value is ignored.
 
-Failure policy: ``register_*`` hooks run at start-up, where an exception stops the
-server naming the plugin. ``on_*`` notifications are isolated: an exception is
-logged with the plugin's name and the other plugins still run (in dev mode it is
-re-raised so a bug cannot hide). Money decisions never go through notifications:
-order kinds and payment providers fail closed (the request fails, nothing moves).
+Failure policy (each hook's docstring repeats its own, under "On failure"):
+``register_*`` hooks run at start-up, where an exception stops the server with a
+``PluginError`` naming the plugin and the hook, in every mode. ``on_*``
+notifications are isolated: an exception is logged with the plugin's name and the
+other plugins still run (in dev mode it is re-raised so a bug cannot hide). Money
+decisions never go through notifications: order kinds and payment providers fail
+closed (the request fails, nothing moves). There are no ``firstresult`` hooks yet; one
+added later must fail closed too (its caller gets the error, no default is guessed).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def register_settings():
     validated by the model and is then ``app.settings.<section_name>``. A bad value
     stops start-up naming the section and key. This hook runs before the event loop,
     so unlike the others it must return the list itself, not an awaitable.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     """
 
 
@@ -56,6 +61,8 @@ def register_routes(app):
     ``app`` is the :class:`kpay.core.app.KPay` instance. Return a list of
     :class:`kpay.core.web.Route`; paths use ``{name}`` placeholders, which reach the
     handler as keyword arguments and appear in the OpenAPI document.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     """
 
 
@@ -67,6 +74,8 @@ def register_channels(app):
     every channel ``<prefix>:<id>`` and decides who may subscribe and what clients
     may publish there. The core owns ``user:<id>``; two rules for one prefix stop
     start-up.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     """
 
 
@@ -77,6 +86,11 @@ def register_order_kinds(app):
     Return a list of :class:`kpay.core.money.kinds.OrderKind`. A kind validates the
     item and resolves its price on the server, and fulfils a paid order exactly once.
     Two kinds with one name stop start-up.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin
+    when the hook raises. At request time a kind's ``price``/``reserve`` that raises
+    fails the request closed: nothing is written, nothing is charged; a ``fulfil``
+    that raises leaves the order ``paid`` for the ``money.fulfil_paid`` job to retry.
     """
 
 
@@ -87,6 +101,10 @@ def register_payment_providers(app):
     Return a list of :class:`kpay.core.money.providers.PaymentProvider` instances, each
     naming the order channels it serves (``jsapi``, ``mweb``, ``native`` ...). The core
     keeps the order state; a provider only talks to the outside payment system.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin
+    when the hook raises. At request time a provider that raises
+    ``PaymentProviderError`` fails closed: the order is closed unpaid, nothing moves.
     """
 
 
@@ -96,6 +114,8 @@ def register_indexes(app):
 
     Return a list of :class:`kpay.core.store.IndexSpec`. They are created at start-up
     (creating an existing index is a no-op), before any route is served.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     """
 
 
@@ -107,6 +127,10 @@ def register_jobs(app):
     ``seconds`` and when the dev clock is advanced; it must read time from
     ``app.clock`` and be safe to run twice or on two nodes at once. Prefer one job
     that sweeps everything due (through an index) over one job per user.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
+    A job run that raises is logged with the job's name (``<plugin>.<job>`` by
+    convention) and counted in the metrics; the server and the other jobs go on.
     """
 
 
@@ -120,12 +144,19 @@ def on_startup(app):
     """Called once when the server has its database and before it accepts requests.
 
     Use it to recover state after a restart. The return value is ignored.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
     """
 
 
 @hookspec
 def on_shutdown(app):
-    """Called once when the server stops, before the database is closed."""
+    """Called once when the server stops, before the database is closed.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
+    """
 
 
 # ---------------------------------------------------------------------------
@@ -139,6 +170,9 @@ def on_order_paid(app, order):
 
     ``order`` is the order document (a dict, amounts in fen). Called once per order,
     whichever path paid it (wallet, notify, reconciliation, dev simulator).
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
     """
 
 
@@ -148,13 +182,20 @@ def on_order_refunded(app, order, refund):
 
     ``refund`` is the refund record: ``{"id", "amount", "reason", "to"}`` with ``to``
     either ``"wallet"`` or the payment channel.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
     """
 
 
 @hookspec
 def on_presence(app, channel, user_id, present):
     """Called when a user's first socket joins (``present=True``) or last socket leaves
-    (``present=False``) channel ``channel`` on this node."""
+    (``present=False``) channel ``channel`` on this node.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
+    """
 
 
 @hookspec
@@ -162,4 +203,8 @@ def on_user_notification(app, user_id, kind, data):
     """Called when a plugin tells a user something worth a notification outside the
     page (``kind`` such as ``"lesson_unlocked"``, ``data`` a dict); other plugins may
     forward it, for example as a WeChat template message. Socket delivery on
-    ``user:<id>`` is done by the caller."""
+    ``user:<id>`` is done by the caller.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
+    """

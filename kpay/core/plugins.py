@@ -66,6 +66,8 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
+        # What each plugin's register_* hooks returned, by plugin then hook (for describe).
+        self.registered: dict[str, dict[str, list[Any]]] = {}
         self.tracing = os.environ.get(TRACE_ENV) == "1"
         if self.tracing:
             enable_tracing(self)
@@ -100,7 +102,14 @@ class PluginManager(pluggy.PluginManager):
             if plugin is None:
                 continue
             hooks = sorted(h.name for h in self.get_hookcallers(plugin) or [])
-            out.append({"name": name, "version": self.versions.get(name, "0"), "hooks": hooks})
+            described: dict[str, Any] = {"name": name, "version": self.versions.get(name, "0"),
+                                         "hooks": hooks}
+            registered = self.registered.get(name)
+            if registered is not None:
+                # Known once the register_* hooks ran (app start, or `kpay plugins`).
+                for key, hook_name, label in REGISTRATION_LABELS:
+                    described[key] = sorted(label(x) for x in registered.get(hook_name, []))
+            out.append(described)
         return sorted(out, key=lambda p: p["name"])
 
     def plugin_name_of(self, function: Any) -> str:
@@ -109,6 +118,15 @@ class PluginManager(pluggy.PluginManager):
             if plugin is module or plugin is getattr(function, "__self__", None):
                 return name
         return getattr(module, "__name__", "?")
+
+
+# describe() key, register_* hook, how one registered thing is named.
+REGISTRATION_LABELS: list[tuple[str, str, Any]] = [
+    ("routes", "register_routes", lambda route: route.path),
+    ("channels", "register_channels", lambda rule: rule.prefix),
+    ("order_kinds", "register_order_kinds", lambda kind: kind.name),
+    ("payment_providers", "register_payment_providers", lambda provider: provider.identifier),
+]
 
 
 def settings_models(pm: pluggy.PluginManager,
@@ -121,7 +139,11 @@ def settings_models(pm: pluggy.PluginManager,
     owners: dict[str, str] = {name: "the core" for name in reserved}
     models: dict[str, type[BaseModel]] = {}
     for impl in reversed(pm.hook.register_settings.get_hookimpls()):
-        declared = impl.function()
+        try:
+            declared = impl.function()
+        except Exception as e:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in register_settings: "
+                              f"{type(e).__name__}: {e}") from e
         if inspect.isawaitable(declared) or not isinstance(declared, list | tuple | None):
             if inspect.iscoroutine(declared):
                 declared.close()
@@ -161,13 +183,33 @@ async def await_me_maybe(value: Any) -> Any:
     return value
 
 
-async def gather_lists(hook_results: Iterable[Any]) -> list[Any]:
-    """Join the lists returned by a ``register_*`` hook across plugins."""
+async def register_all(pm: PluginManager, hook_name: str, app: Any) -> list[Any]:
+    """Call a ``register_*`` hook one plugin at a time and join the lists.
+
+    An exception stops start-up as a ``PluginError`` naming the plugin and the hook.
+    What each plugin returned is kept in ``pm.registered`` for ``describe()``.
+    """
+    hook = getattr(pm.hook, hook_name)
+    tracing = getattr(pm, "tracing", False)
     joined: list[Any] = []
-    for result in hook_results:
-        result = await await_me_maybe(result)
-        if result:
-            joined.extend(result)
+    for impl in reversed(hook.get_hookimpls()):
+        started = time.perf_counter()
+        try:
+            result = await await_me_maybe(impl.function(**{n: app for n in impl.argnames}))
+            items = list(result or [])
+        except (ConfigError, PluginError) as e:
+            # Already a start-up message (a missing setting, say): keep its type, add the name.
+            raise type(e)(f"plugin {impl.plugin_name!r} failed in {hook_name}: {e}") from e
+        except Exception as e:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                              f"{type(e).__name__}: {e}") from e
+        if tracing:
+            log.info("hook %s [%s] %.2f ms", hook_name, impl.plugin_name,
+                     (time.perf_counter() - started) * 1000)
+        registered = getattr(pm, "registered", None)
+        if registered is not None:
+            registered.setdefault(impl.plugin_name, {})[hook_name] = items
+        joined.extend(items)
     return joined
 
 

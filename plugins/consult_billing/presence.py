@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from plugins.consult_billing import sessions
 from plugins.consult_billing.sessions import ACTIVE, OPEN, PAUSED
@@ -119,9 +120,19 @@ async def recover(app: KPay, engine: BillingEngine) -> int:
     settings = app.settings.consult_billing
     recovered = 0
     collection = app.store[sessions.CONSULTATIONS]
-    await collection.update_many({"status": {"$in": list(OPEN)}},
-                                 {"$set": {"present.student": False,
-                                           "present.consultant": False}})
+
+    async def reset_presence(session: AsyncClientSession) -> None:
+        await collection.update_many({"status": {"$in": list(OPEN)}},
+                                     {"$set": {"present.student": False,
+                                               "present.consultant": False}},
+                                     session=session)
+
+    # In a transaction on purpose: a process killed inside a charge leaves its
+    # transaction open on the database, holding that session's document (and the
+    # wallet) until the database drops it (60 s on MongoDB and SecantusDB). A plain
+    # write would block on it; a transactional one conflicts and is retried until the
+    # dead transaction is gone, and then every later write goes through.
+    await app.store.transaction(reset_presence)
     async for doc in collection.find({"status": {"$in": [ACTIVE, PAUSED]}}):
         recovered += 1
         alive_until = min(now, max(filter(None, (heartbeat, doc["updated_at"]))))

@@ -108,8 +108,24 @@ def server(mongo_uri, tmp_path):
     process = ServerProcess(mongo_uri, tmp_path)
     yield process
     process.stop()
-    with pymongo.MongoClient(mongo_uri) as client:
+    with pymongo.MongoClient(mongo_uri, socketTimeoutMS=30_000) as client:
         client.drop_database(process.database)
+
+
+async def outlive_dead_transaction(store: Store, consultation_id: str) -> None:
+    """Wait until the database has dropped the killed process's open transaction.
+
+    MongoDB aborts a dead client's transaction after 60 s by itself. SecantusDB does
+    too, but only notices while some transaction runs: this one writes the session the
+    dead transaction held, so it conflicts and is retried until then (at once when the
+    kill came between transactions).
+    """
+    async def touch(session):
+        await store["consultations"].update_one(
+            {"_id": consultation_id}, {"$set": {"test_probe": uuid.uuid4().hex}},
+            session=session)
+
+    await store.transaction(touch)
 
 
 async def topup(store: Store, user_id: str, amount: int) -> None:
@@ -227,6 +243,7 @@ async def test_sigkill_during_catch_up_never_double_charges(server):
     except Exception:  # the request dies with the server
         pass
     before = await minute_keys(store, pair.consultation_id)
+    await outlive_dead_transaction(store, pair.consultation_id)
     await server.start()
     _, body = await api.get(pair.path, pair.student.token)
     assert body["status"] == "paused", body

@@ -36,6 +36,9 @@ async def test_jsapi_needs_an_openid(api, kpay_app, fake_wechat):
     assert status == 400 and body["error"]["code"] == "openid_required"
     assert body["error"]["field"] == "openid"
     assert fake_wechat.calls["pay/unifiedorder"] == 0
+    # The refused order does not linger as pending until it expires.
+    statuses = [o["status"] async for o in kpay_app.store["orders"].find({"user_id": "carol"})]
+    assert statuses == ["closed"]
 
 
 @pytest.mark.gen_test

@@ -27,7 +27,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kpay.core import metrics
 from kpay.core.auth import User
-from kpay.core.errors import BadRequest, Conflict, NotFound, PaymentProviderError
+from kpay.core.errors import ApiError, BadRequest, Conflict, NotFound
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced
 from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
@@ -189,7 +189,9 @@ class Orders:
         provider = self.providers[channel]
         try:
             pay = await provider.create_payment(created, request)
-        except PaymentProviderError:
+        except ApiError:
+            # Refused before any money could move (provider down, no openid, ...):
+            # the order must not linger as pending until it expires.
             await self.close(order_id, "payment_not_started")
             raise
         # ``pay`` is kept for a retried request with the same key (prepay ids and

@@ -32,11 +32,25 @@ class LedgerHandler(BaseHandler):
          "``next_before`` of the previous page", query=("limit", "before"))
     async def get(self) -> None:
         user = self.require_user()
+        self.write_json(await self.page_of(accounts.wallet(user.id)))
+
+    async def page_of(self, account: str) -> dict[str, Any]:
+        """One page of an account's ledger entries, from ``limit`` and ``before``."""
         limit = self.query_int("limit", 50, 1, 200)
         before = parse_before(self.get_query_argument("before", None))
-        entries = await self.kpay.money.ledger.entries_of(accounts.wallet(user.id), limit, before)
+        entries = await self.kpay.money.ledger.entries_of(account, limit, before)
         next_before = entries[-1]["key"] if len(entries) == limit else None
-        self.write_json({"entries": entries, "next_before": next_before})
+        return {"entries": entries, "next_before": next_before}
+
+
+class EarningsHandler(LedgerHandler):
+    @api("The caller's earnings (consultants and authors): balance and ledger, newest "
+         "first, paged like the wallet ledger", query=("limit", "before"))
+    async def get(self) -> None:
+        user = self.require_user()
+        account = accounts.earnings(user.id)
+        page = await self.page_of(account)
+        self.write_json({"balance": await self.kpay.money.ledger.balance(account), **page})
 
 
 def parse_before(raw: str | None) -> datetime | str | None:
@@ -114,6 +128,7 @@ def money_routes(app: KPay) -> list[Route]:
     routes = [
         Route("/api/v1/wallet", WalletHandler, tags=("money",)),
         Route("/api/v1/wallet/ledger", LedgerHandler, tags=("money",)),
+        Route("/api/v1/earnings", EarningsHandler, tags=("money",)),
         Route("/api/v1/orders", OrdersHandler, tags=("money",)),
         Route("/api/v1/orders/{order_id}", OrderHandler, tags=("money",)),
     ]

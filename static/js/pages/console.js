@@ -4,14 +4,15 @@
 // an entry below, and js/pages/console-<name>.js.
 
 import { KPay } from "../kpay.js";
+import { formatFen } from "../money.js";
 import { $, bindConnectionBadge, show, showError } from "../ui.js";
 
 /** Each section: the API path that shows its plugin is loaded, and its module (null: the
  * panel keeps its placeholder). */
 const SECTIONS = {
   rooms: { needs: "/api/v1/rooms", load: () => import("./console-rooms.js") },
-  consult: { needs: "/api/v1/consultations", load: null },
-  courses: { needs: "/api/v1/courses", load: null },
+  consult: { needs: "/api/v1/consultations", load: () => import("./console-consult.js") },
+  courses: { needs: "/api/v1/courses", load: () => import("./console-courses.js") },
 };
 
 const kpay = new KPay();
@@ -37,7 +38,8 @@ async function start() {
       show($("#not-consultant"), Boolean(user));
       return;
     }
-    context = { kpay, socket, me: user, dev, errorBox };
+    context = { kpay, socket, me: user, dev, errorBox, refreshEarnings };
+    refreshEarnings();
     const tabs = tabButtons().filter((tab) => paths.has(SECTIONS[tab.dataset.section].needs));
     for (const tab of tabButtons()) show(tab, tabs.includes(tab));
     if (!tabs.length) {
@@ -53,6 +55,14 @@ async function start() {
     show($("#loading"), false);
     showError(errorBox, error);
   }
+}
+
+/** The earnings block above the tabs; sections call it when they know money came in. */
+function refreshEarnings() {
+  kpay.get("/api/v1/earnings?limit=1").then(({ balance }) => {
+    $("#console-earnings-balance").textContent = formatFen(balance);
+    show($("#console-earnings"), true);
+  }, () => {}); // an older server without the route: no block
 }
 
 function tabButtons() {

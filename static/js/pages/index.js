@@ -62,7 +62,9 @@ function showFeatures(user, paths) {
   for (const node of document.querySelectorAll("[data-needs]")) {
     const wantedRole = node.dataset.role;
     const roleOk = !wantedRole || user.role === wantedRole || user.role === "admin";
-    show(node, paths.has(node.dataset.needs) && roleOk);
+    // data-needs: one path, or several separated by spaces (any of them will do).
+    const needed = node.dataset.needs.split(" ").some((path) => paths.has(path));
+    show(node, needed && roleOk);
   }
 }
 
