@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import signal
 import sys
 import tempfile
 import time
@@ -207,4 +208,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (e.g. from `timeout`) must still stop the embedded database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main())

@@ -8,9 +8,11 @@ real MongoDB replica set (transactions need one).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -79,6 +81,17 @@ class Store:
         await self.client.close()
 
 
+def die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM when the parent dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,9 +121,14 @@ class EmbeddedMongo:
             )
         return found
 
+    @property
+    def pid_path(self) -> Path | None:
+        return None if self.storage_path == ":memory:" else Path(self.storage_path) / "kpay.pid"
+
     def start(self, timeout: float = 30.0) -> str:
         if self.storage_path != ":memory:":
             os.makedirs(self.storage_path, exist_ok=True)
+            self._stop_orphan()
         self.port = free_port()
         log_path = (
             os.path.join(self.storage_path, "secantusd.log")
@@ -120,8 +138,13 @@ class EmbeddedMongo:
             self.process = subprocess.Popen(
                 [self.executable(), "--host", "127.0.0.1", "--port", str(self.port),
                  "--storage-path", self.storage_path, "--log-level", "WARNING"],
+                # Own session: a Ctrl-C meant for kpay must not kill the database before
+                # kpay has stopped. Parent-death signal: a killed kpay takes it along.
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
+        if self.pid_path is not None:
+            self.pid_path.write_text(str(self.process.pid))
         self._wait_ready(timeout)
         log.warning(
             "using the embedded development database (SecantusDB) at %s, data in %s; "
@@ -149,7 +172,28 @@ class EmbeddedMongo:
         self.stop()
         raise ConfigError(f"embedded database did not answer ping within {timeout:.0f} s")
 
+    def _stop_orphan(self) -> None:
+        """Stop a server a killed kpay left on this storage path (two servers on one
+        WiredTiger home would corrupt it)."""
+        assert self.pid_path is not None
+        try:
+            pid = int(self.pid_path.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if self.command.encode() not in command or self.storage_path.encode() not in command:
+            return
+        log.warning("stopping embedded database %d left running by an earlier kpay", pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+
     def stop(self) -> None:
+        if self.pid_path is not None:
+            self.pid_path.unlink(missing_ok=True)
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

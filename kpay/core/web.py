@@ -269,12 +269,15 @@ class NotFoundHandler(BaseHandler):
         raise NotFound(f"no route for {self.request.path}", code="not_found")
 
 
-def validate(model: type[M], data: dict[str, Any]) -> M:
+def validate(model: type[M], data: dict[str, Any], within: str = "") -> M:
+    """Validate ``data`` with a pydantic model; 400 ``invalid_field`` naming the first
+    bad field (as ``<within>.<field>`` when ``within`` is given)."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        where = ".".join([*([within] if within else []), *(str(p) for p in first["loc"])])
+        where = where or "body"
         raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
 
 

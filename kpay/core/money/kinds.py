@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest
 from kpay.core.money import accounts
+from kpay.core.web import validate
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -21,12 +22,7 @@ def parse_item(model: type[M], item: dict[str, Any]) -> M:
     """Validate an order item with a pydantic model; 400 ``invalid_field`` naming the
     field as ``item.<name>``. Fields the model does not declare (a client-sent
     ``price``, say) are ignored: prices come from the server."""
-    try:
-        return model.model_validate(item)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(["item", *(str(p) for p in first["loc"])])
-        raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
+    return validate(model, item, within="item")
 
 
 @dataclass(frozen=True)
