@@ -34,7 +34,7 @@ import tornado.websocket
 
 from kpay.core.app import KPay, load_settings
 from kpay.core.plugins import PluginManager, available_plugins, select
-from kpay.core.store import EmbeddedMongo
+from kpay.core.store import EmbeddedMongo, free_port
 
 TEST_SECRET = "kpay-test-secret-" + "x" * 32
 
@@ -357,9 +357,7 @@ def redis_url() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no"],
