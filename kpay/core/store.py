@@ -99,7 +99,12 @@ def free_port() -> int:
 
 
 class EmbeddedMongo:
-    """SecantusDB as a child process on a free loopback port."""
+    """SecantusDB as a child process on a free loopback port.
+
+    Started and stopped synchronously, before the event loop runs and after it ends
+    (``kpay.core.app.main``, the CLI, the test session fixture), so its short sleeps
+    while waiting for the process never block the loop.
+    """
 
     def __init__(self, storage_path: str, command: str = "secantusd-py") -> None:
         self.storage_path = storage_path

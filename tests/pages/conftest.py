@@ -33,6 +33,11 @@ from typing import Any
 
 import pytest
 from pagekit import CHROMIUM, CHROMIUM_ARGS, STATIC, PageKit, StandInPlugin
+from playwright.async_api import expect
+
+# The browser, the app and its database share two cores with whatever else runs:
+# give page assertions room to wait, so a busy machine is not read as a failure.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture
