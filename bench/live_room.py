@@ -41,6 +41,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fanout_client import Tally, masked_frame  # noqa: E402 (bench/ is on the path now)
 
 SECRET = "bench-live-room-secret-" + "x" * 32
 SAMPLE_EVERY = 10
@@ -189,27 +192,6 @@ async def stdin_lines() -> Any:
 # ---------------------------------------------------------------------------
 
 
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    # Clients must mask (RFC 6455 5.3); an all-zero key leaves the payload as it is.
-    assert len(payload) < 126
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-
-
-class Tally:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.received = 0
-        self.latencies: list[float] = []
-        self.last_receive = 0.0
-        self.finished = asyncio.get_running_loop().create_future()
-
-    def count(self, n: int) -> None:
-        self.received += n
-        self.last_receive = time.time()
-        if self.received >= self.expected and not self.finished.done():
-            self.finished.set_result(None)
-
-
 class Student(asyncio.Protocol):
     """One ticket holder: upgrade, subscribe, then count message events."""
 
@@ -296,7 +278,7 @@ async def measure(kind: str, students: int, messages: int) -> dict[str, Any]:
         room_id, setup_seconds = room_line[1], float(room_line[2])
         channel = f"room:{room_id}"
         sub = json.dumps({"op": "sub", "ref": 1, "ch": channel}).encode()
-        tally = Tally(students * messages)
+        tally = Tally(students, messages)
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(50)  # the listen backlog is 128
 
