@@ -1,15 +1,18 @@
 """Benchmark: the consult_billing engine billing one minute of S running sessions,
 beside the embedded database's own rate for one find_one_and_update, in the same run.
 
-    .venv/bin/python bench/billing.py [--sessions 1000 5000] [--concurrency 16]
+    .venv/bin/python bench/billing.py [--sessions 1000 5000] [--batch 200 1]
+                                      [--concurrency 16]
 
 Set-up (not timed): an embedded SecantusDB (kpay.core.store.EmbeddedMongo) in a temp
 dir and the real kpay app with only consult_billing. For each size S: S students are
 topped up by one ledger transaction, and S sessions are written in the state accept
 leaves them (minute 1 paid, both parties present, each with its own consultant). Then
-the clock moves on one minute and ``BillingEngine.sweep()`` runs once, timed; a
-pymongo CommandListener counts the database commands it sends (each is one round
-trip). Every session must end at minute 2, each with its own ledger entry.
+the clock moves on one minute and ``BillingEngine.sweep()`` runs once, timed, with each
+``--batch`` value as ``engine_batch_size`` (sessions charged per MongoDB transaction);
+``kpay_db_commands_total`` counts the database commands it sends (each is one round
+trip). Every session must end at minute 2, each with its own ledger entry, and the
+books must reconcile.
 
 Baselines on the same database, in the same run: S ``find_one_and_update`` calls by
 ``_id`` one after another, and the same with the engine's concurrency.
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import signal
 import sys
@@ -29,50 +31,31 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pymongo import monitoring
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kpay.core.app import KPay, load_settings  # noqa: E402 (after the path set-up)
+from kpay.core import metrics  # noqa: E402 (after the path set-up)
+from kpay.core.app import KPay, load_settings  # noqa: E402
 from kpay.core.money import accounts  # noqa: E402
 from kpay.core.money.reconcile import reconcile  # noqa: E402
 from kpay.core.plugins import PluginManager, available_plugins, select  # noqa: E402
 from kpay.core.store import EmbeddedMongo  # noqa: E402
-from plugins.consult_billing import engine_for  # noqa: E402
-from plugins.consult_billing import sessions as sessions_module  # noqa: E402
+from plugins.consult_billing import charges, engine_for  # noqa: E402
 from plugins.consult_billing.sessions import ACTIVE, CONSULTATIONS, MINUTE  # noqa: E402
 
 SECRET = "bench-billing-secret-" + "x" * 32
 RATE = 100
 
 
-class CommandCounter(monitoring.CommandListener):
-    """Counts the commands sent to the server (each one network round trip)."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.on = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on:
-            self.counts[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-async def make_app(uri: str, database: str, concurrency: int, var_dir: str) -> KPay:
+async def make_app(uri: str, database: str, concurrency: int, batch: int,
+                   var_dir: str) -> KPay:
     overrides = {
         "server": {"host": "127.0.0.1", "port": 0},
         "mongodb": {"uri": uri, "database": database},
         "auth": {"secret": SECRET}, "dev": {"enabled": True},
         "scheduler": {"enabled": False}, "logging": {"level": "WARNING"},
         "plugins": {"enabled": ["consult_billing"]},
-        "consult_billing": {"engine_concurrency": concurrency},
+        "consult_billing": {"engine_concurrency": concurrency, "engine_batch_size": batch},
     }
     pm = PluginManager()
     pm.load(select(["consult_billing"], available_plugins()))
@@ -138,30 +121,30 @@ async def baseline(app: KPay, count: int, concurrency: int) -> tuple[float, floa
     return sequential, parallel, update
 
 
-async def run_size(uri: str, sessions: int, concurrency: int, counter: CommandCounter,
+async def run_size(uri: str, sessions: int, concurrency: int, batch: int,
                    var_dir: str) -> dict[str, Any]:
-    app = await make_app(uri, f"bench_billing_{sessions}", concurrency, var_dir)
+    database = f"bench_billing_{sessions}_{batch}"
+    app = await make_app(uri, database, concurrency, batch, var_dir)
     try:
         await seed(app, sessions)
         engine = engine_for(app)
         app.clock.advance(timedelta(minutes=1).total_seconds())
-        counter.counts.clear()
-        counter.on = True
+        before = metrics.db_commands()
         started = time.perf_counter()
         looked_at = await engine.sweep()
         seconds = time.perf_counter() - started
-        counter.on = False
-        commands = dict(counter.counts)
+        commands = metrics.commands_since(before)
         billed = await app.store[CONSULTATIONS].count_documents({"minute": 2})
         entries = await app.store["ledger"].count_documents({"_id": {"$regex": "^consult:"}})
         report = await reconcile(app.store.db, app.clock.now())
         assert looked_at == billed == entries == sessions, (looked_at, billed, entries)
         assert report.clean, report.text()
         fou_seq, fou_par, update = await baseline(app, min(sessions, 2000), concurrency)
-        return {"sessions": sessions, "seconds": seconds, "commands": commands,
-                "fou_seq_ms": fou_seq, "fou_par_ms": fou_par, "update_ms": update}
+        return {"sessions": sessions, "batch": batch, "seconds": seconds,
+                "commands": commands, "fou_seq_ms": fou_seq, "fou_par_ms": fou_par,
+                "update_ms": update}
     finally:
-        await app.store.client.drop_database(f"bench_billing_{sessions}")
+        await app.store.client.drop_database(database)
         await app.stop()
 
 
@@ -169,7 +152,8 @@ def print_result(r: dict[str, Any], concurrency: int) -> None:
     s = r["sessions"]
     total = sum(r["commands"].values())
     per_session_ms = r["seconds"] / s * 1000
-    print(f"\nS = {s:,} sessions, engine_concurrency = {concurrency}")
+    print(f"\nS = {s:,} sessions, engine_batch_size = {r['batch']}, "
+          f"engine_concurrency = {concurrency}")
     print(f"  engine sweep (one minute for all): {r['seconds']:.2f} s, "
           f"{s / r['seconds']:,.0f} minutes billed/s, {per_session_ms:.2f} ms per session")
     print(f"  database commands: {total:,} = {total / s:.2f} round trips per session")
@@ -188,21 +172,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch", type=int, nargs="+", default=[200],
+                        help="engine_batch_size values to run, each on a fresh database "
+                             "(1: one session per transaction)")
     parser.add_argument("--unlocked", action="store_true",
                         help="variant: let one node's charge transactions overlap (they then "
                              "conflict on platform:revenue and retry)")
     args = parser.parse_args()
     if args.unlocked:
-        sessions_module.ledger_lock = lambda app: contextlib.nullcontext()
-    counter = CommandCounter()
-    monitoring.register(counter)  # before any client exists: every client reports
+        charges.ledger_lock = lambda app: contextlib.nullcontext()
     with tempfile.TemporaryDirectory(prefix="kpay-bench-billing-") as tmp:
         database = EmbeddedMongo(str(Path(tmp) / "db"))
         uri = database.start()
         try:
             for size in args.sessions:
-                result = await run_size(uri, size, args.concurrency, counter, tmp)
-                print_result(result, args.concurrency)
+                for batch in args.batch:
+                    result = await run_size(uri, size, args.concurrency, batch, tmp)
+                    print_result(result, args.concurrency)
         finally:
             database.stop()
 

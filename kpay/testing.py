@@ -14,7 +14,9 @@ objects to register besides the configured ones) in a test module to change the 
 Conveniences: ``student``, ``consultant`` and ``admin`` are logged-in clients
 (``await student.post(path, body)``, ``await student.topup(5000)``, ``await
 student.socket()``), ``clock`` moves the dev clock and runs due jobs
-(``await clock.advance(60)``), ``assert_books_balanced(app)`` checks the ledger.
+(``await clock.advance(60)``), ``assert_books_balanced(app)`` checks the ledger, and
+``kpay.core.metrics.commands_since(db_commands())`` counts the database round trips of
+a piece of code.
 """
 
 from __future__ import annotations

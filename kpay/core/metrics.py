@@ -12,6 +12,21 @@ EVENTS_PUBLISHED = Counter("kpay_events_published_total", "Events published to c
 DELIVERIES = Counter("kpay_event_deliveries_total", "Event frames written to sockets")
 ORDERS = Counter("kpay_orders_total", "Order state changes", ["kind", "status"])
 LEDGER_TRANSACTIONS = Counter("kpay_ledger_transactions_total", "Ledger transactions written")
+DB_COMMANDS = Counter("kpay_db_commands_total",
+                      "Commands sent to MongoDB, each one network round trip", ["command"])
 BILLING_CHARGES = Counter("kpay_billing_charges_total", "Minutes charged by metered billing")
 JOB_RUNS = Counter("kpay_job_runs_total", "Periodic job runs", ["job", "outcome"])
 JOB_SECONDS = Histogram("kpay_job_seconds", "Periodic job duration", ["job"])
+
+
+def db_commands() -> dict[str, float]:
+    """MongoDB commands this process has sent so far, by name."""
+    return {sample.labels["command"]: sample.value for metric in DB_COMMANDS.collect()
+            for sample in metric.samples if sample.name.endswith("_total")}
+
+
+def commands_since(before: dict[str, float]) -> dict[str, int]:
+    """The commands (round trips) sent since ``before = db_commands()``, by name."""
+    after = db_commands()
+    return {name: int(count - before.get(name, 0)) for name, count in after.items()
+            if count != before.get(name, 0)}

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from kpay.core import metrics
 from kpay.core.errors import ConfigError
 
 log = logging.getLogger("kpay.store")
@@ -48,12 +49,27 @@ class IndexSpec:
         return cls(collection, normalised, options)
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands the client sends (``kpay_db_commands_total``): round trips
+    are what a database-bound path costs, so they are what to watch."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        metrics.DB_COMMANDS.labels(event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 class Store:
     """The database of one kpay app."""
 
     def __init__(self, uri: str, database: str) -> None:
         self.client: AsyncMongoClient = AsyncMongoClient(
-            uri, tz_aware=True, serverSelectionTimeoutMS=10_000
+            uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
+            event_listeners=[CommandCounter()],
         )
         self.db: AsyncDatabase = self.client[database]
 

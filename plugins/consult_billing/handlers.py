@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
-from plugins.consult_billing import history, profiles, sessions
+from plugins.consult_billing import history, lifecycle, profiles, sessions
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -62,7 +62,7 @@ class ConsultationsHandler(BaseHandler):
     async def post(self) -> None:
         user = self.require_user("student")
         body = self.body(ConsultationRequest)
-        doc = await sessions.request(self.kpay, user, body.consultant_id)
+        doc = await lifecycle.request(self.kpay, user, body.consultant_id)
         self.write_json({"consultation": sessions.public(doc)}, 201)
 
     @api("The caller's consultations, newest first", query=("role", "limit"))
@@ -90,7 +90,7 @@ class AcceptHandler(BaseHandler):
     @api("Accept a request: minute 1 is charged at once", roles=("consultant",))
     async def post(self, consultation_id: str) -> None:
         user = self.require_user("consultant")
-        doc = await sessions.accept(self.kpay, user, consultation_id)
+        doc = await lifecycle.accept(self.kpay, user, consultation_id)
         self.write_json({"consultation": sessions.public(doc)})
 
 
@@ -98,7 +98,7 @@ class DeclineHandler(BaseHandler):
     @api("Decline a request; nothing is charged", roles=("consultant",))
     async def post(self, consultation_id: str) -> None:
         user = self.require_user("consultant")
-        doc = await sessions.decline(self.kpay, user, consultation_id)
+        doc = await lifecycle.decline(self.kpay, user, consultation_id)
         self.write_json({"consultation": sessions.public(doc)})
 
 
@@ -106,7 +106,7 @@ class EndHandler(BaseHandler):
     @api("End the consultation (either party); before accept this cancels or declines")
     async def post(self, consultation_id: str) -> None:
         user = self.require_user()
-        doc = await sessions.end_by(self.kpay, user, consultation_id)
+        doc = await lifecycle.end_by(self.kpay, user, consultation_id)
         self.write_json({"consultation": sessions.public(doc)})
 
 

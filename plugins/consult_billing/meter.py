@@ -1,10 +1,12 @@
 """The billing engine: one periodic sweep that bills every session that is due.
 
 The sweep finds open sessions whose ``next_charge_at`` has come (an index on
-``status, next_charge_at``) and settles each, at most ``engine_concurrency`` at once.
-Settling a session repeats one decision until nothing is due: charge the next minute,
-end at the cap or when the wallet cannot pay, pause after an absence longer than the
-grace period, end after a long absence, expire an unanswered request. Every decision
+``status, next_charge_at``). Their due minutes are charged in batches, many sessions
+per MongoDB transaction; then each session with something else due is settled on its
+own, at most ``engine_concurrency`` at once. Settling a session repeats one decision
+until nothing is due: charge the next minute, end at the cap or when the wallet cannot
+pay, pause after an absence longer than the grace period, end after a long absence,
+expire an unanswered request. Every decision
 is a write guarded on the state it was made from, so two sweeps (two nodes, or a dev
 clock jump racing the scheduler) make each change once; a minute's ledger key
 ``consult:<id>:<minute>`` is the final guard.
@@ -18,7 +20,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kpay.core.errors import InsufficientBalance
-from plugins.consult_billing import sessions
+from kpay.core.money.ledger import StaleBatch
+from plugins.consult_billing import charges, sessions
 from plugins.consult_billing.sessions import ACTIVE, MINUTE, OPEN, PAUSED, REQUESTED
 
 if TYPE_CHECKING:
@@ -70,14 +73,21 @@ class BillingEngine:
         return timedelta(seconds=self.app.settings.consult_billing.grace_seconds)
 
     async def sweep(self, now: datetime | None = None) -> int:
-        """Settle every due session; returns how many were looked at."""
+        """Settle every due session; returns how many were looked at.
+
+        Due minutes are charged together, ``engine_batch_size`` sessions per MongoDB
+        transaction; every other decision (and a minute a batch could not take) is made
+        one session at a time, at most ``engine_concurrency`` at once.
+        """
         now = now or self.app.clock.now()
         await self.heartbeat(now)
+        settings = self.app.settings.consult_billing
         due = self.collection.find(
             {"status": {"$in": list(OPEN)}, "next_charge_at": {"$lte": now}},
             batch_size=1000)
-        limit = asyncio.Semaphore(self.app.settings.consult_billing.engine_concurrency)
-        tasks = []
+        limit = asyncio.Semaphore(settings.engine_concurrency)
+        tasks: list[asyncio.Future] = []
+        looked_at = 0
 
         async def settle(doc: dict[str, Any]) -> None:
             async with limit:
@@ -87,12 +97,48 @@ class BillingEngine:
                     # One broken session must not stop the others from being billed.
                     log.exception("billing consultation %s failed", doc["_id"])
 
+        async def take(chunk: list[dict[str, Any]]) -> None:
+            for doc in await self.charge_together(chunk, now):
+                if decide(doc, now, self.grace) is not None:
+                    tasks.append(asyncio.ensure_future(settle(doc)))
+
+        chunk: list[dict[str, Any]] = []
         async for doc in due:
-            tasks.append(asyncio.ensure_future(settle(doc)))
+            looked_at += 1
+            chunk.append(doc)
+            if len(chunk) == settings.engine_batch_size:
+                await take(chunk)
+                chunk = []
+        await take(chunk)
         if tasks:
             await asyncio.gather(*tasks)
-        return len(tasks)
+        return looked_at
 
+    async def charge_together(self, docs: list[dict[str, Any]], now: datetime
+                              ) -> list[dict[str, Any]]:
+        """Charge the due minutes of ``docs`` in batches (one minute of each per
+        transaction, until none is due: a clock jump of n minutes takes n batches).
+        Returns the sessions as they are now; a session a batch could not charge
+        (its wallet cannot pay, or it changed) is returned unchanged, to be settled on
+        its own."""
+        current = {doc["_id"]: doc for doc in docs}
+        alone: set[str] = set()
+        for _ in range(MAX_STEPS):
+            due = [(doc, action[1]) for doc in current.values() if doc["_id"] not in alone
+                   and (action := decide(doc, now, self.grace)) and action[0] == "charge"]
+            if not due:
+                break
+            try:
+                charged, short = await charges.charge_minutes(self.app, due)
+            except StaleBatch as e:
+                log.info("billing %d consultations one by one: %s", len(due), e)
+                charged, short = [], [doc for doc, _ in due]
+            except Exception:
+                log.exception("billing %d consultations together failed", len(due))
+                charged, short = [], [doc for doc, _ in due]
+            current.update((doc["_id"], doc) for doc in charged)
+            alone.update(doc["_id"] for doc in short)
+        return list(current.values())
     async def heartbeat(self, now: datetime) -> None:
         """Remember that the engine was alive at ``now``: after a crash, the time since
         the last heartbeat is time the service was down, and is not billed."""
@@ -132,12 +178,12 @@ class BillingEngine:
         """Charge the next minute; it runs from its due time, not from when we got to it."""
         minute = doc["minute"] + 1
         try:
-            new = await sessions.charge_minute(
+            new = await charges.charge_minute(
                 self.app, doc, {"minute": minute, "paid_until": due + MINUTE})
         except InsufficientBalance:
             return await sessions.finish(self.app, doc, "funds_exhausted", due)
         if new is not None:
-            await sessions.announce_charge(self.app, new)
+            await charges.announce_charge(self.app, new)
         return new
 
     async def pause(self, doc: dict[str, Any], since: datetime,

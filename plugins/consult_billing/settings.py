@@ -20,7 +20,10 @@ class ConsultBillingSettings(Section):
     request_timeout_seconds: float = Field(120.0, gt=0, le=24 * 3600)
     # How often the billing engine sweeps for due sessions.
     engine_interval_seconds: float = Field(2.0, gt=0, le=60)
-    # How many sessions one engine run bills at the same time.
+    # How many sessions' minutes one engine transaction charges together.
+    engine_batch_size: int = Field(200, ge=1, le=5000)
+    # How many sessions the engine settles one by one at the same time (state changes,
+    # and minutes a batch could not take).
     engine_concurrency: int = Field(16, ge=1, le=1000)
     # Bounds for consultant profiles (fen per minute; minutes per session).
     max_rate_per_minute: int = Field(100_000, gt=0)

@@ -116,13 +116,17 @@ async def outlive_dead_transaction(store: Store, consultation_id: str) -> None:
     """Wait until the database has dropped the killed process's open transaction.
 
     MongoDB aborts a dead client's transaction after 60 s by itself. SecantusDB does
-    too, but only notices while some transaction runs: this one writes the session the
-    dead transaction held, so it conflicts and is retried until then (at once when the
-    kill came between transactions).
+    too, but only notices while some transaction runs: this one writes the first
+    document a charge writes (the session when charged alone, the wallet in a batch),
+    so it conflicts and is retried until then (at once when the kill came between
+    transactions).
     """
     async def touch(session):
         await store["consultations"].update_one(
             {"_id": consultation_id}, {"$set": {"test_probe": uuid.uuid4().hex}},
+            session=session)
+        await store["accounts"].update_one(
+            {"_id": "wallet:stu"}, {"$set": {"test_probe": uuid.uuid4().hex}},
             session=session)
 
     await store.transaction(touch)
@@ -165,7 +169,9 @@ async def join_both(api: ApiClient, pair: Pair) -> list:
         sockets.append(ws)
     for _ in range(200):
         _, body = await api.get(pair.path, pair.student.token)
-        if all(body["present"].values()) and body["absent_since"] is None:
+        # Both recorded present, and the resume that follows (if paused) written too.
+        if (all(body["present"].values()) and body["absent_since"] is None
+                and body["status"] != "paused"):
             return sockets
         await asyncio.sleep(0.05)
     raise AssertionError(f"parties never both present: {body}")

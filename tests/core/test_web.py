@@ -281,12 +281,16 @@ async def test_metrics_in_prometheus_text(api, kpay_app):
     families = {f.name: f for f in text_string_to_metric_families(response.body.decode())}
     for name in ("kpay_http_requests", "kpay_sockets_open", "kpay_socket_frames_in",
                  "kpay_events_published", "kpay_orders", "kpay_ledger_transactions",
-                 "kpay_billing_charges", "kpay_job_runs"):
+                 "kpay_billing_charges", "kpay_job_runs", "kpay_db_commands"):
         assert name in families, name
     served = [s for s in families["kpay_http_requests"].samples
               if s.labels.get("route") == "/api/v1/me" and s.labels.get("status") == "200"]
     assert served and served[0].value >= 1
     assert families["kpay_sockets_open"].samples[0].value >= 1
+    # /api/v1/me read the user; the store counted its commands by name.
+    finds = [s for s in families["kpay_db_commands"].samples
+             if s.name.endswith("_total") and s.labels.get("command") == "find"]
+    assert finds and finds[0].value >= 1
     ws.close()
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kpay.core import metrics
 from kpay.core.errors import ApiError, BadRequest, Conflict, InsufficientBalance, NotFound
@@ -39,6 +39,16 @@ INDEXES = [
 
 
 @dataclass(frozen=True)
+class Movement:
+    """A ledger transaction to write: what ``Ledger.post_many`` takes."""
+
+    key: str
+    postings: Postings
+    memo: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LedgerTransaction:
     key: str
     postings: list[tuple[str, int]]
@@ -46,6 +56,21 @@ class LedgerTransaction:
     created_at: datetime
     meta: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What ``Ledger.post_many`` wrote: the movements posted, those left out because a
+    wallet could not pay, and each wallet's ``available`` after the batch."""
+
+    posted: list[LedgerTransaction]
+    short: list[Movement]
+    wallets: dict[str, int]
+
+
+class StaleBatch(Exception):
+    """A batch met a change made since its read (a wallet moved, a key was used, an
+    account appeared): abort the MongoDB transaction and post one by one."""
 
 
 def normalise(postings: Postings) -> list[tuple[str, int]]:
@@ -71,6 +96,12 @@ def normalise(postings: Postings) -> list[tuple[str, int]]:
         raise BadRequest("a ledger transaction needs postings that move money",
                          code="invalid_postings")
     return lines
+
+
+def entry_document(key: str, lines: list[tuple[str, int]], memo: str,
+                   meta: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"_id": key, "postings": [{"account": a, "amount": v} for a, v in lines],
+            "memo": memo, "meta": meta, "created_at": now}
 
 
 class Ledger:
@@ -162,18 +193,89 @@ class Ledger:
     async def _write(self, session: AsyncClientSession, key: str,
                      lines: list[tuple[str, int]], memo: str,
                      meta: dict[str, Any]) -> LedgerTransaction:
-        now = self.app.clock.now()
-        # BSON keeps milliseconds: return the time exactly as a replay will read it.
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        await self.entries.insert_one(
-            {"_id": key, "postings": [{"account": a, "amount": v} for a, v in lines],
-             "memo": memo, "meta": meta, "created_at": now},
-            session=session,
-        )
+        now = self.now()
+        await self.entries.insert_one(entry_document(key, lines, memo, meta, now),
+                                      session=session)
         for account, amount in lines:
             await self._apply(session, account, amount, now)
         metrics.LEDGER_TRANSACTIONS.inc()
         return LedgerTransaction(key, lines, memo, now, meta)
+
+    def now(self) -> datetime:
+        # BSON keeps milliseconds: return the time exactly as a replay will read it.
+        now = self.app.clock.now()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def post_many(self, session: AsyncClientSession,
+                        movements: Sequence[Movement]) -> Batch:
+        """Write many ledger transactions in the caller's MongoDB transaction with three
+        commands, however many there are: read the wallets they touch, apply the summed
+        balance changes in one bulk update, insert their entries.
+
+        A movement that a wallet cannot pay (after the movements before it) is left
+        out, in ``Batch.short``. Each wallet's update is guarded on the ``available``
+        that was read, so a wallet cannot go below zero and the balances returned are
+        exact. Raises StaleBatch when anything changed since the read or a key was
+        used before: the caller aborts and posts one by one with ``post``, which tells
+        a replay from a conflict.
+        """
+        prepared = [(m, normalise(m.postings)) for m in movements]
+        if len({m.key for m in movements}) != len(movements):
+            raise BadRequest("a batch cannot post one key twice", code="invalid_postings")
+        wallets = sorted({a for _, lines in prepared for a, _ in lines
+                          if accounts.kind_of(a) == accounts.WALLET_KIND})
+        # One more than can match, so the first batch is never full and no getMore follows.
+        read = self.accounts.find({"_id": {"$in": wallets}}, {"available": 1},
+                                  session=session, batch_size=len(wallets) + 1)
+        before = {doc["_id"]: int(doc["available"]) async for doc in read}
+        available = {w: before.get(w, 0) for w in wallets}
+        changes: dict[str, int] = {}
+        posted: list[tuple[Movement, list[tuple[str, int]]]] = []
+        short: list[Movement] = []
+        for movement, lines in prepared:
+            if any(available[a] + v < 0 for a, v in lines if a in available):
+                short.append(movement)
+                continue
+            for account, amount in lines:
+                changes[account] = changes.get(account, 0) + amount
+                if account in available:
+                    available[account] += amount
+            posted.append((movement, lines))
+        if not posted:
+            return Batch([], short, available)
+        now = self.now()
+        updates = [self._summed_update(account, amount, before, now)
+                   for account, amount in sorted(changes.items()) if amount]
+        try:
+            if updates:
+                result = await self.accounts.bulk_write(updates, ordered=True,
+                                                        session=session)
+                if result.matched_count + result.upserted_count != len(updates):
+                    raise StaleBatch("a wallet changed since the batch read it")
+            await self.entries.insert_many(
+                [entry_document(m.key, lines, m.memo, m.meta, now) for m, lines in posted],
+                ordered=True, session=session)
+        except BulkWriteError as e:
+            # A key used before, or an account document inserted since the read.
+            raise StaleBatch(f"the batch met an earlier write: {e}") from None
+        metrics.LEDGER_TRANSACTIONS.inc(len(posted))
+        return Batch([LedgerTransaction(m.key, lines, m.memo, now, m.meta)
+                      for m, lines in posted], short, available)
+
+    @staticmethod
+    def _summed_update(account: str, amount: int, before: dict[str, int],
+                       now: datetime) -> UpdateOne:
+        """One account's summed change; a wallet guarded on the ``available`` read."""
+        if accounts.kind_of(account) != accounts.WALLET_KIND:
+            return UpdateOne({"_id": account}, {"$inc": {"balance": amount},
+                                                "$set": {"updated_at": now}}, upsert=True)
+        change = {"$inc": {"balance": amount, "available": amount},
+                  "$set": {"updated_at": now}}
+        if account in before:
+            return UpdateOne({"_id": account, "available": before[account]}, change)
+        # Only a credit reaches a wallet that did not exist at the read.
+        return UpdateOne({"_id": account}, {**change, "$setOnInsert": {"held": 0}},
+                         upsert=True)
 
     async def _apply(self, session: AsyncClientSession, account: str, amount: int,
                      now: datetime) -> None:

@@ -1,0 +1,146 @@
+"""A consultation's life as its parties drive it: request, accept, decline, end."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import DuplicateKeyError
+
+from kpay.core.auth import User
+from kpay.core.errors import BadRequest, Conflict, Forbidden, InsufficientBalance
+from plugins.consult_billing.charges import announce_charge, charge_minute, split
+from plugins.consult_billing.profiles import get_profile
+from plugins.consult_billing.sessions import (
+    ACTIVE,
+    CONSULTATIONS,
+    ENDED,
+    MINUTE,
+    PARTIES,
+    REQUESTED,
+    channel_of,
+    finish,
+    is_present,
+    load,
+    load_for_party,
+    party_of,
+    public,
+)
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+
+async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any]:
+    """A student asks a consultant for a session at the consultant's current rate."""
+    if consultant_id == student.id:
+        raise BadRequest("you cannot consult yourself", code="cannot_consult_self",
+                         field="consultant_id")
+    profile = await get_profile(app, consultant_id)
+    if not profile["available"]:
+        raise Conflict(f"{consultant_id} is not available", code="consultant_unavailable")
+    if await app.store[CONSULTATIONS].find_one({"busy_consultant": consultant_id}, {"_id": 1}):
+        raise Conflict(f"{consultant_id} is in another consultation", code="consultant_busy")
+    rate, min_minutes = profile["rate_per_minute"], profile["min_minutes"]
+    needed = rate * min_minutes
+    wallet = await app.money.ledger.wallet(student.id)
+    if wallet["available"] < needed:
+        raise InsufficientBalance(needed=needed, balance=wallet["available"],
+                                  message=f"{min_minutes} minute(s) at {rate} fen need "
+                                          f"{needed} fen; the wallet has {wallet['available']}")
+    now = app.clock.now()
+    settings = app.settings.consult_billing
+    doc = {
+        "_id": "c" + secrets.token_hex(10), "student_id": student.id,
+        "consultant_id": consultant_id, "status": REQUESTED, "rev": 0, "minute": 0,
+        "rate_per_minute": rate, "min_minutes": min_minutes,
+        "max_minutes": profile["max_minutes"],
+        "requested_at": now, "updated_at": now,
+        "expires_at": now + timedelta(seconds=settings.request_timeout_seconds),
+        "present": {"student": False, "consultant": False},
+        "absent_since": None, "paused_at": None, "remaining_seconds": None,
+    }
+    doc["next_charge_at"] = doc["expires_at"]
+    await app.store[CONSULTATIONS].insert_one(doc)
+    await app.publish(f"user:{consultant_id}", "consult_request", {"consultation": public(doc)})
+    await app.notify("on_user_notification", user_id=consultant_id, kind="consult_request",
+                     data={"consultation_id": doc["_id"], "student_id": student.id})
+    return doc
+
+
+async def open_request(app: KPay, user: User, consultation_id: str, action: str
+                       ) -> dict[str, Any]:
+    """The consultation, if it is a request still open and ``user`` the consultant asked."""
+    doc = await load_for_party(app, user, consultation_id)
+    if user.id != doc["consultant_id"]:
+        raise Forbidden(f"only the consultant asked can {action}", code="not_your_request")
+    if doc["status"] != REQUESTED:
+        raise Conflict(f"the consultation is {doc['status']}, not requested",
+                       code="not_requested", state=doc["status"])
+    return doc
+
+
+async def accept(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
+    """The consultant accepts: minute 1 is charged at once and the meter starts."""
+    doc = await open_request(app, user, consultation_id, "accept")
+    now = app.clock.now()
+    if doc["expires_at"] <= now:
+        await finish(app, doc, "expired", doc["expires_at"])
+        raise Conflict("the request has expired", code="request_expired")
+    credits, earned, fee = split(app, doc)
+    present = {party: await is_present(app, doc, party) for party in PARTIES}
+    changes = {
+        "status": ACTIVE, "minute": 1, "accepted_at": now, "paid_until": now + MINUTE,
+        "credits": [list(c) for c in credits], "earned_per_minute": earned,
+        "fee_per_minute": fee, "busy_consultant": doc["consultant_id"], "present": present,
+        # Parties normally join consult:<id> before accepting; one who has not yet
+        # joined has the grace period to do so.
+        "absent_since": None if all(present.values()) else now,
+    }
+    try:
+        new = await charge_minute(app, doc, changes)
+    except InsufficientBalance:
+        await finish(app, doc, "funds_exhausted", now)
+        raise Conflict("the student's wallet cannot pay the first minute",
+                       code="funds_exhausted") from None
+    except DuplicateKeyError as e:
+        if "busy_consultant" in str(e):
+            raise Conflict("you are in another consultation; end it first",
+                           code="consultant_busy") from None
+        raise
+    if new is None:
+        current = await load(app, consultation_id) or doc
+        raise Conflict(f"the consultation is {current['status']}, not requested",
+                       code="not_requested", state=current["status"])
+    await app.publish(channel_of(consultation_id), "accepted", {"consultation": public(new)})
+    await announce_charge(app, new)
+    return new
+
+
+async def end_by(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
+    """Either party ends (or, before accept, cancels / declines) the consultation."""
+    for _ in range(5):
+        doc = await load_for_party(app, user, consultation_id)
+        party = party_of(doc, user.id)
+        if party is None:
+            raise Forbidden("only the two parties can end a consultation", code="forbidden")
+        if doc["status"] == ENDED:
+            raise Conflict("the consultation has already ended", code="already_ended",
+                           reason=doc.get("end_reason"))
+        if doc["status"] == REQUESTED:
+            reason = "cancelled" if party == "student" else "declined"
+        else:
+            reason = f"ended_by_{party}"
+        ended = await finish(app, doc, reason, app.clock.now())
+        if ended is not None:
+            return ended
+    raise Conflict("the consultation keeps changing; retry", code="retry")
+
+
+async def decline(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
+    doc = await open_request(app, user, consultation_id, "decline")
+    ended = await finish(app, doc, "declined", app.clock.now())
+    if ended is None:
+        raise Conflict("the consultation changed; reload it", code="not_requested")
+    return ended
