@@ -22,6 +22,7 @@ a piece of code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -92,9 +93,8 @@ def kpay_settings(mongo_uri: str, kpay_overrides: dict, kpay_extra_plugins: list
     return settings, pm, str(tmp_path)
 
 
-@pytest.fixture
-def kpay_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
-    """The running app (``app.port``), stopped and its database dropped after the test."""
+@contextlib.contextmanager
+def running_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
     settings, pm, var_dir = kpay_settings
     app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
     io_loop.run_sync(app.start)
@@ -102,7 +102,25 @@ def kpay_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
         yield app
     finally:
         io_loop.run_sync(app.stop)
+
+
+@pytest.fixture
+def kpay_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
+    """The running app (``app.port``), stopped and its database dropped after the test."""
+    settings = kpay_settings[0]
+    try:
+        with running_app(io_loop, kpay_settings) as app:
+            yield app
+    finally:
         io_loop.run_sync(lambda: drop_database(settings.mongodb.uri, settings.mongodb.database))
+
+
+@pytest.fixture
+def second_node(io_loop: Any, kpay_settings: Any, kpay_app: KPay) -> Iterator[KPay]:
+    """Another node of the same deployment: an app on the same database and broker
+    (set ``[realtime] broker = "redis"`` for events to cross) under its own node id."""
+    with running_app(io_loop, kpay_settings) as app:
+        yield app
 
 
 async def drop_database(uri: str, name: str) -> None:

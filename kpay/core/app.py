@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
+import socket
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,11 @@ class KPay:
         self._tasks: set[asyncio.Task] = set()
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
+        self.stopped = False
+        server = settings.server
+        # Stable across restarts, so a restarted node recognises what it left behind.
+        self.node_id = server.node_id or (
+            f"{socket.gethostname()}:{server.port or secrets.token_hex(4)}")
 
     # -- helpers for handlers and plugins ---------------------------------------
 
@@ -174,11 +181,15 @@ class KPay:
         )
 
     async def stop(self) -> None:
+        """Stop serving, say goodbye to plugins, close connections. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.scheduler.stop()
         if self.server is not None:
             self.server.stop()
-        for socket in tuple(self.sockets):
-            socket.close(1001, "server stopping")
+        for connection in tuple(self.sockets):
+            connection.close(1001, "server stopping")
         await self.notify("on_shutdown")
         for task in tuple(self._tasks):
             task.cancel()

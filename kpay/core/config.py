@@ -47,6 +47,9 @@ class ServerSettings(Section):
     # Public base URL, used for links handed to WeChat (notify, OAuth redirect).
     public_url: str = ""
     static_path: str = "static"
+    # This node's name among the nodes of one deployment; keep it stable across restarts.
+    # Empty: "<hostname>:<port>" (with port 0, a random name per start).
+    node_id: str = Field("", max_length=200)
 
 
 class MongoSettings(Section):

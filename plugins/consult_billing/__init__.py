@@ -3,9 +3,11 @@
 The hooks below wire the pieces together; see docs/consult_billing.md for the rules.
 
 - profiles.py  consultant rate, minimum/maximum minutes, availability
-- sessions.py  consultation documents, request/accept/end, a minute's charge
+- sessions.py  consultation documents, their guarded state changes, the end
+- lifecycle.py request, accept, decline, end by a party
+- charges.py   charging minutes, one session alone or many in one transaction
 - meter.py     the BillingEngine: one periodic sweep over sessions that are due
-- presence.py  who is on consult:<id>, pause and resume, recovery after a restart
+- presence.py  who is on consult:<id> on which node, pause and resume, restarts
 - signalling.py the consult:<id> channel rule (WebRTC offer/answer/ice relay)
 - history.py   past consultations and receipts
 - handlers.py  the HTTP routes
@@ -66,9 +68,15 @@ def register_indexes(app):
 
 @hookimpl
 def register_jobs(app):
-    engine = engine_for(app)
+    engine, settings = engine_for(app), app.settings.consult_billing
+
+    async def nodes() -> None:
+        await presence.heartbeat(app, app.clock.now())
+        await presence.forget_dead_nodes(app, tracker_for(app))
+
     return [PeriodicJob("consult_billing.meter", engine.sweep,
-                        app.settings.consult_billing.engine_interval_seconds)]
+                        settings.engine_interval_seconds),
+            PeriodicJob("consult_billing.nodes", nodes, settings.node_timeout_seconds / 6)]
 
 
 @hookimpl
@@ -78,8 +86,12 @@ async def on_startup(app):
 
 @hookimpl
 async def on_shutdown(app):
-    # A clean stop is the last sign of life: time after it is not billed.
-    await engine_for(app).heartbeat(app.clock.now())
+    # A clean stop is the last sign of life: time after it is not billed, and the
+    # parties connected here are gone from this node.
+    now = app.clock.now()
+    await engine_for(app).heartbeat(now)
+    await presence.leave(app, tracker_for(app), app.node_id, now)
+    await app.store[presence.NODES].delete_one({"_id": app.node_id})
 
 
 @hookimpl

@@ -17,14 +17,12 @@ from plugins.consult_billing.sessions import (
     CONSULTATIONS,
     ENDED,
     MINUTE,
-    PARTIES,
     REQUESTED,
     channel_of,
     finish,
-    is_present,
-    load,
     load_for_party,
     party_of,
+    presence,
     public,
 )
 
@@ -58,7 +56,7 @@ async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any
         "max_minutes": profile["max_minutes"],
         "requested_at": now, "updated_at": now,
         "expires_at": now + timedelta(seconds=settings.request_timeout_seconds),
-        "present": {"student": False, "consultant": False},
+        "present_on": {"student": [], "consultant": []},
         "absent_since": None, "paused_at": None, "remaining_seconds": None,
     }
     doc["next_charge_at"] = doc["expires_at"]
@@ -83,39 +81,40 @@ async def open_request(app: KPay, user: User, consultation_id: str, action: str
 
 async def accept(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
     """The consultant accepts: minute 1 is charged at once and the meter starts."""
-    doc = await open_request(app, user, consultation_id, "accept")
-    now = app.clock.now()
-    if doc["expires_at"] <= now:
-        await finish(app, doc, "expired", doc["expires_at"])
-        raise Conflict("the request has expired", code="request_expired")
-    credits, earned, fee = split(app, doc)
-    present = {party: await is_present(app, doc, party) for party in PARTIES}
-    changes = {
-        "status": ACTIVE, "minute": 1, "accepted_at": now, "paid_until": now + MINUTE,
-        "credits": [list(c) for c in credits], "earned_per_minute": earned,
-        "fee_per_minute": fee, "busy_consultant": doc["consultant_id"], "present": present,
-        # Parties normally join consult:<id> before accepting; one who has not yet
-        # joined has the grace period to do so.
-        "absent_since": None if all(present.values()) else now,
-    }
-    try:
-        new = await charge_minute(app, doc, changes)
-    except InsufficientBalance:
-        await finish(app, doc, "funds_exhausted", now)
-        raise Conflict("the student's wallet cannot pay the first minute",
-                       code="funds_exhausted") from None
-    except DuplicateKeyError as e:
-        if "busy_consultant" in str(e):
-            raise Conflict("you are in another consultation; end it first",
-                           code="consultant_busy") from None
-        raise
-    if new is None:
-        current = await load(app, consultation_id) or doc
-        raise Conflict(f"the consultation is {current['status']}, not requested",
-                       code="not_requested", state=current["status"])
-    await app.publish(channel_of(consultation_id), "accepted", {"consultation": public(new)})
-    await announce_charge(app, new)
-    return new
+    for _ in range(5):
+        doc = await open_request(app, user, consultation_id, "accept")
+        now = app.clock.now()
+        if doc["expires_at"] <= now:
+            await finish(app, doc, "expired", doc["expires_at"])
+            raise Conflict("the request has expired", code="request_expired")
+        credits, earned, fee = split(app, doc)
+        present = presence(doc)
+        changes = {
+            "status": ACTIVE, "minute": 1, "accepted_at": now, "paid_until": now + MINUTE,
+            "credits": [list(c) for c in credits], "earned_per_minute": earned,
+            "fee_per_minute": fee, "busy_consultant": doc["consultant_id"],
+            # Parties normally join consult:<id> before accepting; one who has not yet
+            # joined has the grace period to do so.
+            "absent_since": None if all(present.values()) else now,
+        }
+        try:
+            new = await charge_minute(app, doc, changes)
+        except InsufficientBalance:
+            await finish(app, doc, "funds_exhausted", now)
+            raise Conflict("the student's wallet cannot pay the first minute",
+                           code="funds_exhausted") from None
+        except DuplicateKeyError as e:
+            if "busy_consultant" in str(e):
+                raise Conflict("you are in another consultation; end it first",
+                               code="consultant_busy") from None
+            raise
+        if new is not None:
+            await app.publish(channel_of(consultation_id), "accepted",
+                              {"consultation": public(new)})
+            await announce_charge(app, new)
+            return new
+        # Changed since it was read (a party joined or left): decide again.
+    raise Conflict("the consultation keeps changing; retry", code="retry")
 
 
 async def end_by(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:

@@ -118,11 +118,15 @@ class BillingEngine:
                               ) -> list[dict[str, Any]]:
         """Charge the due minutes of ``docs`` in batches (one minute of each per
         transaction, until none is due: a clock jump of n minutes takes n batches).
-        Returns the sessions as they are now; a session a batch could not charge
-        (its wallet cannot pay, or it changed) is returned unchanged, to be settled on
-        its own."""
+        Returns the sessions as they are now; a session a batch could not charge (its
+        wallet cannot pay) is returned as it was, to be settled on its own.
+
+        A batch that met a change (a party joined, a session ended) is read again and
+        tried once more; if it meets a change again, its sessions are settled alone.
+        """
         current = {doc["_id"]: doc for doc in docs}
         alone: set[str] = set()
+        stale_before = False
         for _ in range(MAX_STEPS):
             due = [(doc, action[1]) for doc in current.values() if doc["_id"] not in alone
                    and (action := decide(doc, now, self.grace)) and action[0] == "charge"]
@@ -131,14 +135,22 @@ class BillingEngine:
             try:
                 charged, short = await charges.charge_minutes(self.app, due)
             except StaleBatch as e:
+                if not stale_before:
+                    stale_before = True
+                    ids = [doc["_id"] for doc, _ in due]
+                    async for doc in self.collection.find({"_id": {"$in": ids}}):
+                        current[doc["_id"]] = doc
+                    continue
                 log.info("billing %d consultations one by one: %s", len(due), e)
                 charged, short = [], [doc for doc, _ in due]
             except Exception:
                 log.exception("billing %d consultations together failed", len(due))
                 charged, short = [], [doc for doc, _ in due]
+            stale_before = False
             current.update((doc["_id"], doc) for doc in charged)
             alone.update(doc["_id"] for doc in short)
         return list(current.values())
+
     async def heartbeat(self, now: datetime) -> None:
         """Remember that the engine was alive at ``now``: after a crash, the time since
         the last heartbeat is time the service was down, and is not billed."""
@@ -201,5 +213,5 @@ class BillingEngine:
             await self.app.publish(sessions.channel_of(doc["_id"]), "paused", {
                 "since": since.isoformat(), "remaining_seconds": remaining,
                 "ends_at": new["absent_deadline"].isoformat(),
-                "present": new.get("present", {})})
+                "present": sessions.presence(new)})
         return new

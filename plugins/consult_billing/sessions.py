@@ -73,7 +73,7 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
         **totals(doc),
         "requested_at": doc["requested_at"], "expires_at": doc["expires_at"],
         "accepted_at": doc.get("accepted_at"), "paid_until": doc.get("paid_until"),
-        "present": doc.get("present", {}), "absent_since": doc.get("absent_since"),
+        "present": presence(doc), "absent_since": doc.get("absent_since"),
         "paused_at": doc.get("paused_at"), "remaining_seconds": doc.get("remaining_seconds"),
         "ended_at": doc.get("ended_at"), "end_reason": doc.get("end_reason"),
     }
@@ -172,6 +172,8 @@ async def finish(app: KPay, doc: dict[str, Any], reason: str, at: datetime
 # -- presence ---------------------------------------------------------------------------
 
 
-async def is_present(app: KPay, doc: dict[str, Any], party: str) -> bool:
-    user_id = doc[f"{party}_id"]
-    return app.hub.is_present(channel_of(doc["_id"]), user_id)
+def presence(doc: dict[str, Any]) -> dict[str, bool]:
+    """Which parties have a socket on ``consult:<id>``, on any node: ``present_on`` holds,
+    per party, the nodes where they do."""
+    where = doc.get("present_on") or {}
+    return {party: bool(where.get(party)) for party in PARTIES}

@@ -77,7 +77,7 @@ async def test_one_wallet_paying_two_sessions_in_one_batch(api, kpay_app):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_batch_read_before_a_change_writes_nothing(api, kpay_app):
+async def test_a_batch_read_before_a_change_is_read_again(api, kpay_app):
     running = await sessions_of(api, 3, rate=100, wallet=1_000)
     engine = engine_for(kpay_app)
     kpay_app.clock.advance(60)
@@ -85,15 +85,20 @@ async def test_a_batch_read_before_a_change_writes_nothing(api, kpay_app):
     ended, _, _ = running[1]
     status, _ = await api.post(ended.path + "/end", token=ended.student.token)
     assert status == 200
-    # The batch meets the ended session: none of the three is charged by it, and the
-    # sessions come back as they were read, for the one-by-one path.
+    # The first batch meets the ended session and is rolled back whole; the sessions
+    # are read again and the two still running are charged in a second batch.
+    before = db_commands()
     returned = await engine.charge_together(stale, kpay_app.clock.now())
-    assert [doc["minute"] for doc in returned] == [1, 1, 1]
-    assert await kpay_app.store["ledger"].count_documents(
-        {"_id": {"$regex": ":2$"}}) == 0
+    sent = commands_since(before)
+    assert sent["abortTransaction"] == 1 and sent["commitTransaction"] == 1, sent
+    assert [(doc["status"], doc["minute"]) for doc in returned] == [
+        ("active", 2), ("ended", 1), ("active", 2)]
+    assert [(await state(api, pair))["billed_minutes"] for pair, _, _ in running] == [2, 1, 2]
+    assert [len(await ledger_minutes(kpay_app, pair.consultation_id))
+            for pair, _, _ in running] == [2, 1, 2]
+    # Nothing more is due.
     await engine.sweep()
     assert [(await state(api, pair))["billed_minutes"] for pair, _, _ in running] == [2, 1, 2]
-    assert len(await ledger_minutes(kpay_app, ended.consultation_id)) == 1
     await assert_books(kpay_app)
 
 

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from kpay.core.app import KPay
 from kpay.core.realtime.redis_broker import RedisBroker
 from kpay.testing import ApiClient
 
@@ -20,28 +19,16 @@ def kpay_overrides(redis_url):
                          "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"}}
 
 
-@pytest.fixture
-def node_b(io_loop, kpay_settings, kpay_app):
-    """A second app on the same Redis (and database): another node of the deployment."""
-    settings, pm, var_dir = kpay_settings
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
-    io_loop.run_sync(app.start)
-    try:
-        yield app
-    finally:
-        io_loop.run_sync(app.stop)
-
-
 @pytest.mark.gen_test
-async def test_publish_on_one_node_reaches_a_socket_on_the_other(api, kpay_app, node_b):
+async def test_publish_on_one_node_reaches_a_socket_on_the_other(api, kpay_app, second_node):
     assert isinstance(kpay_app.broker, RedisBroker)
-    on_b = ApiClient(node_b)
+    on_b = ApiClient(second_node)
     token = await api.login("alice")
     ws_a, ws_b = await api.socket(token), await on_b.socket(token)
     await ws_a.request("sub", ch="user:alice")
     await ws_b.request("sub", ch="user:alice")
     published = [await kpay_app.publish("user:alice", "n", {"i": i}) for i in range(3)]
-    published.append(await node_b.publish("user:alice", "n", {"i": 3}))
+    published.append(await second_node.publish("user:alice", "n", {"i": 3}))
     for ws in (ws_a, ws_b):
         events = [await ws.event("n") for _ in range(4)]
         assert [e["seq"] for e in events] == [p.seq for p in published]
@@ -51,20 +38,21 @@ async def test_publish_on_one_node_reaches_a_socket_on_the_other(api, kpay_app, 
 
 
 @pytest.mark.gen_test
-async def test_resume_on_another_node(api, kpay_app, node_b):
+async def test_resume_on_another_node(api, kpay_app, second_node):
     token = await api.login("alice")
     published = [await kpay_app.publish("user:alice", "n", {"i": i}) for i in range(4)]
-    ws = await ApiClient(node_b).socket(token)
+    ws = await ApiClient(second_node).socket(token)
     reply = await ws.request("sub", ch="user:alice", since=published[0].seq)
     assert reply["recovered"] is True
     assert [(await ws.event("n"))["data"]["i"] for _ in range(3)] == [1, 2, 3]
 
 
 @pytest.mark.gen_test
-async def test_resume_while_events_keep_coming_loses_and_repeats_nothing(api, kpay_app, node_b):
+async def test_resume_while_events_keep_coming_loses_and_repeats_nothing(api, kpay_app,
+                                                                         second_node):
     token = await api.login("alice")
     first = await kpay_app.publish("user:alice", "n", {"i": -1})
-    ws = await ApiClient(node_b).socket(token)
+    ws = await ApiClient(second_node).socket(token)
 
     async def publish_during_resume():
         for i in range(30):

@@ -1,0 +1,132 @@
+"""Presence across two nodes of one deployment (Redis broker, one database)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from consult_helpers import (
+    assert_books,
+    join,
+    ledger_minutes,
+    make_pair,
+    request,
+    state,
+    wait_until,
+)
+
+from kpay.testing import ApiClient
+from plugins.consult_billing.presence import NODES
+
+
+@pytest.fixture
+def kpay_overrides(redis_url):
+    return {"plugins": {"enabled": ["consult_billing"]},
+            "realtime": {"broker": "redis", "redis_url": redis_url,
+                         "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"}}
+
+
+async def accepted(api, pair):
+    status, body = await api.post(pair.path + "/accept", token=pair.consultant.token)
+    assert status == 200, body
+    assert body["consultation"]["absent_since"] is None, body
+    return body["consultation"]
+
+
+async def present_on(app, pair):
+    doc = await app.store["consultations"].find_one({"_id": pair.consultation_id})
+    return {party: sorted(nodes) for party, nodes in doc["present_on"].items()}
+
+
+async def until_present_on(app, pair, party, nodes):
+    """Socket effects are asynchronous: poll until ``party`` is on exactly ``nodes``."""
+    for _ in range(250):
+        where = await present_on(app, pair)
+        if where[party] == sorted(nodes):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{party} never on {nodes}: {where}")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_party_on_two_nodes_stays_present_when_one_socket_leaves(
+        api, kpay_app, second_node):
+    on_b = ApiClient(second_node)
+    pair = await make_pair(api, rate=100, wallet=10_000)
+    await request(api, pair)
+    student_a = await join(api, pair.student, pair)
+    student_b = await join(on_b, pair.student, pair)
+    consultant_b = await join(on_b, pair.consultant, pair)
+    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await accepted(api, pair)
+    assert await present_on(kpay_app, pair) == {
+        "student": sorted([kpay_app.node_id, second_node.node_id]),
+        "consultant": [second_node.node_id]}
+    # The phone on node A drops; the laptop on node B is still there.
+    student_a.close()
+    await until_present_on(kpay_app, pair, "student", [second_node.node_id])
+    body = await state(api, pair)
+    assert body["present"] == {"student": True, "consultant": True}
+    assert body["absent_since"] is None
+    await kpay_app.advance_clock(2 * 60)
+    body = await state(api, pair)
+    assert (body["status"], body["billed_minutes"]) == ("active", 3)
+    # A tick published by node A's engine reaches the socket on node B.
+    ticks = [(await student_b.event("tick"))["data"]["minute"] for _ in range(3)]
+    assert ticks == [1, 2, 3]
+    # Now the last socket leaves: absent, then paused after the grace.
+    student_b.close()
+    await wait_until(api, pair, lambda b: not b["present"]["student"])
+    await kpay_app.advance_clock(60)
+    body = await wait_until(api, pair, lambda b: b["status"] == "paused")
+    assert body["billed_minutes"] == 3
+    consultant_b.close()
+    await assert_books(kpay_app)
+
+
+async def student_here_consultant_there(api, second_node):
+    """A running session: the student's socket on node A, the consultant's on node B."""
+    pair = await make_pair(api, rate=100, wallet=10_000)
+    await request(api, pair)
+    await join(api, pair.student, pair)
+    await join(ApiClient(second_node), pair.consultant, pair)
+    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await accepted(api, pair)
+    return pair
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_node_that_stops_takes_its_parties_with_it(api, kpay_app, second_node):
+    pair = await student_here_consultant_there(api, second_node)
+    await second_node.stop()
+    body = await wait_until(api, pair, lambda b: not b["present"]["consultant"])
+    assert body["absent_since"] is not None and body["status"] == "active"
+    await kpay_app.advance_clock(60)
+    body = await wait_until(api, pair, lambda b: b["status"] == "paused")
+    assert body["billed_minutes"] == 1
+    assert await kpay_app.store[NODES].find_one({"_id": second_node.node_id}) is None
+    await assert_books(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node):
+    pair = await student_here_consultant_there(api, second_node)
+    nodes = kpay_app.store[NODES]
+    # Node B stops beating (killed, or cut off from the database) two minutes ago.
+    timeout = kpay_app.settings.consult_billing.node_timeout_seconds
+    silent_since = datetime.now(UTC) - timedelta(seconds=timeout + 60)
+    await nodes.update_one({"_id": second_node.node_id}, {"$set": {"seen_at": silent_since}})
+    await kpay_app.advance_clock(0)  # runs node A's jobs, the node check among them
+    body = await state(api, pair)
+    assert body["present"] == {"student": True, "consultant": False}
+    # Absent from its last beat, but never from before the session began.
+    assert body["absent_since"] == body["accepted_at"]
+    assert await nodes.find_one({"_id": second_node.node_id}) is None
+    assert await nodes.find_one({"_id": kpay_app.node_id}) is not None
+    await kpay_app.advance_clock(60)
+    body = await state(api, pair)
+    assert (body["status"], body["billed_minutes"]) == ("paused", 1)
+    assert len(await ledger_minutes(kpay_app, pair.consultation_id)) == 1
+    await assert_books(kpay_app)
