@@ -70,18 +70,20 @@ def register_indexes(app):
 def register_jobs(app):
     engine, settings = engine_for(app), app.settings.consult_billing
 
-    async def nodes() -> None:
-        await presence.heartbeat(app, app.clock.now())
+    async def forget_dead_nodes() -> None:
         await presence.forget_dead_nodes(app, tracker_for(app))
 
     return [PeriodicJob("consult_billing.meter", engine.sweep,
                         settings.engine_interval_seconds),
-            PeriodicJob("consult_billing.nodes", nodes, settings.node_timeout_seconds / 6)]
+            PeriodicJob("consult_billing.nodes", forget_dead_nodes,
+                        settings.node_timeout_seconds / 6)]
 
 
 @hookimpl
 async def on_startup(app):
     await presence.recover(app, engine_for(app))
+    # Not a job: a node with [scheduler] enabled = false must still say it is alive.
+    app.spawn(presence.keep_beating(app))
 
 
 @hookimpl

@@ -174,6 +174,18 @@ async def heartbeat(app: KPay, now: datetime) -> None:
         {"$set": {"seen_at": datetime.now(UTC), "clock_at": now}}, upsert=True)
 
 
+async def keep_beating(app: KPay) -> None:
+    """This node's heartbeat, every sixth of ``node_timeout_seconds``, until it stops."""
+    interval = app.settings.consult_billing.node_timeout_seconds / 6
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await heartbeat(app, app.clock.now())
+        except Exception:
+            # The database may be away for a while; the next beat tries again.
+            log.exception("consult_billing: node heartbeat failed")
+
+
 async def forget_dead_nodes(app: KPay, tracker: PresenceTracker) -> int:
     """Forget the sockets of nodes that stopped sweeping ``node_timeout_seconds`` ago
     without saying goodbye (killed, or cut off); their parties are absent since."""

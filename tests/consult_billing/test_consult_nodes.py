@@ -25,7 +25,9 @@ from plugins.consult_billing.presence import NODES
 def kpay_overrides(redis_url):
     return {"plugins": {"enabled": ["consult_billing"]},
             "realtime": {"broker": "redis", "redis_url": redis_url,
-                         "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"}}
+                         "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"},
+            # Nodes beat every 5/6 s (the scheduler is off in tests: the beat is not a job).
+            "consult_billing": {"node_timeout_seconds": 5}}
 
 
 async def accepted(api, pair):
@@ -111,22 +113,46 @@ async def test_a_node_that_stops_takes_its_parties_with_it(api, kpay_app, second
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node):
+@pytest.mark.parametrize("beat_at, absent_at", [(20, 20), (-600, 0)])
+async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node, beat_at, absent_at):
     pair = await student_here_consultant_there(api, second_node)
-    nodes = kpay_app.store[NODES]
-    # Node B stops beating (killed, or cut off from the database) two minutes ago.
+    accepted_at = datetime.fromisoformat((await state(api, pair))["accepted_at"])
+    # The consultant's node dies without a goodbye: its entry stays in present_on and
+    # its last beat (``beat_at`` s into the session) ages past the timeout. The party is
+    # absent from that beat, but never from before the session began.
+    sessions, nodes = kpay_app.store["consultations"], kpay_app.store[NODES]
+    await sessions.update_one({"_id": pair.consultation_id},
+                              {"$set": {"present_on.consultant": ["ghost"]}})
     timeout = kpay_app.settings.consult_billing.node_timeout_seconds
-    silent_since = datetime.now(UTC) - timedelta(seconds=timeout + 60)
-    await nodes.update_one({"_id": second_node.node_id}, {"$set": {"seen_at": silent_since}})
-    await kpay_app.advance_clock(0)  # runs node A's jobs, the node check among them
+    last_beat = accepted_at + timedelta(seconds=beat_at)
+    await nodes.insert_one({"_id": "ghost", "clock_at": last_beat,
+                            "seen_at": datetime.now(UTC) - timedelta(seconds=timeout + 60)})
+    await kpay_app.advance_clock(30)  # runs node A's jobs, the node check among them
     body = await state(api, pair)
     assert body["present"] == {"student": True, "consultant": False}
-    # Absent from its last beat, but never from before the session began.
-    assert body["absent_since"] == body["accepted_at"]
-    assert await nodes.find_one({"_id": second_node.node_id}) is None
-    assert await nodes.find_one({"_id": kpay_app.node_id}) is not None
+    absent_since = accepted_at + timedelta(seconds=absent_at)
+    assert datetime.fromisoformat(body["absent_since"]) == absent_since
+    assert await nodes.find_one({"_id": "ghost"}) is None
+    # Live nodes are not touched.
+    assert {doc["_id"] async for doc in nodes.find({})} == {kpay_app.node_id,
+                                                           second_node.node_id}
+    # Past the grace the meter pauses as of then: minute 2 is not charged.
     await kpay_app.advance_clock(60)
     body = await state(api, pair)
     assert (body["status"], body["billed_minutes"]) == ("paused", 1)
+    assert body["remaining_seconds"] == 60 - absent_at
     assert len(await ledger_minutes(kpay_app, pair.consultation_id)) == 1
     await assert_books(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_nodes_beat_without_their_scheduler(kpay_app, second_node):
+    nodes = kpay_app.store[NODES]
+    first = {doc["_id"]: doc["seen_at"] async for doc in nodes.find({})}
+    assert set(first) == {kpay_app.node_id, second_node.node_id}
+    for _ in range(100):
+        later = {doc["_id"]: doc["seen_at"] async for doc in nodes.find({})}
+        if all(later[node] > first[node] for node in first):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no new heartbeat in 10 s: {first} -> {later}")

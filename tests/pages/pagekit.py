@@ -6,9 +6,10 @@ See conftest.py for how the browser tests run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,27 @@ WECHAT_UA = PHONE_UA + " MicroMessenger/8.0.50.2701(0x28003256) NetType/WIFI Lan
 # A 4xx answer of the API is logged by chromium as a console error, but the page handles it.
 HANDLED_API_ERROR = re.compile(r"Failed to load resource: the server responded with a status "
                                r"of 4\d\d")
+
+
+def drop_every_socket(kpay_app: Any) -> int:
+    """Close every socket from the server side, as a restarting node would."""
+    sockets = list(kpay_app.sockets)
+    for socket in sockets:
+        socket.close(1012, "service restart")
+    return len(sockets)
+
+
+@contextlib.asynccontextmanager
+async def timers_held(page: Any) -> AsyncIterator[None]:
+    """The page's timers stand still inside the block, so a socket dropped there
+    reconnects only after it, whatever the machine's load. The page's clock must have
+    been installed (``await page.clock.install()``) before it opened."""
+    now = await page.evaluate("Date.now()")
+    await page.clock.pause_at(now + 1)
+    try:
+        yield
+    finally:
+        await page.clock.resume()
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -1,7 +1,7 @@
 """The socket in a real page: connection state shown, reconnect, resume with ``since``."""
 
 import pytest
-from pagekit import STATIC
+from pagekit import STATIC, drop_every_socket
 from playwright.async_api import expect
 
 # Records every state the badge shows (a state can last less than a poll interval).
@@ -21,14 +21,6 @@ async def logged_in_index(pages, api, user="alice"):
     await pages.open(page, "/")
     await expect(page.locator("#connection")).to_have_text("已连接")
     return page
-
-
-def drop_every_socket(kpay_app):
-    """Close every socket from the server side, as a restarting node would."""
-    sockets = list(kpay_app.sockets)
-    for socket in sockets:
-        socket.close(1012, "service restart")
-    return len(sockets)
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -3,10 +3,11 @@ states, free and paid questions, moderation seen by the student, resume after a 
 connection (from the socket's history, and from the REST replay when that is gone) and
 the paged replay of an ended room."""
 
+import asyncio
 from typing import Any
 
 import pytest
-from pagekit import STATIC, WECHAT_UA
+from pagekit import STATIC, WECHAT_UA, drop_every_socket, timers_held
 from playwright.async_api import expect
 
 from plugins.live_qa import history
@@ -50,7 +51,8 @@ async def host_says(api, host, room_id, **data):
     ws.close()
 
 
-async def student_in_room(pages, api, room_id, user="bob", funds=5000, ticket=True, **options):
+async def student_in_room(pages, api, room_id, user="bob", funds=5000, ticket=True,
+                          held_clock=False, **options):
     token = await api.login(user, "student")
     if funds:
         await api.topup(token, funds)
@@ -59,6 +61,8 @@ async def student_in_room(pages, api, room_id, user="bob", funds=5000, ticket=Tr
             "item": {"kind": "live_ticket", "room_id": room_id}, "channel": "wallet"}, token)
         assert status == 201
     page = await pages.new_page(token=token, **options)
+    if held_clock:  # for timers_held
+        await page.clock.install()
     await pages.open(page, f"/static/room.html?id={room_id}")
     return page, token
 
@@ -199,22 +203,16 @@ def said_by_host(text: str) -> dict[str, str]:
     return {"from": "host", "role": "host", "text": text, "at": "2026-01-01T08:00:00+08:00"}
 
 
-def drop_every_socket(kpay_app) -> int:
-    sockets = list(kpay_app.sockets)
-    for socket in sockets:
-        socket.close(1012, "service restart")
-    return len(sockets)
-
-
 @pytest.mark.gen_test(timeout=60)
 async def test_resume_after_a_dropped_connection(pages, api, kpay_app):
     room_id, _ = await make_room(api)
-    page, _ = await student_in_room(pages, api, room_id)
+    page, _ = await student_in_room(pages, api, room_id, held_clock=True)
     await expect(page.locator("#connection")).to_have_text("已连接")
     await history.publish(kpay_app, room_id, "message", said_by_host("断线前"))
     await expect(page.locator("#feed li")).to_have_count(1)
-    assert drop_every_socket(kpay_app) == 1
-    await history.publish(kpay_app, room_id, "message", said_by_host("断线时"))
+    async with timers_held(page):
+        assert drop_every_socket(kpay_app) == 1
+        await history.publish(kpay_app, room_id, "message", said_by_host("断线时"))
     await expect(page.locator("#connection")).to_have_text("已连接")
     feed = page.locator("#feed li .msg-text")
     await expect(feed).to_have_text(["断线前", "断线时"])
@@ -224,12 +222,16 @@ async def test_resume_after_a_dropped_connection(pages, api, kpay_app):
 @pytest.mark.gen_test(timeout=60)
 async def test_resume_when_history_lost_pages_the_replay(pages, api, kpay_app):
     room_id, _ = await make_room(api)
-    page, _ = await student_in_room(pages, api, room_id)
+    page, _ = await student_in_room(pages, api, room_id, held_clock=True)
     await expect(page.locator("#connection")).to_have_text("已连接")
-    assert drop_every_socket(kpay_app) == 1
     said = [f"第 {n} 条" for n in range(1, 7)]
-    for text in said:  # more than the 3 events the socket keeps
-        await history.publish(kpay_app, room_id, "message", said_by_host(text))
+    async with timers_held(page):
+        dropped = set(kpay_app.sockets)
+        assert drop_every_socket(kpay_app) == 1
+        for text in said:  # more than the 3 events the socket keeps
+            await history.publish(kpay_app, room_id, "message", said_by_host(text))
+        await asyncio.sleep(0.6)  # longer than any first reconnect delay
+        assert kpay_app.sockets <= dropped  # the page has not reconnected
     await expect(page.locator("#connection")).to_have_text("已连接")
     await expect(page.locator("#feed li .msg-text")).to_have_text(said)
     await expect(page.locator("#resync-note")).to_be_visible()
