@@ -39,13 +39,14 @@ function socketUrl(base) {
 /** One channel subscription. `lastSeq` is the newest seq received; it is sent as
  * `since` when the socket resubscribes after a reconnect. */
 class Subscription {
-  constructor(socket, channel, { since = null, onEvent, onResync, onEnd, onError } = {}) {
+  constructor(socket, channel,
+              { since = null, onEvent, onSubscribed, onResync, onEnd, onError } = {}) {
     this.socket = socket;
     this.channel = channel;
     this.lastSeq = since;
     this.active = false;
     this.closed = false;
-    this.handlers = { onEvent, onResync, onEnd, onError };
+    this.handlers = { onEvent, onSubscribed, onResync, onEnd, onError };
     this._seen = new Set();
   }
 
@@ -147,6 +148,7 @@ export class KPaySocket extends EventTarget {
   /**
    * Subscribe to `channel`; kept across reconnects (resumed with `since`).
    * options: since (seq to resume from, e.g. from a REST replay), onEvent(frame),
+   * onSubscribed({ch, resumed}) (the server confirmed it; events from now on arrive),
    * onResync({ch, reason}), onEnd({ch, reason}), onError(ApiError) (e.g. forbidden).
    * Returns the subscription ({channel, lastSeq, active, unsubscribe()}).
    */
@@ -384,6 +386,7 @@ export class KPaySocket extends EventTarget {
       const reply = await this._send("sub", fields, this.requestTimeoutMs);
       if (subscription.closed) return;
       subscription.active = true;
+      subscription.handlers.onSubscribed?.({ ch: subscription.channel, resumed });
       let reason = null;
       if ("since" in fields && reply.recovered === false) reason = "history_lost";
       else if (resumed && !("since" in fields)) reason = "no_seq";

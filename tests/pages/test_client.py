@@ -110,9 +110,12 @@ async () => {
   let offline = null;
   try { await socket.request('ping'); } catch (e) { offline = e.code; }
   const events = [];
+  const confirmed = [];
   const got = new Promise((resolve) => socket.subscribe('user:sam', {
+    onSubscribed: (detail) => confirmed.push(detail),
     onEvent: (frame) => { events.push(frame); resolve(); } }));
   const refused = new Promise((resolve) => socket.subscribe('user:bob', {
+    onSubscribed: (detail) => confirmed.push(detail),
     onError: (error) => resolve(error.code) }));
   socket.connect();
   await new Promise((resolve) => {
@@ -124,7 +127,8 @@ async () => {
   await new Promise((resolve) => setTimeout(resolve, 300));  // several keepalive pings
   window.__kpayTest = { socket, got, events };
   return { offline, states, pong: pong.ok && typeof pong.time, refused: await refused,
-           subscribed: [...socket.subscriptions.keys()], stillOnline: socket.state };
+           subscribed: [...socket.subscriptions.keys()], stillOnline: socket.state,
+           confirmed };
 }
 """
 
@@ -142,6 +146,7 @@ async def test_socket_client_api(pages, kpay_app):
     assert result["pong"] == "string"
     assert result["refused"] == "forbidden"
     assert result["subscribed"] == ["user:sam"]
+    assert result["confirmed"] == [{"ch": "user:sam", "resumed": False}]  # not the refused
     assert result["stillOnline"] == "online"
     await kpay_app.publish("user:sam", "hello", {"n": 7})
     events = await page.evaluate(

@@ -116,6 +116,11 @@ function follow(consultation) {
     onEvent: (frame) => {
       if (current?.id === id) onEvent(frame);
     },
+    // What happened before the server confirmed the subscription (an accept racing
+    // it) arrives by no event: read the state once it is live.
+    onSubscribed: ({ resumed }) => {
+      if (!resumed) refresh(id).catch((e) => showError($("#session-error"), e));
+    },
     onResync: () => refresh(id).catch((e) => showError($("#session-error"), e)),
     onError: (error) => showError($("#session-error"), error),
   });
