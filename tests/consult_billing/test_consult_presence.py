@@ -8,7 +8,8 @@ from plugins.consult_billing import engine_for
 
 
 def absent(party):
-    return lambda b: b["present"][party] is False
+    """The party is recorded gone and the absence has started (two writes, in order)."""
+    return lambda b: b["present"][party] is False and b["absent_since"] is not None
 
 
 @pytest.mark.gen_test
