@@ -128,6 +128,10 @@ class KPay:
         )
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
+        port = self.settings.server.port if port is None else port
+        if not self.settings.server.node_id:
+            # The port this node will really listen on (``--port`` may override the file).
+            self.node_id = f"{socket.gethostname()}:{port or secrets.token_hex(4)}"
         await self.register_plugins()
         indexes = CORE_INDEXES + self.money.indexes() + await register_all(
             self.pm, "register_indexes", self)
@@ -145,7 +149,6 @@ class KPay:
         self.server = tornado.httpserver.HTTPServer(
             application, xheaders=True,
             max_body_size=max(server.max_discard_bytes, server.max_body_bytes))
-        port = self.settings.server.port if port is None else port
         sockets = tornado.netutil.bind_sockets(port, host or self.settings.server.host)
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

@@ -48,7 +48,7 @@ class ServerSettings(Section):
     public_url: str = ""
     static_path: str = "static"
     # This node's name among the nodes of one deployment; keep it stable across restarts.
-    # Empty: "<hostname>:<port>" (with port 0, a random name per start).
+    # Empty: "<hostname>:<the port it listens on>" (with port 0, a random name per start).
     node_id: str = Field("", max_length=200)
 
 

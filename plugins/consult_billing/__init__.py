@@ -8,6 +8,7 @@ The hooks below wire the pieces together; see docs/consult_billing.md for the ru
 - charges.py   charging minutes, one session alone or many in one transaction
 - meter.py     the BillingEngine: one periodic sweep over sessions that are due
 - presence.py  who is on consult:<id> on which node, pause and resume, restarts
+- nodes.py     which processes of the deployment are alive
 - signalling.py the consult:<id> channel rule (WebRTC offer/answer/ice relay)
 - history.py   past consultations and receipts
 - handlers.py  the HTTP routes
@@ -70,30 +71,30 @@ def register_indexes(app):
 def register_jobs(app):
     engine, settings = engine_for(app), app.settings.consult_billing
 
-    async def forget_dead_nodes() -> None:
-        await presence.forget_dead_nodes(app, tracker_for(app))
+    async def forget_silent_members() -> None:
+        await presence.forget_silent_members(app, tracker_for(app))
 
     return [PeriodicJob("consult_billing.meter", engine.sweep,
                         settings.engine_interval_seconds),
-            PeriodicJob("consult_billing.nodes", forget_dead_nodes,
+            PeriodicJob("consult_billing.nodes", forget_silent_members,
                         settings.node_timeout_seconds / 6)]
 
 
 @hookimpl
 async def on_startup(app):
-    await presence.recover(app, engine_for(app))
-    # Not a job: a node with [scheduler] enabled = false must still say it is alive.
-    app.spawn(presence.keep_beating(app))
+    await presence.recover(app, engine_for(app), tracker_for(app))
+    app.spawn(presence.keep_beating(app, tracker_for(app)))
 
 
 @hookimpl
 async def on_shutdown(app):
     # A clean stop is the last sign of life: time after it is not billed, and the
-    # parties connected here are gone from this node.
+    # parties connected here are gone from this process.
     now = app.clock.now()
-    await engine_for(app).heartbeat(now)
-    await presence.leave(app, tracker_for(app), app.node_id, now)
-    await app.store[presence.NODES].delete_one({"_id": app.node_id})
+    engine = engine_for(app)
+    await engine.heartbeat(now)
+    await presence.leave(app, tracker_for(app), engine.nodes.member, now)
+    await engine.nodes.drop(engine.nodes.member)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ and the money move together or not at all.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -31,6 +32,8 @@ from plugins.consult_billing.sessions import (
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
+
+log = logging.getLogger("kpay.consult_billing")
 
 
 def split(app: KPay, doc: dict[str, Any]) -> tuple[list[tuple[str, int]], int, int]:
@@ -116,7 +119,12 @@ async def charge_minutes(app: KPay, due: list[tuple[dict[str, Any], datetime]]
         charged, short, wallets = await app.store.transaction(step)
     metrics.BILLING_CHARGES.inc(len(charged))
     for new in charged:
-        await announce_charge(app, new, wallets[accounts.wallet(new["student_id"])])
+        try:
+            await announce_charge(app, new, wallets[accounts.wallet(new["student_id"])])
+        except Exception:
+            # The minutes are charged; a tick that cannot be published must not make
+            # the batch look failed (the page refetches on its next event or resume).
+            log.exception("tick of consultation %s not published", new["_id"])
     return charged, short
 
 

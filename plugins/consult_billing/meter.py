@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kpay.core.errors import InsufficientBalance
 from kpay.core.money.ledger import StaleBatch
 from plugins.consult_billing import charges, sessions
+from plugins.consult_billing.nodes import NodeRegistry
 from plugins.consult_billing.sessions import ACTIVE, MINUTE, OPEN, PAUSED, REQUESTED
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class BillingEngine:
     def __init__(self, app: KPay) -> None:
         self.app = app
         self.collection = app.store[sessions.CONSULTATIONS]
+        self.nodes = NodeRegistry(app)
 
     @property
     def grace(self) -> timedelta:
@@ -135,11 +137,8 @@ class BillingEngine:
             try:
                 charged, short = await charges.charge_minutes(self.app, due)
             except StaleBatch as e:
-                if not stale_before:
+                if not stale_before and await self.read_again(current, due):
                     stale_before = True
-                    ids = [doc["_id"] for doc, _ in due]
-                    async for doc in self.collection.find({"_id": {"$in": ids}}):
-                        current[doc["_id"]] = doc
                     continue
                 log.info("billing %d consultations one by one: %s", len(due), e)
                 charged, short = [], [doc for doc, _ in due]
@@ -151,11 +150,24 @@ class BillingEngine:
             alone.update(doc["_id"] for doc in short)
         return list(current.values())
 
+    async def read_again(self, current: dict[str, dict[str, Any]],
+                         due: list[tuple[dict[str, Any], datetime]]) -> bool:
+        """Refresh the batch's sessions in ``current``; False if the read failed."""
+        try:
+            async for doc in self.collection.find({"_id": {"$in": [d["_id"] for d, _ in due]}}):
+                current[doc["_id"]] = doc
+        except Exception:
+            log.exception("reading %d consultations again failed", len(due))
+            return False
+        return True
+
     async def heartbeat(self, now: datetime) -> None:
         """Remember that the engine was alive at ``now``: after a crash, the time since
         the last heartbeat is time the service was down, and is not billed."""
         await self.app.store[ENGINE_STATE].update_one(
             {"_id": "heartbeat"}, {"$max": {"at": now}}, upsert=True)
+        # This process's own last sign of life, for its restart (see nodes.py).
+        await self.nodes.beat(now)
 
     async def last_heartbeat(self) -> datetime | None:
         state = await self.app.store[ENGINE_STATE].find_one({"_id": "heartbeat"})

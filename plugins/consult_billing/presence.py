@@ -4,10 +4,10 @@ The hub says who is subscribed on this node; ``on_presence`` fires when a party'
 first socket joins or last socket leaves. The handler records the hub's answer at the
 moment it runs (not the hook's argument), under a per-session lock, so a leave and a
 quick re-join that race still end with the truth stored. What is stored is, per party,
-the nodes where the party has a socket (``present_on``): a party is present while any
-node has them, so a deployment of several nodes (the Redis broker) agrees on it. A
-node that stops forgets its entries; one that stops sweeping for
-``node_timeout_seconds`` is taken as dead and another node forgets them for it.
+the processes where the party has a socket (``present_on``, members as nodes.py names
+them): a party is present while any has them, so the nodes of a deployment (the Redis
+broker) agree on it. A process that stops removes itself; one silent for
+``node_timeout_seconds`` is removed by another node.
 
 - both present again within the grace period: nothing changes, the absence is billed;
 - an absence longer than the grace period: the engine pauses the meter as of the moment
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.consult_billing")
 
-# Each node's last sign of life: {_id: node id, seen_at: wall time, clock_at}.
-NODES = "consult_nodes"
 
 
 def transition(doc: dict[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -51,7 +49,7 @@ def transition(doc: dict[str, Any], now: datetime) -> dict[str, Any] | None:
             return {"absent_since": None}
     if doc["status"] == PAUSED and both:
         paused_for = max(0.0, (now - doc["paused_at"]).total_seconds())
-        return {"status": ACTIVE,
+        return {"status": ACTIVE, "resumed_at": now,
                 "paid_until": now + timedelta(seconds=doc["remaining_seconds"] or 0),
                 "paused_at": None, "remaining_seconds": None, "absent_deadline": None,
                 "absent_since": None,
@@ -87,7 +85,7 @@ class PresenceTracker:
         party = sessions.party_of(doc, user_id)
         if party is None:
             return
-        node, field = self.app.node_id, f"present_on.{party}"
+        node, field = self.engine.nodes.member, f"present_on.{party}"
         if self.app.hub.is_present(channel, user_id):
             query, change = {field: {"$ne": node}}, {"$addToSet": {field: node}}
         else:
@@ -116,6 +114,13 @@ class PresenceTracker:
             if doc is None:
                 return
 
+    async def resync(self) -> None:
+        """Record again every consult party with a socket here (after this process was
+        taken as gone and joined again under a new name)."""
+        for channel, users in self.app.hub.present_users("consult:"):
+            for user_id in users:
+                await self.changed(channel, user_id)
+
     async def _after(self, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         if old["status"] == PAUSED:
             await self.app.publish(sessions.channel_of(new["_id"]), "resumed",
@@ -125,8 +130,8 @@ class PresenceTracker:
             await self.engine.settle(new, now)
 
 
-async def forget_node(app: KPay, node_id: str) -> list[str]:
-    """Take ``node_id`` out of every open session's presence: its sockets are gone.
+async def forget_member(app: KPay, member: str) -> list[str]:
+    """Take ``member`` out of every open session's presence: its sockets are gone.
     Returns the sessions it was in.
 
     In a transaction on purpose: a process killed inside a charge leaves its
@@ -137,7 +142,7 @@ async def forget_node(app: KPay, node_id: str) -> list[str]:
     """
     collection = app.store[sessions.CONSULTATIONS]
     query = {"status": {"$in": list(OPEN)},
-             "$or": [{f"present_on.{party}": node_id} for party in sessions.PARTIES]}
+             "$or": [{f"present_on.{party}": member} for party in sessions.PARTIES]}
 
     async def pull(session: AsyncClientSession) -> list[str]:
         ids = [doc["_id"] async for doc in collection.find(query, {"_id": 1},
@@ -145,92 +150,110 @@ async def forget_node(app: KPay, node_id: str) -> list[str]:
         if ids:
             await collection.update_many(
                 {"_id": {"$in": ids}},
-                {"$pull": {f"present_on.{party}": node_id for party in sessions.PARTIES},
+                {"$pull": {f"present_on.{party}": member for party in sessions.PARTIES},
                  "$inc": {"rev": 1}}, session=session)
         return ids
 
     return await app.store.transaction(pull)
 
 
-async def leave(app: KPay, tracker: PresenceTracker, node_id: str, since: datetime) -> int:
-    """A node stopped (``since``: its last sign of life): forget its sockets and start
+def running_since(doc: dict[str, Any]) -> datetime:
+    """When the meter last started: the accept, or the last resume (the request before)."""
+    return max(filter(None, (doc.get("accepted_at"), doc.get("resumed_at"),
+                             doc["requested_at"])))
+
+
+async def leave(app: KPay, tracker: PresenceTracker, member: str, since: datetime) -> int:
+    """A process stopped (``since``: its last sign of life): forget its sockets and start
     the absence of every party that has none left anywhere. Returns the sessions
     touched."""
-    ids = await forget_node(app, node_id)
+    ids = await forget_member(app, member)
     for consultation_id in ids:
         doc = await sessions.load(app, consultation_id)
         if doc is not None and doc["status"] in OPEN:
-            # Never absent from before the session began (a node's last beat may be older).
-            began = doc.get("accepted_at") or doc["requested_at"]
-            await tracker.review(doc, max(since, began))
+            # Never absent from before the meter last started (a last beat may be older).
+            await tracker.review(doc, max(since, running_since(doc)))
     return len(ids)
 
 
-async def heartbeat(app: KPay, now: datetime) -> None:
-    """This node is alive (wall time, which dev clock jumps do not move; ``clock_at`` is
-    the billing time of the same moment)."""
-    await app.store[NODES].update_one(
-        {"_id": app.node_id},
-        {"$set": {"seen_at": datetime.now(UTC), "clock_at": now}}, upsert=True)
-
-
-async def keep_beating(app: KPay) -> None:
-    """This node's heartbeat, every sixth of ``node_timeout_seconds``, until it stops."""
-    interval = app.settings.consult_billing.node_timeout_seconds / 6
+async def keep_beating(app: KPay, tracker: PresenceTracker) -> None:
+    """This process's heartbeat until it stops (a task, not a job: a node with the
+    scheduler off beats too). Taken as gone while alive: join again, re-record."""
+    settings = app.settings.consult_billing
+    interval = min(settings.engine_interval_seconds, settings.node_timeout_seconds / 6)
+    nodes = tracker.engine.nodes
     while True:
         await asyncio.sleep(interval)
         try:
-            await heartbeat(app, app.clock.now())
+            now = app.clock.now()
+            if not await nodes.beat(now):
+                log.warning("consult_billing: this node (%s) was taken as gone; joining "
+                            "again and recording its sockets", nodes.member)
+                await nodes.rejoin(now)
+                await tracker.resync()
         except Exception:
             # The database may be away for a while; the next beat tries again.
             log.exception("consult_billing: node heartbeat failed")
 
 
-async def forget_dead_nodes(app: KPay, tracker: PresenceTracker) -> int:
-    """Forget the sockets of nodes that stopped sweeping ``node_timeout_seconds`` ago
-    without saying goodbye (killed, or cut off); their parties are absent since."""
-    timeout = timedelta(seconds=app.settings.consult_billing.node_timeout_seconds)
-    dead = app.store[NODES].find({"_id": {"$ne": app.node_id},
-                                  "seen_at": {"$lt": datetime.now(UTC) - timeout}})
+async def forget_silent_members(app: KPay, tracker: PresenceTracker) -> int:
+    """Forget the sockets of processes silent for ``node_timeout_seconds`` (killed, or
+    cut off); their parties are absent since their last beat."""
+    nodes = tracker.engine.nodes
     forgotten = 0
-    async for node in dead:
-        touched = await leave(app, tracker, node["_id"], node["clock_at"])
-        # Guarded on seen_at: a node that came back in the meantime keeps its record.
-        await app.store[NODES].delete_one({"_id": node["_id"], "seen_at": node["seen_at"]})
-        log.warning("consult_billing: node %s silent since %s, taken as gone (%d "
-                    "consultation(s) touched)", node["_id"], node["seen_at"], touched)
+    for record in await nodes.silent():
+        if not await nodes.claim(record):
+            continue  # it beat since: alive after all
+        touched = await leave(app, tracker, record["_id"], record["clock_at"])
+        await nodes.drop(record["_id"])
+        log.warning("consult_billing: %s silent since %s, taken as gone (%d "
+                    "consultation(s) touched)", record["_id"], record["seen_at"], touched)
         forgotten += 1
     return forgotten
 
 
-async def recover(app: KPay, engine: BillingEngine) -> int:
-    """After a restart: none of this node's sockets survived. Minutes delivered before
-    the server stopped are billed; the time it was down is not: a session missing a
-    party now is paused as of the last sign of life, and the parties get the full
-    absence period, counted from now, to come back. Sessions whose parties are both on
-    other nodes go on."""
+async def recover(app: KPay, engine: BillingEngine, tracker: PresenceTracker) -> int:
+    """At start. An earlier process of this node (killed) left its sockets recorded:
+    minutes delivered before it stopped are billed, the time it was down is not (its
+    sessions missing a party are paused as of its last beat, and the parties get the
+    full absence period, counted from now, to come back). Then processes of other nodes
+    silent past the timeout are forgotten. Sessions of live nodes are not touched."""
     now = app.clock.now()
-    last_sweep = await engine.last_heartbeat()
     settings = app.settings.consult_billing
+    await engine.nodes.join(now)
     recovered = 0
-    await forget_node(app, app.node_id)
-    await heartbeat(app, now)
-    collection = app.store[sessions.CONSULTATIONS]
-    async for doc in collection.find({"status": {"$in": [ACTIVE, PAUSED]}}):
-        if all(sessions.presence(doc).values()):
-            continue
-        recovered += 1
-        alive_until = min(now, max(filter(None, (last_sweep, doc["updated_at"]))))
-        if doc["status"] == ACTIVE:
-            doc = await engine.settle(doc, alive_until)
-        deadline = now + timedelta(seconds=settings.absence_end_seconds)
-        if doc["status"] == ACTIVE:
-            absent = doc.get("absent_since")
-            since = absent if absent is not None and absent < alive_until else alive_until
-            await engine.pause(doc, since, deadline)
-        elif doc["status"] == PAUSED and doc["absent_deadline"] < deadline:
-            await sessions.write_state(app, doc, {"absent_deadline": deadline})
+    for record in await engine.nodes.earlier_selves():
+        for consultation_id in await forget_member(app, record["_id"]):
+            doc = await sessions.load(app, consultation_id)
+            if (doc is None or doc["status"] not in (ACTIVE, PAUSED)
+                    or all(sessions.presence(doc).values())):
+                continue
+            recovered += 1
+            alive_until = min(now, max(record["clock_at"], running_since(doc)))
+            await pause_for_restart(app, engine, doc, alive_until, now + timedelta(
+                seconds=settings.absence_end_seconds))
+        await engine.nodes.drop(record["_id"])
+    await forget_silent_members(app, tracker)
+    # A crash between forgetting a process and marking the absence: mark it now.
+    async for doc in app.store[sessions.CONSULTATIONS].find(
+            {"status": ACTIVE, "absent_since": None}):
+        if not all(sessions.presence(doc).values()):
+            await tracker.review(doc, now)
     if recovered:
         log.info("consult_billing: recovered %d running consultation(s), paused until the "
                  "parties reconnect", recovered)
     return recovered
+
+
+async def pause_for_restart(app: KPay, engine: BillingEngine, doc: dict[str, Any],
+                            alive_until: datetime, deadline: datetime) -> None:
+    """Bill what came due until ``alive_until``, then pause as of then (or as of an
+    earlier absence), ending at ``deadline`` unless the parties come back."""
+    if doc["status"] == ACTIVE:
+        doc = await engine.settle(doc, alive_until)
+    if doc["status"] == ACTIVE:
+        absent = doc.get("absent_since")
+        since = absent if absent is not None and absent < alive_until else alive_until
+        await engine.pause(doc, since, deadline)
+    elif doc["status"] == PAUSED and doc["absent_deadline"] < deadline:
+        await sessions.write_state(app, doc, {"absent_deadline": deadline})

@@ -25,8 +25,8 @@ class ConsultBillingSettings(Section):
     # How many sessions the engine settles one by one at the same time (state changes,
     # and minutes a batch could not take).
     engine_concurrency: int = Field(16, ge=1, le=1000)
-    # A node not heard from for this long is taken as gone: the sockets it had are
-    # forgotten (a party with none left anywhere is absent). Nodes beat every sixth of it.
+    # A node process not heard from for this long is taken as gone: the sockets it had
+    # are forgotten (a party with none left anywhere is absent). See nodes.py.
     node_timeout_seconds: float = Field(60.0, ge=5, le=3600)
     # Bounds for consultant profiles (fen per minute; minutes per session).
     max_rate_per_minute: int = Field(100_000, gt=0)

@@ -17,8 +17,11 @@ from consult_helpers import (
     wait_until,
 )
 
+from kpay.core.app import KPay
+from kpay.core.config import Settings
 from kpay.testing import ApiClient
-from plugins.consult_billing.presence import NODES
+from plugins.consult_billing import engine_for
+from plugins.consult_billing.nodes import NODES
 
 
 @pytest.fixture
@@ -28,6 +31,11 @@ def kpay_overrides(redis_url):
                          "redis_prefix": f"t{uuid.uuid4().hex[:8]}:"},
             # Nodes beat every 5/6 s (the scheduler is off in tests: the beat is not a job).
             "consult_billing": {"node_timeout_seconds": 5}}
+
+
+def member(app):
+    """The name this app's process records presence under (``<node_id>#<token>``)."""
+    return engine_for(app).nodes.member
 
 
 async def accepted(api, pair):
@@ -64,11 +72,11 @@ async def test_a_party_on_two_nodes_stays_present_when_one_socket_leaves(
     await wait_until(api, pair, lambda b: all(b["present"].values()))
     await accepted(api, pair)
     assert await present_on(kpay_app, pair) == {
-        "student": sorted([kpay_app.node_id, second_node.node_id]),
-        "consultant": [second_node.node_id]}
+        "student": sorted([member(kpay_app), member(second_node)]),
+        "consultant": [member(second_node)]}
     # The phone on node A drops; the laptop on node B is still there.
     student_a.close()
-    await until_present_on(kpay_app, pair, "student", [second_node.node_id])
+    await until_present_on(kpay_app, pair, "student", [member(second_node)])
     body = await state(api, pair)
     assert body["present"] == {"student": True, "consultant": True}
     assert body["absent_since"] is None
@@ -110,7 +118,7 @@ async def test_a_node_that_stops_takes_its_parties_with_it(api, kpay_app, second
     await kpay_app.advance_clock(60)
     body = await wait_until(api, pair, lambda b: b["status"] == "paused")
     assert body["billed_minutes"] == 1
-    assert await kpay_app.store[NODES].find_one({"_id": second_node.node_id}) is None
+    assert await kpay_app.store[NODES].find_one({"_id": member(second_node)}) is None
     await assert_books(kpay_app)
 
 
@@ -124,20 +132,20 @@ async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node, beat_a
     # absent from that beat, but never from before the session began.
     sessions, nodes = kpay_app.store["consultations"], kpay_app.store[NODES]
     await sessions.update_one({"_id": pair.consultation_id},
-                              {"$set": {"present_on.consultant": ["ghost"]}})
+                              {"$set": {"present_on.consultant": ["ghost#1"]}})
     timeout = kpay_app.settings.consult_billing.node_timeout_seconds
     last_beat = accepted_at + timedelta(seconds=beat_at)
-    await nodes.insert_one({"_id": "ghost", "clock_at": last_beat,
+    await nodes.insert_one({"_id": "ghost#1", "node": "ghost", "clock_at": last_beat,
                             "seen_at": datetime.now(UTC) - timedelta(seconds=timeout + 60)})
     await kpay_app.advance_clock(30)  # runs node A's jobs, the node check among them
     body = await state(api, pair)
     assert body["present"] == {"student": True, "consultant": False}
     absent_since = accepted_at + timedelta(seconds=absent_at)
     assert datetime.fromisoformat(body["absent_since"]) == absent_since
-    assert await nodes.find_one({"_id": "ghost"}) is None
+    assert await nodes.find_one({"_id": "ghost#1"}) is None
     # Live nodes are not touched.
-    assert {doc["_id"] async for doc in nodes.find({})} == {kpay_app.node_id,
-                                                           second_node.node_id}
+    assert {doc["_id"] async for doc in nodes.find({})} == {member(kpay_app),
+                                                           member(second_node)}
     # Past the grace the meter pauses as of then: minute 2 is not charged.
     await kpay_app.advance_clock(60)
     body = await state(api, pair)
@@ -151,10 +159,86 @@ async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node, beat_a
 async def test_nodes_beat_without_their_scheduler(kpay_app, second_node):
     nodes = kpay_app.store[NODES]
     first = {doc["_id"]: doc["seen_at"] async for doc in nodes.find({})}
-    assert set(first) == {kpay_app.node_id, second_node.node_id}
+    assert set(first) == {member(kpay_app), member(second_node)}
     for _ in range(100):
         later = {doc["_id"]: doc["seen_at"] async for doc in nodes.find({})}
         if all(later[node] > first[node] for node in first):
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"no new heartbeat in 10 s: {first} -> {later}")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node):
+    pair = await student_here_consultant_there(api, second_node)
+    old = member(second_node)
+    # Node B was cut off from the database for longer than the timeout, but lives on.
+    timeout = kpay_app.settings.consult_billing.node_timeout_seconds
+    await kpay_app.store[NODES].update_one(
+        {"_id": old}, {"$set": {"seen_at": datetime.now(UTC) - timedelta(seconds=timeout + 5)}})
+    await kpay_app.advance_clock(0)  # node A's node check takes B as gone
+    body = await state(api, pair)
+    assert body["present"]["consultant"] is False and body["absent_since"] is not None
+    # B's next beat finds it was taken as gone, joins under a new name and records its
+    # sockets again: the consultant is back, within the grace.
+    body = await wait_until(api, pair, lambda b: b["present"]["consultant"]
+                            and b["absent_since"] is None, timeout=10)
+    assert body["status"] == "active"
+    assert member(second_node) != old
+    assert (await present_on(kpay_app, pair))["consultant"] == [member(second_node)]
+    await kpay_app.advance_clock(60)
+    assert (await state(api, pair))["billed_minutes"] == 2
+    await assert_books(kpay_app)
+
+
+async def started(settings, pm, var_dir, node_id=None):
+    if node_id is not None:
+        server = settings.server.model_copy(update={"node_id": node_id})
+        settings = Settings({**settings._sections, "server": server}, settings.source)
+    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    await app.start()
+    return app
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_node_starting_leaves_the_others_sessions_alone(api, kpay_app, kpay_settings):
+    # Accepted before the consultant joined: absent, within the grace.
+    pair = await make_pair(api, rate=100, wallet=10_000)
+    await request(api, pair)
+    await join(api, pair.student, pair)
+    await wait_until(api, pair, lambda b: b["present"]["student"])
+    status, _ = await api.post(pair.path + "/accept", token=pair.consultant.token)
+    assert status == 200
+    before = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
+    third = await started(*kpay_settings)
+    try:
+        after = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
+        assert after == before
+    finally:
+        await third.stop()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_restart_recovers_what_the_killed_process_left(api, kpay_app, kpay_settings):
+    pair = await student_here_consultant_there(api, kpay_app)
+    accepted_at = datetime.fromisoformat((await state(api, pair))["accepted_at"])
+    # A process of node "n1" was killed 20 s into the session with the student on it;
+    # the consultant is still on node A.
+    last_beat = accepted_at + timedelta(seconds=20)
+    await kpay_app.store[NODES].insert_one({"_id": "n1#dead", "node": "n1",
+                                            "clock_at": last_beat,
+                                            "seen_at": datetime.now(UTC)})
+    await kpay_app.store["consultations"].update_one(
+        {"_id": pair.consultation_id}, {"$set": {"present_on.student": ["n1#dead"]}})
+    await kpay_app.advance_clock(30)
+    # n1 restarts (before the timeout, so only it can know its earlier process died).
+    restarted = await started(*kpay_settings, node_id="n1")
+    try:
+        body = await state(api, pair)
+        assert (body["status"], body["billed_minutes"]) == ("paused", 1)
+        assert datetime.fromisoformat(body["paused_at"]) == last_beat
+        assert body["remaining_seconds"] == 40
+        assert await kpay_app.store[NODES].find_one({"_id": "n1#dead"}) is None
+    finally:
+        await restarted.stop()
+    await assert_books(kpay_app)

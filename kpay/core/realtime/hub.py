@@ -110,6 +110,12 @@ class Hub:
         users = self.users.get(channel)
         return len(users) if users else 0
 
+    def present_users(self, prefix: str) -> list[tuple[str, list[str]]]:
+        """(channel, user ids) of every channel starting with ``prefix`` that has someone
+        on this node."""
+        return [(channel, list(users)) for channel, users in self.users.items()
+                if channel.startswith(prefix)]
+
     def is_present(self, channel: str, user_id: str) -> bool:
         users = self.users.get(channel)
         return bool(users) and users.get(user_id, 0) > 0
