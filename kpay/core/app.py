@@ -82,9 +82,9 @@ class KPay:
         self.port = 0
         self.stopped = False
         server = settings.server
-        # Stable across restarts, so a restarted node recognises what it left behind.
-        self.node_id = server.node_id or (
-            f"{socket.gethostname()}:{server.port or secrets.token_hex(4)}")
+        # Stable across restarts, so a restarted node recognises what it left behind;
+        # without a configured name, start() names it after the port it binds.
+        self.node_id = server.node_id or f"{socket.gethostname()}:{secrets.token_hex(4)}"
 
     # -- helpers for handlers and plugins ---------------------------------------
 
@@ -129,9 +129,32 @@ class KPay:
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port
+        host = host or self.settings.server.host
+        # Bound first: a port in use fails the start before anything is changed (a
+        # plugin's start-up may act on what "this node" left behind), and the port
+        # really bound (``--port``, or 0) names the node.
+        sockets = tornado.netutil.bind_sockets(port, host)
+        self.port = sockets[0].getsockname()[1]
         if not self.settings.server.node_id:
-            # The port this node will really listen on (``--port`` may override the file).
-            self.node_id = f"{socket.gethostname()}:{port or secrets.token_hex(4)}"
+            self.node_id = f"{socket.gethostname()}:{self.port}"
+        try:
+            await self._prepare()
+        except BaseException:
+            for bound in sockets:
+                bound.close()
+            raise
+        self.server.add_sockets(sockets)
+        self.scheduler.start()
+        realtime = self.settings.realtime
+        if realtime.ping_interval_seconds:
+            self.spawn(keep_alive(self, realtime.ping_interval_seconds,
+                                  realtime.ping_timeout_seconds))
+        log.info("kpay listening on http://%s:%d with plugins: %s", host, self.port,
+                 ", ".join(p["name"] for p in self.pm.describe()) or "none")
+        return self.port
+
+    async def _prepare(self) -> None:
+        """Everything before serving: plugins, indexes, jobs, broker, ``on_startup``."""
         await self.register_plugins()
         indexes = CORE_INDEXES + self.money.indexes() + await register_all(
             self.pm, "register_indexes", self)
@@ -142,25 +165,12 @@ class KPay:
         self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled)
         await self.broker.start()
         await self.notify("on_startup")
-        application = self.make_application()
         server = self.settings.server
         # Bodies up to max_discard_bytes are read (and dropped past max_body_bytes) so the
         # client gets a 413 envelope; Tornado closes the connection on anything larger.
         self.server = tornado.httpserver.HTTPServer(
-            application, xheaders=True,
+            self.make_application(), xheaders=True,
             max_body_size=max(server.max_discard_bytes, server.max_body_bytes))
-        sockets = tornado.netutil.bind_sockets(port, host or self.settings.server.host)
-        self.server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
-        self.scheduler.start()
-        realtime = self.settings.realtime
-        if realtime.ping_interval_seconds:
-            self.spawn(keep_alive(self, realtime.ping_interval_seconds,
-                                  realtime.ping_timeout_seconds))
-        log.info("kpay listening on http://%s:%d with plugins: %s",
-                 host or self.settings.server.host, self.port,
-                 ", ".join(p["name"] for p in self.pm.describe()) or "none")
-        return self.port
 
     def make_application(self) -> tornado.web.Application:
         realtime = self.settings.realtime

@@ -7,8 +7,9 @@ The hooks below wire the pieces together; see docs/consult_billing.md for the ru
 - lifecycle.py request, accept, decline, end by a party
 - charges.py   charging minutes, one session alone or many in one transaction
 - meter.py     the BillingEngine: one periodic sweep over sessions that are due
-- presence.py  who is on consult:<id> on which node, pause and resume, restarts
+- presence.py  who is on consult:<id> on which process, pause and resume
 - nodes.py     which processes of the deployment are alive
+- restarts.py  processes starting, stopping and dying
 - signalling.py the consult:<id> channel rule (WebRTC offer/answer/ice relay)
 - history.py   past consultations and receipts
 - handlers.py  the HTTP routes
@@ -21,7 +22,7 @@ from weakref import WeakKeyDictionary
 
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
-from plugins.consult_billing import handlers, presence, profiles, sessions
+from plugins.consult_billing import handlers, presence, profiles, restarts, sessions
 from plugins.consult_billing.meter import BillingEngine
 from plugins.consult_billing.settings import ConsultBillingSettings
 from plugins.consult_billing.signalling import CONSULT_CHANNEL
@@ -71,30 +72,28 @@ def register_indexes(app):
 def register_jobs(app):
     engine, settings = engine_for(app), app.settings.consult_billing
 
-    async def forget_silent_members() -> None:
-        await presence.forget_silent_members(app, tracker_for(app))
+    async def forget_gone_members() -> None:
+        await restarts.forget_gone_members(app, tracker_for(app))
 
     return [PeriodicJob("consult_billing.meter", engine.sweep,
                         settings.engine_interval_seconds),
-            PeriodicJob("consult_billing.nodes", forget_silent_members,
+            PeriodicJob("consult_billing.nodes", forget_gone_members,
                         settings.node_timeout_seconds / 6)]
 
 
 @hookimpl
 async def on_startup(app):
-    await presence.recover(app, engine_for(app), tracker_for(app))
-    app.spawn(presence.keep_beating(app, tracker_for(app)))
+    tracker = tracker_for(app)
+    try:
+        await restarts.recover(app, engine_for(app), tracker)
+    finally:
+        # Even if the recovery failed: a process that does not beat is taken as gone.
+        tracker.beating = app.spawn(restarts.keep_beating(app, tracker))
 
 
 @hookimpl
 async def on_shutdown(app):
-    # A clean stop is the last sign of life: time after it is not billed, and the
-    # parties connected here are gone from this process.
-    now = app.clock.now()
-    engine = engine_for(app)
-    await engine.heartbeat(now)
-    await presence.leave(app, tracker_for(app), engine.nodes.member, now)
-    await engine.nodes.drop(engine.nodes.member)
+    await restarts.stop(app, engine_for(app), tracker_for(app))
 
 
 @hookimpl

@@ -207,7 +207,12 @@ class BillingEngine:
         except InsufficientBalance:
             return await sessions.finish(self.app, doc, "funds_exhausted", due)
         if new is not None:
-            await charges.announce_charge(self.app, new)
+            try:
+                await charges.announce_charge(self.app, new)
+            except Exception:
+                # Charged; a tick that cannot be published must not stop the session's
+                # other decisions (nor whoever asked for this one: presence, recovery).
+                log.exception("tick of consultation %s not published", new["_id"])
         return new
 
     async def pause(self, doc: dict[str, Any], since: datetime,

@@ -8,8 +8,10 @@ nodes does not matter) and the billing time of that beat (``clock_at``).
 A member silent for ``node_timeout_seconds`` is taken as gone by another node: that
 node marks the record ``gone`` (a claim), removes the member from every session, then
 deletes the record. A member that was only slow finds its record gone on its next beat
-and joins again under a new token, re-recording its sockets: the entries being removed
-are the old token's, so the two never race.
+and joins again under a new token, recording its sockets again under it; whatever it
+wrote late under the old token has no live record and is taken out by the next
+``consult_billing.nodes`` run (restarts.py). A member's record is always written
+before anything is recorded under it.
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ class NodeRegistry:
              "$set": {"node": self.app.node_id, "clock_at": now}}, upsert=True)
 
     async def rejoin(self, now: datetime) -> None:
-        self.member = self._new_member()
-        await self.join(now)
+        """Join under a new token; the record exists before the first write under it."""
+        old, self.member = self.member, self._new_member()
+        try:
+            await self.join(now)
+        except Exception:
+            self.member = old  # not joined: the next beat fails again and retries
+            raise
 
     async def beat(self, now: datetime) -> bool:
         """Still alive; False when another node took this member as gone."""
@@ -68,6 +75,11 @@ class NodeRegistry:
         cutoff = await self.server_now() - timeout
         query = {"_id": {"$ne": self.member}, "seen_at": {"$lt": cutoff}}
         return await self.records.find(query).to_list()
+
+    async def alive(self, members: set[str]) -> set[str]:
+        """Which of ``members`` have a record not taken as gone."""
+        query = {"_id": {"$in": sorted(members)}, "gone": {"$ne": True}}
+        return {record["_id"] async for record in self.records.find(query, {"_id": 1})}
 
     async def earlier_selves(self) -> list[dict[str, Any]]:
         """Members of this node from before this start (a crash left them behind)."""

@@ -64,6 +64,10 @@ class PresenceTracker:
         # One lock per session while anyone waits on it (counted, then dropped).
         self.locks: dict[str, asyncio.Lock] = {}
         self.waiting: Counter[str] = Counter()
+        # Set when this process joined again under a new name: its sockets must be
+        # recorded again, until one pass over them all succeeds.
+        self.needs_resync = False
+        self.beating: asyncio.Task | None = None
 
     async def changed(self, channel: str, user_id: str) -> None:
         consultation_id = channel.partition(":")[2]
@@ -114,12 +118,18 @@ class PresenceTracker:
             if doc is None:
                 return
 
-    async def resync(self) -> None:
+    async def resync(self) -> bool:
         """Record again every consult party with a socket here (after this process was
-        taken as gone and joined again under a new name)."""
+        taken as gone and joined again under a new name); True if all went through."""
+        complete = True
         for channel, users in self.app.hub.present_users("consult:"):
             for user_id in users:
-                await self.changed(channel, user_id)
+                try:
+                    await self.changed(channel, user_id)
+                except Exception:
+                    log.exception("recording %s on %s again failed", user_id, channel)
+                    complete = False
+        return complete
 
     async def _after(self, old: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         if old["status"] == PAUSED:
@@ -130,15 +140,17 @@ class PresenceTracker:
             await self.engine.settle(new, now)
 
 
-async def forget_member(app: KPay, member: str) -> list[str]:
-    """Take ``member`` out of every open session's presence: its sockets are gone.
-    Returns the sessions it was in.
+async def forget_member(app: KPay, member: str, since: datetime) -> list[str]:
+    """Take ``member`` out of every open session's presence: its sockets are gone since
+    ``since``. A running session left without one of its parties is marked absent in
+    the same transaction (from ``since``, never from before the meter last started), so
+    no failure after it can leave the meter running. Returns the sessions touched.
 
-    In a transaction on purpose: a process killed inside a charge leaves its
-    transaction open on the database, holding that session's document (and the
-    wallet) until the database drops it (60 s on MongoDB and SecantusDB). A plain
-    write would block on it; a transactional one conflicts and is retried until the
-    dead transaction is gone, and then every later write goes through.
+    A transaction on purpose also because a process killed inside a charge leaves its
+    transaction open on the database, holding that session's document (and the wallet)
+    until the database drops it (60 s on MongoDB and SecantusDB). A plain write would
+    block on it; a transactional one conflicts and is retried until the dead
+    transaction is gone, and then every later write goes through.
     """
     collection = app.store[sessions.CONSULTATIONS]
     query = {"status": {"$in": list(OPEN)},
@@ -147,11 +159,18 @@ async def forget_member(app: KPay, member: str) -> list[str]:
     async def pull(session: AsyncClientSession) -> list[str]:
         ids = [doc["_id"] async for doc in collection.find(query, {"_id": 1},
                                                             session=session)]
-        if ids:
-            await collection.update_many(
-                {"_id": {"$in": ids}},
-                {"$pull": {f"present_on.{party}": member for party in sessions.PARTIES},
-                 "$inc": {"rev": 1}}, session=session)
+        if not ids:
+            return ids
+        await collection.update_many(
+            {"_id": {"$in": ids}},
+            {"$pull": {f"present_on.{party}": member for party in sessions.PARTIES},
+             "$inc": {"rev": 1}}, session=session)
+        running = collection.find({"_id": {"$in": ids}, "status": ACTIVE, "absent_since": None},
+                                  session=session)
+        async for doc in running:
+            if not all(sessions.presence(doc).values()):
+                absent = {"absent_since": max(since, running_since(doc))}
+                await sessions.write_state(app, doc, absent, session=session)
         return ids
 
     return await app.store.transaction(pull)
@@ -161,99 +180,3 @@ def running_since(doc: dict[str, Any]) -> datetime:
     """When the meter last started: the accept, or the last resume (the request before)."""
     return max(filter(None, (doc.get("accepted_at"), doc.get("resumed_at"),
                              doc["requested_at"])))
-
-
-async def leave(app: KPay, tracker: PresenceTracker, member: str, since: datetime) -> int:
-    """A process stopped (``since``: its last sign of life): forget its sockets and start
-    the absence of every party that has none left anywhere. Returns the sessions
-    touched."""
-    ids = await forget_member(app, member)
-    for consultation_id in ids:
-        doc = await sessions.load(app, consultation_id)
-        if doc is not None and doc["status"] in OPEN:
-            # Never absent from before the meter last started (a last beat may be older).
-            await tracker.review(doc, max(since, running_since(doc)))
-    return len(ids)
-
-
-async def keep_beating(app: KPay, tracker: PresenceTracker) -> None:
-    """This process's heartbeat until it stops (a task, not a job: a node with the
-    scheduler off beats too). Taken as gone while alive: join again, re-record."""
-    settings = app.settings.consult_billing
-    interval = min(settings.engine_interval_seconds, settings.node_timeout_seconds / 6)
-    nodes = tracker.engine.nodes
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            now = app.clock.now()
-            if not await nodes.beat(now):
-                log.warning("consult_billing: this node (%s) was taken as gone; joining "
-                            "again and recording its sockets", nodes.member)
-                await nodes.rejoin(now)
-                await tracker.resync()
-        except Exception:
-            # The database may be away for a while; the next beat tries again.
-            log.exception("consult_billing: node heartbeat failed")
-
-
-async def forget_silent_members(app: KPay, tracker: PresenceTracker) -> int:
-    """Forget the sockets of processes silent for ``node_timeout_seconds`` (killed, or
-    cut off); their parties are absent since their last beat."""
-    nodes = tracker.engine.nodes
-    forgotten = 0
-    for record in await nodes.silent():
-        if not await nodes.claim(record):
-            continue  # it beat since: alive after all
-        touched = await leave(app, tracker, record["_id"], record["clock_at"])
-        await nodes.drop(record["_id"])
-        log.warning("consult_billing: %s silent since %s, taken as gone (%d "
-                    "consultation(s) touched)", record["_id"], record["seen_at"], touched)
-        forgotten += 1
-    return forgotten
-
-
-async def recover(app: KPay, engine: BillingEngine, tracker: PresenceTracker) -> int:
-    """At start. An earlier process of this node (killed) left its sockets recorded:
-    minutes delivered before it stopped are billed, the time it was down is not (its
-    sessions missing a party are paused as of its last beat, and the parties get the
-    full absence period, counted from now, to come back). Then processes of other nodes
-    silent past the timeout are forgotten. Sessions of live nodes are not touched."""
-    now = app.clock.now()
-    settings = app.settings.consult_billing
-    await engine.nodes.join(now)
-    recovered = 0
-    for record in await engine.nodes.earlier_selves():
-        for consultation_id in await forget_member(app, record["_id"]):
-            doc = await sessions.load(app, consultation_id)
-            if (doc is None or doc["status"] not in (ACTIVE, PAUSED)
-                    or all(sessions.presence(doc).values())):
-                continue
-            recovered += 1
-            alive_until = min(now, max(record["clock_at"], running_since(doc)))
-            await pause_for_restart(app, engine, doc, alive_until, now + timedelta(
-                seconds=settings.absence_end_seconds))
-        await engine.nodes.drop(record["_id"])
-    await forget_silent_members(app, tracker)
-    # A crash between forgetting a process and marking the absence: mark it now.
-    async for doc in app.store[sessions.CONSULTATIONS].find(
-            {"status": ACTIVE, "absent_since": None}):
-        if not all(sessions.presence(doc).values()):
-            await tracker.review(doc, now)
-    if recovered:
-        log.info("consult_billing: recovered %d running consultation(s), paused until the "
-                 "parties reconnect", recovered)
-    return recovered
-
-
-async def pause_for_restart(app: KPay, engine: BillingEngine, doc: dict[str, Any],
-                            alive_until: datetime, deadline: datetime) -> None:
-    """Bill what came due until ``alive_until``, then pause as of then (or as of an
-    earlier absence), ending at ``deadline`` unless the parties come back."""
-    if doc["status"] == ACTIVE:
-        doc = await engine.settle(doc, alive_until)
-    if doc["status"] == ACTIVE:
-        absent = doc.get("absent_since")
-        since = absent if absent is not None and absent < alive_until else alive_until
-        await engine.pause(doc, since, deadline)
-    elif doc["status"] == PAUSED and doc["absent_deadline"] < deadline:
-        await sessions.write_state(app, doc, {"absent_deadline": deadline})

@@ -118,7 +118,9 @@ async def test_a_node_that_stops_takes_its_parties_with_it(api, kpay_app, second
     await kpay_app.advance_clock(60)
     body = await wait_until(api, pair, lambda b: b["status"] == "paused")
     assert body["billed_minutes"] == 1
-    assert await kpay_app.store[NODES].find_one({"_id": member(second_node)}) is None
+    # Its record is gone, and stays gone: its heartbeat stopped before it left.
+    await asyncio.sleep(1.5)  # longer than a beat interval here (5/6 s)
+    assert await kpay_app.store[NODES].count_documents({"node": second_node.node_id}) == 0
     await assert_books(kpay_app)
 
 
@@ -191,11 +193,16 @@ async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node)
     await assert_books(kpay_app)
 
 
-async def started(settings, pm, var_dir, node_id=None):
+def configured(settings, pm, var_dir, node_id=None):
+    """Another app of the deployment, not started (``node_id``: its configured name)."""
     if node_id is not None:
         server = settings.server.model_copy(update={"node_id": node_id})
         settings = Settings({**settings._sections, "server": server}, settings.source)
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    return KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+
+
+async def started(settings, pm, var_dir, node_id=None):
+    app = configured(settings, pm, var_dir, node_id)
     await app.start()
     return app
 
@@ -242,3 +249,32 @@ async def test_a_restart_recovers_what_the_killed_process_left(api, kpay_app, kp
     finally:
         await restarted.stop()
     await assert_books(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_member_without_a_record_is_taken_out(api, kpay_app, second_node):
+    # A write that landed under a name already taken as gone (a slow node's late
+    # write): no record backs it, so the node check takes it out, from now.
+    pair = await student_here_consultant_there(api, second_node)
+    accepted_at = datetime.fromisoformat((await state(api, pair))["accepted_at"])
+    await kpay_app.store["consultations"].update_one(
+        {"_id": pair.consultation_id}, {"$set": {"present_on.consultant": ["late#1"]}})
+    assert (await state(api, pair))["present"]["consultant"] is True
+    await kpay_app.advance_clock(10)
+    body = await state(api, pair)
+    assert body["present"]["consultant"] is False
+    assert datetime.fromisoformat(body["absent_since"]) >= accepted_at + timedelta(seconds=10)
+    await assert_books(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_second_start_on_a_port_in_use_changes_nothing(api, kpay_app, kpay_settings):
+    pair = await student_here_consultant_there(api, kpay_app)
+    before = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
+    twin = configured(*kpay_settings, node_id=kpay_app.node_id)  # a double start
+    with pytest.raises(OSError):
+        await twin.start(port=kpay_app.port)
+    await twin.store.close()
+    after = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
+    assert after == before
+    assert await kpay_app.store[NODES].find_one({"_id": member(kpay_app)}) is not None
