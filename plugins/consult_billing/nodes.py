@@ -43,20 +43,21 @@ class NodeRegistry:
         return self.app.store[NODES]
 
     async def join(self, now: datetime) -> None:
-        """Record this member as alive (at start, and after being taken as gone)."""
-        await self.records.update_one(
-            {"_id": self.member},
-            {"$currentDate": {"seen_at": True},
-             "$set": {"node": self.app.node_id, "clock_at": now}}, upsert=True)
+        """Record this member as alive (at start, before the server listens)."""
+        await self._record(self.member, now)
 
     async def rejoin(self, now: datetime) -> None:
-        """Join under a new token; the record exists before the first write under it."""
-        old, self.member = self.member, self._new_member()
-        try:
-            await self.join(now)
-        except Exception:
-            self.member = old  # not joined: the next beat fails again and retries
-            raise
+        """Join under a new token. The record is written before the name is used, so
+        nothing is ever recorded under a name without one."""
+        member = self._new_member()
+        await self._record(member, now)
+        self.member = member
+
+    async def _record(self, member: str, now: datetime) -> None:
+        await self.records.update_one(
+            {"_id": member},
+            {"$currentDate": {"seen_at": True},
+             "$set": {"node": self.app.node_id, "clock_at": now}}, upsert=True)
 
     async def beat(self, now: datetime) -> bool:
         """Still alive; False when another node took this member as gone."""
@@ -76,9 +77,10 @@ class NodeRegistry:
         query = {"_id": {"$ne": self.member}, "seen_at": {"$lt": cutoff}}
         return await self.records.find(query).to_list()
 
-    async def alive(self, members: set[str]) -> set[str]:
-        """Which of ``members`` have a record not taken as gone."""
-        query = {"_id": {"$in": sorted(members)}, "gone": {"$ne": True}}
+    async def known(self, members: set[str]) -> set[str]:
+        """Which of ``members`` have a record (alive, or being taken out by whoever
+        claimed it, which will mark their absence as of their last beat)."""
+        query = {"_id": {"$in": sorted(members)}}
         return {record["_id"] async for record in self.records.find(query, {"_id": 1})}
 
     async def earlier_selves(self) -> list[dict[str, Any]]:

@@ -55,10 +55,15 @@ async def forget_gone_members(app: KPay, tracker: PresenceTracker) -> int:
     nodes = tracker.engine.nodes
     forgotten = 0
     for record in await nodes.silent():
-        if not await nodes.claim(record):
-            continue  # it beat since: alive after all
-        touched = await forget_member(app, record["_id"], record["clock_at"])
-        await nodes.drop(record["_id"])
+        try:
+            if not await nodes.claim(record):
+                continue  # it beat since: alive after all
+            touched = await forget_member(app, record["_id"], record["clock_at"])
+            await nodes.drop(record["_id"])
+        except Exception:
+            # The others must still be taken out; this one is met again next run.
+            log.exception("consult_billing: taking %s out failed", record["_id"])
+            continue
         log.warning("consult_billing: %s silent since %s, taken as gone (%d "
                     "consultation(s) touched)", record["_id"], record["seen_at"], len(touched))
         forgotten += 1
@@ -67,9 +72,12 @@ async def forget_gone_members(app: KPay, tracker: PresenceTracker) -> int:
     for party in sessions.PARTIES:
         in_use.update(await collection.distinct(f"present_on.{party}",
                                                 {"status": {"$in": list(OPEN)}}))
-    alive = await nodes.alive(in_use)
-    for member in sorted(in_use - alive):
-        touched = await forget_member(app, member, app.clock.now())
+    for member in sorted(in_use - await nodes.known(in_use)):
+        try:
+            touched = await forget_member(app, member, app.clock.now())
+        except Exception:
+            log.exception("consult_billing: taking %s out failed", member)
+            continue
         log.warning("consult_billing: %s has no record, taken as gone (%d consultation(s) "
                     "touched)", member, len(touched))
         forgotten += 1
