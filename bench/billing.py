@@ -183,14 +183,14 @@ async def main() -> None:
         charges.ledger_lock = lambda app: contextlib.nullcontext()
     with tempfile.TemporaryDirectory(prefix="kpay-bench-billing-") as tmp:
         database = EmbeddedMongo(str(Path(tmp) / "db"))
-        uri = database.start()
+        uri = await asyncio.to_thread(database.start)  # it waits for the process: off the loop
         try:
             for size in args.sessions:
                 for batch in args.batch:
                     result = await run_size(uri, size, args.concurrency, batch, tmp)
                     print_result(result, args.concurrency)
         finally:
-            database.stop()
+            await asyncio.to_thread(database.stop)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,33 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
     # Clients must mask (RFC 6455 5.3); an all-zero mask key leaves the payload as it is.
     assert len(payload) < 126
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def whole_frames(buffer: bytes) -> Iterator[tuple[int, int, int]]:
+    """(opcode, payload start, payload end) of each whole server frame (unmasked) at the
+    front of ``buffer``; what follows the last end is an incomplete frame to keep."""
+    offset, size = 0, len(buffer)
+    while size - offset >= 2:
+        length = buffer[offset + 1] & 0x7F
+        start = offset + 2
+        if length == 126:
+            length = int.from_bytes(buffer[start:start + 2], "big")
+            start += 2
+        elif length == 127:
+            length = int.from_bytes(buffer[start:start + 8], "big")
+            start += 8
+        if size < start + length:
+            return
+        yield buffer[offset] & 0x0F, start, start + length
+        offset = start + length
+
+
+def upgrade_request(port: int, query: str) -> bytes:
+    """The HTTP request that opens ``/ws?<query>`` on the local server."""
+    return (f"GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
 
 
 class Tally:
@@ -73,28 +101,16 @@ class BenchClient(asyncio.Protocol):
             buffer = buffer[end + 4:]
             self.transport.write(masked_frame(0x1, SUB))
             self.upgraded.set_result(None)
-        events = 0
-        offset, size = 0, len(buffer)
-        while size - offset >= 2:
-            length = buffer[offset + 1] & 0x7F
-            start = offset + 2
-            if length == 126:
-                length = int.from_bytes(buffer[start:start + 2], "big")
-                start += 2
-            elif length == 127:
-                length = int.from_bytes(buffer[start:start + 8], "big")
-                start += 8
-            if size < start + length:
-                break
-            opcode = buffer[offset] & 0x0F
+        events = offset = 0
+        for opcode, start, end in whole_frames(buffer):
             if opcode == 0x1 and buffer.startswith(EVENT_PREFIX, start):
                 events += 1
                 if self.sample:
-                    sent = json.loads(buffer[start:start + length])["data"]["t"]
+                    sent = json.loads(buffer[start:end])["data"]["t"]
                     self.tally.latencies.append(time.time() - sent)
             elif opcode == 0x9:
-                self.transport.write(masked_frame(0xA, buffer[start:start + length]))
-            offset = start + length
+                self.transport.write(masked_frame(0xA, buffer[start:end]))
+            offset = end
         self.buffer = buffer[offset:]
         if events:
             self.tally.count(events)
@@ -103,11 +119,7 @@ class BenchClient(asyncio.Protocol):
 async def run(port: int, token: str, connections: int, events: int, sample_every: int) -> None:
     loop = asyncio.get_running_loop()
     tally = Tally(connections, events)
-    request = (
-        f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    request = upgrade_request(port, f"token={token}")
     # A few connects at a time: the listen backlog is 128.
     gate = asyncio.Semaphore(50)
     clients = []

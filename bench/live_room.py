@@ -43,7 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fanout_client import Tally, masked_frame  # noqa: E402 (bench/ is on the path now)
+from fanout_client import (  # noqa: E402 (bench/ is on the path now)
+    Tally,
+    masked_frame,
+    upgrade_request,
+    whole_frames,
+)
 
 SECRET = "bench-live-room-secret-" + "x" * 32
 SAMPLE_EVERY = 10
@@ -219,19 +224,9 @@ class Student(asyncio.Protocol):
             self.upgraded = True
             buffer = buffer[end + 4:]
             self.transport.write(masked_frame(0x1, self.sub))
-        messages, offset, size = 0, 0, len(buffer)
-        while size - offset >= 2:
-            length = buffer[offset + 1] & 0x7F
-            start = offset + 2
-            if length == 126:
-                length = int.from_bytes(buffer[start:start + 2], "big")
-                start += 2
-            elif length == 127:
-                length = int.from_bytes(buffer[start:start + 8], "big")
-                start += 8
-            if size < start + length:
-                break
-            opcode, payload = buffer[offset] & 0x0F, buffer[start:start + length]
+        messages = offset = 0
+        for opcode, start, end in whole_frames(buffer):
+            payload = buffer[start:end]
             if opcode == 0x1 and MESSAGE_MARK in payload:
                 messages += 1
                 if self.sample:
@@ -243,17 +238,10 @@ class Student(asyncio.Protocol):
                     ConnectionError(payload.decode()))
             elif opcode == 0x9:
                 self.transport.write(masked_frame(0xA, payload))
-            offset = start + length
+            offset = end
         self.buffer = buffer[offset:]
         if messages:
             self.tally.count(messages)
-
-
-def upgrade_request(port: int, query: str) -> bytes:
-    return (f"GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
 
 
 def token_for(user_id: str, role: str) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
 from kpay.core.auth import User
-from kpay.core.errors import BadRequest, Conflict, Forbidden
+from kpay.core.errors import BadRequest, Conflict
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
 from plugins.live_qa import questions, refunds, rooms
@@ -122,12 +122,7 @@ class LiveQuestion(OrderKind):
         wanted = parse_item(QuestionItem, item)
         text = questions.clean_text(app, wanted.text, field="item.text")
         room = await rooms.get(app, wanted.room_id)
-        rooms.require_live(room)
-        asker = await rooms.require_member(app, room, user)
-        if asker.is_host:
-            raise Forbidden("the host answers questions, not asks them", code="host_cannot_ask")
-        if asker.muted:
-            raise Forbidden("you are muted in this room", code="muted")
+        await questions.require_asker(app, room, user)
         least = max(1, room["question_min_price"])
         if wanted.bounty < least:
             raise BadRequest(f"a paid question costs at least {least} fen",

@@ -70,14 +70,20 @@ async def get(app: KPay, room_id: str, question_id: str) -> dict[str, Any]:
     return question
 
 
-async def ask_free(app: KPay, room: dict[str, Any], user: User, text: Any) -> dict[str, Any]:
-    text = clean_text(app, text)
+async def require_asker(app: KPay, room: dict[str, Any], user: User) -> None:
+    """``user`` may ask in ``room`` now (free or paid): it is live, they hold a ticket,
+    they are not the host and not muted."""
     rooms.require_live(room)
     asker = await rooms.require_member(app, room, user)
     if asker.is_host:
         raise Forbidden("the host answers questions, not asks them", code="host_cannot_ask")
     if asker.muted:
         raise Forbidden("you are muted in this room", code="muted")
+
+
+async def ask_free(app: KPay, room: dict[str, Any], user: User, text: Any) -> dict[str, Any]:
+    text = clean_text(app, text)
+    await require_asker(app, room, user)
     if not room["free_questions"]:
         raise Forbidden("this room takes paid questions only", code="free_questions_off",
                         min=max(1, room["question_min_price"]))

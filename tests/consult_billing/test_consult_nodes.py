@@ -18,7 +18,6 @@ from consult_helpers import (
 )
 
 from kpay.core.app import KPay
-from kpay.core.config import Settings
 from kpay.testing import ApiClient
 from plugins.consult_billing import engine_for
 from plugins.consult_billing.nodes import NODES
@@ -196,8 +195,7 @@ async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node)
 def configured(settings, pm, var_dir, node_id=None):
     """Another app of the deployment, not started (``node_id``: its configured name)."""
     if node_id is not None:
-        server = settings.server.model_copy(update={"node_id": node_id})
-        settings = Settings({**settings._sections, "server": server}, settings.source)
+        settings = settings.replace("server", node_id=node_id)
     return KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
 
 
