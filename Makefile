@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 CONFIG ?= config/default.toml
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-times lint bench clean
 
 # Re-install only when the package metadata changes.
 $(VENV)/.installed-run: setup.cfg pyproject.toml
@@ -34,6 +34,26 @@ test: $(VENV)/.installed-test
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(EXAMPLE_SITE) \
 		examples/kpay-tips
 	PYTHONPATH=$(EXAMPLE_SITE) $(PY) -m pytest -q examples/kpay-tips/tests
+
+# The time-sensitive tests again as if it were other moments (docs/plugins.md, "Time in
+# tests"): just before and after midnight, before 08:00 and on a month's last day in
+# Beijing, then with the wall clock itself faked for the whole process tree (the
+# embedded database too) at 02:50 Beijing time.
+TIME_DIRS := tests/course_drip tests/consult_billing tests/live_qa tests/money
+TEST_INSTANTS := 2026-03-01T23:59:30+08:00 2026-03-02T00:00:30+08:00 \
+	2026-03-02T07:59:00+08:00 2026-02-28T23:59:30+08:00
+FAKE_WALL_CLOCK := @2026-03-01 18:50:00
+
+test-times: $(VENV)/.installed-test
+	@failed=""; for instant in $(TEST_INSTANTS); do \
+		echo "== KPAY_TEST_NOW=$$instant"; \
+		KPAY_TEST_NOW=$$instant $(PY) -m pytest -q -p no:cacheprovider $(TIME_DIRS) \
+			|| failed="$$failed $$instant"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed at:$$failed"; exit 1; fi
+	@command -v faketime >/dev/null || { echo "faketime is not installed (apt-get install faketime)"; exit 1; }
+	@echo "== wall clock faked: $(FAKE_WALL_CLOCK) UTC"
+	TZ=UTC faketime -f '$(FAKE_WALL_CLOCK)' $(PY) -m pytest -q -p no:cacheprovider $(TIME_DIRS)
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

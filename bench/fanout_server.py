@@ -83,9 +83,11 @@ class HubServer(Server):
         pm.add(types.SimpleNamespace(register_channels=register_channels), "bench")
         settings, pm = load_settings(None, pm=pm, overrides={
             "mongodb": {"uri": uri, "database": "bench"},
-            "auth": {"secret": "bench-secret-" + "x" * 40},
+            "auth": {"secret": "bench-secret-R5mW9qZ2tK7xC4vN8bL1hJ6pF3dG0s"},
             "dev": {"enabled": False}, "scheduler": {"enabled": False},
             "plugins": {"enabled": []}, "logging": {"level": "WARNING"},
+            # Every client socket is the one user "bench".
+            "realtime": {"max_sockets_per_user": 0},
         })
         self.app = KPay(settings, pm, uri, var_dir=self.db_dir)
         self.port = await self.app.start(port=0, host="127.0.0.1")

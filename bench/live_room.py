@@ -50,7 +50,7 @@ from fanout_client import (  # noqa: E402 (bench/ is on the path now)
     whole_frames,
 )
 
-SECRET = "bench-live-room-secret-" + "x" * 32
+SECRET = "bench-live-room-secret-N4vR8kT2qW6zL0pX5cJ9hF3m"  # random-looking: dev is off
 SAMPLE_EVERY = 10
 MESSAGE_MARK = b'"type":"message"'
 

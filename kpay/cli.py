@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from kpay.core.errors import ConfigError, PluginError
 
@@ -33,6 +35,31 @@ def main(argv: list[str] | None = None) -> int:
     config = commands.add_parser("config", help="configuration tools")
     config.add_argument("action", choices=["check"])
     commands.add_parser("reconcile", help="check the books; exit 1 on any break")
+    user = commands.add_parser("user", help="change a user's role, block or unblock them")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    role = user_commands.add_parser("role", help="set the stored role (ends their tokens)")
+    role.add_argument("user")
+    role.add_argument("role", choices=["student", "consultant", "admin"])
+    for name, text in (("block", "refuse every request and socket of theirs"),
+                       ("unblock", "let them log in again")):
+        action = user_commands.add_parser(name, help=text)
+        action.add_argument("user")
+    for parser_ in user_commands.choices.values():
+        parser_.add_argument("--reason", default="", help="why (kept in the audit log)")
+    audit = commands.add_parser("audit", help="the audit log of operator actions")
+    audit.add_argument("--actor")
+    audit.add_argument("--target", help="e.g. user:alice")
+    audit.add_argument("--action", help="e.g. user.role")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true")
+    attention = commands.add_parser(
+        "attention", help="records jobs could not handle (the needs-attention list)")
+    attention.add_argument("--all", action="store_true", help="resolved ones too")
+    attention.add_argument("--limit", type=int, default=50)
+    attention.add_argument("--json", action="store_true")
+    attention.add_argument("--resolve", metavar="ID", help="mark an entry resolved")
+    attention.add_argument("--by", default="cli", help="who resolves it (with --resolve)")
+    attention.add_argument("--note", default="", help="why (with --resolve)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -85,35 +112,30 @@ def cmd_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    from kpay.core.app import load_settings
-    from kpay.core.auth import TokenService, resolve_secret
-    from kpay.core.clock import Clock
+def cmd_config(args: argparse.Namespace) -> int:
+    from kpay.core.app import check_startup, load_settings
     from kpay.core.config import var_dir
 
-    settings, _ = load_settings(args.config)
-    secret = resolve_secret(settings.auth, settings.dev.enabled, var_dir())
-    print(TokenService(settings.auth, secret, Clock()).issue(args.user, args.role, args.ttl))
-    return 0
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    from kpay.core.app import load_settings
-
     settings, pm = load_settings(args.config)
+    # What serve refuses before it touches the network: the secrets and every plugin's
+    # own start-up check (the wechat_pay merchant). No server, no database connection.
+    asyncio.run(check_startup(settings, pm, var_dir()))
     names = ", ".join(p["name"] for p in pm.describe())
     print(f"{args.config}: ok; plugins: {names or 'none'}; "
           f"database: {settings.mongodb.uri or 'embedded (development)'}")
     return 0
 
 
-def cmd_reconcile(args: argparse.Namespace) -> int:
+def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
+    """Run ``work(store, clock)`` on the deployment's database: the configured one, or
+    the embedded one (the running dev server's, if there is one: it is used, never
+    stopped). ``clock`` is the app's clock, the dev offset included, so the CLI judges
+    time as the server does."""
     from kpay.core.app import load_settings
     from kpay.core.clock import Clock
-    from kpay.core.money.reconcile import reconcile
     from kpay.core.store import EmbeddedMongo, Store
 
-    settings, _ = load_settings(args.config)
+    settings, _ = load_settings(config)
     embedded = None
     uri = settings.mongodb.uri
     if not uri:
@@ -123,11 +145,13 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     async def run() -> int:
         store = Store(uri, settings.mongodb.database)
         try:
-            report = await reconcile(store.db, Clock().now())
+            clock = Clock()
+            if settings.dev.enabled:
+                state = await store["dev_state"].find_one({"name": "clock"}) or {}
+                clock = Clock(state.get("offset", 0.0))
+            return await work(store, clock)
         finally:
             await store.close()
-        print(report.text())
-        return 0 if report.clean else 1
 
     try:
         return asyncio.run(run())
@@ -136,8 +160,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from kpay.core.money.reconcile import reconcile
+
+    async def check(store: Any, clock: Any) -> int:
+        report = await reconcile(store.db, clock.now())
+        print(report.text())
+        return 0 if report.clean else 1
+
+    return with_store(args.config, check)
+
+
+def accounts(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command of kpay/cli_accounts.py (tokens, users, audit, attention)."""
+    def run(args: argparse.Namespace) -> int:
+        from kpay import cli_accounts
+
+        return getattr(cli_accounts, name)(args)
+    return run
+
+
 COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "plugin": cmd_plugin,
-            "token": cmd_token,
+            "token": accounts("cmd_token"), "user": accounts("cmd_user"),
+            "audit": accounts("cmd_audit"), "attention": accounts("cmd_attention"),
             "config": cmd_config, "reconcile": cmd_reconcile}
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -36,10 +38,13 @@ import tornado.httpclient
 import tornado.websocket
 
 from kpay.core.app import KPay, load_settings
+from kpay.core.clock import Clock, offset_to
+from kpay.core.config import Settings
 from kpay.core.plugins import PluginManager, available_plugins, select
 from kpay.core.store import EmbeddedMongo, free_port
 
-TEST_SECRET = "kpay-test-secret-" + "x" * 32
+# Random-looking: with dev mode off, a padded secret ("...-" + "x" * 32) is refused.
+TEST_SECRET = "kpay-test-secret-Qm7vT2xR9cLp4WzN8aHs3KdJ6fYb1UeG"
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +75,114 @@ def kpay_extra_plugins() -> list[tuple[str, Any]]:
     return []
 
 
+#: The instant the app's clock reads when a test starts, unless the test or
+#: ``KPAY_TEST_NOW`` says otherwise: a Monday morning in Beijing, mid-month.
+DEFAULT_TEST_NOW = "2026-03-02T10:00:00+08:00"
+
+
+def parse_instant(value: str, source: str = "KPAY_TEST_NOW") -> datetime:
+    """An ISO 8601 date-time with an offset (``Z`` for UTC), as an aware datetime."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise pytest.UsageError(f"{source}={value!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"{source}={value!r} needs an offset, e.g. +08:00 or Z")
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kpay_now(instant): start the app's clock at this ISO 8601 instant "
+        "instead of KPAY_TEST_NOW (default " + DEFAULT_TEST_NOW + ")")
+    config.pluginmanager.register(SkipLedger(), "kpay-skip-ledger")
+
+
+def strict_skips() -> bool:
+    """On CI (``CI=true``) a skipped test fails the run: a skip there hides a missing
+    package, not a choice. ``KPAY_ALLOW_SKIPS=1`` lets a plugin's own CI opt out."""
+    return (os.environ.get("CI", "").lower() in ("true", "1")
+            and os.environ.get("KPAY_ALLOW_SKIPS", "") != "1")
+
+
+class SkipLedger:
+    """Counts skipped tests and their reasons for the end-of-run summary."""
+
+    def __init__(self) -> None:
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        if not report.skipped or hasattr(report, "wasxfail"):
+            return
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        self.reasons[reason.removeprefix("Skipped: ")] += 1
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.add(report)
+
+    @pytest.hookimpl
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self.add(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.reasons and strict_skips() and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        total = sum(self.reasons.values())
+        if not total:
+            return
+        verdict = (" (CI=true: a skipped test fails the run)" if strict_skips() else "")
+        terminalreporter.write_sep("-", f"{total} tests skipped{verdict}")
+        for reason, count in self.reasons.most_common():
+            terminalreporter.write_line(f"{count:5d}  {reason}")
+
+
+@pytest.fixture
+def kpay_now(request: pytest.FixtureRequest) -> datetime:
+    """The instant the app's clock reads when the test starts.
+
+    ``@pytest.mark.kpay_now("2026-03-01T18:50:00Z")`` on a test, else the
+    ``KPAY_TEST_NOW`` environment variable, else ``DEFAULT_TEST_NOW``. The clock then
+    runs on from there (and ``clock.advance`` moves it); nothing in a test should read
+    the wall clock to decide what to assert.
+    """
+    marker = request.node.get_closest_marker("kpay_now")
+    if marker is not None:
+        return parse_instant(marker.args[0], "kpay_now")
+    return parse_instant(os.environ.get("KPAY_TEST_NOW") or DEFAULT_TEST_NOW)
+
+
+class TestDeployment:
+    """What every app of the test's deployment gets: ``settings``, the plugin manager
+    ``pm``, ``var_dir`` and the pinned ``clock_offset``. Unpacks as
+    ``settings, pm, var_dir``; ``new_app()`` builds another app (a restart, a second
+    node) on the same database and pinned clock."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(self, settings: Settings, pm: PluginManager, var_dir: str,
+                 clock_offset: float) -> None:
+        self.settings, self.pm, self.var_dir = settings, pm, var_dir
+        self.clock_offset = clock_offset
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.settings, self.pm, self.var_dir))
+
+    def new_app(self, settings: Settings | None = None) -> KPay:
+        """An app of this deployment, not started (``settings``: changed ones)."""
+        settings = settings or self.settings
+        return KPay(settings, self.pm, settings.mongodb.uri, var_dir=self.var_dir,
+                    clock=Clock(self.clock_offset))
+
+
 @pytest.fixture
 def kpay_settings(mongo_uri: str, kpay_overrides: dict, kpay_extra_plugins: list,
-                  tmp_path: Any) -> Any:
+                  kpay_now: datetime, tmp_path: Any) -> TestDeployment:
     database = "t_" + uuid.uuid4().hex[:16]
     base: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "port": 0},
@@ -81,6 +191,9 @@ def kpay_settings(mongo_uri: str, kpay_overrides: dict, kpay_extra_plugins: list
         "dev": {"enabled": True},
         "scheduler": {"enabled": False},
         "plugins": {"enabled": ["*"]},
+        # Request limits are off unless a test turns them on:
+        # kpay_overrides {"limits": {"enabled": True, "write_burst": 2, ...}}.
+        "limits": {"enabled": False},
     }
     for section, values in kpay_overrides.items():
         base.setdefault(section, {}).update(values)
@@ -90,13 +203,12 @@ def kpay_settings(mongo_uri: str, kpay_overrides: dict, kpay_extra_plugins: list
         pm.add(plugin, name)
     pm.check()
     settings, pm = load_settings(None, overrides=base, pm=pm)
-    return settings, pm, str(tmp_path)
+    return TestDeployment(settings, pm, str(tmp_path), offset_to(kpay_now))
 
 
 @contextlib.contextmanager
-def running_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
-    settings, pm, var_dir = kpay_settings
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+def running_app(io_loop: Any, kpay_settings: TestDeployment) -> Iterator[KPay]:
+    app = kpay_settings.new_app()
     io_loop.run_sync(app.start)
     try:
         yield app
@@ -105,9 +217,9 @@ def running_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
 
 
 @pytest.fixture
-def kpay_app(io_loop: Any, kpay_settings: Any) -> Iterator[KPay]:
+def kpay_app(io_loop: Any, kpay_settings: TestDeployment) -> Iterator[KPay]:
     """The running app (``app.port``), stopped and its database dropped after the test."""
-    settings = kpay_settings[0]
+    settings = kpay_settings.settings
     try:
         with running_app(io_loop, kpay_settings) as app:
             yield app
@@ -378,10 +490,13 @@ def redis_url() -> Iterator[str]:
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
+    # redis-server does not start under libfaketime (CI runs some tests under a faked
+    # wall clock): give it the real one.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "FAKETIME")}
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 10
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,13 @@ ENV_PREFIX = "KPAY_"
 # needed before the settings are read, and tests point it at a temporary folder).
 VAR_DIR_ENV = "KPAY_VAR_DIR"
 MIN_SECRET_LENGTH = 32
+# One source of a CSP img-src/media-src list: 'self', 'none', a scheme ("https:"), or a
+# host with an optional scheme, "*." wildcard, port and path. Nothing that could end the
+# directive (";", ",", blanks) or add a keyword such as 'unsafe-inline'.
+CSP_MEDIA_SOURCE = re.compile(
+    r"'self'|'none'|[a-z][a-z0-9+.-]*:"
+    r"|([a-z][a-z0-9+.-]*://)?(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:(\d{1,5}|\*))?(/[^\s;,']*)?",
+    re.IGNORECASE)
 
 
 def var_dir() -> str:
@@ -50,6 +58,48 @@ class ServerSettings(Section):
     # This node's name among the nodes of one deployment; keep it stable across restarts.
     # Empty: "<hostname>:<the port it listens on>" (with port 0, a random name per start).
     node_id: str = Field("", max_length=200)
+    # Where the pages may load images and audio/video from (the img-src and media-src of
+    # their Content-Security-Policy): rooms and lessons show media hosted elsewhere.
+    media_origins: list[str] = ["'self'", "https:"]
+    # The reverse proxies in front of this server (IP addresses or CIDR networks). Only a
+    # request whose socket peer is one of them may name the client with X-Forwarded-For
+    # (the right-most address that is not itself a trusted proxy) or X-Real-IP, and the
+    # scheme with X-Forwarded-Proto; anyone else's are ignored and the client IP is the
+    # socket peer. Empty: no proxy trusted. nginx on the same host: ["127.0.0.1/32"].
+    trusted_proxies: list[str] = []
+    # A connection waiting this long for a request is closed: an idle keep-alive
+    # connection, or a request whose line and headers have not all arrived (Tornado
+    # times the whole request head from when it starts waiting: the header timeout).
+    idle_connection_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    # A request body that has not fully arrived this long after its headers: closed.
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Most connections open at once on this node, HTTP and WebSocket together; one
+    # accepted beyond it is closed at once. Keep the process's file limit above it.
+    max_connections: int = Field(10_000, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def ip_networks(cls, proxies: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy.strip(), strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"{proxy!r} is not an IP address or network such as 127.0.0.1/32 or "
+                    "10.0.0.0/8 (no host bits set after the prefix)") from None
+        return proxies
+
+    @field_validator("media_origins")
+    @classmethod
+    def csp_sources(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not CSP_MEDIA_SOURCE.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not a CSP source: use 'self', a scheme such as https:, "
+                    "or an origin such as https://media.example.com or https://*.example.com")
+        return origins
 
 
 class MongoSettings(Section):
@@ -65,6 +115,9 @@ class AuthSettings(Section):
     secret: str = ""
     audience: str = "kpay"
     token_ttl_seconds: int = Field(7 * 24 * 3600, gt=0)
+    # How old a process's copy of a user's role, block and revoked tokens may be: a
+    # change made elsewhere (another node, the CLI) takes effect within this many seconds.
+    standing_cache_seconds: float = Field(5.0, ge=0, le=300)
 
     @field_validator("secret")
     @classmethod
@@ -88,12 +141,19 @@ class RealtimeSettings(Section):
     # long (seconds; 0: no age limit, only the size).
     history_size: int = Field(1000, ge=0)
     history_ttl_seconds: int = Field(3600, ge=0)
+    # Memory broker: the history of all channels together is kept under about this many
+    # bytes (the oldest events of any channel go first); channels with no event and no
+    # subscriber for history_ttl_seconds are dropped.
+    history_total_bytes: int = Field(64 * 1024 * 1024, gt=0)
     auth_timeout_seconds: float = Field(10.0, gt=0)
     max_frame_bytes: int = Field(65_536, gt=0)
     rate_per_second: float = Field(20.0, gt=0)
     rate_burst: int = Field(40, gt=0)
     # Violations past the burst after which the socket is closed with 4429.
     rate_violations_before_close: int = Field(20, gt=0)
+    # Sockets one user may have open on this node; the one beyond it is closed with
+    # 4429 "too_many_sockets" right after it authenticates. 0: no cap.
+    max_sockets_per_user: int = Field(20, ge=0)
     outbound_buffer_bytes: int = Field(1_048_576, gt=0)
     ping_interval_seconds: float = Field(25.0, ge=0)
     # No pong within this many seconds after a ping: the socket is closed. Tornado
@@ -117,6 +177,36 @@ class MoneySettings(Section):
     # Platform share of consultant revenue, in basis points (1/100 of a percent).
     platform_fee_bps: int = Field(2000, ge=0, le=10_000)
     order_expiry_seconds: int = Field(1800, ge=300)
+    # A paid order whose fulfilment keeps failing is retried with back-off (1, 2, 4 ...
+    # minutes, at most an hour apart), then refunded to the wallet after this many tries.
+    fulfil_max_attempts: int = Field(8, ge=1, le=100)
+    # Unpaid (pending, not yet expired) orders one user may have at once; creating
+    # another is 409 too_many_open (wallet and free orders are paid at once and never
+    # count). Each may have started a payment with WeChat Pay. 0: no cap.
+    max_pending_orders_per_user: int = Field(20, ge=0)
+
+
+class LimitSettings(Section):
+    """Token-bucket limits on HTTP requests, kept in memory per process
+    (kpay/core/ratelimit.py): a bucket per user (per client IP on the login routes and
+    routes without auth) and class of route. A request finding its bucket empty gets
+    429 rate_limited with Retry-After."""
+
+    enabled: bool = True
+    # GET (and HEAD, OPTIONS) requests.
+    read_per_second: float = Field(10.0, gt=0)
+    read_burst: int = Field(60, ge=1)
+    # POST, PUT, PATCH, DELETE requests.
+    write_per_second: float = Field(2.0, gt=0)
+    write_burst: int = Field(30, ge=1)
+    # Login routes without auth (/api/v1/dev/login, /api/v1/wechat/oauth/*), per IP.
+    login_per_second: float = Field(0.5, gt=0)
+    login_burst: int = Field(20, ge=1)
+    # POST /api/v1/orders (each may call WeChat Pay).
+    orders_per_second: float = Field(0.2, gt=0)
+    orders_burst: int = Field(10, ge=1)
+    # Most buckets kept per process; past it the least recently used one is dropped.
+    max_keys: int = Field(100_000, ge=1)
 
 
 class LoggingSettings(Section):
@@ -132,6 +222,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "realtime": RealtimeSettings,
     "scheduler": SchedulerSettings,
     "money": MoneySettings,
+    "limits": LimitSettings,
     "logging": LoggingSettings,
 }
 
@@ -151,6 +242,7 @@ class Settings:
     realtime: RealtimeSettings
     scheduler: SchedulerSettings
     money: MoneySettings
+    limits: LimitSettings
     logging: LoggingSettings
 
     def __getattr__(self, name: str) -> Any:

@@ -55,11 +55,25 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class TooManyOpen(Conflict):
+    """A cap on open things per user is reached (pending orders, open consultation
+    requests, open rooms, draft courses): one must be finished before another starts.
+    ``what`` names the cap, ``limit`` its value."""
+
+    status, code = 409, "too_many_open"
+
+    def __init__(self, message: str, *, what: str, limit: int) -> None:
+        super().__init__(message, what=what, limit=limit)
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
 
 class RateLimited(ApiError):
+    """Too many requests; ``retry_after`` (whole seconds, at least 1), when given, is
+    also sent as the ``Retry-After`` header."""
+
     status, code = 429, "rate_limited"
 
 

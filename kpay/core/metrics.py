@@ -15,6 +15,8 @@ LEDGER_TRANSACTIONS = Counter("kpay_ledger_transactions_total", "Ledger transact
 DB_COMMANDS = Counter("kpay_db_commands_total",
                       "Commands sent to MongoDB, each one network round trip", ["command"])
 BILLING_CHARGES = Counter("kpay_billing_charges_total", "Minutes charged by metered billing")
+ATTENTION = Counter("kpay_attention_reports_total",
+                    "Records a job could not handle, put on the attention list", ["source"])
 JOB_RUNS = Counter("kpay_job_runs_total", "Periodic job runs", ["job", "outcome"])
 JOB_SECONDS = Histogram("kpay_job_seconds", "Periodic job duration", ["job"])
 

@@ -1,8 +1,13 @@
 """The OpenAPI 3 document, built from the route declarations and their @api marks.
 
 Every method a route's handler implements is in the document; ``@api`` adds the
-summary, body model, roles and success status. An unmarked method is still listed,
-summarised by its docstring, so the document never misses a route.
+summary, body and response models, roles and success status. An unmarked method is
+still listed, summarised by its docstring, so the document never misses a route (a
+test fails while its success answer has no schema: tests/core/test_openapi_responses.py).
+
+Request and response models become ``components/schemas`` entries (one pass over all
+of them, so two models of one name in different modules get distinct names); every
+operation answers refusals with the error envelope (``Error``).
 """
 
 from __future__ import annotations
@@ -11,31 +16,101 @@ import inspect
 from typing import Any
 
 import tornado.web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from kpay import __version__
-from kpay.core.web import PLACEHOLDER, Operation, Route
+from kpay.core.web import JSON_MEDIA_TYPE, PLACEHOLDER, Operation, Route
 
 METHODS = ("get", "post", "put", "patch", "delete")
+REF = "#/components/schemas/{model}"
 
-ERROR_SCHEMA = {
+#: ``{"error": {...}}``: every refusal (docs/api.md, "Conventions").
+ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}},
+    "required": ["error"],
+    "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
+    "additionalProperties": True,
+}
+
+#: The error itself: a code and a message, and details that depend on the error.
+ERROR_DETAIL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "description": "snake_case, stable: what clients test"},
+        "message": {"type": "string", "description": "human text"},
+        "field": {"type": "string", "description": "the bad field, dotted (item.amount)"},
+        "needed": {"type": "integer", "description": "fen (insufficient_balance)"},
+        "balance": {"type": "integer", "description": "fen (insufficient_balance)"},
+        "limit": {"type": "integer", "description": "bytes (payload_too_large)"},
+        "lesson_id": {"type": "string", "description": "lesson_locked"},
+        "unlocks_at": {"type": ["string", "null"], "description": "lesson_locked"},
+    },
+    "additionalProperties": True,
+}
+
+#: The H5 pages (``static/``), served beside the API when the directory exists.
+PAGES: dict[str, Any] = {
+    "/": {"get": {
+        "summary": "The H5 index page (static/index.html)",
+        "operationId": "get_index_page",
+        "tags": ["pages"],
+        "parameters": [],
+        "responses": {
+            "200": {"description": "the page", "content": {"text/html": {}}},
+            "4XX": {"description": "refused", "content": {JSON_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+            "default": {"description": "error", "content": {JSON_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+        },
+    }},
+    "/static/{path}": {"get": {
+        "summary": "A file of the H5 pages (HTML, scripts, styles, vendored files)",
+        "operationId": "get_static_file",
+        "tags": ["pages"],
+        "parameters": [{"name": "path", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "the file, typed by its extension",
+                    "content": {"*/*": {}}},
+            "4XX": {"description": "no such file", "content": {JSON_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+            "default": {"description": "error", "content": {JSON_MEDIA_TYPE: {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+        },
+    }},
 }
 
 
-def document(routes: list[Route]) -> dict[str, Any]:
+def operation_of(route: Route, method: str) -> Operation:
+    """The ``@api`` mark of a handler method, or a summary from its docstring."""
+    function = getattr(route.handler, method)
+    return getattr(function, "__kpay_operation__", None) or Operation(
+        summary=first_line(function) or f"{method.upper()} {route.path}")
+
+
+def document(routes: list[Route], pages: bool = False) -> dict[str, Any]:
+    """The document of ``routes`` (and of the H5 pages when ``pages``)."""
+    operations = [(route, method, operation_of(route, method))
+                  for route in routes for method in implemented_methods(route.handler)]
+    models: dict[type[BaseModel], None] = {}
+    for _, _, operation in operations:
+        for model in (operation.body, operation.response,
+                      *(model for _, model in operation.responses)):
+            if model is not None:
+                models[model] = None
+    refs, definitions = models_json_schema([(model, "validation") for model in models],
+                                           ref_template=REF)
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, "ErrorDetail": ERROR_DETAIL_SCHEMA,
+                               **definitions.get("$defs", {})}
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
-    for route in routes:
-        item: dict[str, Any] = {}
-        for method in implemented_methods(route.handler):
-            function = getattr(route.handler, method)
-            operation: Operation = getattr(function, "__kpay_operation__", None) or Operation(
-                summary=first_line(function) or f"{method.upper()} {route.path}")
-            item[method] = describe(route, method, operation, schemas)
-        if item:
-            paths[route.path] = item
+    for route, method, operation in operations:
+        paths.setdefault(route.path, {})[method] = describe(
+            route, method, operation, {model: refs[(model, "validation")] for model in models})
+    if pages:
+        for path, item in PAGES.items():
+            paths.setdefault(path, item)
     return {
         "openapi": "3.1.0",
         "info": {"title": "kpay", "version": __version__},
@@ -58,8 +133,33 @@ def first_line(function: Any) -> str:
     return (inspect.getdoc(function) or "").strip().split("\n")[0]
 
 
+def responses_of(operation: Operation,
+                 refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
+    """The success answer (a schema, a non-JSON media type or a redirect), any other
+    declared answers, and the error envelope for 4xx and anything else."""
+    status = operation.status
+    success: dict[str, Any] = {"description": "success"}
+    if 300 <= status < 400:
+        success = {"description": "redirect", "headers": {"Location": {
+            "description": "where to go", "required": True, "schema": {"type": "string"}}}}
+    elif operation.media_type != JSON_MEDIA_TYPE:
+        success["content"] = {operation.media_type: {}}
+    elif operation.response is not None:
+        success["content"] = {JSON_MEDIA_TYPE: {"schema": refs[operation.response]}}
+    answers: dict[str, Any] = {str(status): success}
+    for other, model in operation.responses:
+        answers[str(other)] = {"description": f"answer with status {other}", "content": {
+            JSON_MEDIA_TYPE: {"schema": refs[model]}}}
+    envelope = {JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Error"}}}
+    if operation.error_media_type != JSON_MEDIA_TYPE:
+        envelope = {operation.error_media_type: {}, **envelope}
+    answers["4XX"] = {"description": "refused: the error envelope", "content": envelope}
+    answers["default"] = {"description": "error: the error envelope", "content": envelope}
+    return answers
+
+
 def describe(route: Route, method: str, operation: Operation,
-             schemas: dict[str, Any]) -> dict[str, Any]:
+             refs: dict[type[BaseModel], dict[str, Any]]) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PLACEHOLDER.findall(route.path)
@@ -70,12 +170,7 @@ def describe(route: Route, method: str, operation: Operation,
         "operationId": f"{method}_{route.path.strip('/').replace('/', '_')}".replace(
             "{", "").replace("}", ""),
         "parameters": parameters,
-        "responses": {
-            str(operation.status): {"description": "success"},
-            "default": {"description": "error",
-                        "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Error"}}}},
-        },
+        "responses": responses_of(operation, refs),
     }
     if route.tags:
         described["tags"] = list(route.tags)
@@ -84,10 +179,6 @@ def describe(route: Route, method: str, operation: Operation,
     if operation.roles:
         described["x-roles"] = list(operation.roles)
     if operation.body is not None:
-        schema = operation.body.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, definition in schema.pop("$defs", {}).items():
-            schemas[name] = definition
-        schemas[operation.body.__name__] = schema
-        described["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}}}
+        described["requestBody"] = {"required": True, "content": {JSON_MEDIA_TYPE: {
+            "schema": refs[operation.body]}}}
     return described

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import prometheus_client
 from pydantic import BaseModel, Field
 
-from kpay.core import openapi
+from kpay.core import openapi, responses
+from kpay.core.account_routes import account_routes
 from kpay.core.money.routes import money_routes
+from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
 if TYPE_CHECKING:
@@ -16,7 +19,8 @@ if TYPE_CHECKING:
 
 
 class HealthHandler(BaseHandler):
-    @api("Liveness and database reachability", auth=False)
+    @api("Liveness and database reachability", auth=False, response=responses.Health,
+         responses={503: responses.Health})
     async def get(self) -> None:
         database = await self.kpay.store.ping()
         self.write_json({"ok": database, "database": "up" if database else "down",
@@ -24,20 +28,21 @@ class HealthHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    @api("Prometheus metrics (text format)", auth=False)
+    @api("Prometheus metrics (text format)", auth=False, media_type="text/plain")
     def get(self) -> None:
         self.set_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
         self.finish(prometheus_client.generate_latest())
 
 
 class OpenApiHandler(BaseHandler):
-    @api("This OpenAPI document", auth=False)
+    @api("This OpenAPI document", auth=False, response=responses.OpenApiDocument)
     def get(self) -> None:
-        self.write_json(openapi.document(self.kpay.routes))
+        pages = Path(self.kpay.settings.server.static_path).is_dir()
+        self.write_json(openapi.document(self.kpay.routes, pages=pages))
 
 
 class MeHandler(BaseHandler):
-    @api("The current user")
+    @api("The current user", response=responses.Me)
     async def get(self) -> None:
         user = self.require_user()
         profile = await self.kpay.store["users"].find_one({"_id": user.id}) or {}
@@ -45,7 +50,8 @@ class MeHandler(BaseHandler):
 
 
 class PluginsHandler(BaseHandler):
-    @api("Loaded plugins with their versions and hooks", roles=("admin",))
+    @api("Loaded plugins with their versions and hooks", roles=("admin",),
+         response=responses.PluginList)
     def get(self) -> None:
         self.require_user("admin")
         self.write_json({"plugins": self.kpay.pm.describe()})
@@ -58,17 +64,13 @@ class DevLogin(BaseModel):
 
 
 class DevLoginHandler(BaseHandler):
-    @api("Dev mode: log in as anyone", body=DevLogin, auth=False)
+    @api("Dev mode: log in as anyone", body=DevLogin, auth=False,
+         response=responses.DevLoginResult)
     async def post(self) -> None:
         login = self.body(DevLogin)
         name = login.name or login.user_id
-        await self.kpay.store["users"].update_one(
-            {"_id": login.user_id},
-            {"$set": {"role": login.role, "name": name},
-             "$setOnInsert": {"created_at": self.kpay.clock.now()}},
-            upsert=True,
-        )
-        token = self.kpay.tokens.issue(login.user_id, login.role)
+        user = await self.kpay.users.sign_in(login.user_id, login.role, name)
+        token = issue_token(self.kpay.tokens, user)
         self.write_json({"token": token,
                          "user": {"id": login.user_id, "role": login.role, "name": name}})
 
@@ -78,12 +80,13 @@ class ClockAdvance(BaseModel):
 
 
 class DevClockHandler(BaseHandler):
-    @api("Dev mode: the server clock")
+    @api("Dev mode: the server clock", response=responses.ClockState)
     def get(self) -> None:
         self.write_json({"now": self.kpay.clock.now().isoformat(),
                          "offset": self.kpay.clock.offset})
 
-    @api("Dev mode: move the server clock forward and run due jobs", body=ClockAdvance)
+    @api("Dev mode: move the server clock forward and run due jobs", body=ClockAdvance,
+         response=responses.ClockState)
     async def post(self) -> None:
         self.require_user()
         change = self.body(ClockAdvance)
@@ -99,6 +102,7 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
         Route("/api/v1/me", MeHandler, tags=("core",)),
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
+        *account_routes(),
         *money_routes(app),
     ]
     if app.dev:

@@ -9,6 +9,7 @@ real MongoDB replica set (transactions need one).
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -108,6 +109,17 @@ def die_with_parent() -> None:
 PR_SET_PDEATHSIG = 1
 
 
+def pid_alive(pid: int) -> bool:
+    """A process with this pid runs (and is not a zombie)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,6 +139,8 @@ class EmbeddedMongo:
         self.command = command
         self.port = 0
         self.process: subprocess.Popen | None = None
+        #: True when ``start`` found a live kpay's server and uses it (never stops it).
+        self.attached = False
 
     @property
     def uri(self) -> str:
@@ -147,8 +161,12 @@ class EmbeddedMongo:
         return None if self.storage_path == ":memory:" else Path(self.storage_path) / "kpay.pid"
 
     def start(self, timeout: float = 30.0) -> str:
+        """Start the server, or use the one a live kpay already runs on this storage
+        path (a CLI command beside ``make run``): that one is never stopped from here."""
         if self.storage_path != ":memory:":
             os.makedirs(self.storage_path, exist_ok=True)
+            if self._attach():
+                return self.uri
             self._stop_orphan()
         self.port = free_port()
         log_path = (
@@ -165,7 +183,8 @@ class EmbeddedMongo:
                 preexec_fn=die_with_parent,
             )
         if self.pid_path is not None:
-            self.pid_path.write_text(str(self.process.pid))
+            self.pid_path.write_text(json.dumps(
+                {"pid": self.process.pid, "port": self.port, "owner": os.getpid()}))
         self._wait_ready(timeout)
         log.warning(
             "using the embedded development database (SecantusDB) at %s, data in %s; "
@@ -193,17 +212,43 @@ class EmbeddedMongo:
         self.stop()
         raise ConfigError(f"embedded database did not answer ping within {timeout:.0f} s")
 
-    def _stop_orphan(self) -> None:
-        """Stop a server a killed kpay left on this storage path (two servers on one
-        WiredTiger home would corrupt it)."""
+    def _recorded(self) -> dict[str, int] | None:
+        """The server recorded on this storage path, if it still runs: pid, port and the
+        pid of the kpay that started it (``owner``; absent in older records)."""
         assert self.pid_path is not None
         try:
-            pid = int(self.pid_path.read_text())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
+            text = self.pid_path.read_text()
+            record = json.loads(text) if text.startswith("{") else {"pid": int(text)}
+            command = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
         if self.command.encode() not in command or self.storage_path.encode() not in command:
+            return None
+        return record
+
+    def _attach(self) -> bool:
+        """Use the server of a live kpay on this storage path; True if there is one."""
+        record = self._recorded()
+        if not record or not record.get("port") or not pid_alive(record.get("owner", 0)):
+            return False
+        self.port, self.attached = record["port"], True
+        try:
+            self._wait_ready(5)
+        except ConfigError:
+            self.attached = False
+            return False
+        log.info("using the embedded database of the running kpay (pid %d) at %s",
+                 record["owner"], self.uri)
+        return True
+
+    def _stop_orphan(self) -> None:
+        """Stop a server a killed kpay left on this storage path (two servers on one
+        WiredTiger home would corrupt it). A server whose kpay still runs is no orphan:
+        ``start`` attaches to it instead."""
+        record = self._recorded()
+        if record is None or pid_alive(record.get("owner", 0)):
             return
+        pid = record["pid"]
         log.warning("stopping embedded database %d left running by an earlier kpay", pid)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -213,6 +258,8 @@ class EmbeddedMongo:
             os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
+        if self.attached:
+            return  # another kpay's database: it stops it
         if self.pid_path is not None:
             self.pid_path.unlink(missing_ok=True)
         if self.process is None or self.process.poll() is not None:

@@ -7,10 +7,12 @@ Any :class:`kpay.core.errors.ApiError` raised becomes the error envelope.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,8 +21,17 @@ import tornado.web
 from pydantic import BaseModel, ValidationError
 
 from kpay.core import metrics
-from kpay.core.auth import User
-from kpay.core.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from kpay.core.auth import TokenClaims, User
+from kpay.core.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
+from kpay.core.ratelimit import check_limit_class, limit_key, retry_after, route_class
+from kpay.core.users import authenticate
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -36,21 +47,39 @@ PLACEHOLDER = re.compile(r"\{(\w+)\}")
 class Route:
     """An HTTP route: ``path`` with ``{name}`` placeholders, served by ``handler``.
 
-    ``tags`` group it in the OpenAPI document.
+    ``tags`` group it in the OpenAPI document. ``limit`` names its rate limit class
+    (kpay/core/ratelimit.py) when not its methods' ("read" for GET, "write" for the
+    others): "read", "write", "login", "orders" or "none" (not limited).
     """
 
     path: str
     handler: type[tornado.web.RequestHandler]
     kwargs: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    limit: str | None = None
+
+    def __post_init__(self) -> None:
+        check_limit_class(self.limit)
 
     def pattern(self) -> str:
         return PLACEHOLDER.sub(r"(?P<\1>[^/]+)", self.path) + "$"
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
 @dataclass(frozen=True)
 class Operation:
-    """OpenAPI facts about one handler method, set with :func:`api`."""
+    """OpenAPI facts about one handler method, set with :func:`api`.
+
+    The success answer is ``status`` with a JSON body described by the pydantic model
+    ``response``; or, when ``media_type`` is not JSON, a body of that type (``/metrics``
+    text, WeChat's notify XML); a 3xx ``status`` is a redirect (a ``Location``, no
+    body). ``responses`` adds other statuses answered with a body of their own model
+    rather than the error envelope (``/healthz``'s 503). Refusals are the JSON error
+    envelope, or a body of ``error_media_type`` as well when the route answers errors
+    in another format (the notify routes' XML).
+    """
 
     summary: str
     body: type[BaseModel] | None = None
@@ -58,15 +87,32 @@ class Operation:
     roles: tuple[str, ...] = ()
     status: int = 200
     query: tuple[str, ...] = ()
+    response: type[BaseModel] | None = None
+    media_type: str = JSON_MEDIA_TYPE
+    responses: tuple[tuple[int, type[BaseModel]], ...] = ()
+    error_media_type: str = JSON_MEDIA_TYPE
+    #: The rate limit class (kpay/core/ratelimit.py) when not the route's or the
+    #: method's: "read", "write", "login", "orders", or "none" (not limited).
+    limit: str | None = None
 
 
 def api(summary: str, *, body: type[BaseModel] | None = None, auth: bool = True,
         roles: tuple[str, ...] = (), status: int = 200,
-        query: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Describe a handler method for the OpenAPI document."""
+        query: tuple[str, ...] = (), response: type[BaseModel] | None = None,
+        media_type: str = JSON_MEDIA_TYPE,
+        responses: dict[int, type[BaseModel]] | None = None,
+        error_media_type: str = JSON_MEDIA_TYPE,
+        limit: str | None = None) -> Callable[[Callable], Callable]:
+    """Describe a handler method for the OpenAPI document: ``body`` and ``response``
+    are pydantic models of the request and of the success (``status``) answer.
+    ``limit`` names its rate limit class when not the route's or its method's."""
+    check_limit_class(limit)
 
     def mark(method: Callable) -> Callable:
-        method.__kpay_operation__ = Operation(summary, body, auth, roles, status, query)  # type: ignore[attr-defined]
+        method.__kpay_operation__ = Operation(  # type: ignore[attr-defined]
+            summary, body, auth, roles, status, query, response=response,
+            media_type=media_type, responses=tuple(sorted((responses or {}).items())),
+            error_media_type=error_media_type, limit=limit)
         return method
 
     return mark
@@ -85,10 +131,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def json(self) -> Any:
         if not self.request.body:
             return {}
-        try:
-            return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BadRequest(f"body is not valid JSON: {e}", code="invalid_json") from None
+        return parse_json(self.request.body)
 
     def body(self, model: type[M]) -> M:
         """Parse and validate the JSON body; 400 naming the first bad field."""
@@ -113,14 +156,56 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- identity ----------------------------------------------------------
 
-    def get_current_user(self) -> User | None:
+    async def prepare(self) -> None:
+        """Read the caller's token and standing once, before the handler runs. A bad
+        token is raised only where the handler asks for the user (``require_user``),
+        so routes without auth ignore it. Then the request's rate limit is taken."""
+        self.token_claims: TokenClaims | None = None
+        self._auth_error: ApiError | None = None
         header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not header:
-            return None
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_token")
-        return self.kpay.tokens.verify(token.strip())
+        if header:
+            scheme, _, token = header.partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token.strip():
+                    raise Unauthorized("Authorization must be 'Bearer <token>'",
+                                       code="invalid_token")
+                self.token_claims = await authenticate(self.kpay.tokens, self.kpay.users,
+                                                       token.strip())
+            except ApiError as e:
+                self._auth_error = e
+        self.take_rate_limit()
+
+    #: The rate limit class the route declared (``Route(limit=...)``), if any.
+    route_limit: str | None = None
+
+    def take_rate_limit(self) -> None:
+        """429 ``rate_limited`` (with ``Retry-After``) when this request's bucket is empty
+        (``[limits]``; classes and keys in kpay/core/ratelimit.py)."""
+        limiter = self.kpay.limiter
+        if not limiter.enabled:
+            return
+        method = self.request.method or "GET"
+        operation = getattr(getattr(self, method.lower(), None), "__kpay_operation__", None)
+        declared = (operation.limit if operation is not None else None) or self.route_limit
+        limit_class = route_class(getattr(self, "route_path", None) or self.request.path,
+                                  method, declared)
+        user_id = self.token_claims.user.id if self.token_claims is not None else None
+        # request.remote_ip is already the client's ([server] trusted_proxies: client_ip).
+        key = limit_key(limit_class, user_id, self.request.remote_ip or "",
+                        operation.auth if operation is not None else True)
+        if key is None:
+            return
+        wait = limiter.take(limit_class, key)
+        if wait:
+            seconds = retry_after(wait)
+            raise RateLimited(f"too many requests; try again in {seconds} s",
+                              retry_after=seconds)
+
+    def get_current_user(self) -> User | None:
+        if getattr(self, "_auth_error", None) is not None:
+            raise self._auth_error
+        claims = getattr(self, "token_claims", None)
+        return claims.user if claims is not None else None
 
     def require_user(self, *roles: str) -> User:
         user = self.current_user
@@ -158,39 +243,115 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class KPayApplication(tornado.web.Application):
-    """Tornado's application, answering an over-long request body with the 413 envelope.
+    """Tornado's application, answering an over-long request body with the 413 envelope,
+    and adding the security headers to every response.
 
     Tornado's own ``max_body_size`` closes the connection without a response, which a
     client sees as a network error. Here a body over ``max_body_bytes`` is read and
     dropped chunk by chunk (never kept), and the client gets a proper answer.
+
+    The security headers (:class:`SecurityHeaders`) are an output transform, so they reach
+    every response whatever handler writes it: API, pages, errors, plugins' handlers.
     """
 
-    def __init__(self, handlers: list[Any], max_body_bytes: int, **settings: Any) -> None:
+    def __init__(self, handlers: list[Any], max_body_bytes: int,
+                 media_origins: list[str] | tuple[str, ...] = ("'self'", "https:"),
+                 **settings: Any) -> None:
         super().__init__(handlers, **settings)
         self.max_body_bytes = max_body_bytes
+        self.media_origins = tuple(media_origins)
+        # Tornado makes each transform with ``transform(request)``: bind the origins.
+        self.add_transform(functools.partial(SecurityHeaders,  # type: ignore[arg-type]
+                                             media_origins=self.media_origins))
 
     def start_request(self, server_conn: object,
                       request_conn: tornado.httputil.HTTPConnection
                       ) -> tornado.httputil.HTTPMessageDelegate:
         inner = super().start_request(server_conn, request_conn)
-        return BodyLimit(inner, request_conn, self.max_body_bytes)
+        return BodyLimit(inner, request_conn, self.max_body_bytes, self.media_origins)
+
+
+# Host[:port] as it may appear in a CSP source (anything else in a Host header is left out).
+CSP_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def content_security_policy(media_origins: tuple[str, ...] | list[str], host: str = "") -> str:
+    """The Content-Security-Policy of every response (the pages are what it is for).
+
+    No inline script and no eval anywhere: every script is a file under /static/.
+    Images and audio/video may come from ``[server] media_origins`` (rooms and lessons
+    show media hosted elsewhere); images also from ``data:`` (the pages' empty favicon,
+    ``<link rel="icon" href="data:,">``). Fetches and the socket go to this server only:
+    ``'self'`` plus ws:/wss: of the requested host, spelled out for browsers (older
+    WebKit, as in WeChat on iOS) where ``'self'`` does not cover WebSocket URLs.
+    """
+    media = " ".join(media_origins)
+    connect = "'self'"
+    if host and CSP_HOST.fullmatch(host):
+        connect += f" ws://{host} wss://{host}"
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        # The pages have no style attributes or <style> elements; scripts set sizes
+        # through element.style (CSSOM), which style-src does not restrict.
+        "style-src 'self'",
+        f"img-src {media} data:",
+        f"media-src {media}",
+        f"connect-src {connect}",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def security_headers(media_origins: tuple[str, ...] | list[str], host: str = "") -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(media_origins, host),
+        "X-Content-Type-Options": "nosniff",
+        # Other origins (media hosts, WeChat) learn a page's origin, never its path or query.
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+    }
+
+
+class SecurityHeaders(tornado.web.OutputTransform):
+    """Adds :func:`security_headers` to a response (a handler's own value wins) and drops
+    Tornado's ``Server: TornadoServer/<version>``."""
+
+    def __init__(self, request: tornado.httputil.HTTPServerRequest,
+                 media_origins: tuple[str, ...] = ()) -> None:
+        self.request = request
+        self.media_origins = media_origins
+
+    def transform_first_chunk(self, status_code: int, headers: tornado.httputil.HTTPHeaders,
+                              chunk: bytes, finishing: bool
+                              ) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
+        headers.pop("Server", None)
+        for name, value in security_headers(self.media_origins, self.request.host).items():
+            if name not in headers:
+                headers[name] = value
+        return status_code, headers, chunk
 
 
 class BodyLimit(tornado.httputil.HTTPMessageDelegate):
     """Passes a request through unless its body exceeds ``limit`` bytes."""
 
     def __init__(self, inner: tornado.httputil.HTTPMessageDelegate,
-                 connection: tornado.httputil.HTTPConnection, limit: int) -> None:
+                 connection: tornado.httputil.HTTPConnection, limit: int,
+                 media_origins: tuple[str, ...] = ()) -> None:
         self.inner = inner
         self.connection = connection
         self.limit = limit
+        self.media_origins = media_origins
         self.received = 0
         self.forwarded = False
         self.refused = False
         self.method = "?"
+        self.host = ""
 
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
         self.method = getattr(start_line, "method", "?")
+        self.host = headers.get("Host", "")
         length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.limit:
             self.refused = True
@@ -221,6 +382,7 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
             "Content-Type": "application/json; charset=utf-8",
             "Content-Length": str(len(body)),
             "Cache-Control": "no-store",
+            **security_headers(self.media_origins, self.host),
         })
         self.connection.write_headers(
             tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
@@ -239,6 +401,10 @@ def write_error_envelope(handler: tornado.web.RequestHandler, status_code: int,
     error = (exc_info or (None, None, None))[1]
     if isinstance(error, ApiError):
         envelope = error.envelope()
+        wait = error.details.get("retry_after")
+        if status_code == 429 and isinstance(wait, int) and not isinstance(wait, bool):
+            # Set here: send_error cleared the headers set before the error was raised.
+            handler.set_header("Retry-After", str(wait))
     elif status_code < 500:
         envelope = http_error_envelope(status_code, getattr(error, "log_message", None))
     else:
@@ -248,8 +414,27 @@ def write_error_envelope(handler: tornado.web.RequestHandler, status_code: int,
     handler.finish(json.dumps(envelope, ensure_ascii=False))
 
 
+# Control characters (NUL among them) never name a file kpay serves; the OS refuses a NUL.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class StaticFiles(tornado.web.StaticFileHandler):
-    """The H5 pages; a missing or forbidden file gets the error envelope, not HTML."""
+    """The H5 pages; a missing or forbidden file gets the error envelope, not HTML.
+
+    A path the file system cannot even look up (a NUL byte, a control character, a name
+    too long) is a 404 like any missing file, not a server error.
+    """
+
+    def parse_url_path(self, url_path: str) -> str:
+        if CONTROL_CHARACTERS.search(url_path):
+            raise tornado.web.HTTPError(404, "no such file")
+        return super().parse_url_path(url_path)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except (ValueError, OSError):
+            raise tornado.web.HTTPError(404, "no such file") from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         write_error_envelope(self, status_code, kwargs.get("exc_info"))
@@ -267,6 +452,43 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:
         raise NotFound(f"no route for {self.request.path}", code="not_found")
+
+
+# Deeper than any kpay body needs, far below Python's recursion limit: a deeper body is
+# refused before anything (pydantic, a plugin) walks it recursively.
+MAX_JSON_DEPTH = 64
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; 400 ``invalid_json`` when it is not JSON or nested deeper
+    than :data:`MAX_JSON_DEPTH` (so deep that the parser gives up included)."""
+    too_deep = BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels",
+                          code="invalid_json")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        # The parser recurses per level: 100,000 "[" would otherwise be a 500.
+        raise too_deep from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"body is not valid JSON: {e}", code="invalid_json") from None
+    # Counting brackets is cheap (C speed); the walk is needed only when there are enough
+    # of them (inside strings or not) to nest that deep.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nested_deeper(data, MAX_JSON_DEPTH):
+        raise too_deep
+    return data
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` levels in ``value`` (no recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 def validate(model: type[M], data: dict[str, Any], within: str = "") -> M:
@@ -303,6 +525,77 @@ def tornado_rules(routes: list[Route]) -> list[tornado.web.URLSpec]:
         if route.path in seen:
             raise ValueError(f"route {route.path} is declared twice")
         seen[route.path] = route
-        rules.append(tornado.web.url(route.pattern(), route.handler,
-                                     {**route.kwargs, "route_path": route.path}))
+        told = {**route.kwargs, "route_path": route.path}
+        if route.limit is not None:
+            told["route_limit"] = route.limit
+        rules.append(tornado.web.url(route.pattern(), route.handler, told))
     return rules
+
+
+# -- the client's address ------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """``[server] trusted_proxies`` (validated by ``ServerSettings``) as networks."""
+    return tuple(ipaddress.ip_network(entry.strip()) for entry in entries)
+
+
+def ip_or_none(value: str) -> IPAddress | None:
+    """``value`` as an IP address (an IPv4-mapped IPv6 one as IPv4), or None when it is
+    not exactly one: a port, a name, ``unknown`` or junk are not addresses."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in trusted)
+
+
+def client_ip(peer: str, headers: tornado.httputil.HTTPHeaders,
+              trusted: Sequence[IPNetwork]) -> str:
+    """The client's IP address: THE one rule for ``request.remote_ip`` (which the HTTP
+    server sets from it, so the access log, the notify records and the
+    ``spbill_create_ip`` sent to WeChat Pay all agree).
+
+    The socket ``peer`` unless it is a trusted proxy (``[server] trusted_proxies``).
+    From a trusted proxy: walking ``X-Forwarded-For`` from the right (each proxy
+    appends the address it was connected from), the first address that is not a
+    trusted proxy; if every one is, the left-most. Without ``X-Forwarded-For``, a valid
+    ``X-Real-IP``. A hop that is not an IP address ends the walk at the last address
+    vouched for by a trusted proxy; nothing from the headers is used unless it is one.
+    """
+    address = ip_or_none(peer)
+    if address is None or not is_trusted(address, trusted):
+        return peer
+    forwarded = ",".join(headers.get_list("X-Forwarded-For"))
+    if forwarded.strip():
+        client = address
+        for hop in reversed(forwarded.split(",")):
+            hop_address = ip_or_none(hop)
+            if hop_address is None:
+                break
+            client = hop_address
+            if not is_trusted(hop_address, trusted):
+                break
+        return str(client)
+    real = ip_or_none(headers.get("X-Real-IP", ""))
+    return str(real) if real is not None else str(address)
+
+
+def client_protocol(peer: str, headers: tornado.httputil.HTTPHeaders,
+                    trusted: Sequence[IPNetwork], own: str) -> str:
+    """``http`` or ``https`` as the client used it: ``X-Forwarded-Proto`` (its last
+    value, set by the nearest proxy) when ``peer`` is a trusted proxy, else ``own``."""
+    address = ip_or_none(peer)
+    if address is None or not is_trusted(address, trusted):
+        return own
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return proto if proto in ("http", "https") else own

@@ -18,6 +18,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from kpay.core import metrics
+from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
 from kpay.core.money.ledger import Movement, StaleBatch
 from plugins.consult_billing.sessions import (
@@ -69,7 +70,9 @@ async def charge_minute(app: KPay, doc: dict[str, Any], changes: dict[str, Any]
     # attempts per minute at 16 at once). One node runs them one at a time; the wallet
     # reads and events around them stay concurrent. Other nodes still race, safely.
     async with ledger_lock(app):
+        failpoint("billing.before_minute")
         new = await app.store.transaction(step)
+        failpoint("billing.after_minute")
     if new is not None:
         metrics.BILLING_CHARGES.inc()
     return new
@@ -116,7 +119,9 @@ async def charge_minutes(app: KPay, due: list[tuple[dict[str, Any], datetime]]
         return charged, short, batch.wallets
 
     async with ledger_lock(app):
+        failpoint("billing.before_batch")
         charged, short, wallets = await app.store.transaction(step)
+        failpoint("billing.after_batch")
     metrics.BILLING_CHARGES.inc(len(charged))
     for new in charged:
         try:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
 from plugins.consult_billing import history, lifecycle, profiles, sessions
+from plugins.consult_billing import responses as r
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -21,14 +22,16 @@ class ConsultationRequest(BaseModel):
 
 
 class MyProfileHandler(BaseHandler):
-    @api("The caller's consultant profile", roles=("consultant",))
+    @api("The caller's consultant profile", roles=("consultant",),
+         response=r.ConsultantProfileResult)
     async def get(self) -> None:
         user = self.require_user("consultant")
         doc = await profiles.get_profile(self.kpay, user.id)
         self.write_json({"profile": profiles.public_profile(doc)})
 
     @api("Set the caller's rate (fen per minute), minimum and maximum minutes, availability",
-         body=profiles.ProfileUpdate, roles=("consultant",))
+         body=profiles.ProfileUpdate, roles=("consultant",),
+         response=r.ConsultantProfileResult)
     async def put(self) -> None:
         user = self.require_user("consultant")
         update = self.body(profiles.ProfileUpdate)
@@ -37,7 +40,8 @@ class MyProfileHandler(BaseHandler):
 
 
 class ConsultantsHandler(BaseHandler):
-    @api("Available consultants, cheapest first (public)", auth=False, query=("limit",))
+    @api("Available consultants, cheapest first (public)", auth=False, query=("limit",),
+         response=r.ConsultantList)
     async def get(self) -> None:
         limit = self.query_int("limit", 50, 1, 200)
         docs = await profiles.available_profiles(self.kpay, limit)
@@ -48,7 +52,7 @@ class ConsultantsHandler(BaseHandler):
 
 
 class ConsultantHandler(BaseHandler):
-    @api("One consultant's public profile", auth=False)
+    @api("One consultant's public profile", auth=False, response=r.ConsultantProfileResult)
     async def get(self, consultant_id: str) -> None:
         doc = await profiles.get_profile(self.kpay, consultant_id)
         busy = await self.kpay.store[sessions.CONSULTATIONS].find_one(
@@ -58,14 +62,16 @@ class ConsultantHandler(BaseHandler):
 
 class ConsultationsHandler(BaseHandler):
     @api("Request a consultation; 402 when the wallet cannot pay the minimum minutes",
-         body=ConsultationRequest, roles=("student",), status=201)
+         body=ConsultationRequest, roles=("student",), status=201,
+         response=r.ConsultationResult)
     async def post(self) -> None:
         user = self.require_user("student")
         body = self.body(ConsultationRequest)
         doc = await lifecycle.request(self.kpay, user, body.consultant_id)
         self.write_json({"consultation": sessions.public(doc)}, 201)
 
-    @api("The caller's consultations, newest first", query=("role", "limit"))
+    @api("The caller's consultations, newest first", query=("role", "limit"),
+         response=r.ConsultationList)
     async def get(self) -> None:
         user = self.require_user()
         role = self.get_query_argument("role", None) or (
@@ -79,7 +85,8 @@ class ConsultationsHandler(BaseHandler):
 
 
 class ConsultationHandler(BaseHandler):
-    @api("One consultation: status, billed minutes and money so far")
+    @api("One consultation: status, billed minutes and money so far",
+         response=r.Consultation)
     async def get(self, consultation_id: str) -> None:
         user = self.require_user()
         doc = await sessions.load_for_party(self.kpay, user, consultation_id)
@@ -87,7 +94,8 @@ class ConsultationHandler(BaseHandler):
 
 
 class AcceptHandler(BaseHandler):
-    @api("Accept a request: minute 1 is charged at once", roles=("consultant",))
+    @api("Accept a request: minute 1 is charged at once", roles=("consultant",),
+         response=r.ConsultationResult)
     async def post(self, consultation_id: str) -> None:
         user = self.require_user("consultant")
         doc = await lifecycle.accept(self.kpay, user, consultation_id)
@@ -95,7 +103,8 @@ class AcceptHandler(BaseHandler):
 
 
 class DeclineHandler(BaseHandler):
-    @api("Decline a request; nothing is charged", roles=("consultant",))
+    @api("Decline a request; nothing is charged", roles=("consultant",),
+         response=r.ConsultationResult)
     async def post(self, consultation_id: str) -> None:
         user = self.require_user("consultant")
         doc = await lifecycle.decline(self.kpay, user, consultation_id)
@@ -103,7 +112,8 @@ class DeclineHandler(BaseHandler):
 
 
 class EndHandler(BaseHandler):
-    @api("End the consultation (either party); before accept this cancels or declines")
+    @api("End the consultation (either party); before accept this cancels or declines",
+         response=r.ConsultationResult)
     async def post(self, consultation_id: str) -> None:
         user = self.require_user()
         doc = await lifecycle.end_by(self.kpay, user, consultation_id)
@@ -111,7 +121,8 @@ class EndHandler(BaseHandler):
 
 
 class ReceiptHandler(BaseHandler):
-    @api("The receipt: every billed minute as booked in the ledger, and the totals")
+    @api("The receipt: every billed minute as booked in the ledger, and the totals",
+         response=r.ReceiptResult)
     async def get(self, consultation_id: str) -> None:
         user = self.require_user()
         doc = await sessions.load_for_party(self.kpay, user, consultation_id)

@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, InsufficientBalance
+from kpay.core.ratelimit import enforce_cap
 from plugins.consult_billing.charges import announce_charge, charge_minute, split
 from plugins.consult_billing.profiles import get_profile
 from plugins.consult_billing.sessions import (
@@ -40,6 +41,7 @@ async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any
         raise Conflict(f"{consultant_id} is not available", code="consultant_unavailable")
     if await app.store[CONSULTATIONS].find_one({"busy_consultant": consultant_id}, {"_id": 1}):
         raise Conflict(f"{consultant_id} is in another consultation", code="consultant_busy")
+    await check_open_requests(app, student.id, consultant_id)
     rate, min_minutes = profile["rate_per_minute"], profile["min_minutes"]
     needed = rate * min_minutes
     wallet = await app.money.ledger.wallet(student.id)
@@ -65,6 +67,24 @@ async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any
     await app.notify("on_user_notification", user_id=consultant_id, kind="consult_request",
                      data={"consultation_id": doc["_id"], "student_id": student.id})
     return doc
+
+
+async def check_open_requests(app: KPay, student_id: str, consultant_id: str) -> None:
+    """409 too_many_open when the student has ``max_open_requests_per_student``
+    unanswered requests, or the consultant ``max_waiting_requests_per_consultant``
+    waiting (expired ones, which the engine ends, do not count)."""
+    settings = app.settings.consult_billing
+    waiting = {"status": REQUESTED, "expires_at": {"$gt": app.clock.now()}}
+    collection = app.store[CONSULTATIONS]
+    limit = settings.max_open_requests_per_student
+    await enforce_cap(collection, {"student_id": student_id, **waiting}, limit,
+                      "consult_requests",
+                      f"you have {limit} unanswered requests; wait for an answer or "
+                      "cancel one")
+    limit = settings.max_waiting_requests_per_consultant
+    await enforce_cap(collection, {"consultant_id": consultant_id, **waiting}, limit,
+                      "consultant_requests",
+                      f"{consultant_id} has {limit} requests waiting; try again later")
 
 
 async def open_request(app: KPay, user: User, consultation_id: str, action: str

@@ -36,6 +36,15 @@ ENGINE_STATE = "consult_engine"
 MAX_STEPS = 24 * 60 + 10
 
 
+def needs_settling(doc: dict[str, Any], now: datetime, grace: timedelta) -> bool:
+    """Something is due, or the document is broken (settling it puts it on the
+    attention list rather than failing the whole sweep here)."""
+    try:
+        return decide(doc, now, grace) is not None
+    except Exception:
+        return True
+
+
 def decide(doc: dict[str, Any], now: datetime, grace: timedelta) -> tuple[str, datetime] | None:
     """The one thing due for the session at ``now``: (action, when) or None.
 
@@ -93,15 +102,22 @@ class BillingEngine:
 
         async def settle(doc: dict[str, Any]) -> None:
             async with limit:
-                try:
+                # One broken session must not stop the others from being billed.
+                async with self.app.attention.isolate(
+                        "consult_billing.meter", f"consultation:{doc['_id']}"):
                     await self.settle(doc, now)
-                except Exception:
-                    # One broken session must not stop the others from being billed.
-                    log.exception("billing consultation %s failed", doc["_id"])
 
         async def take(chunk: list[dict[str, Any]]) -> None:
-            for doc in await self.charge_together(chunk, now):
-                if decide(doc, now, self.grace) is not None:
+            try:
+                docs = await self.charge_together(chunk, now)
+            except Exception:
+                # A batch that fails as a whole (one bad session in it) is settled one
+                # session at a time, so the bad one is isolated and the rest billed.
+                log.exception("billing a batch of %d consultations failed; one at a time",
+                              len(chunk))
+                docs = chunk
+            for doc in docs:
+                if needs_settling(doc, now, self.grace):
                     tasks.append(asyncio.ensure_future(settle(doc)))
 
         chunk: list[dict[str, Any]] = []

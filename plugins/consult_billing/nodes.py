@@ -5,6 +5,11 @@ per start (a *member*). Each member keeps a record in ``consult_nodes`` with its
 name, its last beat (``seen_at``, the database server's clock, so clock skew between
 nodes does not matter) and the billing time of that beat (``clock_at``).
 
+``seen_at`` is deliberately *not* the app's clock: liveness is about real elapsed
+time between processes, which one shared clock (the database's, written with
+``$currentDate`` and read with ``server_now``) judges alike for every node, whatever
+each node's dev clock says. Billing times (``clock_at``) stay on the app's clock.
+
 A member silent for ``node_timeout_seconds`` is taken as gone by another node: that
 node marks the record ``gone`` (a claim), removes the member from every session, then
 deletes the record. A member that was only slow finds its record gone on its next beat

@@ -31,6 +31,10 @@ class ConsultBillingSettings(Section):
     # Bounds for consultant profiles (fen per minute; minutes per session).
     max_rate_per_minute: int = Field(100_000, gt=0)
     max_minutes_per_session: int = Field(600, gt=0, le=24 * 60)
+    # Requests not yet answered (and not expired) a student may have open at once, and
+    # a consultant may have waiting; one more is 409 too_many_open. 0: no cap.
+    max_open_requests_per_student: int = Field(3, ge=0)
+    max_waiting_requests_per_consultant: int = Field(50, ge=0)
 
     @model_validator(mode="after")
     def absence_outlasts_grace(self) -> ConsultBillingSettings:

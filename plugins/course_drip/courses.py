@@ -22,6 +22,7 @@ from pymongo import ReturnDocument
 from kpay.core.auth import User
 from kpay.core.config import Section
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from kpay.core.ratelimit import enforce_cap
 from plugins.course_drip.content import check_media_url, render_markdown
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
 
@@ -46,6 +47,9 @@ class CourseDripSettings(Section):
     recompute_batch_size: int = Field(500, ge=1, le=10_000)
     max_lessons: int = Field(200, ge=1, le=2000)
     max_body_chars: int = Field(100_000, ge=1)
+    #: Unpublished (draft) courses an author may have at once; creating one more is 409
+    #: too_many_open. 0: no cap.
+    max_draft_courses_per_author: int = Field(50, ge=0)
 
     @field_validator("timezone")
     @classmethod
@@ -155,6 +159,10 @@ def check_lesson_count(app: KPay, count: int) -> None:
 
 async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, Any]:
     check_lesson_count(app, len(data.lessons))
+    limit = settings(app).max_draft_courses_per_author
+    await enforce_cap(app.store[COURSES], {"author_id": author.id, "status": "draft"}, limit,
+                      "draft_courses",
+                      f"you have {limit} unpublished courses; publish one first")
     taken: set[str] = set()
     lessons = []
     for i, lesson in enumerate(data.lessons):

@@ -15,6 +15,7 @@ from kpay.core.errors import Forbidden, NotFound
 from kpay.core.web import BaseHandler, Route, api
 from plugins.course_drip import courses as course_store
 from plugins.course_drip import enrollments as enrollment_store
+from plugins.course_drip import responses as r
 from plugins.course_drip.courses import (
     CourseIn,
     CoursePatch,
@@ -72,14 +73,14 @@ class CourseHandlerBase(BaseHandler):
 
 class CoursesHandler(CourseHandlerBase):
     @api("Create a course with its lessons (draft)", body=CourseIn, roles=AUTHOR_ROLES,
-         status=201)
+         status=201, response=r.CourseResult)
     async def post(self) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await course_store.create_course(self.kpay, user, self.body(CourseIn))
         self.write_json({"course": course_view(course)}, 201)
 
     @api("Published courses, newest first; mine=1: the caller's own, drafts included",
-         query=("mine", "limit"))
+         query=("mine", "limit"), response=r.CourseList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
@@ -91,7 +92,8 @@ class CoursesHandler(CourseHandlerBase):
 
 
 class CourseHandler(CourseHandlerBase):
-    @api("A course's syllabus: title, price, lesson titles and release rules")
+    @api("A course's syllabus: title, price, lesson titles and release rules",
+         response=r.CourseView)
     async def get(self, course_id: str) -> None:
         user = self.require_user()
         course = await find_course(self.kpay, course_id, bodies=False)
@@ -102,7 +104,7 @@ class CourseHandler(CourseHandlerBase):
         self.write_json({"course": course_view(course), "enrolled": enrollment is not None})
 
     @api("Edit a course's title, description, price or cover (author)", body=CoursePatch,
-         roles=AUTHOR_ROLES)
+         roles=AUTHOR_ROLES, response=r.CourseResult)
     async def patch(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.patch_course(self.body(CoursePatch))
@@ -113,7 +115,8 @@ class CourseHandler(CourseHandlerBase):
 class PublishHandler(CourseHandlerBase):
     published = True
 
-    @api("Publish a course: students can see and buy it (author)", roles=AUTHOR_ROLES)
+    @api("Publish a course: students can see and buy it (author)", roles=AUTHOR_ROLES,
+         response=r.CourseResult)
     async def post(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.set_published(self.kpay, self.published)
@@ -124,19 +127,22 @@ class PublishHandler(CourseHandlerBase):
 class UnpublishHandler(PublishHandler):
     published = False
 
-    @api("Withdraw a course to draft; enrolled students keep it (author)", roles=AUTHOR_ROLES)
+    @api("Withdraw a course to draft; enrolled students keep it (author)", roles=AUTHOR_ROLES,
+         response=r.CourseResult)
     async def post(self, course_id: str) -> None:
         await super().post(course_id)
 
 
 class LessonsHandler(CourseHandlerBase):
-    @api("The caller's lessons: [{id, title, unlocked, unlocks_at}] (a bare list)")
+    @api("The caller's lessons: [{id, title, unlocked, unlocks_at}] (a bare list)",
+         response=r.LessonList)
     async def get(self, course_id: str) -> None:
         user = self.require_user()
         course, enrollment = await self.course_for_student(course_id, user)
         self.write_json(lesson_list(course, enrollment, self.kpay.clock.now(), zone(self.kpay)))
 
-    @api("Add a lesson at the end (author)", body=LessonIn, roles=AUTHOR_ROLES, status=201)
+    @api("Add a lesson at the end (author)", body=LessonIn, roles=AUTHOR_ROLES, status=201,
+         response=r.AuthorLessonResult)
     async def post(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.add_lesson(self.kpay, self.body(LessonIn))
@@ -147,7 +153,7 @@ class LessonsHandler(CourseHandlerBase):
 
 
 class LessonHandler(CourseHandlerBase):
-    @api("One lesson, or 403 lesson_locked with unlocks_at")
+    @api("One lesson, or 403 lesson_locked with unlocks_at", response=r.LessonResult)
     async def get(self, course_id: str, lesson_id: str) -> None:
         user = self.require_user()
         # Read without bodies first: a locked lesson's body is never even loaded.
@@ -170,7 +176,7 @@ class LessonHandler(CourseHandlerBase):
             "completed": completed_at is not None, "completed_at": local_iso(completed_at, tz)}})
 
     @api("Edit a lesson (author); a new release rule reschedules every student",
-         body=LessonPatch, roles=AUTHOR_ROLES)
+         body=LessonPatch, roles=AUTHOR_ROLES, response=r.AuthorLessonResult)
     async def patch(self, course_id: str, lesson_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.patch_lesson(self.kpay, lesson_id, self.body(LessonPatch))
@@ -181,7 +187,8 @@ class LessonHandler(CourseHandlerBase):
 
 
 class CompleteHandler(CourseHandlerBase):
-    @api("Mark a lesson completed (403 lesson_locked if it is not open)")
+    @api("Mark a lesson completed (403 lesson_locked if it is not open)",
+         response=r.ProgressResult)
     async def post(self, course_id: str, lesson_id: str) -> None:
         user = self.require_user()
         course, enrollment = await self.course_for_student(course_id, user)
@@ -195,7 +202,7 @@ class CompleteHandler(CourseHandlerBase):
 
 
 class ProgressHandler(CourseHandlerBase):
-    @api("The caller's progress in a course")
+    @api("The caller's progress in a course", response=r.ProgressResult)
     async def get(self, course_id: str) -> None:
         user = self.require_user()
         course, enrollment = await self.course_for_student(course_id, user)
@@ -207,7 +214,8 @@ class ProgressHandler(CourseHandlerBase):
 
 
 class StatsHandler(CourseHandlerBase):
-    @api("Enrollments and completion per lesson (author)", roles=AUTHOR_ROLES)
+    @api("Enrollments and completion per lesson (author)", roles=AUTHOR_ROLES,
+         response=r.CourseStatsResult)
     async def get(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await authored_course(self.kpay, course_id, user)
@@ -220,7 +228,7 @@ class GiftRequest(BaseModel):
 
 class EnrollmentsHandler(CourseHandlerBase):
     @api("Enroll a student for free (a gift from the author)", body=GiftRequest,
-         roles=AUTHOR_ROLES, status=201)
+         roles=AUTHOR_ROLES, status=201, response=r.ProgressResult)
     async def post(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await authored_course(self.kpay, course_id, user)
@@ -230,7 +238,7 @@ class EnrollmentsHandler(CourseHandlerBase):
                                                    zone(self.kpay))}, 201)
 
     @api("The course's students with their progress, newest first (author)",
-         roles=AUTHOR_ROLES, query=("limit", "skip"))
+         roles=AUTHOR_ROLES, query=("limit", "skip"), response=r.EnrollmentList)
     async def get(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await authored_course(self.kpay, course_id, user)
@@ -249,7 +257,8 @@ class EnrollmentsHandler(CourseHandlerBase):
 
 
 class UnlockAllHandler(CourseHandlerBase):
-    @api("Unlock every lesson for one student (author override)", roles=AUTHOR_ROLES)
+    @api("Unlock every lesson for one student (author override)", roles=AUTHOR_ROLES,
+         response=r.ProgressResult)
     async def post(self, course_id: str, user_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await authored_course(self.kpay, course_id, user)
@@ -259,7 +268,8 @@ class UnlockAllHandler(CourseHandlerBase):
 
 
 class MyCoursesHandler(BaseHandler):
-    @api("The caller's enrolled courses with progress", query=("limit",))
+    @api("The caller's enrolled courses with progress", query=("limit",),
+         response=r.EnrolledCourseList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)

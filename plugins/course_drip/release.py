@@ -4,7 +4,8 @@ A lesson's ``release`` is one of three rules:
 
 - ``{"after_days": n, "at": "HH:MM"}``: n calendar days after enrollment, counted in
   the configured time zone, at that local time. Without ``at`` it opens at the local
-  time of day the student enrolled. Enrolling at 23:59 Beijing time with
+  time of day the student enrolled. Day 0 opens at enrollment, whatever its ``at``.
+  Enrolling at 23:59 Beijing time with
   ``{"after_days": 1, "at": "08:00"}`` opens the lesson at 08:00 Beijing time the next
   calendar day (8 hours and 1 minute later), not 24 hours later.
 - ``{"at_date": iso}``: a fixed moment for everyone (cohorts). A date alone means
@@ -27,6 +28,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 MAX_AFTER_DAYS = 3650
+#: Dates an author may set: far outside this, date arithmetic overflows (year 1 at
+#: +14:00 has no UTC moment) and one course could break every student's sweep.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 HH_MM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 RULE_KEYS = ({"after_days"}, {"after_days", "at"}, {"at_date"}, {"after_previous"})
 
@@ -92,9 +96,21 @@ def resolve_at_date(value: Any, zone: ZoneInfo, field: str = "at_date") -> datet
     except ValueError:
         raise ReleaseRuleError(f"at_date {value!r} is not an ISO 8601 date or date-time",
                                field) from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ReleaseRuleError(
+            f"at_date must be between {EARLIEST_YEAR} and {LATEST_YEAR}", field)
     if moment.tzinfo is None:
         moment = local_moment(moment.date(), moment.time(), zone)
     return moment
+
+
+def at_date_moment(rule: Mapping[str, Any]) -> datetime | None:
+    """A stored ``at_date`` as UTC; None (never opens by date) for a value stored before
+    dates were bounded that has no UTC moment, so it cannot break the lesson list."""
+    try:
+        return datetime.fromisoformat(rule["at_date"]).astimezone(UTC)
+    except (ValueError, OverflowError, TypeError):
+        return None
 
 
 def check_chain(rules: Sequence[Mapping[str, Any]], field: str = "lessons") -> None:
@@ -115,7 +131,12 @@ def local_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
 
 
 def after_days_moment(rule: Mapping[str, Any], enrolled_at: datetime, zone: ZoneInfo) -> datetime:
-    """When an ``after_days`` lesson opens: calendar days in ``zone``, then the local time."""
+    """When an ``after_days`` lesson opens: calendar days in ``zone``, then the local time.
+
+    Day 0 opens at enrollment whatever its ``at``: a student who pays at 02:50 reads
+    the first lesson at once, not at 08:00 (``at`` applies from day 1)."""
+    if rule["after_days"] == 0:
+        return enrolled_at.astimezone(UTC)
     enrolled_local = enrolled_at.astimezone(zone)
     day = enrolled_local.date() + timedelta(days=rule["after_days"])
     if "at" in rule:
@@ -144,7 +165,7 @@ def lesson_states(lessons: Sequence[Mapping[str, Any]], enrolled_at: datetime,
         if "after_days" in rule:
             opens = after_days_moment(rule, enrolled_at, zone)
         elif "at_date" in rule:
-            opens = datetime.fromisoformat(rule["at_date"]).astimezone(UTC)
+            opens = at_date_moment(rule)
         else:
             opens = completed.get(previous_id) if previous_id is not None else None
         if unlocked_all_at is not None and (opens is None or unlocked_all_at < opens):

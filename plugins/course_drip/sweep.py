@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.course_drip")
 
+SWEEP = "course_drip.unlock_sweep"
+RECOMPUTE = "course_drip.recompute"
 MAX_RECOMPUTE_PASSES = 1000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,7 +39,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def sweep_job(app: KPay) -> PeriodicJob:
     async def run() -> int:
         return await sweep(app)
-    return PeriodicJob("course_drip.unlock_sweep", run, settings(app).sweep_interval_seconds)
+    return PeriodicJob(SWEEP, run, settings(app).sweep_interval_seconds)
 
 
 async def sweep(app: KPay) -> int:
@@ -57,12 +59,16 @@ async def sweep(app: KPay) -> int:
     courses: dict[str, dict[str, Any] | None] = {}
     announced = handled = 0
     async for enrollment in cursor:
-        course_id = enrollment["course_id"]
-        if course_id not in courses:
-            courses[course_id] = await find_course(app, course_id, bodies=False)
-        announced += len(await announce_due(app, enrollment["_id"], courses[course_id],
-                                            enrollment, now))
-        handled += 1
+        # One broken enrollment or course is logged, put on the attention list and
+        # skipped: it must not stop the unlocks of every other course.
+        async with app.attention.isolate(SWEEP, f"enrollment:{enrollment['_id']}",
+                                         course_id=enrollment.get("course_id")):
+            course_id = enrollment["course_id"]
+            if course_id not in courses:
+                courses[course_id] = await find_course(app, course_id, bodies=False)
+            announced += len(await announce_due(app, enrollment["_id"], courses[course_id],
+                                                enrollment, now))
+            handled += 1
     if announced:
         log.info("unlock sweep: announced %d lesson(s) to %d enrollment(s)", announced,
                  handled)
@@ -95,8 +101,14 @@ async def recompute_schedule(app: KPay, course_id: str) -> int:
         now = app.clock.now()
         writes = []
         for enrollment in batch:
-            upcoming = next_unlock(states_of(course, enrollment, now, tz),
-                                   set(enrollment.get("notified") or ()))
+            async with app.attention.isolate(RECOMPUTE, f"enrollment:{enrollment['_id']}",
+                                             course_id=course_id) as step:
+                upcoming = next_unlock(states_of(course, enrollment, now, tz),
+                                       set(enrollment.get("notified") or ()))
+            if step.failed:
+                # Moved to this version with no next unlock, so the recompute ends; it
+                # waits on the attention list, and the next schedule change retries it.
+                upcoming = None
             writes.append(UpdateOne(
                 {"_id": enrollment["_id"], "rev": enrollment["rev"],
                  "schedule_version": {"$lt": version}},

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
 from plugins.live_qa import history, moderation, questions, refunds, rooms
+from plugins.live_qa import responses as r
 from plugins.live_qa.channel import MediaUrl
 
 TAGS = ("live_qa",)
@@ -35,14 +36,14 @@ class AnswerBody(BaseModel):
 
 class RoomsHandler(BaseHandler):
     @api("Create a live room (consultant)", body=rooms.RoomCreate, roles=("consultant",),
-         status=201)
+         status=201, response=r.LiveRoomResult)
     async def post(self) -> None:
         user = self.require_user("consultant")
         room = await rooms.create(self.kpay, user, self.body(rooms.RoomCreate))
         self.write_json({"room": rooms.public(room)}, 201)
 
     @api("Rooms: a host's (host_id, 'me' for yours) newest first, else upcoming and live "
-         "rooms soonest first", query=("host_id", "limit"))
+         "rooms soonest first", query=("host_id", "limit"), response=r.LiveRoomList)
     async def get(self) -> None:
         user = self.require_user()
         host_id = self.get_query_argument("host_id", None) or None
@@ -53,7 +54,7 @@ class RoomsHandler(BaseHandler):
 
 
 class RoomHandler(BaseHandler):
-    @api("A room, with the caller's access to it")
+    @api("A room, with the caller's access to it", response=r.LiveRoomView)
     async def get(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)
@@ -63,7 +64,8 @@ class RoomHandler(BaseHandler):
               "muted": bool(ticket and ticket.get("muted"))}
         self.write_json({"room": rooms.public(room), "me": me})
 
-    @api("Edit a room (host); refused once it has ended", body=rooms.RoomUpdate)
+    @api("Edit a room (host); refused once it has ended", body=rooms.RoomUpdate,
+         response=r.LiveRoomResult)
     async def patch(self, room_id: str) -> None:
         user = self.require_user()
         change = self.body(rooms.RoomUpdate)
@@ -72,7 +74,7 @@ class RoomHandler(BaseHandler):
 
 
 class StartHandler(BaseHandler):
-    @api("Start the room: scheduled -> live (host)")
+    @api("Start the room: scheduled -> live (host)", response=r.LiveRoomResult)
     async def post(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.start(self.kpay, await rooms.get(self.kpay, room_id), user)
@@ -80,7 +82,8 @@ class StartHandler(BaseHandler):
 
 
 class EndHandler(BaseHandler):
-    @api("End the room: live -> ended (host); unanswered paid questions are refunded")
+    @api("End the room: live -> ended (host); unanswered paid questions are refunded",
+         response=r.LiveRoomEnded)
     async def post(self, room_id: str) -> None:
         user = self.require_user()
         room, refunded = await refunds.end_room(
@@ -90,7 +93,7 @@ class EndHandler(BaseHandler):
 
 class QuestionsHandler(BaseHandler):
     @api("The room's questions: paid first by bounty, then oldest first (members)",
-         query=("status", "limit"))
+         query=("status", "limit"), response=r.LiveQuestionList)
     async def get(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)
@@ -104,7 +107,7 @@ class QuestionsHandler(BaseHandler):
         self.write_json({"questions": found})
 
     @api("Ask a free question (ticket holders, where the room allows free questions)",
-         body=FreeQuestion, status=201)
+         body=FreeQuestion, status=201, response=r.LiveQuestionResult)
     async def post(self, room_id: str) -> None:
         user = self.require_user()
         request = self.body(FreeQuestion)
@@ -114,7 +117,8 @@ class QuestionsHandler(BaseHandler):
 
 
 class AnswerHandler(BaseHandler):
-    @api("Answer a question with text or an audio URL (host), once", body=AnswerBody)
+    @api("Answer a question with text or an audio URL (host), once", body=AnswerBody,
+         response=r.LiveQuestionResult)
     async def post(self, room_id: str, question_id: str) -> None:
         user = self.require_user()
         body = self.body(AnswerBody)
@@ -128,7 +132,8 @@ class AnswerHandler(BaseHandler):
 
 
 class UpvoteHandler(BaseHandler):
-    @api("同问: upvote an open question, once per user (members)")
+    @api("同问: upvote an open question, once per user (members)",
+         response=r.LiveQuestionResult)
     async def post(self, room_id: str, question_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)
@@ -138,7 +143,7 @@ class UpvoteHandler(BaseHandler):
 
 class MessagesHandler(BaseHandler):
     @api("Replay: the room's events after seq `since`, oldest first (members)",
-         query=("since", "limit"))
+         query=("since", "limit"), response=r.LiveEventPage)
     async def get(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)
@@ -151,7 +156,8 @@ class MessagesHandler(BaseHandler):
 
 
 class MessageHandler(BaseHandler):
-    @api("Remove a chat message (host); the removal is broadcast")
+    @api("Remove a chat message (host); the removal is broadcast",
+         response=r.LiveMessageRemoved)
     async def delete(self, room_id: str, seq: str) -> None:
         user = self.require_user()
         if not seq.isdigit():
@@ -164,7 +170,7 @@ class MessageHandler(BaseHandler):
 class MuteHandler(BaseHandler):
     muted = True
 
-    @api("Mute or unmute a ticket holder (host)")
+    @api("Mute or unmute a ticket holder (host)", response=r.LiveMemberMuted)
     async def post(self, room_id: str, user_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)
@@ -177,7 +183,8 @@ class UnmuteHandler(MuteHandler):
 
 
 class MemberHandler(BaseHandler):
-    @api("Remove a user from the room (host): ticket revoked, sockets unsubscribed")
+    @api("Remove a user from the room (host): ticket revoked, sockets unsubscribed",
+         response=r.LiveMemberRemoved)
     async def delete(self, room_id: str, user_id: str) -> None:
         user = self.require_user()
         room = await rooms.get(self.kpay, room_id)

@@ -17,6 +17,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from kpay.core.ratelimit import enforce_cap
 from plugins.live_qa import history
 from plugins.live_qa.settings import ROOMS, TICKETS, settings_of
 
@@ -83,6 +84,10 @@ def check_limits(app: KPay, values: dict[str, Any]) -> None:
 async def create(app: KPay, host: User, request: RoomCreate) -> dict[str, Any]:
     values = request.model_dump()
     check_limits(app, values)
+    limit = settings_of(app).max_open_rooms_per_host
+    await enforce_cap(app.store[ROOMS],
+                      {"host_id": host.id, "state": {"$in": [SCHEDULED, LIVE]}},
+                      limit, "open_rooms", f"you have {limit} rooms not yet ended; end one first")
     now = app.clock.now()
     capacity = request.capacity or settings_of(app).default_capacity
     room = {

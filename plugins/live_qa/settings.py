@@ -29,6 +29,9 @@ class LiveQASettings(Section):
     max_price: int = Field(1_000_000, gt=0)
     # Presence counts are sent at most once per this many seconds per room.
     presence_interval_seconds: float = Field(1.0, gt=0)
+    # Rooms not yet ended (scheduled or live) a host may have at once; creating one more
+    # is 409 too_many_open. 0: no cap.
+    max_open_rooms_per_host: int = Field(50, ge=0)
 
 
 def settings_of(app: KPay) -> LiveQASettings:

@@ -59,10 +59,14 @@ def register_payment_providers(app):
 
 
 @hookimpl
-def register_indexes(app):
-    return [*notify.INDEXES, *oauth.INDEXES,
+async def register_indexes(app):
+    # Notify records expire by themselves (TTL on the database clock; see notify.py).
+    retention = await notify.retention_index(
+        app, app.settings.section(SECTION).notify_retention_days)
+    return [*notify.INDEXES, retention, *oauth.INDEXES,
             # Unused login states disappear by themselves (MongoDB TTL index).
-            IndexSpec.of(oauth.STATES, "expires_at", expireAfterSeconds=0)]
+            IndexSpec.of(oauth.STATES, "stored_at",
+                         expireAfterSeconds=int(oauth.STATE_TTL.total_seconds()) * 2)]
 
 
 @hookimpl

@@ -96,7 +96,7 @@ class WeChatRuntime:
     def __init__(self, app: KPay, configured: WeChatPaySettings) -> None:
         self.app = app
         self.configured = configured
-        self.needs_fake = settings_module.check(configured, app.dev)
+        self.needs_fake = settings_module.check(configured, app.dev, app.var_dir)
         self.effective: Effective = settings_module.effective(configured)
         self.fake: FakeWeChat | None = None
         # Settings that will fail when used (found at start-up), by key.

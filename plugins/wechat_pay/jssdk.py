@@ -3,10 +3,15 @@
 The access token and the jsapi ticket are cached in MongoDB (``wechat_tokens``) until
 shortly before they expire, shared by every node: WeChat limits how often they may be
 fetched (2000 a day), so they are never fetched per request.
+
+Only pages of the allowed origins are signed (:func:`allowed_origins`): ``[wechat_pay]
+jssdk_origins``, ``[server] allowed_origins`` and ``public_url``, and in dev mode the
+app's own ``http://127.0.0.1:<port>`` / ``http://localhost:<port>``.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,11 +22,17 @@ from wechatpy.exceptions import WeChatClientException
 from kpay.core.errors import ApiError, BadRequest
 from kpay.core.web import BaseHandler, api
 from plugins.wechat_pay.oauth import require_secret
+from plugins.wechat_pay.responses import JsSdkConfig
+from plugins.wechat_pay.settings import page_origin
 
 if TYPE_CHECKING:
     from plugins.wechat_pay.client import WeChatRuntime
 
+log = logging.getLogger("kpay.wechat_pay")
+
 TOKENS = "wechat_tokens"
+# Longest page URL signed (the query argument, fragment included).
+MAX_URL_LENGTH = 2048
 # Refresh this long before WeChat's expiry, so a cached value is never used stale.
 MARGIN = timedelta(minutes=5)
 
@@ -75,22 +86,44 @@ async def jsapi_ticket(runtime: WeChatRuntime) -> str:
         return await cached(runtime, "jsapi_ticket", fetch_ticket)
 
 
+def allowed_origins(runtime: WeChatRuntime) -> set[tuple[str, str, int]]:
+    """(scheme, host, port) of the pages whose wx.config may be signed."""
+    app = runtime.app
+    server = app.settings.server
+    origins = [*runtime.settings.jssdk_origins, *server.allowed_origins, server.public_url]
+    if app.dev:
+        origins += [f"http://127.0.0.1:{app.port}", f"http://localhost:{app.port}"]
+    # "*" in [server] allowed_origins opens /ws to any origin, not the JS-SDK.
+    return {origin for origin in map(page_origin, origins) if origin is not None}
+
+
 class JsSdkHandler(BaseHandler):
     runtime: WeChatRuntime
 
     @api("JS-SDK wx.config for a page URL (signature with the cached jsapi ticket)",
-         auth=False, query=("url",))
+         auth=False, query=("url",), response=JsSdkConfig)
     async def get(self) -> None:
         runtime = self.runtime
         require_secret(runtime)
-        url = self.get_query_argument("url", "").split("#", 1)[0]
-        if not url.startswith(("http://", "https://")) or len(url) > 2048:
+        url = self.get_query_argument("url", "")
+        if len(url) > MAX_URL_LENGTH:
+            raise BadRequest(f"url is longer than {MAX_URL_LENGTH} characters",
+                             code="invalid_field", field="url")
+        url = url.split("#", 1)[0]
+        origin = page_origin(url)
+        if origin is None:
             raise BadRequest("url must be the page's full http(s) URL", code="invalid_field",
                              field="url")
+        if origin not in allowed_origins(runtime):
+            raise BadRequest("url is not a page of an allowed JS-SDK origin (see [wechat_pay] "
+                             "jssdk_origins)", code="url_not_allowed", field="url")
         try:
             ticket = await jsapi_ticket(runtime)
         except (WeChatClientException, OSError, KeyError) as e:
-            raise ApiError(f"WeChat JS-SDK ticket unavailable: {e}", code="wechat_unavailable",
+            # The error may quote the request URL, with the AppSecret in its query: it is
+            # logged (redacted), never sent to the browser.
+            log.warning("wechat_pay: JS-SDK ticket unavailable: %s", e)
+            raise ApiError("WeChat JS-SDK ticket unavailable", code="wechat_unavailable",
                            status=502) from None
         nonce = secrets.token_hex(8)
         timestamp = int(runtime.app.clock.time())

@@ -6,14 +6,23 @@ time), appid, mch_id, order and amount all check out; the order is then paid thr
 the core's exactly-once ``mark_paid``, so any number of copies, arriving together or
 racing the reconciliation job, book the money once. Duplicates are answered SUCCESS
 (WeChat stops resending); anything forged or broken gets FAIL and changes nothing.
+
+The route takes anyone's POST, so the records are bounded: each keeps at most
+``[wechat_pay] notify_body_bytes`` of a verified body (256 bytes of one that failed
+parsing or verification) with the length and SHA-256 of the whole, short ids, and a
+``stored_at`` written by the database's own clock (``$currentDate``), which a TTL index
+expires after ``notify_retention_days``. Nothing that decides whether money is booked
+reads these records: the order's state and ``wechat_confirmed`` (no TTL) do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from kpay.core.errors import ApiError
@@ -24,6 +33,7 @@ from plugins.wechat_pay import signing
 from plugins.wechat_pay.provider import IDENTIFIER, TRADE_TYPES, NotifyRefused
 
 if TYPE_CHECKING:
+    from kpay.core.app import KPay
     from plugins.wechat_pay.client import WeChatRuntime
 
 log = logging.getLogger("kpay.wechat_pay.notify")
@@ -33,8 +43,36 @@ NOTIFIES = "wechat_notifies"
 CONFIRMED = "wechat_confirmed"
 INDEXES = [IndexSpec.of(NOTIFIES, "out_trade_no", "received_at"),
            IndexSpec.of(NOTIFIES, "verdict", "received_at")]
-# Enough of a body to investigate a forged notify, not enough to fill the disk.
-KEEP_BODY_BYTES = 4096
+# When the database stored a record ($currentDate): the TTL index's field. Not the app's
+# clock, which a dev or test clock may have moved (months into the past, in tests).
+STORED_AT = "stored_at"
+# Of a body that failed parsing or verification, only this much is kept: enough to see
+# what was sent, not enough to fill the disk ([wechat_pay] notify_body_bytes bounds the
+# rest).
+REFUSED_BODY_BYTES = 256
+# Strings taken from a notify into its record are cut to this many characters (WeChat's
+# ids have at most 32); a refusal's message to MESSAGE_CHARS.
+FIELD_CHARS = 64
+MESSAGE_CHARS = 300
+CLIPPED_FIELDS = ("out_trade_no", "transaction_id", "out_refund_no", "refund_status")
+
+
+async def retention_index(app: KPay, days: int) -> IndexSpec:
+    """The TTL index deleting notify records ``days`` after they were stored. MongoDB
+    refuses to re-create an index with another expiry, so when the setting changed the
+    existing index is changed in place (collMod) first."""
+    seconds = days * 86_400
+    for name, index in (await app.store[NOTIFIES].index_information()).items():
+        if ([key for key, _ in index["key"]] == [STORED_AT]
+                and index.get("expireAfterSeconds") != seconds):
+            await app.store.db.command("collMod", NOTIFIES,
+                                       index={"name": name, "expireAfterSeconds": seconds})
+            log.info("wechat_notifies: records now expire after %d days", days)
+    return IndexSpec.of(NOTIFIES, STORED_AT, expireAfterSeconds=seconds)
+
+
+def clip(value: Any, limit: int) -> Any:
+    return value[:limit] if isinstance(value, str) else value
 
 
 class Refused(Exception):
@@ -63,10 +101,9 @@ class XmlNotifyHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def handle(self) -> None:
+        # "verified" turns True once the provider has authenticated the body.
         record: dict[str, Any] = {"kind": self.kind, "received_at": self.runtime.app.clock.now(),
-                                  "remote_ip": self.request.remote_ip,
-                                  "body": self.request.body[:KEEP_BODY_BYTES].decode(
-                                      "utf-8", "replace")}
+                                  "remote_ip": self.request.remote_ip, "verified": False}
         try:
             verdict = await self.process(record)
         except Refused as e:
@@ -89,8 +126,24 @@ class XmlNotifyHandler(tornado.web.RequestHandler):
         self.finish(signing.SUCCESS_XML)
 
     async def save(self, record: dict[str, Any]) -> None:
+        """Store the record, bounded: part of the body (less of an unverified one), its
+        length and hash, clipped strings; ``stored_at`` from the database's clock."""
+        body = self.request.body
+        keep = self.runtime.settings.notify_body_bytes
+        if not record.get("verified"):
+            keep = min(keep, REFUSED_BODY_BYTES)
+        record.update(body=body[:keep].decode("utf-8", "replace"), body_bytes=len(body),
+                      body_sha256=hashlib.sha256(body).hexdigest(),
+                      body_truncated=len(body) > keep)
+        for key in CLIPPED_FIELDS:
+            if key in record:
+                record[key] = clip(record[key], FIELD_CHARS)
+        if "message" in record:
+            record["message"] = clip(record["message"], MESSAGE_CHARS)
         try:
-            await self.runtime.app.store[NOTIFIES].insert_one(record)
+            await self.runtime.app.store[NOTIFIES].update_one(
+                {"_id": ObjectId()}, {"$set": record, "$currentDate": {STORED_AT: True}},
+                upsert=True)
         except Exception:
             log.exception("could not record a wechat notify")
 
@@ -101,7 +154,8 @@ class XmlNotifyHandler(tornado.web.RequestHandler):
 class PayNotifyHandler(XmlNotifyHandler):
     kind = "pay"
 
-    @api("WeChat Pay v2 payment notify (XML in, XML out)", auth=False)
+    @api("WeChat Pay v2 payment notify (XML in, XML out)", auth=False, media_type="text/xml",
+         error_media_type="text/xml")
     async def post(self) -> None:
         await self.handle()
 
@@ -113,7 +167,8 @@ class PayNotifyHandler(XmlNotifyHandler):
             record.update(out_trade_no=e.params.get("out_trade_no"),
                           transaction_id=e.params.get("transaction_id"))
             raise Refused(e.verdict, e.message) from None
-        record.update(out_trade_no=state.out_trade_no, transaction_id=state.transaction_id)
+        record.update(verified=True, out_trade_no=state.out_trade_no,
+                      transaction_id=state.transaction_id)
         orders = self.runtime.app.money.orders
         order = await orders.collection.find_one({"out_trade_no": state.out_trade_no})
         if order is None or order["channel"] not in TRADE_TYPES:
@@ -154,7 +209,8 @@ class RefundNotifyHandler(XmlNotifyHandler):
 
     kind = "refund"
 
-    @api("WeChat Pay v2 refund notify (XML in, XML out, req_info encrypted)", auth=False)
+    @api("WeChat Pay v2 refund notify (XML in, XML out, req_info encrypted)", auth=False,
+         media_type="text/xml", error_media_type="text/xml")
     async def post(self) -> None:
         await self.handle()
 
@@ -164,7 +220,8 @@ class RefundNotifyHandler(XmlNotifyHandler):
         except NotifyRefused as e:
             raise Refused(e.verdict, e.message) from None
         out_refund_no = info.get("out_refund_no", "")
-        record.update(out_trade_no=info.get("out_trade_no"), out_refund_no=out_refund_no,
+        record.update(verified=True, out_trade_no=info.get("out_trade_no"),
+                      out_refund_no=out_refund_no,
                       refund_status=info.get("refund_status"))
         refunds = self.runtime.app.money.orders.refunds
         refund = await refunds.find_one({"out_refund_no": out_refund_no})

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from wechatpy.exceptions import WeChatOAuthException
 from wechatpy.oauth import WeChatOAuth
 
 from kpay.core.errors import ApiError, BadRequest
 from kpay.core.store import IndexSpec
+from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, api
 
 if TYPE_CHECKING:
@@ -49,15 +52,58 @@ def state_signature(runtime: WeChatRuntime, nonce: str) -> str:
     return hmac.new(key, nonce.encode("ascii"), hashlib.sha256).hexdigest()[:32]
 
 
+# The login token rides on this redirect (``#token=``), so it must never leave for
+# another site. Browsers forgive a lot when they parse a URL (WHATWG): they drop tabs
+# and newlines anywhere, trim spaces and control characters, read ``\`` as ``/``, so
+# ``/\t/evil.example`` or ``/\evil.example`` becomes ``//evil.example``. Rather than
+# copy that parser, accept only printable ASCII a URL may carry as is (no whitespace,
+# no controls, no backslash, no quotes), where the browser's reading is the plain one.
+REDIRECT_MAX = 2000
+REDIRECT_CHARS = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/?#%-]+")
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def safe_path(path: str) -> bool:
+    """An absolute path that stays one even percent-decoded: no ``//``, no backslash, no
+    control character, no ``.``/``..`` segment (a page or proxy that decodes it once
+    must not find another host or climb out of an allowed prefix)."""
+    decoded = unquote(path)
+    return (decoded.startswith("/") and "//" not in decoded and "\\" not in decoded
+            and not any(c < " " or c == "\x7f" for c in decoded)
+            and not {".", ".."} & set(decoded.split("/")))
+
+
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL without userinfo, else None."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
+
+
 def safe_redirect(runtime: WeChatRuntime, redirect: str) -> str:
     """Only back to our own pages (a path) or a configured origin: no open redirect."""
-    if redirect.startswith("/") and not redirect.startswith("//") and "\\" not in redirect:
-        return redirect
-    allowed = [*runtime.settings.oauth_redirect_allow, runtime.app.settings.server.public_url]
-    parts = urlsplit(redirect)
-    if parts.scheme in ("http", "https") and any(
-            a and redirect.startswith(a.rstrip("/") + "/") for a in allowed):
-        return redirect
+    if (len(redirect) <= REDIRECT_MAX and REDIRECT_CHARS.fullmatch(redirect)
+            and not BAD_ESCAPE.search(redirect)):
+        if redirect.startswith("/"):
+            if not redirect.startswith("//") and safe_path(re.split("[?#]", redirect)[0]):
+                return redirect
+        elif (origin := url_origin(redirect)) is not None:
+            # The exact scheme, host and port of an allowed entry (a prefix match on
+            # the string would let ``https://good.example.evil.com`` through), and
+            # under the entry's path, if it has one.
+            path = urlsplit(redirect).path or "/"
+            allowed = [*runtime.settings.oauth_redirect_allow,
+                       runtime.app.settings.server.public_url]
+            if safe_path(path) and any(
+                    a and url_origin(a) == origin
+                    and path.startswith(urlsplit(a).path.rstrip("/") + "/") for a in allowed):
+                return redirect
     raise BadRequest("redirect must be a path on this site or an allowed origin",
                      code="invalid_redirect", field="redirect")
 
@@ -75,20 +121,26 @@ class OAuthStartHandler(BaseHandler):
     runtime: WeChatRuntime
 
     @api("Start WeChat login: 302 to WeChat's authorize page", auth=False,
-         query=("redirect", "scope"))
+         query=("redirect", "scope"), status=302)
     async def get(self) -> None:
         runtime = self.runtime
         require_secret(runtime)
-        redirect = safe_redirect(runtime, self.get_query_argument("redirect", "/"))
+        # Unstripped: judge the value exactly as the browser will get it back.
+        redirect = safe_redirect(runtime, self.get_query_argument("redirect", "/", strip=False))
         scope = self.get_query_argument("scope", runtime.settings.oauth_scope)
         if scope not in ("snsapi_base", "snsapi_userinfo"):
             raise BadRequest("scope is snsapi_base or snsapi_userinfo", code="invalid_field",
                              field="scope")
         nonce = secrets.token_hex(16)
         now = runtime.app.clock.now()
-        await runtime.app.store[STATES].insert_one(
-            {"_id": nonce, "redirect": redirect, "scope": scope, "created_at": now,
-             "expires_at": now + STATE_TTL})
+        # Expiry is judged on the app's clock (claim_state); the TTL index only clears
+        # old states, on the database's own clock (``stored_at``), so a dev or test
+        # clock set in the past cannot have a fresh state purged under the user.
+        await runtime.app.store[STATES].update_one(
+            {"_id": nonce},
+            {"$set": {"redirect": redirect, "scope": scope, "created_at": now,
+                      "expires_at": now + STATE_TTL},
+             "$currentDate": {"stored_at": True}}, upsert=True)
         state = nonce + state_signature(runtime, nonce)  # 64 hex: within WeChat's 128
         self.set_cookie(COOKIE, nonce, path=COOKIE_PATH, httponly=True, samesite="Lax",
                         expires_days=STATE_TTL.total_seconds() / 86400,
@@ -100,7 +152,7 @@ class OAuthCallbackHandler(BaseHandler):
     runtime: WeChatRuntime
 
     @api("WeChat login callback: exchange the code, 302 back with #token=", auth=False,
-         query=("code", "state"))
+         query=("code", "state"), status=302)
     async def get(self) -> None:
         runtime = self.runtime
         require_secret(runtime)
@@ -117,9 +169,12 @@ class OAuthCallbackHandler(BaseHandler):
                 profile = await runtime.call(client.get_user_info, grant["openid"],
                                              grant["access_token"])
         except (WeChatOAuthException, OSError) as e:
-            raise ApiError(f"WeChat login failed: {e}", code="oauth_failed", status=502) from None
+            # The error may quote WeChat's URL with the code and the AppSecret in its
+            # query: logged (redacted, kpay.core.app.RedactSecrets), never sent back.
+            logging.getLogger("kpay.wechat_pay").warning("wechat_pay: OAuth login failed: %s", e)
+            raise ApiError("WeChat login failed", code="oauth_failed", status=502) from None
         user = await find_or_create_user(runtime, grant["openid"], profile)
-        token = runtime.app.tokens.issue(user["_id"], user.get("role", "student"))
+        token = issue_token(runtime.app.tokens, user)
         self.clear_cookie(COOKIE, path=COOKIE_PATH)
         target = pending["redirect"].split("#", 1)[0]
         self.redirect(target + "#" + urlencode({"token": token, "user_id": user["_id"]}))

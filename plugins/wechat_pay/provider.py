@@ -81,6 +81,8 @@ class WeChatPayProvider(PaymentProvider):
                     "(/api/v1/wechat/oauth/start) or send \"openid\" with the order",
                     code="openid_required", field="openid")
         s = self.runtime.settings
+        # WeChat judges time_start/time_expire on real time: the wall clock on purpose,
+        # not the app's (which a dev or test clock may have moved).
         now = datetime.now(CHINA)
         expiry = timedelta(seconds=self.runtime.app.settings.money.order_expiry_seconds)
         data = await self._pay_call(lambda: self.runtime.pay.order.create(
@@ -101,6 +103,7 @@ class WeChatPayProvider(PaymentProvider):
         """The WeixinJSBridge ``getBrandWCPayRequest`` parameters, signed with the same
         sign type as the unifiedorder call (WeChat requires them to match)."""
         s = self.runtime.settings
+        # WeChat's client checks timeStamp against real time: the wall clock on purpose.
         params = {"appId": s.appid, "timeStamp": str(int(time.time())),
                   "nonceStr": random_string(32), "package": f"prepay_id={prepay_id}",
                   "signType": s.sign_type}

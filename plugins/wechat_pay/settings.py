@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from kpay.core.auth import check_secret
 from kpay.core.config import Section
 from kpay.core.errors import ConfigError
 from plugins.wechat_pay.signing import SIGN_TYPES
@@ -22,6 +24,8 @@ REAL_OPEN = "https://open.weixin.qq.com/"
 
 MERCHANT_KEYS = ("appid", "mch_id", "api_key")
 PRODUCTION_KEYS = (*MERCHANT_KEYS, "mch_cert", "mch_key")
+# Keys holding secrets: outside dev mode a weak one stops start-up (kpay.core.auth).
+SECRET_KEYS = ("api_key", "app_secret")
 
 
 class WeChatPaySettings(Section):
@@ -49,12 +53,33 @@ class WeChatPaySettings(Section):
     oauth_scope: str = Field("snsapi_base", pattern="^snsapi_(base|userinfo)$")
     # Where the OAuth callback may send the browser back to (prefixes); empty: own origin.
     oauth_redirect_allow: list[str] = []
+    # Origins (scheme://host[:port]) of the pages /api/v1/wechat/jssdk signs wx.config
+    # for, besides [server] public_url and [server] allowed_origins (your JS-SDK safe
+    # domains). In dev mode the app's own http://127.0.0.1:<port> and localhost too.
+    jssdk_origins: list[str] = []
     # Blocking wechatpy calls run in a thread pool of this size, never on the event loop.
     http_workers: int = Field(8, ge=1, le=64)
     http_timeout_seconds: float = Field(10.0, gt=0, le=60)
     # The mweb (H5 outside WeChat) scene info reported to WeChat.
     h5_site_name: str = "kpay"
     h5_site_url: str = ""
+    # Every notify received is recorded in wechat_notifies; a record is deleted this many
+    # days after it was stored, by a MongoDB TTL index on the database's own clock.
+    # WeChat resends a notify for about 24 hours; booking once never reads these records
+    # (it rests on the order and wechat_confirmed, which do not expire), so at least 3.
+    notify_retention_days: int = Field(30, ge=3, le=3650)
+    # How much of a verified notify's body a record keeps, in bytes (a real one is about
+    # 1 KiB); the length and SHA-256 of the whole body are always kept. A body that failed
+    # parsing or verification keeps at most its first 256 bytes.
+    notify_body_bytes: int = Field(4096, ge=0, le=65_536)
+
+    @field_validator("jssdk_origins")
+    @classmethod
+    def origins_only(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if page_origin(origin) is None or urlsplit(origin).path not in ("", "/"):
+                raise ValueError(f"{origin!r} is not an origin like https://h5.example.com")
+        return origins
 
 
 @dataclass(frozen=True)
@@ -68,9 +93,10 @@ class Effective:
     uses_fake: bool
 
 
-def check(settings: WeChatPaySettings, dev: bool) -> bool:
+def check(settings: WeChatPaySettings, dev: bool, var_dir: str = "var") -> bool:
     """True when the fake must be used; ConfigError when a merchant is half-configured
-    or missing outside dev mode."""
+    or missing outside dev mode, or (outside dev mode) a secret key is weak or a
+    placeholder (:func:`kpay.core.auth.check_secret`)."""
     unconfigured = all(not getattr(settings, k) for k in MERCHANT_KEYS)
     if dev and unconfigured and not settings.api_base_url:
         return True
@@ -83,7 +109,26 @@ def check(settings: WeChatPaySettings, dev: bool) -> bool:
             "merchant keys empty to use the local fake WeChat Pay)")
     if len(settings.api_key) != 32 and not dev:
         raise ConfigError("[wechat_pay] api_key must be the 32-character merchant API key")
+    if not dev:
+        for key in SECRET_KEYS:
+            if getattr(settings, key):
+                check_secret(f"[wechat_pay] {key}", getattr(settings, key), var_dir)
     return False
+
+
+def page_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, or None when it is not one (no host,
+    a user name, a bad port)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if (scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc
+            or "\\" in url):
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
 def problems(settings: WeChatPaySettings, dev: bool, public_url: str) -> dict[str, str]:

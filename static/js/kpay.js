@@ -18,6 +18,7 @@ export { KPaySocket, nextDelay } from "./socket.js";
 
 const TOKEN_KEY = "kpay.token";
 const USER_KEY = "kpay.user";
+const ENDED_KEY = "kpay.session_ended";
 
 function readStorage(storage, key) {
   try {
@@ -34,6 +35,19 @@ function writeStorage(storage, key, value) {
   } catch {
     /* not remembered; the page still works for this visit */
   }
+}
+
+/** Whole seconds to wait from a `Retry-After` header (seconds, or an HTTP date), else
+ * from the envelope's `retry_after`; null when neither says. */
+export function retryAfterSeconds(header, details = {}) {
+  const text = (header || "").trim();
+  if (/^\d+$/.test(text)) return Math.max(1, Number(text));
+  if (text) {
+    const at = Date.parse(text);
+    if (!Number.isNaN(at)) return Math.max(1, Math.ceil((at - Date.now()) / 1000));
+  }
+  const fromBody = details?.retry_after;
+  return Number.isSafeInteger(fromBody) && fromBody > 0 ? fromBody : null;
 }
 
 /** The REST client: token handling, JSON in and out, errors as ApiError. */
@@ -72,10 +86,20 @@ export class KPay {
     if (this._socket) this._socket.restart();
   }
 
-  logout() {
+  /** Forget the session. `endedBecause` (an error code such as "account_blocked" or
+   * "token_revoked") is kept for the login page to say why: `takeSessionEnd()`. */
+  logout(endedBecause = null) {
     writeStorage(this.storage, TOKEN_KEY, null);
     writeStorage(this.storage, USER_KEY, null);
+    writeStorage(this.storage, ENDED_KEY, endedBecause);
     if (this._socket) this._socket.close();
+  }
+
+  /** Why the last session ended (an error code), once; null if it was not ended. */
+  takeSessionEnd() {
+    const code = readStorage(this.storage, ENDED_KEY);
+    writeStorage(this.storage, ENDED_KEY, null);
+    return code;
   }
 
   /** A server that logs a user in by redirect (e.g. after WeChat OAuth) may hand the token
@@ -117,7 +141,13 @@ export class KPay {
         parsed = null;
       }
     }
-    if (!response.ok) throw errorFromEnvelope(response.status, parsed);
+    if (!response.ok) {
+      const error = errorFromEnvelope(response.status, parsed);
+      // 429: how many seconds to wait (errorText shows it; nothing here retries).
+      const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"), error.details);
+      if (retryAfter !== null) error.retryAfter = retryAfter;
+      throw error;
+    }
     return parsed;
   }
 
@@ -164,8 +194,10 @@ export class KPay {
       writeStorage(this.storage, USER_KEY, JSON.stringify(user));
       return user;
     } catch (error) {
-      if (error.status === 401) {
-        this.logout();
+      // An ended session (expired, logged out elsewhere, blocked): back to the login,
+      // which says why.
+      if (error.status === 401 || error.code === "account_blocked") {
+        this.logout(error.code || "unauthorized");
         return null;
       }
       throw error;

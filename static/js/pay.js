@@ -58,17 +58,21 @@ export async function waitForOrder(kpay, orderId, { onUpdate = () => {}, signal 
   for (;;) {
     if (signal?.aborted) return null;
     let order = null;
+    let wait = delay;
     try {
       ({ order } = await kpay.get(`/api/v1/orders/${encodeURIComponent(orderId)}`));
     } catch (error) {
-      if (error.status && error.status < 500) throw error; // network trouble: keep polling
+      // Too many requests: ask again (a GET) once the server says we may. Network
+      // trouble (no status, or 5xx): keep polling. Any other refusal is final.
+      if (error.status === 429) wait = Math.max(delay, (error.retryAfter || 1) * 1000);
+      else if (error.status && error.status < 500) throw error;
     }
     if (order && order.status !== lastStatus) {
       lastStatus = order.status;
       onUpdate(order);
     }
     if (order && FINAL_STATUSES.has(order.status) && order.status !== "paid") return order;
-    await sleep(delay, signal);
+    await sleep(wait, signal);
     delay = Math.min(5000, delay * 1.5);
   }
 }

@@ -15,7 +15,8 @@
 //                ("history_lost": the server said recovered:false; "no_seq": nothing was
 //                received before the drop, so there was no seq to resume from). Refetch.
 //   unsubscribed {ch, reason}: the server ended a subscription (e.g. removed from a room)
-//   unauthorized {code}: the server refused the token (close 4401); log in again
+//   unauthorized {code, reason}: the server refused the token (close 4401; reason is the
+//                   error code: token_expired, token_revoked, account_blocked, ...); log in again
 
 import { ApiError, errorFromEnvelope } from "./errors.js";
 
@@ -186,7 +187,7 @@ export class KPaySocket extends EventTarget {
     this._ws = ws;
     ws.onopen = () => this._authenticate(ws, token);
     ws.onmessage = (message) => this._receive(message.data);
-    ws.onclose = (event) => this._closed(ws, event.code);
+    ws.onclose = (event) => this._closed(ws, event.code, event.reason);
     ws.onerror = () => {}; // onclose follows and decides; the browser logs the detail
   }
 
@@ -218,10 +219,10 @@ export class KPaySocket extends EventTarget {
     this._schedulePing();
   }
 
-  _closed(ws, code) {
+  _closed(ws, code, reason = "") {
     if (ws !== this._ws) return; // an old socket we already left
     this._ws = null;
-    this._afterDrop(code);
+    this._afterDrop(code, reason);
   }
 
   /** Leave the current socket at once (do not wait for its close handshake). */
@@ -239,7 +240,7 @@ export class KPaySocket extends EventTarget {
     for (const subscription of this.subscriptions.values()) subscription.active = false;
   }
 
-  _afterDrop(code) {
+  _afterDrop(code, reason = "") {
     this._clearPing();
     this._failPending();
     for (const subscription of this.subscriptions.values()) subscription.active = false;
@@ -250,7 +251,7 @@ export class KPaySocket extends EventTarget {
     if (code === CLOSE_UNAUTHORIZED) {
       this._started = false;
       this._setState("offline");
-      this._emit("unauthorized", { code });
+      this._emit("unauthorized", { code, reason });
       return;
     }
     this._scheduleRetry();

@@ -85,12 +85,54 @@ export function errorText(error) {
       return STATUS_TEXT[0];
     case "order_not_found":
       return "订单不存在";
+    case "rate_limited":
+      return waitText(error);
+    case "too_many_open":
+      return tooManyOpenText(details);
+    case "account_blocked":
+      return "账号已被停用，如有疑问请联系客服";
+    case "token_revoked":
+      return "登录已失效（已在其他地方退出或账号有变动），请重新登录";
+    case "role_changed":
+      return "账号身份已变更，请重新登录";
+    case "token_expired":
+      return "登录已过期，请重新登录";
+    case "unauthorized":
+    case "invalid_token":
+      return STATUS_TEXT[401];
     default:
       break;
   }
+  if (error?.status === 429) return waitText(error);
   if (error && error.status in STATUS_TEXT) return STATUS_TEXT[error.status];
   if (error?.status >= 500) return "服务器开小差了，请稍后重试";
   return error?.code ? `操作失败（${error.code}）` : "操作失败，请重试";
+}
+
+/** Whole seconds a refused (429) call asks to wait: `retryAfter` (kpay.js, from the
+ * Retry-After header) or the envelope's `retry_after`; null when it does not say. */
+export function retryAfterOf(error) {
+  const wait = error?.retryAfter ?? error?.details?.retry_after;
+  return Number.isSafeInteger(wait) && wait > 0 ? wait : null;
+}
+
+function waitText(error) {
+  const wait = retryAfterOf(error);
+  return wait ? `操作太频繁，请 ${wait} 秒后再试` : STATUS_TEXT[429];
+}
+
+const OPEN_CAP_TEXT = {
+  pending_orders: (n) => `未支付的订单太多（最多 ${n} 个），请先支付或等订单过期`,
+  consult_requests: (n) => `等待回复的咨询请求太多（最多 ${n} 个），请等回复或先取消一个`,
+  consultant_requests: () => "这位咨询师排队的请求已满，请稍后再试",
+  open_rooms: (n) => `未结束的直播间太多（最多 ${n} 个），请先结束一个`,
+  draft_courses: (n) => `未发布的课程太多（最多 ${n} 门），请先发布一门`,
+};
+
+function tooManyOpenText(details) {
+  const text = Object.hasOwn(OPEN_CAP_TEXT, details.what) ? OPEN_CAP_TEXT[details.what] : null;
+  const limit = Number.isSafeInteger(details.limit) ? details.limit : "";
+  return text ? text(limit) : "未完成的事项太多，请先处理已有的";
 }
 
 /** Put an error message in a live region (role="alert"), or clear it with null. */
@@ -118,17 +160,24 @@ export function onMobile(userAgent = navigator.userAgent) {
   return /Android|iPhone|iPad|iPod|Mobile|HarmonyOS/i.test(userAgent);
 }
 
-/** Run `task` with `button` disabled (no double submits) and an optional busy text. */
+/** Run `task` with `button` disabled (no double submits) and an optional busy text. A task
+ * refused with 429 keeps the button disabled for the seconds the server asked to wait
+ * (nothing is retried by itself). */
 export async function whileBusy(button, task, busyText = null) {
   const text = button.textContent;
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
   if (busyText) button.textContent = busyText;
+  let wait = null;
   try {
     return await task();
+  } catch (error) {
+    if (error?.status === 429) wait = retryAfterOf(error);
+    throw error;
   } finally {
-    button.disabled = false;
     button.removeAttribute("aria-busy");
     if (busyText) button.textContent = text;
+    if (wait) setTimeout(() => { button.disabled = false; }, wait * 1000);
+    else button.disabled = false;
   }
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from consult_helpers import (
@@ -17,7 +17,6 @@ from consult_helpers import (
     wait_until,
 )
 
-from kpay.core.app import KPay
 from kpay.testing import ApiClient
 from plugins.consult_billing import engine_for
 from plugins.consult_billing.nodes import NODES
@@ -35,6 +34,11 @@ def kpay_overrides(redis_url):
 def member(app):
     """The name this app's process records presence under (``<node_id>#<token>``)."""
     return engine_for(app).nodes.member
+
+
+async def database_now(app):
+    """The database server's clock, which node records' ``seen_at`` are judged on."""
+    return await engine_for(app).nodes.server_now()
 
 
 async def accepted(api, pair):
@@ -136,8 +140,9 @@ async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node, beat_a
                               {"$set": {"present_on.consultant": ["ghost#1"]}})
     timeout = kpay_app.settings.consult_billing.node_timeout_seconds
     last_beat = accepted_at + timedelta(seconds=beat_at)
+    long_ago = await database_now(kpay_app) - timedelta(seconds=timeout + 60)
     await nodes.insert_one({"_id": "ghost#1", "node": "ghost", "clock_at": last_beat,
-                            "seen_at": datetime.now(UTC) - timedelta(seconds=timeout + 60)})
+                            "seen_at": long_ago})
     await kpay_app.advance_clock(30)  # runs node A's jobs, the node check among them
     body = await state(api, pair)
     assert body["present"] == {"student": True, "consultant": False}
@@ -176,7 +181,8 @@ async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node)
     # Node B was cut off from the database for longer than the timeout, but lives on.
     timeout = kpay_app.settings.consult_billing.node_timeout_seconds
     await kpay_app.store[NODES].update_one(
-        {"_id": old}, {"$set": {"seen_at": datetime.now(UTC) - timedelta(seconds=timeout + 5)}})
+        {"_id": old},
+        {"$set": {"seen_at": await database_now(kpay_app) - timedelta(seconds=timeout + 5)}})
     await kpay_app.advance_clock(0)  # node A's node check takes B as gone
     body = await state(api, pair)
     assert body["present"]["consultant"] is False and body["absent_since"] is not None
@@ -192,15 +198,16 @@ async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node)
     await assert_books(kpay_app)
 
 
-def configured(settings, pm, var_dir, node_id=None):
+def configured(deployment, node_id=None):
     """Another app of the deployment, not started (``node_id``: its configured name)."""
+    settings = deployment.settings
     if node_id is not None:
         settings = settings.replace("server", node_id=node_id)
-    return KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    return deployment.new_app(settings)
 
 
-async def started(settings, pm, var_dir, node_id=None):
-    app = configured(settings, pm, var_dir, node_id)
+async def started(deployment, node_id=None):
+    app = configured(deployment, node_id)
     await app.start()
     return app
 
@@ -215,7 +222,7 @@ async def test_a_node_starting_leaves_the_others_sessions_alone(api, kpay_app, k
     status, _ = await api.post(pair.path + "/accept", token=pair.consultant.token)
     assert status == 200
     before = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
-    third = await started(*kpay_settings)
+    third = await started(kpay_settings)
     try:
         after = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
         assert after == before
@@ -232,12 +239,12 @@ async def test_a_restart_recovers_what_the_killed_process_left(api, kpay_app, kp
     last_beat = accepted_at + timedelta(seconds=20)
     await kpay_app.store[NODES].insert_one({"_id": "n1#dead", "node": "n1",
                                             "clock_at": last_beat,
-                                            "seen_at": datetime.now(UTC)})
+                                            "seen_at": await database_now(kpay_app)})
     await kpay_app.store["consultations"].update_one(
         {"_id": pair.consultation_id}, {"$set": {"present_on.student": ["n1#dead"]}})
     await kpay_app.advance_clock(30)
     # n1 restarts (before the timeout, so only it can know its earlier process died).
-    restarted = await started(*kpay_settings, node_id="n1")
+    restarted = await started(kpay_settings, node_id="n1")
     try:
         body = await state(api, pair)
         assert (body["status"], body["billed_minutes"]) == ("paused", 1)
@@ -269,7 +276,7 @@ async def test_a_member_without_a_record_is_taken_out(api, kpay_app, second_node
 async def test_a_second_start_on_a_port_in_use_changes_nothing(api, kpay_app, kpay_settings):
     pair = await student_here_consultant_there(api, kpay_app)
     before = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
-    twin = configured(*kpay_settings, node_id=kpay_app.node_id)  # a double start
+    twin = configured(kpay_settings, node_id=kpay_app.node_id)  # a double start
     with pytest.raises(OSError):
         await twin.start(port=kpay_app.port)
     await twin.store.close()

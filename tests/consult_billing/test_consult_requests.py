@@ -66,7 +66,11 @@ async def test_request_bad_input(api, kpay_app):
     me = await api.login("con", "student")
     await api.topup(me, 1000)
     status, body = await api.post("/api/v1/consultations", {"consultant_id": "con"}, me)
-    assert status == 400 and body["error"]["code"] == "cannot_consult_self"
+    assert status == 400 and body["error"]["code"] == "cannot_consult_self", body
+    # Signing in as a student switched con's stored role: the consultant token is over.
+    status, body = await api.get("/api/v1/me", pair.consultant.token)
+    assert status == 401 and body["error"]["code"] == "token_revoked"
+    consultant = await api.login("con", "consultant")
     for bad in ({}, {"consultant_id": ""}, {"consultant_id": 7}, []):
         status, body = await api.post("/api/v1/consultations", bad, pair.student.token)
         assert status == 400, body
@@ -74,10 +78,10 @@ async def test_request_bad_input(api, kpay_app):
                                   pair.student.token)
     assert status == 404 and body["error"]["code"] == "consultant_not_found"
     status, body = await api.post("/api/v1/consultations", {"consultant_id": "con"},
-                                  pair.consultant.token)
+                                  consultant)
     assert status == 403
     await api.put("/api/v1/consultants/me", {"rate_per_minute": 100, "available": False},
-                  pair.consultant.token)
+                  consultant)
     status, body = await api.post("/api/v1/consultations", {"consultant_id": "con"},
                                   pair.student.token)
     assert status == 409 and body["error"]["code"] == "consultant_unavailable"

@@ -10,6 +10,8 @@ def dev_off_overrides() -> dict:
     return {
         "dev": {"enabled": False},
         "wechat_pay": {"appid": "wx0000000000000000", "mch_id": "1000000000",
-                       "api_key": "k" * 32, "mch_cert": "unused-cert.pem",
-                       "mch_key": "unused-key.pem", "api_base_url": "http://127.0.0.1:9/"},
+                       # Random-looking: outside dev mode a weak api_key is refused.
+                       "api_key": "f3Kq8ZtW1mRx6VbN0cYe4HsJ9gLd2PaU",
+                       "mch_cert": "unused-cert.pem", "mch_key": "unused-key.pem",
+                       "api_base_url": "http://127.0.0.1:9/"},
     }

@@ -41,17 +41,17 @@ def kpay_extra_plugins(watcher):
 @pytest.mark.gen_test
 async def test_dev_clock_moves_time_and_runs_jobs(api, kpay_app, watcher):
     token = await api.login("alice")
-    before = kpay_app.clock.now()
+    before, pinned = kpay_app.clock.now(), kpay_app.clock.offset
     status, body = await api.post("/api/v1/dev/clock", {"advance": 3 * 86400}, token)
     assert status == 200, body
     assert len(watcher.seen) == 1
     moved = (watcher.seen[0] - before).total_seconds()
     assert 3 * 86400 <= moved < 3 * 86400 + 60
     assert datetime.fromisoformat(body["now"]) >= watcher.seen[0]
-    assert body["offset"] == 3 * 86400
+    assert body["offset"] == pinned + 3 * 86400
 
     status, body = await api.get("/api/v1/dev/clock", token)
-    assert status == 200 and body["offset"] == 3 * 86400
+    assert status == 200 and body["offset"] == pinned + 3 * 86400
     # A token issued before a 3-day jump is still inside its 7-day lifetime.
     status, _ = await api.get("/api/v1/me", token)
     assert status == 200
@@ -60,13 +60,14 @@ async def test_dev_clock_moves_time_and_runs_jobs(api, kpay_app, watcher):
 @pytest.mark.gen_test
 async def test_dev_clock_refuses_bad_input(api, kpay_app, watcher):
     token = await api.login("alice")
+    pinned = kpay_app.clock.offset
     for sent in ({"advance": -5}, {"advance": 0}, {"advance": "soon"}, {},
                  {"advance": 10 ** 9}):
         status, body = await api.post("/api/v1/dev/clock", sent, token)
         assert status == 400 and body["error"]["field"] == "advance", (sent, body)
     status, body = await api.post("/api/v1/dev/clock", {"advance": 60})
     assert status == 401
-    assert kpay_app.clock.offset == 0 and watcher.seen == []
+    assert kpay_app.clock.offset == pinned and watcher.seen == []
 
 
 @pytest.mark.gen_test
@@ -74,11 +75,10 @@ async def test_dev_clock_survives_a_restart(api, kpay_app, kpay_settings):
     token = await api.login("alice")
     status, _ = await api.post("/api/v1/dev/clock", {"advance": 7200}, token)
     assert status == 200
-    settings, pm, var_dir = kpay_settings
-    restarted = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
-    assert restarted.clock.offset == 0
+    restarted = kpay_settings.new_app()
+    assert restarted.clock.offset == kpay_settings.clock_offset
     await restarted.start()
     try:
-        assert restarted.clock.offset == 7200
+        assert restarted.clock.offset == kpay_settings.clock_offset + 7200
     finally:
         await restarted.stop()

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import os
-import time
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -18,15 +18,18 @@ from kpay.core.config import AuthSettings
 from kpay.core.errors import ConfigError, Unauthorized
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
+#: The tokens' clock starts here, months before the wall clock: every judgement of
+#: time must follow it (a wall-clock check would call these tokens long expired).
+PINNED = datetime(2026, 3, 1, 18, 50, tzinfo=UTC)
 
 
 @pytest.fixture
 def tokens() -> TokenService:
-    return TokenService(AuthSettings(secret=SECRET, audience="kpay"), SECRET, Clock())
+    return TokenService(AuthSettings(secret=SECRET, audience="kpay"), SECRET,
+                        Clock.starting_at(PINNED))
 
 
-def claims(**changes) -> dict:
-    now = int(time.time())
+def claims(now: int = int(PINNED.timestamp()), **changes) -> dict:
     base = {"sub": "alice", "role": "student", "iat": now, "exp": now + 600, "aud": "kpay"}
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
@@ -47,8 +50,9 @@ def refused(tokens: TokenService, token: str) -> Unauthorized:
 def test_issued_token_round_trips(tokens):
     token = tokens.issue("alice", "consultant")
     assert tokens.verify(token) == User("alice", "consultant")
-    decoded = jwt.decode(token, SECRET, algorithms=["HS256"], audience="kpay")
-    assert set(decoded) == {"sub", "role", "iat", "exp", "aud"}
+    decoded = jwt.decode(token, SECRET, algorithms=["HS256"], audience="kpay",
+                         options={"verify_exp": False})
+    assert set(decoded) == {"sub", "role", "iat", "exp", "aud", "ver", "jti"}
     assert decoded["exp"] - decoded["iat"] == AuthSettings().token_ttl_seconds
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
@@ -59,8 +63,33 @@ def test_issue_refuses_unknown_role(tokens):
 
 
 def test_expired(tokens):
-    error = refused(tokens, jwt.encode(claims(exp=int(time.time()) - 5), SECRET, "HS256"))
+    error = refused(tokens, jwt.encode(claims(exp=int(PINNED.timestamp()) - 5), SECRET, "HS256"))
     assert error.code == "token_expired"
+
+
+def test_time_is_judged_on_the_app_clock_alone(tokens):
+    # Valid on the pinned clock, though long expired by the wall clock.
+    assert tokens.verify(jwt.encode(claims(), SECRET, "HS256")) == User("alice", "student")
+    # A clock far ahead of the wall clock accepts what it issued.
+    ahead = TokenService(AuthSettings(secret=SECRET), SECRET,
+                         Clock.starting_at(datetime(2099, 1, 1, tzinfo=UTC)))
+    assert ahead.verify(ahead.issue("bob", "admin")) == User("bob", "admin")
+    assert refused(tokens, ahead.issue("bob", "admin")).code == "invalid_token"  # future iat
+
+
+@pytest.mark.parametrize("field,value", [("iat", "soon"), ("exp", 1.5e12), ("exp", True),
+                                         ("nbf", "x")])
+def test_times_must_be_whole_seconds(tokens, field, value):
+    token = jwt.encode({**claims(), field: value}, SECRET, "HS256")
+    assert refused(tokens, token).code == "invalid_token"
+
+
+def test_not_before_is_judged_on_the_app_clock(tokens):
+    later = int(PINNED.timestamp()) + 3600
+    token = jwt.encode(claims(nbf=later, exp=later + 600), SECRET, "HS256")
+    assert refused(tokens, token).code == "invalid_token"
+    tokens.clock.advance(3600)
+    assert tokens.verify(token).id == "alice"
 
 
 def test_expired_by_the_dev_clock(tokens):
@@ -175,14 +204,16 @@ def test_short_secret_refused():
 
 @pytest.mark.gen_test
 async def test_http_refusals_use_the_envelope(api, kpay_app):
+    await kpay_app.users.ensure("alice", "student")
     good = kpay_app.tokens.issue("alice", "student")
-    expired = jwt.encode(claims(exp=int(time.time()) - 5), kpay_app.tokens.secret, "HS256")
+    now = int(kpay_app.clock.time())
+    expired = jwt.encode(claims(now, exp=now - 5), kpay_app.tokens.secret, "HS256")
     cases = {
         "no token": ({}, "unauthorized"),
         "not bearer": ({"Authorization": f"Basic {good}"}, "invalid_token"),
         "empty bearer": ({"Authorization": "Bearer "}, "invalid_token"),
         "expired": ({"Authorization": f"Bearer {expired}"}, "token_expired"),
-        "alg none": ({"Authorization": f"Bearer {b64({'alg': 'none'})}.{b64(claims())}."},
+        "alg none": ({"Authorization": f"Bearer {b64({'alg': 'none'})}.{b64(claims(now))}."},
                      "invalid_token"),
         "tampered": ({"Authorization": f"Bearer {good[:-3]}xyz"}, "invalid_token"),
     }

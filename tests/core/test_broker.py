@@ -1,7 +1,9 @@
 """Broker conformance: every broker gives the guarantees stated in broker.py.
 
 One suite, run against the in-memory broker and against the Redis broker on a real
-redis-server (started by the ``redis_url`` fixture).
+redis-server (started by the ``redis_url`` fixture): every test that takes
+``make_broker`` runs once per broker. The memory broker's own bounds (all channels
+together, idle channels) follow at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import uuid
 
 import pytest
 
+from kpay.core.realtime import broker as broker_module
 from kpay.core.realtime.broker import Broker, MemoryBroker
+from kpay.core.realtime.hub import Hub
 from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.redis_broker import RedisBroker
 
@@ -44,7 +48,7 @@ class Recorder:
         raise AssertionError(f"{len(self.seen)} publications delivered, expected {count}")
 
 
-@pytest.fixture
+@pytest.fixture(params=BROKERS)
 def make_broker(request, io_loop):
     """``make(history_size=, history_ttl=, clock=, prefix=)`` -> a started broker."""
     kind = request.param
@@ -66,9 +70,6 @@ def make_broker(request, io_loop):
     yield make
     for broker in started:
         io_loop.run_sync(broker.stop)
-
-
-pytestmark = pytest.mark.parametrize("make_broker", BROKERS, indirect=True)
 
 
 @pytest.mark.gen_test
@@ -194,3 +195,150 @@ async def test_a_fresh_broker_never_reuses_a_seq(make_broker):
     assert new.seq > old[-1].seq
     assert (await second.history("room:l", old[0].seq)).recovered is False or \
         new.seq == old[-1].seq + 1
+
+
+# -- the memory broker's bounds across channels ------------------------------------
+
+
+class Connection:
+    """A socket as the hub sees it, enough to subscribe."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+    def send_frame(self, frame: bytes) -> bool:
+        return True
+
+    def end_subscription(self, channel: str, reason: str) -> None:
+        pass
+
+
+def kept_size(broker: MemoryBroker) -> int:
+    """What the broker's history holds, counted from the channels themselves."""
+    return sum(broker_module.approximate_size(p) for state in broker._channels.values()
+               for p in state.history)
+
+
+@pytest.mark.gen_test
+async def test_total_history_bound_holds_across_many_channels():
+    clock = FakeClock()
+    budget = 200_000
+    broker = MemoryBroker(100, 3600, clock, history_total_bytes=budget)
+    await broker.start()
+    try:
+        text = "x" * 150
+        last = {}
+        for _ in range(5):
+            for i in range(1000):
+                last[i] = await broker.publish(f"room:{i}", "m", {"i": i, "text": text})
+                assert broker.kept_bytes <= budget
+            clock.now += 1
+        # 5000 publications of ~600 counted bytes each: far over the budget, yet the
+        # history of all channels together stays under it, and the accounting is exact.
+        assert broker.kept_bytes == kept_size(broker) <= budget
+        assert 0 < broker.kept_publications < 5000
+        # The oldest went first, whatever their channel: the newest are all still kept.
+        result = await broker.history("room:999", last[999].seq - 1)
+        assert result.recovered is True and [p.seq for p in result.publications] == [
+            last[999].seq]
+        early = await broker.history("room:0", last[0].seq - 5)
+        assert early.recovered is False and early.top == last[0].seq
+        # Still one seq per channel publication, evictions or not.
+        assert (await broker.publish("room:0", "m", {})).seq == last[0].seq + 1
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.gen_test
+async def test_resume_past_an_evicted_publication_is_not_recovered():
+    clock = FakeClock()
+    broker = MemoryBroker(100, 3600, clock, history_total_bytes=20_000)
+    first = [await broker.publish("room:quiet", "m", {"i": i}) for i in range(3)]
+    # Busy channels push the quiet channel's first event out of the shared budget.
+    while True:
+        await broker.publish("room:busy", "m", {"text": "y" * 200})
+        kept = (await broker.history("room:quiet", first[0].seq - 1)).publications
+        if len(kept) < 3:
+            break
+    assert [p.seq for p in kept] == [p.seq for p in first[1:]]
+    # From before the evicted event: the "history gone" answer, with what is kept.
+    gone = await broker.history("room:quiet", first[0].seq - 1)
+    assert gone.recovered is False and gone.top == first[-1].seq
+    assert [p.data for p in gone.publications] == [{"i": 1}, {"i": 2}]
+    # From the evicted event itself (the client saw it): nothing is missing.
+    exact = await broker.history("room:quiet", first[0].seq)
+    assert exact.recovered is True and [p.seq for p in exact.publications] == [
+        first[1].seq, first[2].seq]
+    # Once everything of the channel is evicted, only an up-to-date client recovers.
+    for _ in range(200):
+        await broker.publish("room:busy", "m", {"text": "y" * 200})
+    assert (await broker.history("room:quiet", first[1].seq)).recovered is False
+    up_to_date = await broker.history("room:quiet", first[2].seq)
+    assert up_to_date.recovered is True and up_to_date.publications == []
+
+
+@pytest.mark.gen_test
+async def test_idle_channels_are_dropped_by_an_amortised_cleanup():
+    clock = FakeClock()
+    hub = Hub()
+    broker = MemoryBroker(100, 60, clock)
+    broker.on_publication(hub.deliver)
+    hub.subscribe("room:watched", Connection("u1"))
+    old = {}
+    for i in range(500):
+        old[i] = await broker.publish(f"room:{i}", "m", {"i": i})
+    for _ in range(3):
+        old[0] = await broker.publish("room:0", "m", {"i": 0})
+    watched = await broker.publish("room:watched", "m", {})
+    assert broker.channel_count == 501
+    clock.now += 30
+    await broker.publish("room:recent", "m", {})
+    clock.now += 31
+    # 61 s later: every channel with no event and no subscriber for 60 s is gone; the
+    # one with a subscriber and the one published on 31 s ago stay.
+    await broker.publish("room:new", "m", {})
+    assert set(broker._channels) == {"room:watched", "room:recent", "room:new"}
+    assert broker.kept_publications == 2 and broker.kept_bytes == kept_size(broker)
+    # The next cleanups look at nothing that is not due: counted through the hub check.
+    looked = []
+    broker._listening = lambda channel: looked.append(channel) or channel == "room:watched"
+    assert broker.cleanup_interval == 6.0
+    for _ in range(4):  # 24 s more: room:recent is not idle yet, room:watched not due
+        clock.now += broker.cleanup_interval
+        await broker.publish("room:new", "m", {})
+    assert looked == []
+    clock.now += 59
+    # Due now: room:recent (dropped) and room:watched (subscribed: kept); not room:new.
+    assert broker.cleanup() == 1
+    assert looked == ["room:recent", "room:watched"]
+    assert "room:watched" in broker._channels and "room:recent" not in broker._channels
+
+    # A dropped channel answers "history gone", never events from another life of it.
+    result = await broker.history("room:7", old[7].seq - 1)
+    assert result.recovered is False and result.publications == []
+    again = await broker.publish("room:7", "m", {"i": "again"})
+    assert again.seq > max(p.seq for p in old.values())
+    resumed = await broker.history("room:7", old[7].seq)
+    assert resumed.recovered is False and resumed.publications[0].seq == again.seq
+    # The subscribed channel kept its numbering: its subscribers see no gap.
+    assert (await broker.publish("room:watched", "m", {})).seq == watched.seq + 1
+
+
+@pytest.mark.gen_test
+async def test_a_quiet_broker_cleans_up_on_its_own():
+    clock = FakeClock()
+    broker = MemoryBroker(100, 10, clock)
+    await broker.start()
+    try:
+        await broker.publish("room:a", "m", {})
+        assert broker.cleanup_interval == 1.0
+        clock.now += 11
+        # Nothing is published or read any more: the background task (every
+        # cleanup_interval, here 1 s) drops the channel all the same.
+        for _ in range(60):
+            if broker.channel_count == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert broker.channel_count == 0 and broker.kept_bytes == 0
+    finally:
+        await broker.stop()

@@ -12,7 +12,7 @@ import pytest
 
 from kpay import hookimpl
 from kpay.core import config
-from kpay.core.app import KPay, load_settings
+from kpay.core.app import load_settings
 from kpay.core.errors import PluginError
 from kpay.core.plugins import PluginManager, available_plugins, notify, select, settings_models
 from kpay.core.realtime.channels import ChannelRule
@@ -192,8 +192,7 @@ async def test_lifecycle_and_presence_hooks(api, kpay_app, kpay_settings, echo):
     assert ("presence", ("echo:hello", "bob", False)) in echo.calls
 
     # A second app on the same settings: started and stopped here, so on_shutdown is seen.
-    settings, pm, var_dir = kpay_settings
-    other = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    other = kpay_settings.new_app()
     await other.start()
     await other.stop()
     assert echo.calls[-1] == ("shutdown", None)

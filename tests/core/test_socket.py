@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 import types
 
 import jwt
@@ -97,8 +96,8 @@ async def test_auth_frame_cancels_the_timeout(api):
     assert (await ws.request("ping"))["ok"] is True
 
 
-def expired_token(user_id: str) -> str:
-    now = int(time.time())
+def expired_token(api, user_id: str) -> str:
+    now = int(api.app.clock.time())
     return jwt.encode({"sub": user_id, "role": "student", "iat": now - 100, "exp": now - 50,
                        "aud": "kpay"}, TEST_SECRET, algorithm="HS256")
 
@@ -107,10 +106,10 @@ def expired_token(user_id: str) -> str:
 async def test_bad_and_expired_tokens_close_4401(api):
     bad = await api.socket("not-a-jwt")
     assert await bad.closed() == 4401 and bad.close_reason == "invalid_token"
-    expired = await api.socket(expired_token("alice"))
+    expired = await api.socket(expired_token(api, "alice"))
     assert await expired.closed() == 4401 and expired.close_reason == "token_expired"
     by_frame = await api.socket()
-    await by_frame.send("auth", token=expired_token("alice"))
+    await by_frame.send("auth", token=expired_token(api, "alice"))
     assert await by_frame.closed() == 4401
     not_a_string = await api.socket()
     await not_a_string.send("auth", token=12)

@@ -324,6 +324,7 @@ class TestDevModeOff:
     @pytest.mark.gen_test
     async def test_every_dev_route_is_absent(self, api, kpay_app):
         assert not [r.path for r in kpay_app.routes if r.path.startswith("/api/v1/dev")]
+        await kpay_app.users.ensure("root", "admin")  # as `kpay user role root admin` does
         token = kpay_app.tokens.issue("root", "admin")
         for path in ("/api/v1/dev/login", "/api/v1/dev/clock", "/api/v1/dev/orders/o1/pay"):
             status, body = await api.post(path, {"user_id": "a", "role": "admin",

@@ -37,7 +37,7 @@ def lesson(title: str, release: dict[str, Any] | None = None, body: str = "text"
 
 
 def daily_lessons(count: int, at: str = "08:00") -> list[dict[str, Any]]:
-    """Lesson 0 at once, lesson n after n days at ``at``."""
+    """Lesson 0 at once (day 0 ignores ``at``), lesson n after n days at ``at``."""
     return [lesson(f"L{n}", {"after_days": n, "at": at}) for n in range(count)]
 
 
@@ -89,6 +89,12 @@ class Drip:
         token = await self.api.login("clock-keeper", "admin")
         status, body = await self.api.post("/api/v1/dev/clock", {"advance": seconds}, token)
         assert status == 200, body
+
+    async def advance_past(self, moment: datetime | str, seconds: float = 60) -> None:
+        """Move the server clock to ``seconds`` after ``moment`` (ISO or aware)."""
+        if isinstance(moment, str):
+            moment = datetime.fromisoformat(moment)
+        await self.advance((moment - self.app.clock.now()).total_seconds() + seconds)
 
     async def advance_to_local(self, hour: int, minute: int) -> datetime:
         """Move the server clock to the next hh:mm Beijing time; returns it."""

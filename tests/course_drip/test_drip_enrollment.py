@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from drip_helpers import DAY, NotificationRecorder, daily_lessons, lesson
+from drip_helpers import NotificationRecorder, daily_lessons, lesson
 
 from kpay import hookimpl
 from kpay.core.money.providers import PaymentProvider
@@ -60,6 +60,23 @@ async def test_buying_a_course_pays_the_author_and_enrolls(drip, api, kpay_app):
     assert [c["course"]["id"] for c in body["courses"]] == [course["id"]]
     assert body["courses"][0]["progress"]["total"] == 3
     await assert_books_balanced(kpay_app)
+
+
+@pytest.mark.kpay_now("2026-03-02T02:50:00+08:00")
+@pytest.mark.gen_test
+async def test_a_student_paying_at_0250_reads_day_0_at_once(drip, api, kpay_app):
+    author = await drip.author()
+    course = await drip.course(author, daily_lessons(3, at="08:00"))
+    student = await drip.student("night-owl", course)
+    lessons = await drip.lessons(student, course["id"])
+    assert [x["unlocked"] for x in lessons] == [True, False, False]
+    assert lessons[0]["unlocks_at"].startswith("2026-03-02T02:50")
+    # ``at`` counts from day 1: the next calendar day at 08:00, then the one after.
+    assert [x["unlocks_at"] for x in lessons[1:]] == ["2026-03-03T08:00:00+08:00",
+                                                       "2026-03-04T08:00:00+08:00"]
+    status, body = await api.get(
+        f"/api/v1/courses/{course['id']}/lessons/{lessons[0]['id']}", student)
+    assert status == 200, body
 
 
 @pytest.mark.gen_test
@@ -203,6 +220,7 @@ async def test_the_lock_is_on_the_server(drip, api):
     status, body = await api.get(f"/api/v1/courses/{cid}/lessons/{locked_id}", student)
     assert status == 403 and body["error"]["code"] == "lesson_locked", body
     assert body["error"]["unlocks_at"].endswith("T08:00:00+08:00")
+    opens = body["error"]["unlocks_at"]
     assert secret not in str(body)
     status, body = await api.get(f"/api/v1/courses/{cid}/lessons/{open_id}", student)
     assert status == 200 and body["lesson"]["body_html"] == "<p>open</p>"
@@ -225,7 +243,7 @@ async def test_the_lock_is_on_the_server(drip, api):
     assert status == 401
     status, body = await api.get(f"/api/v1/courses/{cid}/lessons/nope", student)
     assert status == 404 and body["error"]["code"] == "lesson_not_found"
-    # Two days later the lesson opens, body and all.
-    await drip.advance(2 * DAY + 60)
+    # On day 2 at 08:00 the lesson opens, body and all.
+    await drip.advance_past(opens)
     status, body = await api.get(f"/api/v1/courses/{cid}/lessons/{locked_id}", student)
     assert status == 200 and secret in body["lesson"]["body_html"]

@@ -77,6 +77,16 @@ def test_enrolling_at_2359_beijing_counts_calendar_days():
         2026, 11, 28, 8, 0, tzinfo=BEIJING)
 
 
+@pytest.mark.parametrize("hour,minute", [(2, 50), (0, 1), (7, 59), (8, 0), (23, 59)])
+def test_day_0_opens_at_enrollment_whatever_its_at(hour, minute):
+    enrolled = datetime(2026, 3, 2, hour, minute, tzinfo=BEIJING).astimezone(UTC)
+    for at in ("08:00", "00:00", "23:59"):
+        assert after_days_moment({"after_days": 0, "at": at}, enrolled, BEIJING) == enrolled
+    # ``at`` applies from day 1: the next calendar day at 08:00.
+    assert after_days_moment({"after_days": 1, "at": "08:00"}, enrolled, BEIJING) == datetime(
+        2026, 3, 3, 8, 0, tzinfo=BEIJING)
+
+
 def test_after_days_without_at_keeps_the_time_of_day():
     enrolled = datetime(2026, 11, 26, 10, 30, tzinfo=BEIJING)
     assert after_days_moment({"after_days": 2}, enrolled, BEIJING) == datetime(

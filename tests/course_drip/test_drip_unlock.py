@@ -55,7 +55,7 @@ async def test_enrolling_at_2359_opens_day_one_at_0800_the_next_calendar_day(dri
 @pytest.mark.gen_test
 async def test_at_date_is_the_same_moment_for_a_cohort(drip, api):
     author = await drip.author()
-    start = (datetime.now(BEIJING) + timedelta(days=30)).date().isoformat()
+    start = (drip.app.clock.now().astimezone(BEIJING) + timedelta(days=30)).date().isoformat()
     course = await drip.course(author, [lesson("Welcome", {"after_days": 0}),
                                         lesson("Kick-off", {"at_date": f"{start}T20:00"})])
     early = await drip.student("early", course)
@@ -165,8 +165,7 @@ async def test_concurrent_sweeps_announce_each_unlock_exactly_once(drip, api, kp
 
 async def second_node(kpay_settings: Any) -> KPay:
     """Another app on the same database: a restarted server, or a second node."""
-    settings, pm, var_dir = kpay_settings
-    node = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    node = kpay_settings.new_app()
     await node.start()
     return node
 

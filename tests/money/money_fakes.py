@@ -34,6 +34,8 @@ class Gadget(OrderKind):
         self.fulfils: Counter[str] = Counter()
         self.failures_left: dict[str, int] = {}
         self.fail_every_first = False
+        self.fail_always = False
+        self.attempts: Counter[str] = Counter()
         self.released: list[str] = []
         self.refunded: list[tuple[str, int]] = []
 
@@ -62,6 +64,9 @@ class Gadget(OrderKind):
         self.released.append(order["_id"])
 
     async def fulfil(self, app: Any, order: dict[str, Any]) -> None:
+        self.attempts[order["_id"]] += 1
+        if self.fail_always:
+            raise RuntimeError("fulfilment crashed for good")
         if self.fail_every_first and order["_id"] not in self.failures_left:
             self.failures_left[order["_id"]] = 1
         if self.failures_left.get(order["_id"], 0) > 0:

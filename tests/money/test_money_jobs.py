@@ -215,3 +215,27 @@ def test_kpay_reconcile_command_exits_non_zero_on_a_break(api, kpay_app, io_loop
     broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "account platform:revenue: balance" in broken.stdout
+
+
+@pytest.mark.gen_test
+async def test_kpay_reconcile_judges_time_on_the_app_clock(api, kpay_app, money_plugin,
+                                                            tmp_path):
+    # An order paid seconds ago on the app's clock, which runs months before the wall
+    # clock here: on the wall clock it would look stuck for months.
+    token = await api.login("amy")
+    await api.topup(token, 1000)
+    money_plugin.kind.fail_every_first = True
+    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": "g100"},
+                                           "channel": "wallet"}, token)
+    assert status == 201 and body["order"]["status"] == "paid"
+    await kpay_app.advance_clock(1)  # records the dev clock, as any advance does
+    settings = kpay_app.settings
+    config = tmp_path / "kpay.toml"
+    config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
+                      f'database = "{settings.mongodb.database}"\n'
+                      '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
+    command = [sys.executable, "-m", "kpay.cli", "--config", str(config), "reconcile"]
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
+                                     timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    await kpay_app.advance_clock(11 * 60)  # now it really is stuck (the job fulfils it)

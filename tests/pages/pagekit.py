@@ -35,6 +35,23 @@ WECHAT_UA = PHONE_UA + " MicroMessenger/8.0.50.2701(0x28003256) NetType/WIFI Lan
 # A 4xx answer of the API is logged by chromium as a console error, but the page handles it.
 HANDLED_API_ERROR = re.compile(r"Failed to load resource: the server responded with a status "
                                r"of 4\d\d")
+# Chromium's console line for anything the Content-Security-Policy blocked ("Refused to
+# load/execute/connect ... because it violates the following Content Security Policy
+# directive"), whatever level it is logged at.
+CSP_CONSOLE = re.compile(r"Content Security Policy|Content-Security-Policy")
+
+# Runs in every page before its own scripts: reports each ``securitypolicyviolation``
+# event (script, style, image, media, connect, frame ... blocked by the CSP) to the test
+# through the ``kpayCspViolation`` binding, so a violation fails the test even when the
+# console line is missed or worded differently.
+CSP_REPORTER = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  const where = e.sourceFile ? ` at ${e.sourceFile}:${e.lineNumber}:${e.columnNumber}` : '';
+  const sample = e.sample ? ` sample ${JSON.stringify(e.sample)}` : '';
+  window.kpayCspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'}`
+    + ` on ${e.documentURI}${where}${sample}`);
+}, true);
+"""
 
 
 def drop_every_socket(kpay_app: Any) -> int:
@@ -120,6 +137,10 @@ class PageKit:
             viewport=PHONE, user_agent=user_agent, locale="zh-CN", timezone_id="Asia/Shanghai",
             is_mobile=mobile, has_touch=mobile)
         self.contexts.append(context)
+        await context.expose_function(
+            "kpayCspViolation",
+            lambda text: self.problems.append(f"CSP violation: {text}"))
+        await context.add_init_script(CSP_REPORTER)
         if token:
             # Set before any page script runs, once: a later logout stays logged out.
             await context.add_init_script(
@@ -134,9 +155,12 @@ class PageKit:
         return page
 
     def _console(self, message: Any) -> None:
+        url = (message.location or {}).get("url", "")
+        if CSP_CONSOLE.search(message.text):
+            self.problems.append(f"console CSP message: {message.text} ({url})")
+            return
         if message.type != "error":
             return
-        url = (message.location or {}).get("url", "")
         if HANDLED_API_ERROR.search(message.text) and "/api/" in url:
             return
         self.problems.append(f"console error: {message.text} ({url})")

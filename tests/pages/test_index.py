@@ -103,3 +103,36 @@ async def test_feature_links_follow_the_loaded_plugins_and_the_role(pages, api):
     await expect(page.locator("#user-id")).to_have_text("dave")
     await expect(page.locator("#link-consult")).to_be_visible()
     await expect(page.locator("#link-console")).to_be_hidden()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_blocked_user_is_sent_to_the_login_with_the_reason(pages, api, kpay_app):
+    token = await api.login("alice", "student", "小爱")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/wallet.html")
+    await expect(page.locator("#wallet")).to_be_visible()
+    await eventually(lambda: bool(kpay_app.sockets))
+    admin = await api.login("root", "admin")
+    status, _ = await api.post("/api/v1/admin/users/alice/block", {"reason": "测试"}, admin)
+    assert status == 200
+    # The open socket is closed as blocked: the page goes home, which says why in Chinese.
+    await expect(page.locator("#dev-login")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_have_text("账号已被停用，如有疑问请联系客服")
+    assert await page.evaluate("localStorage.getItem('kpay.token')") is None
+    await pages.screenshot(page, "index-blocked")
+    # Logging in again as the blocked user says the same, and keeps no session.
+    await page.get_by_label("用户 ID").fill("alice")
+    await page.get_by_role("button", name="以学生身份体验").click()
+    await expect(page.get_by_role("alert")).to_have_text("账号已被停用，如有疑问请联系客服")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_session_ended_elsewhere_returns_to_the_login(pages, api):
+    token = await api.login("bob", "student")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/")
+    await expect(page.locator("#user-id")).to_have_text("bob")
+    status, _ = await api.post("/api/v1/auth/logout-everywhere", {}, token)
+    assert status == 200
+    await expect(page.locator("#dev-login")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_contain_text("请重新登录")

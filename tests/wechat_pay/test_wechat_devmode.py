@@ -7,7 +7,6 @@ import pytest
 import tornado.httpclient
 from wechat_helpers import create_order
 
-from kpay.core.app import KPay
 from kpay.core.errors import ConfigError, PaymentProviderError
 from plugins.wechat_pay import runtime_of
 
@@ -45,9 +44,9 @@ async def test_dev_mode_without_merchant_uses_the_local_fake(api, kpay_app, capl
 
 
 def test_without_dev_mode_a_missing_merchant_stops_start_up(io_loop, kpay_settings):
-    settings, pm, var_dir = kpay_settings
+    settings = kpay_settings.settings
     settings = settings.replace("dev", enabled=False)
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    app = kpay_settings.new_app(settings)
     try:
         with pytest.raises(ConfigError) as stopped:
             io_loop.run_sync(app.start)
@@ -60,10 +59,10 @@ def test_without_dev_mode_a_missing_merchant_stops_start_up(io_loop, kpay_settin
 
 
 def test_without_dev_mode_a_half_configured_merchant_stops_start_up(io_loop, kpay_settings):
-    settings, pm, var_dir = kpay_settings
+    settings = kpay_settings.settings
     settings = settings.replace("dev", enabled=False).replace(
         "wechat_pay", appid="wx1", mch_id="19", api_key="k" * 32)
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    app = kpay_settings.new_app(settings)
     try:
         with pytest.raises(ConfigError, match="missing mch_cert, mch_key"):
             io_loop.run_sync(app.start)
@@ -89,11 +88,11 @@ def test_production_with_a_merchant_talks_to_the_configured_server(io_loop, kpay
     from wechat_certs import make_certificates
 
     certs = make_certificates(tmp_path)
-    settings, pm, var_dir = kpay_settings
+    settings = kpay_settings.settings
     settings = settings.replace("dev", enabled=False).replace(
         "wechat_pay", **fake_wechat.settings(), mch_cert=certs["merchant_cert"],
         mch_key=certs["merchant_key"], notify_url="https://pay.example.com/notify")
-    app = KPay(settings, pm, settings.mongodb.uri, var_dir=var_dir)
+    app = kpay_settings.new_app(settings)
     io_loop.run_sync(app.start)
     try:
         runtime = runtime_of(app)

@@ -95,7 +95,7 @@ async def test_oauth_start_refuses_open_redirects(api, kpay_app, fake_wechat, re
 
 @pytest.mark.gen_test
 async def test_jssdk_signature_is_correct_and_the_ticket_is_cached(api, kpay_app, fake_wechat):
-    url = "https://h5.example.com/room.html?id=7"
+    url = f"http://127.0.0.1:{kpay_app.port}/room.html?id=7"  # dev mode: own host allowed
     status, config = await api.get(f"/api/v1/wechat/jssdk?url={url}%23frag")
     assert status == 200 and config["appId"] == fake_wechat.appid
     plain = (f"jsapi_ticket={fake_wechat.ticket}&noncestr={config['nonceStr']}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -29,12 +29,14 @@ def _write(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey,
 
 
 def make_certificates(directory: Path) -> dict[str, str]:
-    now = datetime.now(UTC)
+    # Valid for decades either side: TLS judges validity on the wall clock, which a test
+    # run may fake (CI runs some tests under faketime).
+    not_before, not_after = datetime(2000, 1, 1, tzinfo=UTC), datetime(2099, 12, 31, tzinfo=UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("fake wechat ca"))
           .issuer_name(_name("fake wechat ca")).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number())
-          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+          .not_valid_before(not_before).not_valid_after(not_after)
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
     paths = {"ca": _write(directory, "ca", ca_key, ca)[0]}
@@ -44,8 +46,8 @@ def make_certificates(directory: Path) -> dict[str, str]:
         builder = (x509.CertificateBuilder().subject_name(_name(common_name))
                    .issuer_name(ca.subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(minutes=5))
-                   .not_valid_after(now + timedelta(days=1)))
+                   .not_valid_before(not_before)
+                   .not_valid_after(not_after))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)

@@ -28,10 +28,12 @@ from pymongo.errors import DuplicateKeyError
 from kpay.core import metrics
 from kpay.core.auth import User
 from kpay.core.errors import ApiError, BadRequest, Conflict, NotFound
+from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced
 from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
 from kpay.core.money.refunds import Refunds, public_refund
+from kpay.core.ratelimit import enforce_cap
 from kpay.core.store import IndexSpec
 
 if TYPE_CHECKING:
@@ -44,6 +46,14 @@ OPEN_STATES = ("pending", "paid", "fulfilled")
 
 # How long one caller may take to fulfil an order before another may try again.
 FULFIL_LEASE = timedelta(minutes=1)
+#: The refund reason of an order refunded because it could not be fulfilled.
+FULFIL_FAILED = "fulfilment_failed"
+
+
+def fulfil_backoff(attempts: int) -> timedelta:
+    """How long after the ``attempts``-th failed fulfilment to try again: 1, 2, 4 ...
+    minutes, at most an hour."""
+    return timedelta(minutes=min(60, 2 ** min(attempts - 1, 6)))
 
 INDEXES = [
     IndexSpec.of("orders", "out_trade_no", unique=True),
@@ -161,6 +171,14 @@ class Orders:
             "request_key": key, "request_fingerprint": fingerprint,
         }
         pay_now = channel == WALLET_CHANNEL or priced.amount == 0
+        if not pay_now:
+            # Each pending order may have started a payment with the provider (WeChat).
+            cap = self.app.settings.money.max_pending_orders_per_user
+            await enforce_cap(
+                self.collection,
+                {"user_id": user.id, "status": "pending", "expires_at": {"$gt": now}},
+                cap, "pending_orders",
+                f"you have {cap} unpaid orders; pay one or wait until one expires")
         if pay_now:
             order.update(status="paid", paid_at=now, paid_via=channel,
                          paid_from=accounts.wallet(user.id) if priced.amount else "")
@@ -244,7 +262,9 @@ class Orders:
                     session=session)
             return order
 
+        failpoint("orders.mark_paid.before")
         paid = await self.app.store.transaction(write)
+        failpoint("orders.mark_paid.after")
         if paid is None:
             existing = await self.get(order_id)
             if existing["amount"] != amount:
@@ -290,26 +310,50 @@ class Orders:
             return_document=ReturnDocument.AFTER)
         if claimed is None:
             return await self.get(order["_id"])
+        failpoint("orders.fulfil.before_kind")
         try:
             await kind.fulfil(self.app, claimed)
         except Exception as e:
-            log.exception("fulfilment of order %s failed; the fulfil job retries it",
-                          order["_id"])
+            attempts = claimed.get("fulfil_attempts", 1)
+            log.exception("fulfilment of order %s failed (attempt %d)", order["_id"], attempts)
             await self.collection.update_one(
                 {"_id": order["_id"]},
-                {"$set": {"fulfil_error": f"{type(e).__name__}: {e}"[:500]},
+                {"$set": {"fulfil_error": f"{type(e).__name__}: {e}"[:500],
+                          "fulfil_retry_at": now + fulfil_backoff(attempts)},
                  "$unset": {"fulfil_lease": ""}})
+            if attempts >= self.app.settings.money.fulfil_max_attempts:
+                await self.give_up_fulfilment(claimed, e)
             return await self.get(order["_id"])
+        failpoint("orders.fulfil.after_kind")
         done = await self.collection.find_one_and_update(
             {"_id": order["_id"], "status": "paid"},
             {"$set": {"status": "fulfilled", "fulfilled_at": self.app.clock.now()},
              "$unset": {"fulfil_lease": "", "fulfil_error": ""}},
             return_document=ReturnDocument.AFTER)
+        failpoint("orders.fulfil.after_mark")
         if done is None:
             return await self.get(order["_id"])
         metrics.ORDERS.labels(done["kind"], "fulfilled").inc()
         await self.app.notify("on_order_paid", order=done)
         return done
+
+    async def give_up_fulfilment(self, order: dict[str, Any], error: Exception) -> None:
+        """Fulfilment failed ``fulfil_max_attempts`` times: refund what the buyer paid to
+        their wallet and put the order on the attention list (the books stay whole).
+        Marked first, so the fulfil job stops retrying even if the refund fails."""
+        await self.collection.update_one({"_id": order["_id"]},
+                                         {"$set": {"fulfil_gave_up": True}})
+        details: dict[str, Any] = {"attempts": order.get("fulfil_attempts"),
+                                   "kind": order["kind"], "user_id": order["user_id"]}
+        try:
+            refund = await self.refund(order["_id"], order["refundable"], FULFIL_FAILED,
+                                       to="wallet", key=f"fulfil-failed-{order['_id']}")
+            details["refunded"] = refund["amount"] if refund["status"] == "succeeded" else 0
+        except Exception as refund_error:
+            log.exception("order %s: the refund after failed fulfilment failed", order["_id"])
+            details["refund_error"] = f"{type(refund_error).__name__}: {refund_error}"[:500]
+        await self.app.attention.report("money.fulfil", f"order:{order['_id']}", error,
+                                        **details)
 
     async def close(self, order_id: str, reason: str) -> dict[str, Any]:
         """pending -> closed (expired, abandoned, failed to start). Idempotent."""

@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kpay.core import metrics
 from kpay.core.errors import BadRequest, Conflict, PaymentProviderError
+from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class Refunds:
             if refund["to"] == WALLET_CHANNEL:
                 await self._book(session, refund)
 
+        failpoint("refunds.before_reserve")
         try:
             await self.app.store.transaction(reserve)
         except DuplicateKeyError:
@@ -114,6 +116,8 @@ class Refunds:
             if raced is None:
                 raise
             return await self._replay(raced, order, amount)
+        # To the wallet the refund is booked now; to the original channel it is pending.
+        failpoint("refunds.after_reserve")
         if refund["to"] != WALLET_CHANNEL and not await self._send(order, refund):
             return await self.collection.find_one({"_id": refund_id}) or refund
         return await self._finish(order, refund)
@@ -159,9 +163,12 @@ class Refunds:
             error = str(e)
             await self.app.store.transaction(lambda s: self._fail(s, refund, error))
             raise
+        failpoint("refunds.after_provider")
         await self.collection.update_one({"_id": refund["_id"]},
                                          {"$set": {"provider_result": result or {}}})
-        return await self.app.store.transaction(lambda s: self._book(s, refund))
+        booked = await self.app.store.transaction(lambda s: self._book(s, refund))
+        failpoint("refunds.after_booking")
+        return booked
 
     async def _fail(self, session: AsyncClientSession, refund: dict[str, Any],
                     error: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from kpay.core.errors import BadRequest
 from kpay.core.money import accounts
+from kpay.core.money import responses as r
 from kpay.core.money.orders import public
 from kpay.core.money.providers import RequestInfo
 from kpay.core.web import BaseHandler, Route, api
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class WalletHandler(BaseHandler):
-    @api("The caller's wallet: balance and held, in fen")
+    @api("The caller's wallet: balance and held, in fen", response=r.Wallet)
     async def get(self) -> None:
         user = self.require_user()
         wallet = await self.kpay.money.ledger.wallet(user.id)
@@ -29,7 +30,8 @@ class WalletHandler(BaseHandler):
 
 class LedgerHandler(BaseHandler):
     @api("The caller's wallet ledger, newest first. ``before`` is an ISO time or the "
-         "``next_before`` of the previous page", query=("limit", "before"))
+         "``next_before`` of the previous page", query=("limit", "before"),
+         response=r.LedgerPage)
     async def get(self) -> None:
         user = self.require_user()
         self.write_json(await self.page_of(accounts.wallet(user.id)))
@@ -45,7 +47,8 @@ class LedgerHandler(BaseHandler):
 
 class EarningsHandler(LedgerHandler):
     @api("The caller's earnings (consultants and authors): balance and ledger, newest "
-         "first, paged like the wallet ledger", query=("limit", "before"))
+         "first, paged like the wallet ledger", query=("limit", "before"),
+         response=r.EarningsPage)
     async def get(self) -> None:
         user = self.require_user()
         account = accounts.earnings(user.id)
@@ -77,7 +80,7 @@ class OrderRequest(BaseModel):
 class OrdersHandler(BaseHandler):
     @api("Create an order; the price is resolved on the server. An optional "
          "Idempotency-Key header makes a retried request return the first order",
-         body=OrderRequest, status=201)
+         body=OrderRequest, status=201, response=r.OrderCreated)
     async def post(self) -> None:
         user = self.require_user()
         request = self.body(OrderRequest)
@@ -94,7 +97,7 @@ class OrdersHandler(BaseHandler):
             self.set_header("Idempotent-Replayed", "true")
         self.write_json({"order": public(order), "pay": pay}, 201)
 
-    @api("The caller's orders, newest first", query=("limit",))
+    @api("The caller's orders, newest first", query=("limit",), response=r.OrderList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
@@ -104,7 +107,7 @@ class OrdersHandler(BaseHandler):
 
 
 class OrderHandler(BaseHandler):
-    @api("One of the caller's orders")
+    @api("One of the caller's orders", response=r.OrderResult)
     async def get(self, order_id: str) -> None:
         user = self.require_user()
         order = await self.kpay.money.orders.get_for(user, order_id)
@@ -112,7 +115,8 @@ class OrderHandler(BaseHandler):
 
 
 class DevPayHandler(BaseHandler):
-    @api("Dev mode: pay a pending order through the verified-notify code path")
+    @api("Dev mode: pay a pending order through the verified-notify code path",
+         response=r.OrderResult)
     async def post(self, order_id: str) -> None:
         user = self.require_user()
         orders = self.kpay.money.orders

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from kpay.core.errors import PaymentProviderError
 from kpay.core.money import accounts
 from kpay.core.money import ledger as ledger_module
 from kpay.core.money import orders as orders_module
@@ -63,12 +64,16 @@ class MoneyService:
             provider = self.orders.providers.get(order["channel"])
             if provider is None:
                 continue
-            try:
-                if await self._settle_one(provider, order, now):
-                    settled += 1
-            except Exception:
-                # One order's trouble (network, a provider bug) must not stop the sweep.
-                log.exception("could not settle order %s", order["_id"])
+            # One order's trouble must not stop the sweep. The provider being unreachable
+            # is only logged (the next run asks again); anything else is a bug that
+            # waits on the attention list.
+            async with self.app.attention.isolate("money.settle_pending",
+                                                  f"order:{order['_id']}"):
+                try:
+                    if await self._settle_one(provider, order, now):
+                        settled += 1
+                except (PaymentProviderError, OSError) as e:
+                    log.warning("could not settle order %s yet: %s", order["_id"], e)
         return settled
 
     async def _settle_one(self, provider: PaymentProvider, order: dict, now: datetime) -> bool:
@@ -96,9 +101,15 @@ class MoneyService:
         count = 0
         async for order in self.orders.collection.find(
                 {"status": "paid", "paid_at": {"$lte": now - FULFIL_AFTER},
-                 "$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]}
+                 "fulfil_gave_up": {"$ne": True},
+                 "$and": [
+                     {"$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]},
+                     # Back-off after a failure (Orders.fulfil sets it).
+                     {"$or": [{"fulfil_retry_at": None}, {"fulfil_retry_at": {"$lte": now}}]},
+                 ]}
         ).sort("paid_at", 1).limit(500):
-            done = await self.orders.fulfil(order)
-            if done["status"] == "fulfilled":
-                count += 1
+            async with self.app.attention.isolate("money.fulfil_paid", f"order:{order['_id']}"):
+                done = await self.orders.fulfil(order)
+                if done["status"] == "fulfilled":
+                    count += 1
         return count

@@ -14,7 +14,7 @@ import tornado.iostream
 import tornado.websocket
 
 from kpay.core import metrics
-from kpay.core.auth import User
+from kpay.core.auth import TokenClaims, User
 from kpay.core.errors import ApiError
 from kpay.core.realtime.protocol import (
     dumps,
@@ -23,6 +23,7 @@ from kpay.core.realtime.protocol import (
     split_channel,
     websocket_text_frame,
 )
+from kpay.core.users import authenticate
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -32,6 +33,8 @@ log = logging.getLogger("kpay.socket")
 CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_RATE_LIMITED = 4429
+#: Same code, reason "too_many_sockets": the user has [realtime] max_sockets_per_user.
+CLOSE_TOO_MANY_SOCKETS = 4429
 
 
 class TokenBucket:
@@ -66,13 +69,16 @@ class SocketState:
     attribute on the handler itself costs (its __dict__ outgrows Python's shared-key
     dicts past 30 attributes, about 1.3 KB more per socket)."""
 
-    __slots__ = ("auth_timer", "awaiting_pong", "bucket", "channels", "direct_send", "user",
-                 "violations")
+    __slots__ = ("auth_timer", "awaiting_pong", "bucket", "channels", "claims", "direct_send",
+                 "user", "violations")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
         self.channels: set[str] = set()
         self.user: User | None = None
+        #: The token the socket authenticated with (kpay/core/sessions.py checks it
+        #: again when the user's standing changes).
+        self.claims: TokenClaims | None = None
         self.violations = 0
         self.auth_timer: asyncio.TimerHandle | None = None
         self.direct_send = False
@@ -111,7 +117,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         return origin_allowed(origin, self.kpay.settings.server.allowed_origins,
                               self.request.host)
 
-    def open(self) -> None:
+    async def open(self) -> None:
         metrics.SOCKETS_OPEN.inc()
         stream = self.ws_connection.stream  # type: ignore[union-attr]
         # Bounded outbound buffer: a client that stops reading is dropped, not buffered.
@@ -123,7 +129,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         token = self.get_query_argument("token", None)
         self.forget_handshake()
         if token:
-            self.authenticate(token)
+            await self.authenticate(token)
         else:
             timeout = self.kpay.settings.realtime.auth_timeout_seconds
             self.state.auth_timer = asyncio.get_running_loop().call_later(
@@ -142,18 +148,36 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         request.arguments = {}
         request.query_arguments = {}
 
-    def authenticate(self, token: Any) -> bool:
+    async def authenticate(self, token: Any) -> bool:
+        """Accept a valid token of a user who may still act (stored role, not blocked,
+        not revoked); otherwise close with 4401 and the error code as the reason."""
         try:
             if not isinstance(token, str):
                 raise ApiError("token must be a string", code="invalid_token")
-            self.state.user = self.kpay.tokens.verify(token)
+            claims = await authenticate(self.kpay.tokens, self.kpay.users, token)
         except ApiError as e:
             self.close(CLOSE_UNAUTHORIZED, e.code)
             return False
+        if self.stream is None:
+            return False  # closed while the standing was read
+        cap = self.kpay.settings.realtime.max_sockets_per_user
+        # Counted and taken with no await in between: two sockets authenticating at
+        # once cannot both take the last place.
+        if cap and self.sockets_of(claims.user.id) >= cap:
+            metrics.SOCKETS_CLOSED.labels("too_many_sockets").inc()
+            self.close(CLOSE_TOO_MANY_SOCKETS, "too_many_sockets")
+            return False
+        self.state.claims, self.state.user = claims, claims.user
         if self.state.auth_timer is not None:
             self.state.auth_timer.cancel()
             self.state.auth_timer = None
         return True
+
+    def sockets_of(self, user_id: str) -> int:
+        """This node's open, authenticated sockets of ``user_id`` (from ``app.sockets``)."""
+        return sum(1 for socket in self.kpay.sockets
+                   if socket.stream is not None and socket.state.user is not None
+                   and socket.state.user.id == user_id)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # No event frame may follow our close frame (RFC 6455 5.5.1).
@@ -243,7 +267,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if op == "auth":
             if self.user is not None:
                 self.send(error_reply(ref, "already_authenticated", "already authenticated"))
-            elif self.authenticate(frame.get("token")):
+            elif await self.authenticate(frame.get("token")):
                 self.send(reply(ref, user={"id": self.user.id, "role": self.user.role}))
             return
         if self.user is None:

@@ -22,8 +22,8 @@ const mounted = new Map(); // section -> promise of its mount
 let context = null;
 
 bindConnectionBadge($("#connection"), socket);
-socket.on("unauthorized", () => {
-  kpay.logout();
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized"); // the home page says why
   location.href = "/";
 });
 

@@ -21,8 +21,8 @@ let call = null;
 const names = new Map(); // consultant id -> name, from the list (history has ids only)
 
 bindConnectionBadge($("#connection"), socket);
-socket.on("unauthorized", () => {
-  kpay.logout();
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized"); // the home page says why
   location.href = "/";
 });
 

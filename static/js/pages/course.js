@@ -26,8 +26,8 @@ const askedAt = new Set(); // unlocks_at times already refetched for (once each)
 let panel = null;
 
 bindConnectionBadge($("#connection"), socket);
-socket.on("unauthorized", () => {
-  kpay.logout();
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized"); // the home page says why
   location.href = "/";
 });
 

@@ -18,9 +18,8 @@ const NOTICE_TITLES = {
 };
 
 bindConnectionBadge($("#connection"), socket);
-socket.on("unauthorized", () => {
-  kpay.logout();
-  showError(errorBox, { status: 401 });
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized");
   render();
 });
 
@@ -30,6 +29,8 @@ async function render() {
       kpay.me(), kpay.devEnabled(), kpay.apiPaths().catch(() => new Set()),
     ]);
     show($("#loading"), false);
+    const ended = kpay.takeSessionEnd(); // blocked, logged out elsewhere, expired
+    if (ended) showError(errorBox, { status: 401, code: ended });
     // The connection badge means something only to a logged-in user.
     show($("#connection"), Boolean(user));
     showAccount(user);

@@ -32,8 +32,8 @@ bindConnectionBadge($("#connection"), socket);
 socket.on("state", ({ state }) => {
   if (state === "reconnecting" || state === "offline") dropped = true;
 });
-socket.on("unauthorized", () => {
-  kpay.logout();
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized"); // the home page says why
   location.href = "/";
 });
 

@@ -14,8 +14,8 @@ let panel = null;
 let oldestShown = null; // created_at of the last ledger entry shown: the next page's `before`
 
 bindConnectionBadge($("#connection"), socket);
-socket.on("unauthorized", () => {
-  kpay.logout();
+socket.on("unauthorized", ({ reason }) => {
+  kpay.logout(reason || "unauthorized"); // the home page says why
   location.href = "/";
 });
 

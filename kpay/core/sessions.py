@@ -1,0 +1,61 @@
+"""Ending sessions that lost their standing: the sockets of a user who was blocked,
+demoted or logged out are closed, on this process at once and on every other within
+``[auth] standing_cache_seconds`` (docs/operations.md, "Users and roles")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from kpay.core.errors import ApiError
+from kpay.core.users import authenticate_claims
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+log = logging.getLogger("kpay.sessions")
+
+CLOSE_UNAUTHORIZED = 4401
+
+
+async def enforce_standing(app: KPay, user_ids: Iterable[str]) -> int:
+    """Drop cached standings of ``user_ids`` and close their sockets that may no longer
+    act (blocked, revoked, or a role other than the one they signed in with)."""
+    wanted = set(user_ids)
+    for user_id in wanted:
+        app.users.forget(user_id)
+    closed = 0
+    for socket in tuple(app.sockets):
+        claims = socket.state.claims
+        if claims is None or claims.user.id not in wanted:
+            continue
+        try:
+            current = await authenticate_claims(app.users, claims)
+        except ApiError as e:
+            socket.close(CLOSE_UNAUTHORIZED, e.code)
+            closed += 1
+            continue
+        if current.user.role != socket.state.user.role:
+            socket.close(CLOSE_UNAUTHORIZED, "role_changed")
+            closed += 1
+    return closed
+
+
+async def watch_standing(app: KPay) -> None:
+    """Every ``standing_cache_seconds``, ask the database which users changed since the
+    last look (a change made on another node or with the CLI) and enforce them."""
+    interval = max(1.0, app.settings.auth.standing_cache_seconds)
+    mark = None
+    while True:
+        try:
+            changed, mark = await app.users.changes_since(mark)
+            if changed:
+                closed = await enforce_standing(app, changed)
+                if closed:
+                    log.info("closed %d socket(s) of %d user(s) whose standing changed",
+                             closed, len(changed))
+        except Exception:
+            log.exception("could not check for changed users; trying again")
+        await asyncio.sleep(interval)

@@ -1,0 +1,197 @@
+"""Who a token's holder really is now: stored role, blocked flag, revocation.
+
+A token says who signed in and as what, for up to ``[auth] token_ttl_seconds``. What
+may change meanwhile lives in the ``users`` collection, and wins over the token:
+
+- ``role``: the stored role (a demoted admin is a student at once);
+- ``blocked``: a blocked user is refused everywhere (``403 account_blocked``);
+- ``token_version``: every token carries the version it was issued under (``ver``);
+  bumping it ("log out everywhere", a role change, a block) ends every older token;
+- ``revoked_tokens``: ids (``jti``) of single tokens ended by a logout, until they
+  expire. At most ``MAX_REVOKED`` are kept per user: one more logs the user out
+  everywhere instead.
+
+Every request and socket checks its user's *standing* (these fields), cached per
+process for at most ``[auth] standing_cache_seconds``. A change takes effect at once
+on the process that made it; other processes (other nodes, a change made with the CLI)
+see it within that bound, because ``changes_since`` tells each one which users changed
+(``standing_changed_at``, on the database's clock) and the cache entry is dropped.
+A user with no stored document has no standing: their tokens are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ReturnDocument
+
+from kpay.core.auth import TokenClaims, TokenService, User
+from kpay.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kpay.core.store import IndexSpec
+
+if TYPE_CHECKING:
+    from kpay.core.clock import Clock
+    from kpay.core.store import Store
+
+USERS = "users"
+ROLES = ("student", "consultant", "admin")
+MAX_REVOKED = 50
+INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True)]
+STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
+
+
+@dataclass(frozen=True)
+class Standing:
+    role: str
+    blocked: bool
+    token_version: int
+    revoked: frozenset[str]
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Standing:
+        return cls(doc.get("role") or "student", bool(doc.get("blocked")),
+                   int(doc.get("token_version") or 0),
+                   frozenset(r["jti"] for r in doc.get("revoked_tokens") or ()))
+
+
+class Users:
+    """``app.users``: the standing of users, and the changes operators make to it."""
+
+    def __init__(self, store: Store, clock: Clock, cache_seconds: float) -> None:
+        self.store, self.clock = store, clock
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Standing | None]] = {}
+
+    @property
+    def collection(self) -> Any:
+        return self.store[USERS]
+
+    async def standing(self, user_id: str) -> Standing | None:
+        """The user's standing, from a cache at most ``cache_seconds`` old."""
+        cached = self._cache.get(user_id)
+        now = time.monotonic()  # a cache age, not a business time: the process clock
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        doc = await self.collection.find_one({"_id": user_id}, STANDING_FIELDS)
+        standing = Standing.of(doc) if doc is not None else None
+        if len(self._cache) > 100_000:
+            self._cache.clear()  # bounded: a flood of ids cannot grow it for ever
+        self._cache[user_id] = (now, standing)
+        return standing
+
+    def forget(self, user_id: str) -> None:
+        self._cache.pop(user_id, None)
+
+    async def get(self, user_id: str) -> dict[str, Any]:
+        doc = await self.collection.find_one({"_id": user_id})
+        if doc is None:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        return doc
+
+    async def ensure(self, user_id: str, role: str, name: str | None = None) -> dict[str, Any]:
+        """The user, created with ``role`` if new (a stored role is never changed here)."""
+        check_role(role)
+        doc = await self.collection.find_one_and_update(
+            {"_id": user_id},
+            {"$setOnInsert": {"role": role, "name": name or user_id,
+                              "created_at": self.clock.now()}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        return doc
+
+    async def sign_in(self, user_id: str, role: str, name: str) -> dict[str, Any]:
+        """Dev login: the user, created or switched to ``role`` (a switch ends the tokens
+        of the old role, as any role change does)."""
+        check_role(role)
+        doc = await self.collection.find_one_and_update(
+            {"_id": user_id}, {"$set": {"name": name},
+                               "$setOnInsert": {"role": role, "created_at": self.clock.now()}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        if doc.get("role") != role:
+            doc = await self.set_role(user_id, role)
+        return doc
+
+    async def _change(self, user_id: str, change: dict[str, Any],
+                      query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply ``change`` and end every token issued before it (version bump)."""
+        update = {**change, "$inc": {"token_version": 1},
+                  "$currentDate": {"standing_changed_at": True}}
+        doc = await self.collection.find_one_and_update(
+            {"_id": user_id, **(query or {})}, update, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        self.forget(user_id)
+        return doc
+
+    async def set_role(self, user_id: str, role: str) -> dict[str, Any]:
+        check_role(role)
+        return await self._change(user_id, {"$set": {"role": role}})
+
+    async def set_blocked(self, user_id: str, blocked: bool) -> dict[str, Any]:
+        return await self._change(user_id, {"$set": {"blocked": blocked}})
+
+    async def log_out_everywhere(self, user_id: str) -> dict[str, Any]:
+        return await self._change(user_id, {"$set": {"revoked_tokens": []}})
+
+    async def revoke_token(self, user_id: str, jti: str, expires_at: datetime) -> None:
+        """End one token (a logout) until it expires; expired entries are pruned."""
+        now = self.clock.now()
+        doc = await self.collection.find_one({"_id": user_id}, {"revoked_tokens": 1})
+        if doc is None:
+            return
+        kept = [r for r in doc.get("revoked_tokens") or () if r["expires_at"] > now]
+        if len(kept) >= MAX_REVOKED:
+            await self.log_out_everywhere(user_id)
+            return
+        await self.collection.update_one(
+            {"_id": user_id},
+            {"$set": {"revoked_tokens": [*kept, {"jti": jti, "expires_at": expires_at}]},
+             "$currentDate": {"standing_changed_at": True}})
+        self.forget(user_id)
+
+    async def changes_since(self, since: datetime | None) -> tuple[list[str], datetime]:
+        """Users whose standing changed after ``since`` (database clock), and the new
+        mark to pass next time. ``since=None`` starts from the database's now."""
+        hello = await self.store.client.admin.command("hello")
+        # The next mark overlaps a little: a change written while this runs is seen
+        # twice rather than missed (dropping a cache entry twice costs nothing).
+        server_now = hello["localTime"] - timedelta(seconds=2)
+        if since is None:
+            return [], server_now
+        ids = [doc["_id"] async for doc in self.collection.find(
+            {"standing_changed_at": {"$gt": since}}, {"_id": 1}).limit(10_000)]
+        return ids, server_now
+
+
+def issue_token(tokens: TokenService, user: dict[str, Any], ttl: int | None = None) -> str:
+    """A token for a stored user, with their stored role and current token version."""
+    return tokens.issue(user["_id"], user.get("role") or "student", ttl,
+                        version=int(user.get("token_version") or 0))
+
+
+async def authenticate(tokens: TokenService, users: Users, token: str) -> TokenClaims:
+    """A valid token of a user who may still act, with the stored role: 401
+    ``invalid_token``/``token_expired``/``token_revoked``, 403 ``account_blocked``."""
+    return await authenticate_claims(users, tokens.decode(token))
+
+
+async def authenticate_claims(users: Users, claims: TokenClaims) -> TokenClaims:
+    """:func:`authenticate` for claims already decoded (a socket checked again)."""
+    user_id = claims.user.id
+    standing = await users.standing(user_id)
+    if standing is None:
+        raise Unauthorized("no such user; log in again", code="invalid_token")
+    if standing.blocked:
+        raise Forbidden("this account is blocked", code="account_blocked")
+    if claims.version < standing.token_version or claims.token_id in standing.revoked:
+        raise Unauthorized("this session has ended; log in again", code="token_revoked")
+    return TokenClaims(User(user_id, standing.role), claims.version, claims.token_id,
+                       claims.expires_at)
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise BadRequest(f"unknown role {role!r}; roles: {', '.join(ROLES)}",
+                         code="invalid_field", field="role")

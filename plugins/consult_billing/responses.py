@@ -1,0 +1,101 @@
+"""What consult_billing's routes answer (docs/api.md, "Consultations"): response models
+for the OpenAPI document. Money is integer fen; times ISO 8601 with an offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+Status = Literal["requested", "active", "paused", "ended"]
+
+
+class ConsultantProfile(BaseModel):
+    consultant_id: str
+    name: str
+    title: str
+    rate_per_minute: int
+    min_minutes: int
+    max_minutes: int
+    available: bool
+    #: In a running consultation now.
+    busy: bool
+    updated_at: datetime | None
+
+
+class ConsultantProfileResult(BaseModel):
+    profile: ConsultantProfile
+
+
+class ConsultantList(BaseModel):
+    consultants: list[ConsultantProfile]
+
+
+class Presence(BaseModel):
+    """Which parties have a socket on ``consult:<id>``."""
+
+    student: bool
+    consultant: bool
+
+
+class Consultation(BaseModel):
+    id: str
+    status: Status
+    student_id: str
+    consultant_id: str
+    rate_per_minute: int
+    min_minutes: int
+    max_minutes: int
+    billed_minutes: int
+    charged: int
+    consultant_earned: int
+    platform_fee: int
+    requested_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+    paid_until: datetime | None
+    present: Presence
+    absent_since: datetime | None
+    paused_at: datetime | None
+    remaining_seconds: float | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class ConsultationResult(BaseModel):
+    consultation: Consultation
+
+
+class ConsultationList(BaseModel):
+    consultations: list[Consultation]
+
+
+class BilledMinute(BaseModel):
+    minute: int
+    #: The ledger idempotency key of the minute.
+    key: str
+    amount: int
+    charged_at: datetime
+
+
+class Receipt(BaseModel):
+    consultation_id: str
+    student_id: str
+    consultant_id: str
+    status: Status
+    rate_per_minute: int
+    billed_minutes: int
+    charged: int
+    consultant_earned: int
+    platform_fee: int
+    #: The sum of the minutes as booked in the ledger: equals ``charged``.
+    booked: int
+    accepted_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    minutes: list[BilledMinute]
+
+
+class ReceiptResult(BaseModel):
+    receipt: Receipt
