@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 CONFIG ?= config/default.toml
 
-.PHONY: run test test-times lint bench clean
+.PHONY: run test test-times reliability lint bench clean
 
 # Re-install only when the package metadata changes.
 $(VENV)/.installed-run: setup.cfg pyproject.toml
@@ -54,6 +54,19 @@ test-times: $(VENV)/.installed-test
 	@command -v faketime >/dev/null || { echo "faketime is not installed (apt-get install faketime)"; exit 1; }
 	@echo "== wall clock faked: $(FAKE_WALL_CLOCK) UTC"
 	TZ=UTC faketime -f '$(FAKE_WALL_CLOCK)' $(PY) -m pytest -q -p no:cacheprovider $(TIME_DIRS)
+
+# The reliability suite with more examples than CI, then docs/reliability.md from its
+# figures (docs/reliability.md says what each part tries).
+RELIABILITY_DIR := test-output/reliability
+RELIABILITY_EXAMPLES ?= 60
+RELIABILITY_STEPS ?= 40
+reliability: $(VENV)/.installed-test
+	rm -rf $(RELIABILITY_DIR)
+	KPAY_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_DIR) \
+	KPAY_RELIABILITY_EXAMPLES=$(RELIABILITY_EXAMPLES) KPAY_RELIABILITY_STEPS=$(RELIABILITY_STEPS) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/reliability
+	KPAY_RELIABILITY_EXAMPLES=$(RELIABILITY_EXAMPLES) KPAY_RELIABILITY_STEPS=$(RELIABILITY_STEPS) \
+		$(PY) bench/reliability_report.py $(RELIABILITY_DIR) docs/reliability.md
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

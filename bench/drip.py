@@ -216,6 +216,7 @@ async def run(args: argparse.Namespace, uri: str) -> None:
     phase("lesson list")
     # -- the lesson list over HTTP ------------------------------------------------------
     student = "u123"
+    await app.users.ensure(student, "student")
     token = app.tokens.issue(student, "student")
     url = (f"http://127.0.0.1:{app.port}/api/v1/courses/"
            f"{courses[123 % len(courses)]['_id']}/lessons")

@@ -91,6 +91,7 @@ class HubServer(Server):
         })
         self.app = KPay(settings, pm, uri, var_dir=self.db_dir)
         self.port = await self.app.start(port=0, host="127.0.0.1")
+        await self.app.users.ensure("bench", "student")
         self.token = self.app.tokens.issue("bench", "student")
 
     async def publish(self, seq: int) -> None:

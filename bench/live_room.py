@@ -114,6 +114,8 @@ async def add_ticket_holders(app: Any, room_id: str, students: int) -> None:
     rest are written in bulk, as that path would leave them (it takes ~60 ms an order
     on the embedded development database, minutes for thousands, and is not what
     this benchmark measures: the tests cover it)."""
+    from pymongo import UpdateOne
+
     from kpay.core.auth import User
     from kpay.core.money.providers import RequestInfo
     from plugins.live_qa import rooms
@@ -128,6 +130,12 @@ async def add_ticket_holders(app: Any, room_id: str, students: int) -> None:
     bulk = [{"_id": rooms.ticket_id(room_id, f"s{n}"), "room_id": room_id, "user_id": f"s{n}",
              "order_id": f"bench{n}", "status": "active", "muted": False, "created_at": now}
             for n in range(through_orders, students)]
+    # Every socket authenticates as a stored user (kpay/core/users.py).
+    await app.store["users"].bulk_write(
+        [UpdateOne({"_id": user_id}, {"$setOnInsert": {"role": role, "name": user_id}},
+                   upsert=True)
+         for user_id, role in [*((f"s{n}", "student") for n in range(students)),
+                               ("host", "consultant")]])
     if bulk:
         await app.store[TICKETS].insert_many(bulk)
         await app.store[ROOMS].update_one(

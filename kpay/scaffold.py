@@ -54,6 +54,8 @@ MODULE = '''\
 """kpay plugin {name}: one settings section and one route. Add hooks from
 kpay/core/hookspecs.py (docs/plugins.md) as the plugin grows."""
 
+from pydantic import BaseModel
+
 from kpay import hookimpl
 from kpay.core.config import Section
 from kpay.core.web import BaseHandler, Route, api
@@ -65,8 +67,15 @@ class {camel}Settings(Section):
     greeting: str = "hello"
 
 
+class Hello(BaseModel):
+    """What GET /api/v1/{name}/hello answers (its schema in /api/v1/openapi.json)."""
+
+    greeting: str
+    user: str
+
+
 class HelloHandler(BaseHandler):
-    @api("{name}: greet the caller")
+    @api("{name}: greet the caller", response=Hello)
     def get(self) -> None:
         user = self.require_user()
         settings = self.kpay.settings.{name}

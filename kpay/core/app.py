@@ -89,6 +89,9 @@ class KPay:
         self.broker: Broker = make_broker(self)
         self.broker.on_publication(self.hub.deliver)
         self.sockets: set[SocketHandler] = set()
+        # How many of ``sockets`` each user has authenticated ([realtime]
+        # max_sockets_per_user); kept by SocketHandler, so the cap costs no scan.
+        self.sockets_per_user: dict[str, int] = {}
         # HTTP request limits ([limits]), per process; BaseHandler.prepare takes from it.
         self.limiter = RateLimiter(settings.limits)
         self.money = MoneyService(self)
@@ -432,7 +435,9 @@ def make_broker(app: KPay) -> Broker:
         return RedisBroker(realtime.redis_url, realtime.history_size,
                            realtime.history_ttl_seconds, app.clock.time,
                            prefix=realtime.redis_prefix)
-    return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time)
+    return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time,
+                        history_total_bytes=realtime.history_total_bytes,
+                        listening=app.hub.subscribers.__contains__)
 
 
 def configure_logging(level: str) -> None:

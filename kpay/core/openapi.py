@@ -179,6 +179,6 @@ def describe(route: Route, method: str, operation: Operation,
     if operation.roles:
         described["x-roles"] = list(operation.roles)
     if operation.body is not None:
-        described["requestBody"] = {"required": True, "content": {JSON_MEDIA_TYPE: {
-            "schema": refs[operation.body]}}}
+        described["requestBody"] = {"required": True, "content": {
+            operation.body_media_type: {"schema": refs[operation.body]}}}
     return described

@@ -21,6 +21,7 @@ A user with no stored document has no standing: their tokens are refused.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 USERS = "users"
 ROLES = ("student", "consultant", "admin")
 MAX_REVOKED = 50
-INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True)]
+INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
+           IndexSpec.of(USERS, "openid")]
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
 
 
@@ -84,6 +86,38 @@ class Users:
 
     def forget(self, user_id: str) -> None:
         self._cache.pop(user_id, None)
+
+    async def profile(self, user_id: str) -> dict[str, Any] | None:
+        """What plugins may know of a user: ``{"id", "name", "role", "blocked"}``, or
+        None when there is no such user. Plugins ask here, never the collection."""
+        doc = await self.collection.find_one({"_id": user_id},
+                                             {"name": 1, "role": 1, "blocked": 1})
+        if doc is None:
+            return None
+        return {"id": doc["_id"], "name": doc.get("name") or doc["_id"],
+                "role": doc.get("role") or "student", "blocked": bool(doc.get("blocked"))}
+
+    async def openid(self, user_id: str) -> str | None:
+        """The WeChat openid the user last signed in with, if any."""
+        doc = await self.collection.find_one({"_id": user_id}, {"openid": 1})
+        return (doc or {}).get("openid")
+
+    async def sign_in_wechat(self, openid: str, nickname: str | None = None) -> dict[str, Any]:
+        """The user of a WeChat openid, created as a student on first sign-in. The id is
+        derived from the openid, so two concurrent first logins make one user."""
+        changes: dict[str, Any] = {"openid": openid}
+        if nickname:
+            changes["wechat_nickname"] = nickname
+        existing = await self.collection.find_one_and_update(
+            {"openid": openid}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+        if existing is not None:
+            return existing
+        user_id = "wx_" + hashlib.sha256(openid.encode()).hexdigest()[:20]
+        return await self.collection.find_one_and_update(
+            {"_id": user_id},
+            {"$set": changes, "$setOnInsert": {"role": "student", "created_at": self.clock.now(),
+                                               "name": nickname or "微信用户"}},
+            upsert=True, return_document=ReturnDocument.AFTER)
 
     async def get(self, user_id: str) -> dict[str, Any]:
         doc = await self.collection.find_one({"_id": user_id})

@@ -91,6 +91,9 @@ class Operation:
     media_type: str = JSON_MEDIA_TYPE
     responses: tuple[tuple[int, type[BaseModel]], ...] = ()
     error_media_type: str = JSON_MEDIA_TYPE
+    #: The request body's media type when ``body`` describes something else than JSON
+    #: (WeChat's notify XML).
+    body_media_type: str = JSON_MEDIA_TYPE
     #: The rate limit class (kpay/core/ratelimit.py) when not the route's or the
     #: method's: "read", "write", "login", "orders", or "none" (not limited).
     limit: str | None = None
@@ -102,7 +105,8 @@ def api(summary: str, *, body: type[BaseModel] | None = None, auth: bool = True,
         media_type: str = JSON_MEDIA_TYPE,
         responses: dict[int, type[BaseModel]] | None = None,
         error_media_type: str = JSON_MEDIA_TYPE,
-        limit: str | None = None) -> Callable[[Callable], Callable]:
+        limit: str | None = None,
+        body_media_type: str = JSON_MEDIA_TYPE) -> Callable[[Callable], Callable]:
     """Describe a handler method for the OpenAPI document: ``body`` and ``response``
     are pydantic models of the request and of the success (``status``) answer.
     ``limit`` names its rate limit class when not the route's or its method's."""
@@ -112,7 +116,8 @@ def api(summary: str, *, body: type[BaseModel] | None = None, auth: bool = True,
         method.__kpay_operation__ = Operation(  # type: ignore[attr-defined]
             summary, body, auth, roles, status, query, response=response,
             media_type=media_type, responses=tuple(sorted((responses or {}).items())),
-            error_media_type=error_media_type, limit=limit)
+            error_media_type=error_media_type, limit=limit,
+            body_media_type=body_media_type)
         return method
 
     return mark
@@ -334,7 +339,9 @@ class SecurityHeaders(tornado.web.OutputTransform):
 
 
 class BodyLimit(tornado.httputil.HTTPMessageDelegate):
-    """Passes a request through unless its body exceeds ``limit`` bytes."""
+    """Passes a request through unless its body exceeds ``limit`` bytes (413), or its
+    Host header is one Tornado refuses (400): either way the client gets the error
+    envelope, not a bare status line."""
 
     def __init__(self, inner: tornado.httputil.HTTPMessageDelegate,
                  connection: tornado.httputil.HTTPConnection, limit: int,
@@ -346,6 +353,7 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         self.received = 0
         self.forwarded = False
         self.refused = False
+        self.bad_request: str | None = None
         self.method = "?"
         self.host = ""
 
@@ -357,7 +365,16 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
             self.refused = True
             return None
         self.forwarded = True
-        return self.inner.headers_received(start_line, headers)
+        try:
+            return self.inner.headers_received(start_line, headers)
+        except tornado.httputil.HTTPInputError as e:
+            # Tornado checks the Host header (present, one, a host[:port]) as it builds
+            # the request, before any handler exists, and would answer a bare 400 with
+            # no body. The text up to the colon names the problem without echoing it.
+            self.forwarded = False
+            self.refused = True
+            self.bad_request = str(e).split(":", 1)[0]
+            return None
 
     def data_received(self, chunk: bytes) -> Any:
         if self.refused:
@@ -374,9 +391,15 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         if not self.refused:
             self.inner.finish()
             return
-        envelope = {"error": {"code": "payload_too_large",
-                              "message": f"request body over {self.limit} bytes",
-                              "limit": self.limit}}
+        if self.bad_request is not None:
+            status, reason = 400, "Bad Request"
+            envelope: dict[str, Any] = {"error": {"code": "bad_request",
+                                                  "message": self.bad_request}}
+        else:
+            status, reason = 413, "Payload Too Large"
+            envelope = {"error": {"code": "payload_too_large",
+                                  "message": f"request body over {self.limit} bytes",
+                                  "limit": self.limit}}
         body = json.dumps(envelope).encode()
         headers = tornado.httputil.HTTPHeaders({
             "Content-Type": "application/json; charset=utf-8",
@@ -385,10 +408,9 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
             **security_headers(self.media_origins, self.host),
         })
         self.connection.write_headers(
-            tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"),
-            headers, body)
+            tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, body)
         self.connection.finish()
-        metrics.HTTP_REQUESTS.labels(self.method, "unmatched", "413").inc()
+        metrics.HTTP_REQUESTS.labels(self.method, "unmatched", str(status)).inc()
 
     def on_connection_close(self) -> None:
         if self.forwarded and not self.refused:

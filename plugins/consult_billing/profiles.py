@@ -61,7 +61,7 @@ def check_bounds(app: KPay, update: ProfileUpdate) -> None:
 async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> dict[str, Any]:
     """Create or replace the profile. Running sessions keep the rate they started with."""
     check_bounds(app, update)
-    user = await app.store["users"].find_one({"_id": consultant_id}, {"name": 1}) or {}
+    user = await app.users.profile(consultant_id) or {}
     now = app.clock.now()
     doc = {**update.model_dump(), "name": user.get("name", consultant_id), "updated_at": now}
     await app.store[PROFILES].update_one(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from bson import ObjectId
+from pydantic import BaseModel, ConfigDict
 from pymongo.errors import DuplicateKeyError
 
 from kpay.core.errors import ApiError
@@ -73,6 +74,41 @@ async def retention_index(app: KPay, days: int) -> IndexSpec:
 
 def clip(value: Any, limit: int) -> Any:
     return value[:limit] if isinstance(value, str) else value
+
+
+class NotifyXml(BaseModel):
+    """A WeChat Pay v2 notify body: ``<xml><field>text</field>...</xml>``, every value
+    text. For the OpenAPI document only: the handler parses the XML itself."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"xml": {"name": "xml"}})
+
+    return_code: str
+    return_msg: str | None = None
+    appid: str | None = None
+    mch_id: str | None = None
+    nonce_str: str | None = None
+
+
+class PayNotifyXml(NotifyXml):
+    """The payment result, signed (``sign``, ``sign_type`` MD5 or HMAC-SHA256)."""
+
+    sign: str | None = None
+    sign_type: str | None = None
+    result_code: str | None = None
+    openid: str | None = None
+    trade_type: str | None = None
+    total_fee: str | None = None
+    cash_fee: str | None = None
+    fee_type: str | None = None
+    transaction_id: str | None = None
+    out_trade_no: str | None = None
+    time_end: str | None = None
+
+
+class RefundNotifyXml(NotifyXml):
+    """The refund result: ``req_info`` is AES-256-ECB encrypted, base64."""
+
+    req_info: str | None = None
 
 
 class Refused(Exception):
@@ -155,7 +191,7 @@ class PayNotifyHandler(XmlNotifyHandler):
     kind = "pay"
 
     @api("WeChat Pay v2 payment notify (XML in, XML out)", auth=False, media_type="text/xml",
-         error_media_type="text/xml")
+         error_media_type="text/xml", body=PayNotifyXml, body_media_type="text/xml")
     async def post(self) -> None:
         await self.handle()
 
@@ -210,7 +246,8 @@ class RefundNotifyHandler(XmlNotifyHandler):
     kind = "refund"
 
     @api("WeChat Pay v2 refund notify (XML in, XML out, req_info encrypted)", auth=False,
-         media_type="text/xml", error_media_type="text/xml")
+         media_type="text/xml", error_media_type="text/xml", body=RefundNotifyXml,
+         body_media_type="text/xml")
     async def post(self) -> None:
         await self.handle()
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from plugins.wechat_pay.client import WeChatRuntime
 
 STATES = "wechat_oauth_states"
-INDEXES = [IndexSpec.of("users", "openid")]
+INDEXES: list[IndexSpec] = []  # the users' openid index is the core's (kpay/core/users.py)
 STATE_TTL = timedelta(minutes=10)
 COOKIE = "kpay_wechat_oauth"
 COOKIE_PATH = "/api/v1/wechat/oauth"
@@ -196,20 +196,4 @@ class OAuthCallbackHandler(BaseHandler):
 
 async def find_or_create_user(runtime: WeChatRuntime, openid: str,
                               profile: dict[str, Any]) -> dict[str, Any]:
-    users = runtime.app.store["users"]
-    changes: dict[str, Any] = {"openid": openid}
-    if profile.get("nickname"):
-        changes["wechat_nickname"] = profile["nickname"]
-    existing = await users.find_one_and_update({"openid": openid}, {"$set": changes},
-                                               return_document=True)
-    if existing is not None:
-        return existing
-    # A new WeChat user: the id is derived from the openid, so two concurrent first
-    # logins upsert one document instead of creating two users.
-    user_id = "wx_" + hashlib.sha256(openid.encode()).hexdigest()[:20]
-    await users.update_one(
-        {"_id": user_id},
-        {"$set": changes, "$setOnInsert": {"role": "student", "created_at": runtime.app.clock.now(),
-                                           "name": profile.get("nickname") or "微信用户"}},
-        upsert=True)
-    return await users.find_one({"_id": user_id})
+    return await runtime.app.users.sign_in_wechat(openid, profile.get("nickname"))

@@ -116,8 +116,7 @@ class WeChatPayProvider(PaymentProvider):
         return {"h5_info": {"type": "Wap", "wap_url": url, "wap_name": s.h5_site_name}}
 
     async def _stored_openid(self, user_id: str) -> str | None:
-        user = await self.runtime.app.store["users"].find_one({"_id": user_id}, {"openid": 1})
-        return (user or {}).get("openid")
+        return await self.runtime.app.users.openid(user_id)
 
     # -- notifies -----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ and WebSocket connections counted together)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -340,3 +341,35 @@ async def test_websockets_count_towards_the_cap(api, kpay_app):
     finally:
         socket.close()
         held.close()
+
+
+# -- a Host header Tornado refuses ------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=LIMIT)
+@pytest.mark.parametrize("host_line, message", [
+    ("Host: )?{`c\r\n", "Invalid Host header"),
+    ("Host: a.example,b.example\r\n", "Multiple host headers not allowed"),
+    ("", "Missing Host header"),
+])
+async def test_a_refused_host_header_gets_the_error_envelope(kpay_app, host_line, message):
+    """Found by the schemathesis fuzzer (tests/core/test_schemathesis.py): Tornado refuses
+    such a request before any handler exists, with a bare 400 and no body; the client
+    gets the envelope, its body is dropped, and the connection serves the next request."""
+    raw = await Raw.open(kpay_app)
+    try:
+        raw.send((f"POST /api/v1/orders HTTP/1.1\r\n{host_line}Content-Length: 2\r\n"
+                  "Content-Type: application/json\r\n\r\n{}").encode())
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), WAIT)
+        start, _, rest = head.decode("latin-1").partition("\r\n")
+        headers = tornado.httputil.HTTPHeaders.parse(rest)
+        body = await asyncio.wait_for(
+            raw.reader.readexactly(int(headers["Content-Length"])), WAIT)
+        assert start.split()[1] == "400"
+        assert headers["Content-Type"] == "application/json; charset=utf-8"
+        assert "X-Content-Type-Options" in headers
+        assert json.loads(body) == {"error": {"code": "bad_request", "message": message}}
+        status, _ = await raw.get("/healthz")
+        assert status == 200
+    finally:
+        raw.close()

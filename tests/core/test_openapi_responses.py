@@ -98,6 +98,10 @@ async def test_non_json_routes_declare_their_media_type_or_redirect(api):
         answers = paths[notify]["post"]["responses"]
         assert list(answers["200"]["content"]) == ["text/xml"]
         assert "text/xml" in answers["4XX"]["content"]
+        # XML in, too: <xml><return_code>...</return_code>...</xml>.
+        body = paths[notify]["post"]["requestBody"]["content"]["text/xml"]["schema"]
+        name = body["$ref"].rsplit("/", 1)[1]
+        assert document["components"]["schemas"][name]["xml"] == {"name": "xml"}
     for oauth in ("/api/v1/wechat/oauth/start", "/api/v1/wechat/oauth/callback"):
         answers = paths[oauth]["get"]["responses"]
         assert "302" in answers and "200" not in answers

@@ -391,12 +391,30 @@ async def test_the_socket_over_the_cap_is_closed(api, kpay_app):
     other = await api.socket(bob)
     assert (await other.request("ping"))["ok"] is True
     assert (await first.request("ping"))["ok"] is True
+    # The count kept per user is the count of app.sockets.
+    def counted() -> dict[str, int]:
+        scan: dict[str, int] = {}
+        for socket in kpay_app.sockets:
+            if socket.user_id is not None:
+                scan[socket.user_id] = scan.get(socket.user_id, 0) + 1
+        assert kpay_app.sockets_per_user == scan
+        return scan
+
+    assert counted() == {"alice": 2, "bob": 1}
     # When one closes, a new one is accepted.
     second.close()
     await second.closed()
     for _ in range(500):
-        if sum(1 for s in kpay_app.sockets if s.user_id == "alice") < 2:
+        if counted().get("alice") == 1:
             break
         await asyncio.sleep(0.01)
     again = await api.socket(alice)
     assert (await again.request("ping"))["ok"] is True
+    assert counted() == {"alice": 2, "bob": 1}
+    for ws in (first, again, other):
+        ws.close()
+    for _ in range(500):
+        if not counted():
+            break
+        await asyncio.sleep(0.01)
+    assert kpay_app.sockets_per_user == {}

@@ -66,7 +66,7 @@ class Tip(OrderKind):
                              min=limits.min_amount, max=limits.max_amount)
         if tip.to_user == user.id:
             raise BadRequest("you cannot tip yourself", code="tip_to_self", field="item.to_user")
-        consultant = await app.store["users"].find_one({"_id": tip.to_user}, {"role": 1})
+        consultant = await app.users.profile(tip.to_user)
         if not consultant or consultant.get("role") != "consultant":
             raise NotFound(f"no consultant {tip.to_user!r}", code="consultant_not_found")
         if tip.room_id is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from kpay.core.money.orders import Orders
 
 WALLET_CHANNEL = "wallet"
+#: How long one caller may take over a booked refund's hooks before another may.
+FINISH_LEASE = timedelta(minutes=1)
 # What WeChat Pay accepts as out_refund_no; other keys are hashed into one.
 OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_\-|*@]{1,64}$")
 
@@ -89,7 +92,8 @@ class Refunds:
                   "amount": amount, "reason": reason, "user_id": order["user_id"],
                   "to": WALLET_CHANNEL if payee == accounts.wallet(order["user_id"])
                   else order["channel"],
-                  "payee": payee, "status": "pending", "created_at": self.app.clock.now()}
+                  "payee": payee, "status": "pending", "finished": False,
+                  "created_at": self.app.clock.now()}
 
         async def reserve(session: AsyncClientSession) -> None:
             # The record first: a racing call with the same key fails on it (and replays
@@ -143,6 +147,9 @@ class Refunds:
             if await self._send(order, existing):
                 return await self._finish(order, existing)
             return await self.collection.find_one({"_id": existing["_id"]}) or existing
+        if existing["status"] == "succeeded" and existing.get("finished") is False:
+            # Booked, but the caller crashed before the kind undid the purchase.
+            return await self._finish(order, existing)
         return existing
 
     async def _send(self, order: dict[str, Any], refund: dict[str, Any]) -> bool:
@@ -212,14 +219,29 @@ class Refunds:
         return True
 
     async def _finish(self, order: dict[str, Any], refund: dict[str, Any]) -> dict[str, Any]:
-        done = await self.collection.find_one({"_id": refund["_id"]}) or refund
+        """Let the kind undo what was bought and tell plugins, once per booked refund.
+
+        Claimed with a lease, then marked ``finished``: a caller that retries after a
+        crash between the booking and here (the refund's contract) finishes it, and
+        concurrent callers do not run the kind twice at once. A crash inside the kind's
+        ``on_refund`` runs it again on the next retry (at least once)."""
+        now = self.app.clock.now()
+        done = await self.collection.find_one_and_update(
+            {"_id": refund["_id"], "status": "succeeded", "finished": False,
+             "$or": [{"finish_lease": None}, {"finish_lease": {"$lte": now}}]},
+            {"$set": {"finish_lease": now + FINISH_LEASE}},
+            return_document=ReturnDocument.AFTER)
+        if done is None:  # finished already, or by a racing call right now
+            return await self.collection.find_one({"_id": refund["_id"]}) or refund
         kind = self.orders.kinds.get(order["kind"])
         if kind is not None:
             await kind.on_refund(self.app, order, done)
         metrics.ORDERS.labels(order["kind"], "refunded").inc()
         await self.app.notify("on_order_refunded", order=await self.orders.get(order["_id"]),
                               refund=public_refund(done))
-        return done
+        return await self.collection.find_one_and_update(
+            {"_id": refund["_id"]}, {"$set": {"finished": True}, "$unset": {"finish_lease": ""}},
+            return_document=ReturnDocument.AFTER) or done
 
 
 def public_refund(refund: dict[str, Any]) -> dict[str, Any]:

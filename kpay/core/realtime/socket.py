@@ -160,24 +160,22 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             return False
         if self.stream is None:
             return False  # closed while the standing was read
+        # The user's authenticated sockets on this node, counted up here and down in
+        # on_close, checked and taken with no await in between: two sockets
+        # authenticating at once cannot both take the last place.
+        counts = self.kpay.sockets_per_user
+        held = counts.get(claims.user.id, 0)
         cap = self.kpay.settings.realtime.max_sockets_per_user
-        # Counted and taken with no await in between: two sockets authenticating at
-        # once cannot both take the last place.
-        if cap and self.sockets_of(claims.user.id) >= cap:
+        if cap and held >= cap:
             metrics.SOCKETS_CLOSED.labels("too_many_sockets").inc()
             self.close(CLOSE_TOO_MANY_SOCKETS, "too_many_sockets")
             return False
+        counts[claims.user.id] = held + 1
         self.state.claims, self.state.user = claims, claims.user
         if self.state.auth_timer is not None:
             self.state.auth_timer.cancel()
             self.state.auth_timer = None
         return True
-
-    def sockets_of(self, user_id: str) -> int:
-        """This node's open, authenticated sockets of ``user_id`` (from ``app.sockets``)."""
-        return sum(1 for socket in self.kpay.sockets
-                   if socket.stream is not None and socket.state.user is not None
-                   and socket.state.user.id == user_id)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # No event frame may follow our close frame (RFC 6455 5.5.1).
@@ -189,6 +187,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if self.state.auth_timer is not None:
             self.state.auth_timer.cancel()
         self.kpay.sockets.discard(self)
+        user = self.state.user
+        if user is not None:
+            left = self.kpay.sockets_per_user.get(user.id, 0) - 1
+            if left > 0:
+                self.kpay.sockets_per_user[user.id] = left
+            else:
+                self.kpay.sockets_per_user.pop(user.id, None)
         metrics.SOCKETS_OPEN.dec()
         metrics.SOCKETS_CLOSED.labels(str(self.close_code or "gone")).inc()
         for channel in tuple(self.channels):
