@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import signal
 import socket
@@ -22,6 +21,8 @@ from kpay.core import config as config_module
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
 from kpay.core.config import Settings
+from kpay.core.httpserver import KPayHTTPServer
+from kpay.core.logs import configure_logging, log_request
 from kpay.core.money.service import MoneyService
 from kpay.core.plugins import (
     PluginManager,
@@ -42,16 +43,7 @@ from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
 from kpay.core.sessions import watch_standing
 from kpay.core.store import EmbeddedMongo, IndexSpec, Store
-from kpay.core.web import (
-    KPayApplication,
-    NotFoundHandler,
-    Route,
-    StaticFiles,
-    client_ip,
-    client_protocol,
-    tornado_rules,
-    trusted_networks,
-)
+from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
 
 log = logging.getLogger("kpay")
 
@@ -260,173 +252,6 @@ class KPay:
             {"name": "clock"}, {"$set": {"offset": self.clock.offset}}, upsert=True)
 
 
-class KPayHTTPServer(tornado.httpserver.HTTPServer):
-    """Tornado's HTTP server with a cap on open connections and forwarded headers
-    believed only from trusted proxies.
-
-    ``max_connections``: Tornado has no cap of its own. Every accepted connection is
-    counted until its socket closes, whatever it became (a WebSocket keeps its
-    connection's stream, so it stays counted); one accepted at the cap is closed at once.
-
-    ``trusted_proxies``: X-Forwarded-For / X-Real-IP / X-Forwarded-Proto set
-    ``request.remote_ip`` and ``request.protocol`` (through
-    :func:`kpay.core.web.client_ip`) only when the socket peer is one of them; Tornado's
-    own ``xheaders`` would believe them from anyone.
-    """
-
-    def initialize(self, request_callback: Any, *, max_connections: int = 10_000,
-                   trusted_proxies: list[str] | tuple[str, ...] = (), **kwargs: Any) -> None:
-        kwargs["xheaders"] = False
-        super().initialize(request_callback, **kwargs)
-        self.max_connections = max_connections
-        self.trusted_proxies = trusted_networks(trusted_proxies)
-        self.open_connections = 0
-        self.refused_connections = 0
-        self._refusing = False
-
-    def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
-        if self.open_connections >= self.max_connections:
-            self.refused_connections += 1
-            if not self._refusing:
-                self._refusing = True
-                log.warning("%d connections open ([server] max_connections): closing new "
-                            "ones until fewer are open", self.open_connections)
-            stream.close()
-            return
-        if self._refusing and self.open_connections < self.max_connections * 0.9:
-            self._refusing = False
-        self.open_connections += 1
-        # Counted down when the socket closes, through whichever owner closes it (the
-        # HTTP connection or, after an upgrade, the WebSocket): IOStream.close() calls
-        # close_fd() exactly once.
-        close_fd = stream.close_fd
-
-        def release() -> None:
-            self.open_connections -= 1
-            close_fd()
-
-        stream.close_fd = release  # type: ignore[method-assign]
-        super().handle_stream(stream, address)
-
-    def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
-                      ) -> tornado.httputil.HTTPMessageDelegate:
-        delegate = super().start_request(server_conn, request_conn)
-        context = getattr(request_conn, "context", None)
-        if self.trusted_proxies and context is not None:
-            delegate = ForwardedHeaders(delegate, context, self.trusted_proxies)
-        return delegate
-
-
-class ForwardedHeaders(tornado.httputil.HTTPMessageDelegate):
-    """Sets one request's ``remote_ip`` and ``protocol`` from the forwarded headers when
-    its peer is a trusted proxy (:func:`kpay.core.web.client_ip`), and puts the
-    connection's own back when the request is done (the next one on the connection
-    starts from the socket again)."""
-
-    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, context: Any,
-                 trusted: Any) -> None:
-        self.inner = inner
-        self.context = context
-        self.trusted = trusted
-        self.peer = context.remote_ip
-        self.protocol = context.protocol
-
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        self.context.remote_ip = client_ip(self.peer, headers, self.trusted)
-        self.context.protocol = client_protocol(self.peer, headers, self.trusted,
-                                                self.protocol)
-        return self.inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Any:
-        return self.inner.data_received(chunk)
-
-    def finish(self) -> None:
-        try:
-            self.inner.finish()
-        finally:
-            self._restore()
-
-    def on_connection_close(self) -> None:
-        try:
-            self.inner.on_connection_close()
-        finally:
-            self._restore()
-
-    def _restore(self) -> None:
-        self.context.remote_ip = self.peer
-        self.context.protocol = self.protocol
-
-
-access_log = logging.getLogger("tornado.access")
-
-#: Query parameters whose values never reach a log line (OAuth codes and states, tokens,
-#: tickets, signatures, secrets), matched case-insensitively.
-SECRET_PARAMETERS = ("code", "state", "token", "access_token", "refresh_token", "ticket",
-                     "jsapi_ticket", "sign", "paySign", "signature", "secret", "key")
-_NAMES = "|".join(SECRET_PARAMETERS)
-# name=value in a query string ("?code=...&"), and inside a percent-encoded URL carried in
-# another one ("%3Fcode%3D...%26").
-_PLAIN = re.compile(r"([?&;](?:" + _NAMES + r")=)[^&#\s'\"<>]*", re.IGNORECASE)
-_ENCODED = re.compile(r"((?:%3F|%26)(?:" + _NAMES + r")%3D)"
-                      r"(?:[^&#%\s'\"<>]|%(?!26|23)[0-9A-F]{2})*", re.IGNORECASE)
-REDACTED = "[redacted]"
-#: Loggers that print request URIs: Tornado's (its 4xx warnings and 5xx errors quote
-#: the URI and the request), urllib3's request lines (wechatpy calls WeChat with the
-#: code, AppSecret or token in the query) and kpay's WeChat plugin.
-URI_LOGGERS = ("tornado.access", "tornado.application", "tornado.general",
-               "urllib3.connectionpool", "kpay", "kpay.web", "kpay.wechat_pay")
-
-
-def redact(text: str) -> str:
-    """``text`` with the values of :data:`SECRET_PARAMETERS` in URLs replaced."""
-    if "=" not in text and "%3d" not in text.lower():
-        return text
-    return _ENCODED.sub(r"\1" + REDACTED, _PLAIN.sub(r"\1" + REDACTED, text))
-
-
-class RedactSecrets(logging.Filter):
-    """Redacts secret query values in a record's message and traceback text, in place,
-    before any handler sees it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: leave it to the handler to report
-            return True
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-REDACT_SECRETS = RedactSecrets()
-
-
-def install_redaction(*targets: logging.Logger | logging.Handler) -> None:
-    """Put the :class:`RedactSecrets` filter on these loggers or handlers (once each)."""
-    for target in targets:
-        if REDACT_SECRETS not in target.filters:
-            target.addFilter(REDACT_SECRETS)
-
-
-install_redaction(*map(logging.getLogger, URI_LOGGERS))
-
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access log line without the query string: /ws?token=... must not be logged.
-
-    Every other line that may quote a request URI goes through :class:`RedactSecrets`."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path,
-                   request.remote_ip, 1000.0 * request.request_time())
-
-
 def make_broker(app: KPay) -> Broker:
     realtime = app.settings.realtime
     if realtime.broker == "redis":
@@ -438,16 +263,6 @@ def make_broker(app: KPay) -> Broker:
     return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time,
                         history_total_bytes=realtime.history_total_bytes,
                         listening=app.hub.subscribers.__contains__)
-
-
-def configure_logging(level: str) -> None:
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Every line, whichever logger wrote it, has secret query values redacted.
-    install_redaction(*logging.getLogger().handlers)
 
 
 async def check_startup(settings: Settings, pm: PluginManager, var_dir: str = "var") -> None:

@@ -104,10 +104,11 @@ def document(routes: list[Route], pages: bool = False) -> dict[str, Any]:
                                            ref_template=REF)
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, "ErrorDetail": ERROR_DETAIL_SCHEMA,
                                **definitions.get("$defs", {})}
+    model_refs = {model: refs[(model, "validation")] for model in models}
     paths: dict[str, Any] = {}
     for route, method, operation in operations:
-        paths.setdefault(route.path, {})[method] = describe(
-            route, method, operation, {model: refs[(model, "validation")] for model in models})
+        paths.setdefault(route.path, {})[method] = describe(route, method, operation,
+                                                            model_refs)
     if pages:
         for path, item in PAGES.items():
             paths.setdefault(path, item)

@@ -8,11 +8,10 @@ Any :class:`kpay.core.errors.ApiError` raised becomes the error envelope.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +29,9 @@ from kpay.core.errors import (
     RateLimited,
     Unauthorized,
 )
+from kpay.core.jsonio import json_default, parse_json
 from kpay.core.ratelimit import check_limit_class, limit_key, retry_after, route_class
+from kpay.core.security import SecurityHeaders, security_headers
 from kpay.core.users import authenticate
 
 if TYPE_CHECKING:
@@ -276,68 +277,6 @@ class KPayApplication(tornado.web.Application):
         return BodyLimit(inner, request_conn, self.max_body_bytes, self.media_origins)
 
 
-# Host[:port] as it may appear in a CSP source (anything else in a Host header is left out).
-CSP_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
-
-
-def content_security_policy(media_origins: tuple[str, ...] | list[str], host: str = "") -> str:
-    """The Content-Security-Policy of every response (the pages are what it is for).
-
-    No inline script and no eval anywhere: every script is a file under /static/.
-    Images and audio/video may come from ``[server] media_origins`` (rooms and lessons
-    show media hosted elsewhere); images also from ``data:`` (the pages' empty favicon,
-    ``<link rel="icon" href="data:,">``). Fetches and the socket go to this server only:
-    ``'self'`` plus ws:/wss: of the requested host, spelled out for browsers (older
-    WebKit, as in WeChat on iOS) where ``'self'`` does not cover WebSocket URLs.
-    """
-    media = " ".join(media_origins)
-    connect = "'self'"
-    if host and CSP_HOST.fullmatch(host):
-        connect += f" ws://{host} wss://{host}"
-    return "; ".join([
-        "default-src 'self'",
-        "script-src 'self'",
-        # The pages have no style attributes or <style> elements; scripts set sizes
-        # through element.style (CSSOM), which style-src does not restrict.
-        "style-src 'self'",
-        f"img-src {media} data:",
-        f"media-src {media}",
-        f"connect-src {connect}",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
-
-
-def security_headers(media_origins: tuple[str, ...] | list[str], host: str = "") -> dict[str, str]:
-    return {
-        "Content-Security-Policy": content_security_policy(media_origins, host),
-        "X-Content-Type-Options": "nosniff",
-        # Other origins (media hosts, WeChat) learn a page's origin, never its path or query.
-        "Referrer-Policy": "strict-origin-when-cross-origin",
-    }
-
-
-class SecurityHeaders(tornado.web.OutputTransform):
-    """Adds :func:`security_headers` to a response (a handler's own value wins) and drops
-    Tornado's ``Server: TornadoServer/<version>``."""
-
-    def __init__(self, request: tornado.httputil.HTTPServerRequest,
-                 media_origins: tuple[str, ...] = ()) -> None:
-        self.request = request
-        self.media_origins = media_origins
-
-    def transform_first_chunk(self, status_code: int, headers: tornado.httputil.HTTPHeaders,
-                              chunk: bytes, finishing: bool
-                              ) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
-        headers.pop("Server", None)
-        for name, value in security_headers(self.media_origins, self.request.host).items():
-            if name not in headers:
-                headers[name] = value
-        return status_code, headers, chunk
-
-
 class BodyLimit(tornado.httputil.HTTPMessageDelegate):
     """Passes a request through unless its body exceeds ``limit`` bytes (413), or its
     Host header is one Tornado refuses (400): either way the client gets the error
@@ -476,43 +415,6 @@ class NotFoundHandler(BaseHandler):
         raise NotFound(f"no route for {self.request.path}", code="not_found")
 
 
-# Deeper than any kpay body needs, far below Python's recursion limit: a deeper body is
-# refused before anything (pydantic, a plugin) walks it recursively.
-MAX_JSON_DEPTH = 64
-
-
-def parse_json(raw: bytes) -> Any:
-    """A request body as JSON; 400 ``invalid_json`` when it is not JSON or nested deeper
-    than :data:`MAX_JSON_DEPTH` (so deep that the parser gives up included)."""
-    too_deep = BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels",
-                          code="invalid_json")
-    try:
-        data = json.loads(raw)
-    except RecursionError:
-        # The parser recurses per level: 100,000 "[" would otherwise be a 500.
-        raise too_deep from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"body is not valid JSON: {e}", code="invalid_json") from None
-    # Counting brackets is cheap (C speed); the walk is needed only when there are enough
-    # of them (inside strings or not) to nest that deep.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nested_deeper(data, MAX_JSON_DEPTH):
-        raise too_deep
-    return data
-
-
-def nested_deeper(value: Any, limit: int) -> bool:
-    """Whether lists and dicts nest more than ``limit`` levels in ``value`` (no recursion)."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return False
-
-
 def validate(model: type[M], data: dict[str, Any], within: str = "") -> M:
     """Validate ``data`` with a pydantic model; 400 ``invalid_field`` naming the first
     bad field (as ``<within>.<field>`` when ``within`` is given)."""
@@ -523,20 +425,6 @@ def validate(model: type[M], data: dict[str, Any], within: str = "") -> M:
         where = ".".join([*([within] if within else []), *(str(p) for p in first["loc"])])
         where = where or "body"
         raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", field=where) from None
-
-
-def json_default(value: Any) -> Any:
-    from datetime import datetime
-
-    from bson import ObjectId
-
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def tornado_rules(routes: list[Route]) -> list[tornado.web.URLSpec]:
@@ -552,72 +440,3 @@ def tornado_rules(routes: list[Route]) -> list[tornado.web.URLSpec]:
             told["route_limit"] = route.limit
         rules.append(tornado.web.url(route.pattern(), route.handler, told))
     return rules
-
-
-# -- the client's address ------------------------------------------------------------
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def trusted_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
-    """``[server] trusted_proxies`` (validated by ``ServerSettings``) as networks."""
-    return tuple(ipaddress.ip_network(entry.strip()) for entry in entries)
-
-
-def ip_or_none(value: str) -> IPAddress | None:
-    """``value`` as an IP address (an IPv4-mapped IPv6 one as IPv4), or None when it is
-    not exactly one: a port, a name, ``unknown`` or junk are not addresses."""
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
-    return any(address in network for network in trusted)
-
-
-def client_ip(peer: str, headers: tornado.httputil.HTTPHeaders,
-              trusted: Sequence[IPNetwork]) -> str:
-    """The client's IP address: THE one rule for ``request.remote_ip`` (which the HTTP
-    server sets from it, so the access log, the notify records and the
-    ``spbill_create_ip`` sent to WeChat Pay all agree).
-
-    The socket ``peer`` unless it is a trusted proxy (``[server] trusted_proxies``).
-    From a trusted proxy: walking ``X-Forwarded-For`` from the right (each proxy
-    appends the address it was connected from), the first address that is not a
-    trusted proxy; if every one is, the left-most. Without ``X-Forwarded-For``, a valid
-    ``X-Real-IP``. A hop that is not an IP address ends the walk at the last address
-    vouched for by a trusted proxy; nothing from the headers is used unless it is one.
-    """
-    address = ip_or_none(peer)
-    if address is None or not is_trusted(address, trusted):
-        return peer
-    forwarded = ",".join(headers.get_list("X-Forwarded-For"))
-    if forwarded.strip():
-        client = address
-        for hop in reversed(forwarded.split(",")):
-            hop_address = ip_or_none(hop)
-            if hop_address is None:
-                break
-            client = hop_address
-            if not is_trusted(hop_address, trusted):
-                break
-        return str(client)
-    real = ip_or_none(headers.get("X-Real-IP", ""))
-    return str(real) if real is not None else str(address)
-
-
-def client_protocol(peer: str, headers: tornado.httputil.HTTPHeaders,
-                    trusted: Sequence[IPNetwork], own: str) -> str:
-    """``http`` or ``https`` as the client used it: ``X-Forwarded-Proto`` (its last
-    value, set by the nearest proxy) when ``peer`` is a trusted proxy, else ``own``."""
-    address = ip_or_none(peer)
-    if address is None or not is_trusted(address, trusted):
-        return own
-    proto = headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
-    return proto if proto in ("http", "https") else own

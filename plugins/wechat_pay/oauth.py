@@ -170,7 +170,7 @@ class OAuthCallbackHandler(BaseHandler):
                                              grant["access_token"])
         except (WeChatOAuthException, OSError) as e:
             # The error may quote WeChat's URL with the code and the AppSecret in its
-            # query: logged (redacted, kpay.core.app.RedactSecrets), never sent back.
+            # query: logged (redacted, kpay.core.logs.RedactSecrets), never sent back.
             logging.getLogger("kpay.wechat_pay").warning("wechat_pay: OAuth login failed: %s", e)
             raise ApiError("WeChat login failed", code="oauth_failed", status=502) from None
         user = await find_or_create_user(runtime, grant["openid"], profile)

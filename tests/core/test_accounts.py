@@ -3,14 +3,11 @@ sockets, on this node at once, on another within the cache bound); the audit log
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 
-from kpay.testing import ApiClient
+from kpay.testing import ApiClient, run_kpay
 
 ADMIN = "/api/v1/admin/users"
 
@@ -127,17 +124,8 @@ async def test_a_change_made_with_the_cli_reaches_the_running_server(api, kpay_a
     ws = await api.socket(token)
     assert (await ws.request("sub", ch="user:dave"))["ok"]
     assert (await api.get("/api/v1/me", token))[0] == 200  # cached now
-    settings = kpay_app.settings
-    config = tmp_path / "kpay.toml"
-    config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
-                      f'database = "{settings.mongodb.database}"\n'
-                      f'[auth]\nsecret = "{kpay_app.tokens.secret}"\n'
-                      '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
-
     async def kpay(*args):
-        return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "kpay.cli", "--config", str(config), *args],
-            capture_output=True, text=True, timeout=60)
+        return await run_kpay(kpay_app, tmp_path, *args)
 
     done = await kpay("user", "block", "dave", "--reason", "风控")
     assert done.returncode == 0, done.stderr

@@ -207,7 +207,7 @@ async def test_forwarded_client_does_not_leak_into_the_next_request(kpay_app):
 
 
 def test_client_ip_rule():
-    from kpay.core.web import client_ip, trusted_networks
+    from kpay.core.httpserver import client_ip, trusted_networks
 
     trusted = trusted_networks(["10.0.0.0/8", "2001:db8:1::/48"])
 
@@ -353,7 +353,7 @@ async def test_websockets_count_towards_the_cap(api, kpay_app):
     ("", "Missing Host header"),
 ])
 async def test_a_refused_host_header_gets_the_error_envelope(kpay_app, host_line, message):
-    """Found by the schemathesis fuzzer (tests/core/test_schemathesis.py): Tornado refuses
+    """Found by the schemathesis fuzzer (tests/reliability/test_fuzz_api.py): Tornado refuses
     such a request before any handler exists, with a bare 400 and no body; the client
     gets the envelope, its body is dropped, and the connection serves the next request."""
     raw = await Raw.open(kpay_app)

@@ -142,7 +142,7 @@ class TestLoginFailure:
 
 
 def test_redact_covers_plain_and_encoded_queries():
-    from kpay.core.app import redact
+    from kpay.core.logs import redact
 
     text = ("GET /a?code=C1&state=S1&x=1&Token=T1 uri='/ws?token=T2' "
             "/jssdk?url=https%3A%2F%2Fh5%2Fp%3Fcode%3DC3%26ok%3D1%26paySign%3DP3&access_token=A4")

@@ -4,7 +4,7 @@ Every operation of the core and the built-in plugins (dev mode on, so the dev ro
 too) declares its success answer: a JSON schema (``@api(response=Model)``), or the
 media type of a body that is not JSON (``/metrics``, the WeChat notify XML, the pages),
 or a redirect with its ``Location``. Refusals are the error envelope. A new route
-without ``response=`` fails here; tests/core/test_schemathesis.py checks the real
+without ``response=`` fails here; tests/reliability/test_fuzz_api.py checks the real
 answers against these schemas.
 """
 

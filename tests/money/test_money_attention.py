@@ -1,12 +1,11 @@
 """A paid order whose fulfilment keeps failing: back-off, then a refund to the wallet and
 the needs-attention list; one broken order never stops the fulfil job for the others."""
 
-import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
+
+from kpay.testing import run_kpay
 
 ORDERS = "/api/v1/orders"
 ATTENTION = "/api/v1/admin/attention"
@@ -108,16 +107,8 @@ async def test_kpay_attention_lists_and_resolves(api, kpay_app, money_plugin, tm
     order = await wallet_order(api, token)
     for _ in range(3):
         await kpay_app.advance_clock(3600)
-    settings = kpay_app.settings
-    config = tmp_path / "kpay.toml"
-    config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
-                      f'database = "{settings.mongodb.database}"\n'
-                      '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
-
     async def kpay(*args):
-        return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "kpay.cli", "--config", str(config), *args],
-            capture_output=True, text=True, timeout=60)
+        return await run_kpay(kpay_app, tmp_path, *args)
 
     listed = await kpay("attention", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -9,6 +9,7 @@ import pytest
 
 from kpay.core.money.providers import PaymentState
 from kpay.core.money.reconcile import reconcile
+from kpay.testing import run_kpay
 
 ORDERS = "/api/v1/orders"
 
@@ -228,14 +229,6 @@ async def test_kpay_reconcile_judges_time_on_the_app_clock(api, kpay_app, money_
     status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": "g100"},
                                            "channel": "wallet"}, token)
     assert status == 201 and body["order"]["status"] == "paid"
-    await kpay_app.advance_clock(1)  # records the dev clock, as any advance does
-    settings = kpay_app.settings
-    config = tmp_path / "kpay.toml"
-    config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
-                      f'database = "{settings.mongodb.database}"\n'
-                      '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
-    command = [sys.executable, "-m", "kpay.cli", "--config", str(config), "reconcile"]
-    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
-                                     timeout=60)
+    result = await run_kpay(kpay_app, tmp_path, "reconcile")
     assert result.returncode == 0, result.stdout + result.stderr
     await kpay_app.advance_clock(11 * 60)  # now it really is stuck (the job fulfils it)
