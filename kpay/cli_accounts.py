@@ -43,7 +43,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     secret = resolve_secret(settings.auth, settings.dev.enabled, var_dir())
 
     async def run(store: Any, clock: Any) -> int:
-        user = await Users(store, clock, 0).ensure(args.user, args.role)
+        user = await Users(store, clock, 0).collection.find_one({"_id": args.user})
+        if user is None:
+            print(f"kpay: no user {args.user}; create one with: kpay user role {args.user} "
+                  f"{args.role}", file=sys.stderr)
+            return 2
         if user.get("role") != args.role:
             print(f"kpay: {args.user} is stored as {user.get('role')}, not {args.role}; "
                   f"change it with: kpay user role {args.user} {args.role}", file=sys.stderr)
@@ -64,11 +68,13 @@ def cmd_user(args: argparse.Namespace) -> int:
 
     async def run(store: Any, clock: Any) -> int:
         users = Users(store, clock, 0)
+        before: dict[str, Any] = {}
         if args.user_command == "role" and await users.collection.find_one(
                 {"_id": args.user}, {"_id": 1}) is None:
             # The first admin of a fresh deployment: created here, then `kpay token`.
             await users.ensure(args.user, args.role)
-        before = await users.get(args.user)
+        else:
+            before = await users.get(args.user)
         if args.user_command == "role":
             user = await users.set_role(args.user, args.role)
             details = {"before": before.get("role"), "after": args.role}

@@ -14,8 +14,6 @@ from kpay.core.money.routes import parse_before
 from kpay.core.sessions import enforce_standing
 from kpay.core.web import BaseHandler, Route, api
 
-USER_ID = Field(min_length=1, max_length=64)
-
 
 class LogoutHandler(BaseHandler):
     @api("End this token (the others of the user keep working)", response=responses.Ok)

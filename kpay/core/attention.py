@@ -24,7 +24,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 
 from kpay.core import metrics
 from kpay.core.errors import NotFound
@@ -102,7 +102,7 @@ class Attention:
         entry = await self.collection.find_one_and_update(
             {"_id": entry_id},
             {"$set": {"status": "resolved", "resolved_at": self.clock.now(),
-                      "resolved_by": by, "note": note}}, return_document=True)
+                      "resolved_by": by, "note": note}}, return_document=ReturnDocument.AFTER)
         if entry is None:
             raise NotFound(f"no attention entry {entry_id!r}", code="attention_not_found")
         return public(entry)

@@ -66,8 +66,9 @@ class TokenService:
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> User:
-        """The signed-in user as the token says (signature, audience and times checked);
-        whether the user may still act is for :func:`kpay.core.users.authenticate`."""
+        """The user and role *as the token says* (signature, audience and times checked).
+        Not for deciding what someone may do: the stored role, a block and a logout are
+        judged by :func:`kpay.core.users.authenticate`, which handlers and sockets use."""
         return self.decode(token).user
 
     def decode(self, token: str) -> TokenClaims:

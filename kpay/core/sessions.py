@@ -10,14 +10,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kpay.core.errors import ApiError
+from kpay.core.realtime.socket import CLOSE_UNAUTHORIZED
 from kpay.core.users import authenticate_claims
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
 
 log = logging.getLogger("kpay.sessions")
-
-CLOSE_UNAUTHORIZED = 4401
 
 
 async def enforce_standing(app: KPay, user_ids: Iterable[str]) -> int:
@@ -32,13 +31,10 @@ async def enforce_standing(app: KPay, user_ids: Iterable[str]) -> int:
         if claims is None or claims.user.id not in wanted:
             continue
         try:
-            current = await authenticate_claims(app.users, claims)
+            # A role change bumps the token version: it closes here as token_revoked.
+            await authenticate_claims(app.users, claims)
         except ApiError as e:
             socket.close(CLOSE_UNAUTHORIZED, e.code)
-            closed += 1
-            continue
-        if current.user.role != socket.state.user.role:
-            socket.close(CLOSE_UNAUTHORIZED, "role_changed")
             closed += 1
     return closed
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 
-from kpay.core.auth import TokenClaims, TokenService, User
+from kpay.core.auth import ROLES, TokenClaims, TokenService, User
 from kpay.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from kpay.core.store import IndexSpec
 
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from kpay.core.store import Store
 
 USERS = "users"
-ROLES = ("student", "consultant", "admin")
 MAX_REVOKED = 50
+CHANGES_PER_LOOK = 10_000
 INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
            IndexSpec.of(USERS, "openid")]
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
@@ -171,18 +171,17 @@ class Users:
 
     async def revoke_token(self, user_id: str, jti: str, expires_at: datetime) -> None:
         """End one token (a logout) until it expires; expired entries are pruned."""
-        now = self.clock.now()
-        doc = await self.collection.find_one({"_id": user_id}, {"revoked_tokens": 1})
-        if doc is None:
-            return
-        kept = [r for r in doc.get("revoked_tokens") or () if r["expires_at"] > now]
-        if len(kept) >= MAX_REVOKED:
-            await self.log_out_everywhere(user_id)
-            return
+        # Each step one atomic update, so concurrent logouts of one user lose none.
         await self.collection.update_one(
             {"_id": user_id},
-            {"$set": {"revoked_tokens": [*kept, {"jti": jti, "expires_at": expires_at}]},
+            {"$pull": {"revoked_tokens": {"expires_at": {"$lte": self.clock.now()}}}})
+        added = await self.collection.update_one(
+            {"_id": user_id, f"revoked_tokens.{MAX_REVOKED - 1}": {"$exists": False}},
+            {"$push": {"revoked_tokens": {"jti": jti, "expires_at": expires_at}},
              "$currentDate": {"standing_changed_at": True}})
+        if added.matched_count == 0 and await self.collection.count_documents(
+                {"_id": user_id}, limit=1):
+            await self.log_out_everywhere(user_id)  # full: end them all instead
         self.forget(user_id)
 
     async def changes_since(self, since: datetime | None) -> tuple[list[str], datetime]:
@@ -194,9 +193,13 @@ class Users:
         server_now = hello["localTime"] - timedelta(seconds=2)
         if since is None:
             return [], server_now
-        ids = [doc["_id"] async for doc in self.collection.find(
-            {"standing_changed_at": {"$gt": since}}, {"_id": 1}).limit(10_000)]
-        return ids, server_now
+        changed = [doc async for doc in self.collection.find(
+            {"standing_changed_at": {"$gt": since}}, {"standing_changed_at": 1}
+        ).sort("standing_changed_at", 1).limit(CHANGES_PER_LOOK)]
+        if len(changed) == CHANGES_PER_LOOK:
+            # More than one look takes: the next one goes on from the last seen.
+            server_now = changed[-1]["standing_changed_at"]
+        return [doc["_id"] for doc in changed], server_now
 
 
 def issue_token(tokens: TokenService, user: dict[str, Any], ttl: int | None = None) -> str:

@@ -35,6 +35,8 @@ STATES = "wechat_oauth_states"
 INDEXES: list[IndexSpec] = []  # the users' openid index is the core's (kpay/core/users.py)
 STATE_TTL = timedelta(minutes=10)
 COOKIE = "kpay_wechat_oauth"
+#: A state we issued: 32 hex of nonce, 32 of signature (anything else is refused first).
+STATE_FORMAT = re.compile(r"[0-9a-f]{64}")
 COOKIE_PATH = "/api/v1/wechat/oauth"
 
 
@@ -184,7 +186,7 @@ class OAuthCallbackHandler(BaseHandler):
         unused (deleted as it is read)."""
         nonce, signature = state[:32], state[32:]
         cookie = self.get_cookie(COOKIE, "")
-        if (len(state) != 64
+        if (not STATE_FORMAT.fullmatch(state)
                 or not hmac.compare_digest(signature, state_signature(self.runtime, nonce))
                 or not hmac.compare_digest(cookie.encode(), nonce.encode())):
             raise BadRequest("invalid or foreign OAuth state", code="invalid_state")

@@ -93,8 +93,6 @@ export function errorText(error) {
       return "账号已被停用，如有疑问请联系客服";
     case "token_revoked":
       return "登录已失效（已在其他地方退出或账号有变动），请重新登录";
-    case "role_changed":
-      return "账号身份已变更，请重新登录";
     case "token_expired":
       return "登录已过期，请重新登录";
     case "unauthorized":

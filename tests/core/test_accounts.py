@@ -3,6 +3,7 @@ sockets, on this node at once, on another within the cache bound); the audit log
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -148,3 +149,22 @@ async def test_a_change_made_with_the_cli_reaches_the_running_server(api, kpay_a
     assert made.returncode == 0, made.stderr
     founder = await kpay("token", "--user", "founder", "--role", "admin")
     assert (await ApiClient(kpay_app).get("/api/v1/plugins", founder.stdout.strip()))[0] == 200
+
+
+@pytest.mark.gen_test
+async def test_concurrent_logouts_each_end_their_token(api):
+    tokens = [await api.login("bob") for _ in range(6)]
+    answers = await asyncio.gather(*(api.post("/api/v1/auth/logout", {}, t) for t in tokens))
+    assert [status for status, _ in answers] == [200] * 6
+    for token in tokens:  # none lost to another logout's write
+        assert await code_of(api, "/api/v1/me", token) == (401, "token_revoked")
+
+
+@pytest.mark.gen_test
+async def test_times_out_of_range_are_400_not_500(api, admin, student):
+    for path in ("/api/v1/admin/audit", "/api/v1/admin/attention"):
+        for before in ("0001-01-01T00:00:00%2B23:59", "9999-12-31T23:59:59-23:59"):
+            status, body = await admin.get(f"{path}?before={before}")
+            assert status == 400 and body["error"]["field"] == "before", (path, body)
+    status, body = await student.get("/api/v1/wallet/ledger?before=0001-01-01T00:00:00%2B23:59")
+    assert status == 400, body

@@ -77,6 +77,11 @@ def test_plugins_follows_the_selection(tmp_path, config_file):
 
 def test_token_verifies_with_the_configured_secret(tmp_path, config_file):
     result = run(tmp_path, "--config", str(config_file), "token", "--user", "carol",
+                 "--role", "consultant")
+    assert result.returncode == 2 and "kpay user role carol consultant" in result.stderr
+    made = run(tmp_path, "--config", str(config_file), "user", "role", "carol", "consultant")
+    assert made.returncode == 0, made.stderr
+    result = run(tmp_path, "--config", str(config_file), "token", "--user", "carol",
                  "--role", "consultant", "--ttl", "120")
     assert result.returncode == 0, result.stderr
     claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="kpay")
@@ -87,6 +92,7 @@ def test_token_verifies_with_the_configured_secret(tmp_path, config_file):
 def test_token_in_dev_mode_uses_the_generated_secret(tmp_path):
     path = tmp_path / "dev.toml"
     path.write_text("[dev]\nenabled = true\n")
+    assert run(tmp_path, "--config", str(path), "user", "role", "a", "admin").returncode == 0
     result = run(tmp_path, "--config", str(path), "token", "--user", "a", "--role", "admin")
     assert result.returncode == 0, result.stderr
     secret = (tmp_path / "var" / "jwt_secret").read_text()

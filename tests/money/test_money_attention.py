@@ -122,3 +122,17 @@ async def test_kpay_attention_lists_and_resolves(api, kpay_app, money_plugin, tm
     assert (await kpay("attention")).stdout.strip() == "nothing needs attention"
     missing = await kpay("attention", "--resolve", "nope")
     assert missing.returncode == 1 and "no attention entry" in missing.stderr
+
+
+@pytest.mark.gen_test
+async def test_an_order_given_up_is_never_fulfilled_after(api, kpay_app, money_plugin):
+    token = await api.login("amy")
+    await api.topup(token, 1000)
+    money_plugin.kind.fail_always = True
+    order = await wallet_order(api, token)
+    for _ in range(3):
+        await kpay_app.advance_clock(3600)
+    money_plugin.kind.fail_always = False  # a late call must not deliver a refunded order
+    stored = await kpay_app.money.orders.get(order["id"])
+    done = await kpay_app.money.orders.fulfil({**stored, "status": "paid"})
+    assert done["status"] == "refunded" and money_plugin.kind.fulfils == {}

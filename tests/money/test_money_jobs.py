@@ -72,6 +72,12 @@ async def test_concurrent_fulfil_calls_run_the_kind_once(api, kpay_app, money_pl
     order = await kpay_app.money.orders.get(body["order"]["id"])
     results = await asyncio.gather(*[kpay_app.money.orders.fulfil(order) for _ in range(10)])
     assert {r["status"] for r in results} <= {"paid", "fulfilled"}
+    # After the failure every caller honours the back-off; the job fulfils it after.
+    assert money_plugin.kind.attempts[order["_id"]] == 1
+    results = await asyncio.gather(*[kpay_app.money.orders.fulfil(order) for _ in range(10)])
+    assert money_plugin.kind.attempts[order["_id"]] == 1
+    await kpay_app.advance_clock(61)
+    results = await asyncio.gather(*[kpay_app.money.orders.fulfil(order) for _ in range(10)])
     assert money_plugin.kind.fulfils == {order["_id"]: 1}
     assert money_plugin.paid.count(order["_id"]) == 1
 

@@ -217,3 +217,10 @@ async def test_accepted_redirects_come_back_to_this_site_or_the_allowed_one(
         assert origin(landed) == expected, (redirect, landed)
         assert parse_qs(urlsplit(landed).fragment)["token"]
     assert await kpay_app.store[STATES].count_documents({}) == 0  # all used up
+
+
+@pytest.mark.gen_test
+async def test_a_state_that_is_not_ours_is_400_whatever_its_characters(api):
+    for state in ("é" * 64, "g" * 64, "0" * 63, "0" * 65, "A" * 64):
+        status, body = await api.get(f"/api/v1/wechat/oauth/callback?code=x&state={quote(state)}")
+        assert status == 400 and body["error"]["code"] == "invalid_state", (state, body)

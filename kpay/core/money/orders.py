@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
@@ -48,6 +48,14 @@ OPEN_STATES = ("pending", "paid", "fulfilled")
 FULFIL_LEASE = timedelta(minutes=1)
 #: The refund reason of an order refunded because it could not be fulfilled.
 FULFIL_FAILED = "fulfilment_failed"
+
+
+def fulfillable(now: datetime) -> dict[str, Any]:
+    """The query for a paid order that may be fulfilled now: not leased to another
+    caller, not backing off after a failure, not given up."""
+    return {"status": "paid", "fulfil_gave_up": {"$ne": True},
+            "$and": [{"$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]},
+                     {"$or": [{"fulfil_retry_at": None}, {"fulfil_retry_at": {"$lte": now}}]}]}
 
 
 def fulfil_backoff(attempts: int) -> timedelta:
@@ -303,10 +311,10 @@ class Orders:
                       order["_id"], order["kind"])
             return order
         now = self.app.clock.now()
+        lease = now + FULFIL_LEASE
         claimed = await self.collection.find_one_and_update(
-            {"_id": order["_id"], "status": "paid",
-             "$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]},
-            {"$set": {"fulfil_lease": now + FULFIL_LEASE}, "$inc": {"fulfil_attempts": 1}},
+            {"_id": order["_id"], **fulfillable(now)},
+            {"$set": {"fulfil_lease": lease}, "$inc": {"fulfil_attempts": 1}},
             return_document=ReturnDocument.AFTER)
         if claimed is None:
             return await self.get(order["_id"])
@@ -316,12 +324,16 @@ class Orders:
         except Exception as e:
             attempts = claimed.get("fulfil_attempts", 1)
             log.exception("fulfilment of order %s failed (attempt %d)", order["_id"], attempts)
-            await self.collection.update_one(
-                {"_id": order["_id"]},
+            last = attempts >= self.app.settings.money.fulfil_max_attempts
+            # The lease is dropped and, on the last attempt, the order given up in one
+            # guarded write: no other node can claim it between the two.
+            released = await self.collection.update_one(
+                {"_id": order["_id"], "status": "paid", "fulfil_lease": lease},
                 {"$set": {"fulfil_error": f"{type(e).__name__}: {e}"[:500],
-                          "fulfil_retry_at": now + fulfil_backoff(attempts)},
+                          "fulfil_retry_at": now + fulfil_backoff(attempts),
+                          **({"fulfil_gave_up": True} if last else {})},
                  "$unset": {"fulfil_lease": ""}})
-            if attempts >= self.app.settings.money.fulfil_max_attempts:
+            if last and released.modified_count:
                 await self.give_up_fulfilment(claimed, e)
             return await self.get(order["_id"])
         failpoint("orders.fulfil.after_kind")
@@ -337,19 +349,24 @@ class Orders:
         await self.app.notify("on_order_paid", order=done)
         return done
 
-    async def give_up_fulfilment(self, order: dict[str, Any], error: Exception) -> None:
-        """Fulfilment failed ``fulfil_max_attempts`` times: refund what the buyer paid to
-        their wallet and put the order on the attention list (the books stay whole).
-        Marked first, so the fulfil job stops retrying even if the refund fails."""
-        await self.collection.update_one({"_id": order["_id"]},
-                                         {"$set": {"fulfil_gave_up": True}})
+    async def give_up_fulfilment(self, order: dict[str, Any], error: Exception | str) -> None:
+        """Fulfilment failed ``fulfil_max_attempts`` times (the order is marked
+        ``fulfil_gave_up``): refund what the buyer paid to their wallet and put the order
+        on the attention list. The refund is keyed, so the fulfil job calls this again
+        for an order still ``paid`` (a crash in between, a failed refund) and it refunds
+        once."""
         details: dict[str, Any] = {"attempts": order.get("fulfil_attempts"),
                                    "kind": order["kind"], "user_id": order["user_id"]}
+        key = f"fulfil-failed-{order['_id']}"
+        earlier = await self.refunding.collection.find_one({"_id": key}, {"amount": 1})
         try:
-            refund = await self.refund(order["_id"], order["refundable"], FULFIL_FAILED,
-                                       to="wallet", key=f"fulfil-failed-{order['_id']}")
+            amount = earlier["amount"] if earlier else order["refundable"]
+            refund = await self.refund(order["_id"], amount, FULFIL_FAILED, to="wallet",
+                                       key=key)
             details["refunded"] = refund["amount"] if refund["status"] == "succeeded" else 0
         except Exception as refund_error:
+            # A top-up (it credited the wallet itself) or a free order: nothing to give
+            # back to the wallet; an operator decides.
             log.exception("order %s: the refund after failed fulfilment failed", order["_id"])
             details["refund_error"] = f"{type(refund_error).__name__}: {refund_error}"[:500]
         await self.app.attention.report("money.fulfil", f"order:{order['_id']}", error,

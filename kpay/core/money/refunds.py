@@ -227,7 +227,9 @@ class Refunds:
         ``on_refund`` runs it again on the next retry (at least once)."""
         now = self.app.clock.now()
         done = await self.collection.find_one_and_update(
-            {"_id": refund["_id"], "status": "succeeded", "finished": False,
+            # Not ``finished: False``: a refund booked before the flag existed has no
+            # field, and one resumed now must still run its hooks.
+            {"_id": refund["_id"], "status": "succeeded", "finished": {"$ne": True},
              "$or": [{"finish_lease": None}, {"finish_lease": {"$lte": now}}]},
             {"$set": {"finish_lease": now + FINISH_LEASE}},
             return_document=ReturnDocument.AFTER)

@@ -65,7 +65,15 @@ def parse_before(raw: str | None) -> datetime | str | None:
         at = datetime.fromisoformat(raw.replace(" ", "+"))
     except ValueError:
         return raw  # not a time: a key (unknown keys are a 400 from the ledger)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        # Bounded, and as UTC: 0001-01-01 at +23:59 has no moment the database can store.
+        if 1970 <= at.year <= 2200:
+            return at.astimezone(UTC)
+    except OverflowError:
+        pass
+    raise BadRequest("before must be a time between 1970 and 2200", code="invalid_field",
+                     field="before")
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")

@@ -13,7 +13,7 @@ from kpay.core.money import orders as orders_module
 from kpay.core.money.accounts import earnings_credits
 from kpay.core.money.kinds import OrderKind, WalletTopup
 from kpay.core.money.ledger import Ledger
-from kpay.core.money.orders import Orders
+from kpay.core.money.orders import Orders, fulfillable
 from kpay.core.money.providers import PaymentProvider
 from kpay.core.scheduler import PeriodicJob
 from kpay.core.store import IndexSpec
@@ -100,16 +100,16 @@ class MoneyService:
         now = self.app.clock.now()
         count = 0
         async for order in self.orders.collection.find(
-                {"status": "paid", "paid_at": {"$lte": now - FULFIL_AFTER},
-                 "fulfil_gave_up": {"$ne": True},
-                 "$and": [
-                     {"$or": [{"fulfil_lease": None}, {"fulfil_lease": {"$lte": now}}]},
-                     # Back-off after a failure (Orders.fulfil sets it).
-                     {"$or": [{"fulfil_retry_at": None}, {"fulfil_retry_at": {"$lte": now}}]},
-                 ]}
+                {"paid_at": {"$lte": now - FULFIL_AFTER}, **fulfillable(now)}
         ).sort("paid_at", 1).limit(500):
             async with self.app.attention.isolate("money.fulfil_paid", f"order:{order['_id']}"):
                 done = await self.orders.fulfil(order)
                 if done["status"] == "fulfilled":
                     count += 1
+        # Given up but still paid: the refund did not finish (a crash, a failure).
+        async for order in self.orders.collection.find(
+                {"status": "paid", "fulfil_gave_up": True,
+                 "fulfil_retry_at": {"$lte": now}}).limit(100):
+            async with self.app.attention.isolate("money.fulfil_paid", f"order:{order['_id']}"):
+                await self.orders.give_up_fulfilment(order, order.get("fulfil_error") or "")
         return count
