@@ -22,7 +22,8 @@ async def test_a_broken_enrollment_does_not_stop_the_sweep(drip, api, kpay_app, 
     enrollments = kpay_app.store["course_enrollments"]
     await enrollments.update_one({"course_id": broken_course["id"], "user_id": "victim"},
                                  {"$set": {"enrolled_at": "garbage"}})
-    await drip.advance(DAY + 60)
+    day_1 = (await drip.lessons(good, good_course["id"]))[1]["unlocks_at"]
+    await drip.advance_past(day_1)
     assert await unlock_events(ws, kpay_app, "good") == [good_course["lessons"][1]["id"]]
     entries = await kpay_app.attention.list()
     assert [(e["source"], e["details"]["course_id"]) for e in entries] == [

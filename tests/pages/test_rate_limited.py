@@ -3,10 +3,12 @@ and the caps' too_many_open in words."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pagekit import STATIC
+from playwright.async_api import expect
 
 
 @pytest.fixture
@@ -65,3 +67,18 @@ async def test_a_429_shows_the_wait_and_holds_the_button(pages):
         "未结束的直播间太多（最多 50 个），请先结束一个",
         "未完成的事项太多，请先处理已有的",
     ]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_wallet_page_says_how_long_to_wait(pages, api):
+    token = await api.login("rita", "student", "丽塔")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/wallet.html")
+    await page.get_by_role("button", name="¥50").click()
+    await page.get_by_role("button", name="充值", exact=True).click()
+    await expect(page.locator("#order-status")).to_have_text("待支付")
+    await page.get_by_role("button", name="¥50").click()
+    await page.get_by_role("button", name="充值", exact=True).click()
+    await expect(page.get_by_role("alert").filter(has_text="操作太频繁")).to_have_text(
+        re.compile(r"操作太频繁，请 \d 秒后再试"))
+    await pages.screenshot(page, "wallet-rate-limited")
