@@ -60,7 +60,7 @@ def section(name: str, figures: dict) -> list[str]:
         lines += table(figures["rows"]) if figures["rows"] else ["(nothing recorded)"]
     else:
         lines += ["| figure | value |", "|---|---:|"]
-        lines += [f"| {key} | {value:,} |" if isinstance(value, int) else
+        lines += [f"| {key} | {value:,} |" if isinstance(value, int) and key != "seed" else
                   f"| {key} | {value} |" for key, value in figures.items()]
     return [*lines, ""]
 

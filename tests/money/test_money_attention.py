@@ -99,14 +99,21 @@ async def test_the_attention_list_is_for_admins(api, kpay_app):
     assert status == 400
 
 
-@pytest.mark.gen_test(timeout=120)
-async def test_kpay_attention_lists_and_resolves(api, kpay_app, money_plugin, tmp_path):
+async def given_up_order(api, kpay_app, money_plugin):
+    """amy's order whose fulfilment always fails, tried until given up and refunded."""
     token = await api.login("amy")
     await api.topup(token, 1000)
     money_plugin.kind.fail_always = True
     order = await wallet_order(api, token)
     for _ in range(3):
         await kpay_app.advance_clock(3600)
+    return order
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_kpay_attention_lists_and_resolves(api, kpay_app, money_plugin, tmp_path):
+    order = await given_up_order(api, kpay_app, money_plugin)
+
     async def kpay(*args):
         return await run_kpay(kpay_app, tmp_path, *args)
 
@@ -126,12 +133,7 @@ async def test_kpay_attention_lists_and_resolves(api, kpay_app, money_plugin, tm
 
 @pytest.mark.gen_test
 async def test_an_order_given_up_is_never_fulfilled_after(api, kpay_app, money_plugin):
-    token = await api.login("amy")
-    await api.topup(token, 1000)
-    money_plugin.kind.fail_always = True
-    order = await wallet_order(api, token)
-    for _ in range(3):
-        await kpay_app.advance_clock(3600)
+    order = await given_up_order(api, kpay_app, money_plugin)
     money_plugin.kind.fail_always = False  # a late call must not deliver a refunded order
     stored = await kpay_app.money.orders.get(order["id"])
     done = await kpay_app.money.orders.fulfil({**stored, "status": "paid"})

@@ -118,6 +118,9 @@ database = "{self.database}"
 secret = "{TEST_SECRET}"
 [dev]
 enabled = true
+[limits]
+# These tests are about crashes: the rate limits have tests of their own.
+enabled = false
 [plugins]
 enabled = {json.dumps(plugins)}
 {consult_section}{wechat_section}""")
