@@ -25,6 +25,7 @@ room, a draft) when a user already has as many open as their cap allows:
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -85,12 +86,24 @@ def limit_key(limit_class: str, user_id: str | None, client_ip: str,
     if limit_class == EXEMPT:
         return None
     if limit_class == "login":
-        return f"ip:{client_ip}"
+        return f"ip:{ip_key(client_ip)}"
     if user_id is not None:
         return f"user:{user_id}"
     if not needs_user:
-        return f"ip:{client_ip}"
+        return f"ip:{ip_key(client_ip)}"
     return None
+
+
+def ip_key(client_ip: str) -> str:
+    """The address a bucket is kept for: an IPv6 client by its /64, since one home or
+    phone gets a whole /64 and could otherwise take a fresh bucket per address."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return client_ip
 
 
 def retry_after(wait: float) -> int:

@@ -418,3 +418,13 @@ async def test_the_socket_over_the_cap_is_closed(api, kpay_app):
             break
         await asyncio.sleep(0.01)
     assert kpay_app.sockets_per_user == {}
+
+
+def test_ipv6_clients_share_a_bucket_per_64():
+    from kpay.core.ratelimit import limit_key
+
+    first = limit_key("login", None, "2001:db8:1:2::1", needs_user=False)
+    other = limit_key("login", None, "2001:db8:1:2:ffff::9", needs_user=False)
+    elsewhere = limit_key("login", None, "2001:db8:1:3::1", needs_user=False)
+    assert first == other == "ip:2001:db8:1:2::/64" and elsewhere != first
+    assert limit_key("login", None, "203.0.113.7", needs_user=False) == "ip:203.0.113.7"
