@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import types
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,21 @@ class ApiClient:
         self.base = f"http://127.0.0.1:{app.port}"
         self.http = tornado.httpclient.AsyncHTTPClient()
 
+    @classmethod
+    def at_port(cls, port: int) -> ApiClient:
+        """A client of a server in another process (no app object here: no ``topup``)."""
+        return cls(types.SimpleNamespace(port=port))  # type: ignore[arg-type]
+
     async def request(self, method: str, path: str, body: Any = None, token: str | None = None,
                       raw: bytes | str | None = None,
                       headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        status, parsed, _ = await self.exchange(method, path, body, token, raw, headers)
+        return status, parsed
+
+    async def exchange(self, method: str, path: str, body: Any = None,
+                       token: str | None = None, raw: bytes | str | None = None,
+                       headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        """:meth:`request`, with the response headers too: ``(status, json, headers)``."""
         sent = dict(headers or {})
         if token:
             sent["Authorization"] = f"Bearer {token}"
@@ -41,7 +54,7 @@ class ApiClient:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = text
-        return response.code, parsed
+        return response.code, parsed, response.headers
 
     async def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
         return await self.request("GET", path, token=token)

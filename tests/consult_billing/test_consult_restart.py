@@ -93,11 +93,7 @@ engine_interval_seconds = 0.5
                 self.process.wait()
 
     def api(self) -> ApiClient:
-        client = ApiClient.__new__(ApiClient)
-        client.app = types.SimpleNamespace(port=self.port)
-        client.base = f"http://127.0.0.1:{self.port}"
-        client.http = tornado.httpclient.AsyncHTTPClient()
-        return client
+        return ApiClient.at_port(self.port)
 
     def store(self) -> Store:
         return Store(self.mongo_uri, self.database)

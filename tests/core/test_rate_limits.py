@@ -7,7 +7,6 @@ numbers, and move the limiter's clock instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import json
 import types
 from typing import Any
 
@@ -111,18 +110,9 @@ def limits(plugins: list[str] | None = None, realtime: dict | None = None,
 async def call(api: Any, method: str, path: str, token: str | None = None, body: Any = None,
                headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
     """(status, parsed body, response headers)."""
-    sent = dict(headers or {})
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body if body is not None else {}) if method != "GET" else None
-    response = await api.http.fetch(api.base + path, method=method, body=data, headers=sent,
-                                    raise_error=False)
-    text = response.body.decode() if response.body else ""
-    try:
-        parsed = json.loads(text) if text else None
-    except ValueError:
-        parsed = text
-    return response.code, parsed, response.headers
+    if body is None and method != "GET":
+        body = {}
+    return await api.exchange(method, path, body, token, headers=headers)
 
 
 def assert_limited(status: int, body: Any, headers: Any, seconds: int | None = None) -> None:

@@ -195,11 +195,7 @@ enabled = {json.dumps(plugins)}
                 self.process.wait()
 
     def api(self) -> ApiClient:
-        client = ApiClient.__new__(ApiClient)
-        client.app = types.SimpleNamespace(port=self.port)
-        client.base = f"http://127.0.0.1:{self.port}"
-        client.http = tornado.httpclient.AsyncHTTPClient()
-        return client
+        return ApiClient.at_port(self.port)
 
     def store(self) -> Store:
         """The deployment's database, as the test reads it (closed by the fixture)."""
