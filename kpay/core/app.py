@@ -142,6 +142,8 @@ class KPay:
             await register_all(self.pm, "register_order_kinds", self),
             await register_all(self.pm, "register_payment_providers", self),
         )
+        self.money.adjustments.register(
+            await register_all(self.pm, "register_price_adjusters", self))
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -109,6 +109,23 @@ def register_payment_providers(app):
 
 
 @hookspec
+def register_price_adjusters(app):
+    """Add price adjusters: coupons, membership discounts, promotions.
+
+    Return a list of :class:`kpay.core.money.adjustments.PriceAdjuster`. Each is asked
+    when an order of an ``adjustable`` kind is priced, and when a consultation is
+    accepted (its per-minute rate), with what the buyer sent under ``adjust.<name>``.
+    Its reservation is taken in the order's transaction and given back when an unpaid
+    order closes or a paid one is fully refunded (docs/money.md, "Price adjustments").
+    Two adjusters with one name stop start-up.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin when the hook
+    raises. At request time an adjuster that raises fails the request closed: nothing
+    is written, nothing is charged.
+    """
+
+
+@hookspec
 def register_indexes(app):
     """Declare MongoDB indexes.
 

@@ -82,6 +82,7 @@ class CourseOrderKind(OrderKind):
     """Order kind ``course``: ``{"kind": "course", "course_id"}``, paid to the author."""
 
     name = "course"
+    adjustable = True
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
         wanted = parse_item(CourseItem, item)
@@ -126,9 +127,8 @@ class CourseOrderKind(OrderKind):
             {"$set": activation(course, enrolled_at, zone(app)), "$inc": {"rev": 1}})
 
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
-        current = await app.money.orders.get(order["_id"])
-        if current["status"] != "refunded":
-            return  # a partial refund keeps the course
+        if refund["purpose"] != "revoke":
+            return  # a price adjustment keeps the course
         await app.store[ENROLLMENTS].update_one(
             {"_id": enrollment_id(order["item"]["course_id"], order["user_id"]),
              "order_id": order["_id"], "status": "active"},

@@ -43,6 +43,7 @@ class QuestionItem(BaseModel):
 
 class LiveTicket(OrderKind):
     name = "live_ticket"
+    adjustable = True  # coupons and discounts apply; the host's share shrinks or not
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
         wanted = parse_item(TicketItem, item)
@@ -108,7 +109,9 @@ class LiveTicket(OrderKind):
             {"$set": {"status": "active", "activated_at": app.clock.now()}})
 
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
-        # A refunded ticket no longer lets its holder in; the seat stays counted.
+        if refund["purpose"] != "revoke":
+            return  # a price adjustment: the ticket stays good
+        # A revoked ticket no longer lets its holder in; the seat stays counted.
         await app.store[TICKETS].update_one(
             {"_id": rooms.ticket_id(order["item"]["room_id"], order["user_id"]),
              "order_id": order["_id"]},

@@ -85,8 +85,12 @@ async def test_client_sent_price_is_ignored(api, kpay_app):
     token = await api.login("amy")
     await api.topup(token, 1000)
     item = gadget("g250", amount=1, price=1, credits=[["wallet:amy", 1]])
+    # A field the order request does not know is refused, not silently dropped.
     status, body = await api.post(ORDERS, {"item": item, "channel": "wallet",
                                            "amount": 1, "price": 1}, token)
+    assert status == 400 and body["error"]["field"] in ("amount", "price")
+    assert (await kpay_app.money.ledger.wallet("amy"))["balance"] == 1000
+    status, body = await api.post(ORDERS, {"item": item, "channel": "wallet"}, token)
     assert status == 201
     order = body["order"]
     assert order["amount"] == 250 and "price" not in order["item"]

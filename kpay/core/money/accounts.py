@@ -3,6 +3,8 @@
 - ``wallet:<user>``   a user's prepaid wallet; never below zero (guarded in the update)
 - ``earnings:<user>`` what a consultant or author has earned
 - ``platform:revenue`` the platform's fees
+- ``platform:promotions`` what the platform gives away (platform-funded price
+  adjustments); it goes negative by what it paid
 - ``escrow:<name>``   money set aside by a feature until it is earned or returned
 - ``external:<provider>`` the clearing account money enters and leaves through; it
   goes negative by exactly what came in from outside
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 PLATFORM_REVENUE = "platform:revenue"
+PLATFORM_PROMOTIONS = "platform:promotions"
 WALLET_KIND = "wallet"
 
 

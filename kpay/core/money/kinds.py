@@ -50,6 +50,10 @@ class OrderKind:
     name: str = ""
     #: Order channels that may pay for it; ``None`` allows every channel.
     channels: tuple[str, ...] | None = None
+    #: Whether price adjusters (coupons, discounts) may change its price. Off by
+    #: default: a kind whose credits are paid out later at full value (an escrowed
+    #: bounty, say) must not be sold for less.
+    adjustable: bool = False
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
         """Validate ``item`` for ``user`` and resolve its price from the server's own
@@ -82,7 +86,11 @@ class OrderKind:
         """
 
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
-        """Undo what fulfilment granted, if the kind wants to (default: nothing)."""
+        """Undo what fulfilment granted, if the kind wants to (default: nothing).
+
+        ``refund["purpose"]`` says what the refund means: ``"revoke"`` takes back what
+        was bought (revoke the ticket, the enrollment); ``"adjust"`` only lowered the
+        price, and the buyer keeps what they bought."""
 
 
 class WalletTopupItem(BaseModel):

@@ -15,7 +15,6 @@ Refunds live in :mod:`kpay.core.money.refunds`.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -27,13 +26,14 @@ from pymongo.errors import DuplicateKeyError
 
 from kpay.core import metrics
 from kpay.core.auth import User
-from kpay.core.errors import ApiError, BadRequest, Conflict, NotFound
+from kpay.core.errors import Conflict, NotFound
 from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
-from kpay.core.money.kinds import OrderKind, Priced
+from kpay.core.money.adjustments import public_adjustments
+from kpay.core.money.checkout import Checkout, request_fingerprint
+from kpay.core.money.kinds import OrderKind
 from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
-from kpay.core.money.refunds import Refunds, public_refund
-from kpay.core.ratelimit import enforce_cap
+from kpay.core.money.refunds import WALLET_CHANNEL, Refunds, public_refund
 from kpay.core.store import IndexSpec
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.orders")
 
-WALLET_CHANNEL = "wallet"
 OPEN_STATES = ("pending", "paid", "fulfilled")
 
 # How long one caller may take to fulfil an order before another may try again.
@@ -89,6 +88,8 @@ def public(order: dict[str, Any]) -> dict[str, Any]:
         "channel": order["channel"], "item": order["item"],
         "refunded": order.get("refunded", 0), "created_at": order["created_at"],
         "paid_at": order.get("paid_at"), "expires_at": order.get("expires_at"),
+        "list_amount": order.get("list_amount", order["amount"]),
+        "adjustments": public_adjustments(order.get("adjustments", [])),
     }
 
 
@@ -98,6 +99,7 @@ class Orders:
         self.collection = app.store["orders"]
         self.refunds = app.store["refunds"]
         self.refunding = Refunds(self)
+        self.checkout = Checkout(self)
         self.kinds: dict[str, OrderKind] = {}
         self.providers: dict[str, PaymentProvider] = {}
 
@@ -137,94 +139,37 @@ class Orders:
     # -- creating --------------------------------------------------------------------
 
     async def create(self, user: User, item: dict[str, Any], channel: str,
-                     request: RequestInfo, *,
-                     key: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                     request: RequestInfo, *, key: str | None = None,
+                     adjust: dict[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Price the item on the server, create the order, start paying it.
 
         Returns ``(order, pay)``. A wallet order (and a free one) is paid here, in the
         transaction that creates it, or not created at all: a wallet that cannot pay
         raises InsufficientBalance (402) and nothing is written.
 
+        ``adjust`` holds what the buyer sent for price adjustments (``{"coupon":
+        "CODE"}``); a name no adjuster provides is a 400 ``unknown_adjustment``.
         ``key`` (the client's ``Idempotency-Key``) makes a retried request return the
         order the first one created (``order["replayed"]`` is then True) instead of
         buying twice; the same key for another item or channel is a 409.
         """
-        fingerprint = request_fingerprint(item, channel)
+        adjust = adjust or {}
+        fingerprint = request_fingerprint(item, channel, adjust)
         order_id = keyed_id(user.id, key) if key else new_id("o")
         if key and (replay := await self._replay_create(order_id, fingerprint)):
             return replay
-        name = item.get("kind") if isinstance(item, dict) else None
-        kind = self.kinds.get(name) if isinstance(name, str) else None
-        if kind is None:
-            raise BadRequest(f"unknown item kind {name!r}; kinds: "
-                             + ", ".join(sorted(self.kinds)), code="unknown_kind",
-                             field="item.kind")
-        if channel not in self.channels:
-            raise BadRequest(f"unknown channel {channel!r}; channels: "
-                             + ", ".join(self.channels), code="unknown_channel",
-                             field="channel")
-        if kind.channels is not None and channel not in kind.channels:
-            raise BadRequest(f"{kind.name} cannot be paid by {channel}",
-                             code="channel_not_allowed", field="channel")
-        priced = await kind.price(self.app, user, item)
-        check_priced(kind, priced)
-        now = self.app.clock.now()
-        order = {
-            "_id": order_id, "out_trade_no": order_id, "user_id": user.id,
-            "kind": kind.name, "item": priced.item or {"kind": kind.name}, "title": priced.title,
-            "amount": priced.amount, "credits": [list(c) for c in priced.credits],
-            "channel": channel, "status": "pending", "refunded": 0,
-            "refundable": priced.amount, "created_at": now,
-            "expires_at": now + timedelta(seconds=self.app.settings.money.order_expiry_seconds),
-            "request_key": key, "request_fingerprint": fingerprint,
-        }
-        pay_now = channel == WALLET_CHANNEL or priced.amount == 0
-        if not pay_now:
-            # Each pending order may have started a payment with the provider (WeChat).
-            cap = self.app.settings.money.max_pending_orders_per_user
-            await enforce_cap(
-                self.collection,
-                {"user_id": user.id, "status": "pending", "expires_at": {"$gt": now}},
-                cap, "pending_orders",
-                f"you have {cap} unpaid orders; pay one or wait until one expires")
-        if pay_now:
-            order.update(status="paid", paid_at=now, paid_via=channel,
-                         paid_from=accounts.wallet(user.id) if priced.amount else "")
-
-        async def write(session: AsyncClientSession) -> dict[str, Any]:
-            doc = dict(order)  # a retried transaction starts from a clean copy
-            await self.collection.insert_one(doc, session=session)
-            await kind.reserve(self.app, doc, session)
-            if pay_now and priced.amount:
-                await self.app.money.ledger.post(
-                    f"order:{order_id}:pay",
-                    [(accounts.wallet(user.id), -priced.amount), *priced.credits],
-                    memo=priced.title, meta={"order_id": order_id}, session=session)
-            return doc
-
+        kind = self.checkout.resolve(item, channel, adjust)
+        order = await self.checkout.price(user, kind, item, channel, adjust, order_id)
+        order.update(request_key=key, request_fingerprint=fingerprint)
         try:
-            created = await self.app.store.transaction(write)
+            created = await self.checkout.commit(user, kind, order)
         except DuplicateKeyError:
             # The same key raced in from another request, which created the order.
             if key and (replay := await self._replay_create(order_id, fingerprint)):
                 return replay
             raise
-        metrics.ORDERS.labels(kind.name, created["status"]).inc()
-        if pay_now:
-            return await self.fulfil(created), {}
-        provider = self.providers[channel]
-        try:
-            pay = await provider.create_payment(created, request)
-        except ApiError:
-            # Refused before any money could move (provider down, no openid, ...):
-            # the order must not linger as pending until it expires.
-            await self.close(order_id, "payment_not_started")
-            raise
-        # ``pay`` is kept for a retried request with the same key (prepay ids and
-        # code_url stay valid for the order's life).
-        await self.collection.update_one(
-            {"_id": order_id}, {"$set": {"provider": provider.identifier, "pay": pay}})
-        return {**created, "provider": provider.identifier}, pay
+        return await self.checkout.start_payment(created, request)
 
     async def _replay_create(self, order_id: str, fingerprint: str
                              ) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -384,13 +329,15 @@ class Orders:
         kind = self.kinds.get(order["kind"])
         if kind is not None:
             await kind.release(self.app, order)
+        await self.app.money.adjustments.release(f"order:{order_id}",
+                                                 order.get("adjustments", []))
         metrics.ORDERS.labels(order["kind"], "closed").inc()
         return order
 
     # -- refunding -------------------------------------------------------------------
 
     async def refund(self, order_id: str, amount: int, reason: str, *, to: str = "wallet",
-                     key: str | None = None) -> dict[str, Any]:
+                     key: str | None = None, purpose: str | None = None) -> dict[str, Any]:
         """Refund ``amount`` fen of a paid or fulfilled order, returning the refund record.
 
         ``to="wallet"`` credits the buyer's wallet at once; ``"original"`` pays back
@@ -399,32 +346,15 @@ class Orders:
         ``key`` makes it idempotent (default: one refund per order and reason): the
         same key again returns the first refund; with another amount it is a 409
         ``idempotency_conflict``. More than is left is a 409 ``not_refundable``.
+        ``purpose`` is ``"revoke"`` (the kind takes back what was bought) or
+        ``"adjust"`` (a price adjustment: the buyer keeps it); unsaid, refunding all
+        that is left revokes and less adjusts.
         """
-        return await self.refunding.refund(order_id, amount, reason, to=to, key=key)
+        return await self.refunding.refund(order_id, amount, reason, to=to, key=key,
+                                           purpose=purpose)
 
 
 def keyed_id(user_id: str, key: str) -> str:
     """The order id for a client's idempotency key: one order per user and key."""
     digest = hashlib.sha256(f"{user_id}\n{key}".encode()).hexdigest()
     return "o" + digest[:24]
-
-
-def request_fingerprint(item: Any, channel: str) -> str:
-    """What a retried request must repeat to count as the same order request."""
-    body = json.dumps({"item": item, "channel": channel}, sort_keys=True, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def check_priced(kind: OrderKind, priced: Priced) -> None:
-    """A kind's price must be integer fen with credits of integer fen summing to it:
-    a bug in a plugin fails the request (500) rather than booking wrong money."""
-    def is_fen(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if not is_fen(priced.amount) or priced.amount < 0:
-        raise ValueError(f"order kind {kind.name} priced {priced.amount!r}, not integer fen")
-    for account, value in priced.credits:
-        if not isinstance(account, str) or ":" not in account or not is_fen(value) or value < 0:
-            raise ValueError(f"order kind {kind.name}: bad credit {(account, value)!r}")
-    if sum(v for _, v in priced.credits) != priced.amount:
-        raise ValueError(f"order kind {kind.name}: credits do not sum to the amount")

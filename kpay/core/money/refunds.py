@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from kpay.core.money.orders import Orders
 
 WALLET_CHANNEL = "wallet"
+#: A refund's purpose: take back what was bought, or only adjust its price.
+REVOKE, ADJUST = "revoke", "adjust"
+PURPOSES = (REVOKE, ADJUST)
 #: How long one caller may take over a booked refund's hooks before another may.
 FINISH_LEASE = timedelta(minutes=1)
 # What WeChat Pay accepts as out_refund_no; other keys are hashed into one.
@@ -67,6 +70,31 @@ def refund_debits(credits: list[list[Any]], reversed_so_far: list[list[Any]],
     return [(account, -share) for account, share in shares.items() if share]
 
 
+def reversal(credits: list[list[Any]], reversed_so_far: list[list[Any]], amount: int,
+             paid: int, booked_before: int) -> list[tuple[str, int]]:
+    """The postings (besides the payee's) that undo ``amount`` fen of a refund.
+
+    An order's credits may hold a negative line: ``platform:promotions`` paid part of a
+    platform-funded discount. A refund gives it back its share (rounded down, and all
+    that is left once the order is fully refunded), so the accounts that were credited
+    give back ``amount`` plus that share; a 100% refund undoes every line exactly.
+    """
+    positive = [[a, v] for a, v in credits if v > 0]
+    negative = [[a, -v] for a, v in credits if v < 0]
+    if not negative:
+        return refund_debits(positive, reversed_so_far, amount)
+    done = {a: v for a, v in reversed_so_far}
+    negative_left = sum(v for _, v in negative) + sum(done.get(a, 0) for a, _ in negative)
+    if booked_before + amount >= paid:
+        back = negative_left
+    else:
+        back = min(negative_left, sum(v for _, v in negative) * amount // paid)
+    reversed_negative = [[a, -done.get(a, 0)] for a, _ in negative]
+    returned = [(a, -d) for a, d in refund_debits(negative, reversed_negative, back)]
+    reversed_positive = [[a, v] for a, v in reversed_so_far if v > 0]
+    return [*refund_debits(positive, reversed_positive, amount + back), *returned]
+
+
 class Refunds:
     """The refund half of :class:`kpay.core.money.orders.Orders` (reached through it)."""
 
@@ -76,20 +104,28 @@ class Refunds:
         self.collection = orders.app.store["refunds"]
 
     async def refund(self, order_id: str, amount: int, reason: str, *, to: str = "wallet",
-                     key: str | None = None) -> dict[str, Any]:
+                     key: str | None = None, purpose: str | None = None) -> dict[str, Any]:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise BadRequest("refund amount must be positive integer fen", code="invalid_amount")
         if to not in ("wallet", "original"):
             raise BadRequest("refund goes to 'wallet' or 'original'", code="invalid_field",
                              field="to")
+        if purpose not in (None, *PURPOSES):
+            raise BadRequest("a refund's purpose is 'revoke' or 'adjust'",
+                             code="invalid_field", field="purpose")
         order = await self.orders.get(order_id)
+        if purpose is None:
+            # Unsaid: refunding all that is left takes back what was bought; less is a
+            # price adjustment (the buyer keeps it).
+            purpose = REVOKE if amount >= order.get("refundable", 0) else ADJUST
         refund_id = key or f"rf{order_id}{reason}"
         existing = await self.collection.find_one({"_id": refund_id})
         if existing is not None:
             return await self._replay(existing, order, amount)
         payee = self._payee(order, to)
         refund = {"_id": refund_id, "order_id": order_id, "out_refund_no": out_refund_no(refund_id),
-                  "amount": amount, "reason": reason, "user_id": order["user_id"],
+                  "amount": amount, "reason": reason, "purpose": purpose,
+                  "user_id": order["user_id"],
                   "to": WALLET_CHANNEL if payee == accounts.wallet(order["user_id"])
                   else order["channel"],
                   "payee": payee, "status": "pending", "finished": False,
@@ -201,7 +237,8 @@ class Refunds:
         order = await self.orders.collection.find_one({"_id": refund["order_id"]},
                                                       session=session)
         reversed_so_far = order.get("reversed_credits", [])
-        debits = refund_debits(order["credits"], reversed_so_far, refund["amount"])
+        debits = reversal(order["credits"], reversed_so_far, refund["amount"], order["amount"],
+                          order.get("refund_booked", 0))
         await self.app.money.ledger.post(
             f"refund:{refund['_id']}", [*debits, (refund["payee"], refund["amount"])],
             memo=f"退款 {order['title']}",
@@ -237,9 +274,15 @@ class Refunds:
             return await self.collection.find_one({"_id": refund["_id"]}) or refund
         kind = self.orders.kinds.get(order["kind"])
         if kind is not None:
-            await kind.on_refund(self.app, order, done)
+            await kind.on_refund(self.app, order, {**done, "purpose": done.get("purpose", REVOKE)})
+        now_order = await self.orders.get(order["_id"])
+        if now_order["status"] == "refunded" and now_order.get("adjustments"):
+            # Fully refunded: a coupon use (any reservation) comes back; a partial
+            # refund keeps it.
+            await self.app.money.adjustments.release(f"order:{order['_id']}",
+                                                     now_order["adjustments"])
         metrics.ORDERS.labels(order["kind"], "refunded").inc()
-        await self.app.notify("on_order_refunded", order=await self.orders.get(order["_id"]),
+        await self.app.notify("on_order_refunded", order=now_order,
                               refund=public_refund(done))
         return await self.collection.find_one_and_update(
             {"_id": refund["_id"]}, {"$set": {"finished": True}, "$unset": {"finish_lease": ""}},
@@ -247,5 +290,9 @@ class Refunds:
 
 
 def public_refund(refund: dict[str, Any]) -> dict[str, Any]:
+    """A refund as kinds, hooks and the API see it. ``purpose`` is ``revoke`` (take back
+    what was bought) or ``adjust`` (a price adjustment: the buyer keeps it); refunds
+    booked before purposes existed were all treated as revoking."""
     return {"id": refund["_id"], "order_id": refund["order_id"], "amount": refund["amount"],
-            "reason": refund["reason"], "to": refund["to"], "status": refund["status"]}
+            "reason": refund["reason"], "purpose": refund.get("purpose", REVOKE),
+            "to": refund["to"], "status": refund["status"]}

@@ -37,6 +37,18 @@ class EarningsPage(LedgerPage):
     balance: int
 
 
+class PriceAdjustment(BaseModel):
+    """One adjustment of an order's price (a coupon, a discount): fen off, who funds
+    it (``seller``, ``platform`` or ``pro_rata``), and for consultations the free
+    minutes."""
+
+    adjuster: str
+    amount: int
+    label: str
+    funded_by: Literal["seller", "platform", "pro_rata"]
+    free_units: int = 0
+
+
 class Order(BaseModel):
     id: str
     out_trade_no: str
@@ -51,6 +63,9 @@ class Order(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     expires_at: datetime | None
+    #: The price before adjustments (equals ``amount`` when there are none).
+    list_amount: int
+    adjustments: list[PriceAdjustment]
 
 
 class PayInstructions(BaseModel):

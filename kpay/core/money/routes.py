@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kpay.core.errors import BadRequest
 from kpay.core.money import accounts
@@ -80,9 +80,15 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 
 class OrderRequest(BaseModel):
+    # An unknown field is a 400, not silently dropped: a misspelt "adjust" must not
+    # charge the full price.
+    model_config = ConfigDict(extra="forbid")
+
     item: dict[str, Any]
     channel: str = Field(min_length=1, max_length=16)
     openid: str | None = Field(None, max_length=128)
+    adjust: dict[str, Any] = Field(default_factory=dict, description=(
+        "Price adjustments asked for, by adjuster name, e.g. {\"coupon\": \"CODE\"}"))
 
 
 class OrdersHandler(BaseHandler):
@@ -100,7 +106,7 @@ class OrdersHandler(BaseHandler):
             raise BadRequest("Idempotency-Key must be 1 to 64 printable ASCII characters",
                              code="invalid_field", field="Idempotency-Key")
         order, pay = await self.kpay.money.orders.create(user, request.item, request.channel,
-                                                          info, key=key)
+                                                          info, key=key, adjust=request.adjust)
         if order.get("replayed"):
             self.set_header("Idempotent-Replayed", "true")
         self.write_json({"order": public(order), "pay": pay}, 201)

@@ -11,6 +11,7 @@ from kpay.core.money import accounts
 from kpay.core.money import ledger as ledger_module
 from kpay.core.money import orders as orders_module
 from kpay.core.money.accounts import earnings_credits
+from kpay.core.money.adjustments import Adjustments
 from kpay.core.money.kinds import OrderKind, WalletTopup
 from kpay.core.money.ledger import Ledger
 from kpay.core.money.orders import Orders, fulfillable
@@ -36,6 +37,7 @@ class MoneyService:
         self.app = app
         self.ledger = Ledger(app)
         self.orders = Orders(app)
+        self.adjustments = Adjustments(app)
 
     def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
         self.orders.register([WalletTopup(), *kinds], providers)
