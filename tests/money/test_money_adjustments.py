@@ -171,7 +171,7 @@ async def test_an_unpaid_order_that_closes_gives_the_use_back(api, kpay_app):
     assert await uses(kpay_app, "ONE") == 1
     status, again = await api.post(ORDERS, {"item": deal(), "channel": "native",
                                             "adjust": {"voucher": "ONE"}}, token)
-    assert status == 409
+    assert status == 409 and again["error"]["code"] == "voucher_used_up"
     await kpay_app.money.orders.close(body["order"]["id"], "expired")
     await kpay_app.money.orders.close(body["order"]["id"], "expired")  # idempotent
     assert await uses(kpay_app, "ONE") == 0
@@ -185,6 +185,7 @@ async def test_a_full_refund_returns_the_use_a_partial_one_does_not(api, kpay_ap
     await api.topup(token, 1000)
     status, body = await api.post(ORDERS, {"item": deal(), "channel": "wallet",
                                            "adjust": {"voucher": "HALF"}}, token)
+    assert status == 201 and body["order"]["amount"] == 125
     order_id = body["order"]["id"]
     orders = kpay_app.money.orders
     first = await orders.refund(order_id, 25, "goodwill")
