@@ -32,6 +32,7 @@ from plugins.consult_billing.sessions import (
     totals,
     write_state,
 )
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -170,7 +171,7 @@ async def announce_charge(app: KPay, doc: dict[str, Any], available: int | None 
         "amount": minute_price(doc, doc["minute"])[0],
         "balance": available, "minutes_left": minutes_left,
         "paid_until": doc["paid_until"].isoformat()})
-    low = app.settings.consult_billing.low_balance_minutes
+    low = settings_of(app).low_balance_minutes
     if minutes_left <= low and minutes_left < left_in_session:
         await app.publish(channel, "low_balance", {
             "balance": available, "minutes_left": minutes_left,

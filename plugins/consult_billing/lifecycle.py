@@ -28,6 +28,7 @@ from plugins.consult_billing.sessions import (
     presence,
     public,
 )
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -62,7 +63,7 @@ async def request(app: KPay, student: User, consultant_id: str,
         raise InsufficientBalance(needed=needed, balance=wallet["available"],
                                   message=f"{min_minutes} minute(s) at {rate} fen need "
                                           f"{needed} fen; the wallet has {wallet['available']}")
-    settings = app.settings.consult_billing
+    settings = settings_of(app)
     doc = {
         "_id": doc["_id"], "student_id": student.id,
         "consultant_id": consultant_id, "status": REQUESTED, "rev": 0, "minute": 0,
@@ -85,7 +86,7 @@ async def check_open_requests(app: KPay, student_id: str, consultant_id: str) ->
     """409 too_many_open when the student has ``max_open_requests_per_student``
     unanswered requests, or the consultant ``max_waiting_requests_per_consultant``
     waiting (expired ones, which the engine ends, do not count)."""
-    settings = app.settings.consult_billing
+    settings = settings_of(app)
     waiting = {"status": REQUESTED, "expires_at": {"$gt": app.clock.now()}}
     collection = app.store[CONSULTATIONS]
     limit = settings.max_open_requests_per_student

@@ -24,6 +24,7 @@ from kpay.core.money.ledger import StaleBatch
 from plugins.consult_billing import charges, sessions
 from plugins.consult_billing.nodes import NodeRegistry
 from plugins.consult_billing.sessions import ACTIVE, MINUTE, OPEN, PAUSED, REQUESTED
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -81,7 +82,7 @@ class BillingEngine:
 
     @property
     def grace(self) -> timedelta:
-        return timedelta(seconds=self.app.settings.consult_billing.grace_seconds)
+        return timedelta(seconds=settings_of(self.app).grace_seconds)
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Settle every due session; returns how many were looked at.
@@ -92,7 +93,7 @@ class BillingEngine:
         """
         now = now or self.app.clock.now()
         await self.heartbeat(now)
-        settings = self.app.settings.consult_billing
+        settings = settings_of(self.app)
         due = self.collection.find(
             {"status": {"$in": list(OPEN)}, "next_charge_at": {"$lte": now}},
             batch_size=1000)
@@ -238,7 +239,7 @@ class BillingEngine:
                     deadline: datetime | None = None) -> dict[str, Any] | None:
         """Stop the meter as of when the absence began; keep the unused paid time.
         The session ends at ``deadline`` (default: the absence period after ``since``)."""
-        settings = self.app.settings.consult_billing
+        settings = settings_of(self.app)
         remaining = max(0.0, (doc["paid_until"] - since).total_seconds())
         if deadline is None:
             deadline = since + timedelta(seconds=settings.absence_end_seconds)

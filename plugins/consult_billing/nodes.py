@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 
+from plugins.consult_billing.settings import settings_of
+
 if TYPE_CHECKING:
     from kpay.core.app import KPay
 
@@ -77,7 +79,7 @@ class NodeRegistry:
 
     async def silent(self) -> list[dict[str, Any]]:
         """Other members not heard from for ``node_timeout_seconds``."""
-        timeout = timedelta(seconds=self.app.settings.consult_billing.node_timeout_seconds)
+        timeout = timedelta(seconds=settings_of(self.app).node_timeout_seconds)
         cutoff = await self.server_now() - timeout
         query = {"_id": {"$ne": self.member}, "seen_at": {"$lt": cutoff}}
         return await self.records.find(query).to_list()

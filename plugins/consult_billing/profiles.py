@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.store import IndexSpec
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -47,7 +48,7 @@ def public_profile(doc: dict[str, Any], busy: bool = False) -> dict[str, Any]:
 
 def check_bounds(app: KPay, update: ProfileUpdate) -> None:
     """The configured caps (a huge rate is a typo, not a price)."""
-    settings = app.settings.consult_billing
+    settings = settings_of(app)
     if update.rate_per_minute > settings.max_rate_per_minute:
         raise BadRequest(f"rate_per_minute must be at most {settings.max_rate_per_minute} fen",
                          code="invalid_field", field="rate_per_minute",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from plugins.consult_billing import sessions
 from plugins.consult_billing.presence import forget_member, running_since
 from plugins.consult_billing.sessions import ACTIVE, OPEN, PAUSED
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -29,7 +30,7 @@ log = logging.getLogger("kpay.consult_billing")
 async def keep_beating(app: KPay, tracker: PresenceTracker) -> None:
     """This process's heartbeat until it stops (a task, not a job: a node with the
     scheduler off beats too). Taken as gone while alive: join again, record again."""
-    settings = app.settings.consult_billing
+    settings = settings_of(app)
     interval = min(settings.engine_interval_seconds, settings.node_timeout_seconds / 6)
     nodes = tracker.engine.nodes
     while True:
@@ -91,7 +92,7 @@ async def recover(app: KPay, engine: BillingEngine, tracker: PresenceTracker) ->
     full absence period, counted from now, to come back). Then gone processes of other
     nodes are taken out. Sessions of live processes are not touched."""
     now = app.clock.now()
-    settings = app.settings.consult_billing
+    settings = settings_of(app)
     await engine.nodes.join(now)
     recovered = 0
     for record in await engine.nodes.earlier_selves():

@@ -22,6 +22,7 @@ from kpay.core.errors import NotFound
 from kpay.core.money.adjustments import public_adjustments
 from kpay.core.store import IndexSpec
 from plugins.consult_billing import pricing
+from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -133,7 +134,7 @@ def state_update(app: KPay, doc: dict[str, Any], changes: dict[str, Any]
                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(filter, update, new document): the update applying ``changes`` to the session
     only while it is as ``doc`` shows it, and the document that leaves."""
-    grace = timedelta(seconds=app.settings.consult_billing.grace_seconds)
+    grace = timedelta(seconds=settings_of(app).grace_seconds)
     new = {**doc, **changes, "rev": doc["rev"] + 1, "updated_at": app.clock.now()}
     new["next_charge_at"] = wake_time(new, grace)
     sets = {k: new[k] for k in (*changes, "next_charge_at", "updated_at")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from kpay.core.config import Section
@@ -41,3 +43,10 @@ class ConsultBillingSettings(Section):
         if self.absence_end_seconds <= self.grace_seconds:
             raise ValueError("absence_end_seconds must be longer than grace_seconds")
         return self
+
+
+SECTION = "consult_billing"
+
+
+def settings_of(app: Any) -> ConsultBillingSettings:
+    return app.settings.section(SECTION)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from kpay import hookimpl
 from kpay.core.store import IndexSpec
-from plugins.course_drip.courses import COURSES, CourseDripSettings
+from plugins.course_drip.courses import COURSES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
 from plugins.course_drip.handlers import routes
+from plugins.course_drip.settings import SECTION, CourseDripSettings
 from plugins.course_drip.sweep import resume_recomputes, sweep_job
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_settings():
-    return [("course_drip", CourseDripSettings)]
+    return [(SECTION, CourseDripSettings)]
 
 
 @hookimpl

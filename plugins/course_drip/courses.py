@@ -1,4 +1,4 @@
-"""Courses and their lessons: settings, input models, storage and the views the API shows.
+"""Courses and their lessons: input models, storage and the views the API shows.
 
 A course is one document with its lessons embedded in course order (a course has
 tens of lessons, and the release rules are read together). Lesson bodies are kept as
@@ -14,17 +14,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pymongo import ReturnDocument
 
 from kpay.core.auth import User
-from kpay.core.config import Section
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
 from plugins.course_drip.content import check_media_url, render_markdown
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
+from plugins.course_drip.settings import settings_of, zone
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -34,39 +34,6 @@ MAX_PRICE = 100_000_000  # one million yuan, in fen: anything above is a typo
 EDIT_ATTEMPTS = 5
 #: Lesson fields the lesson list and the lock never need: left in the database.
 WITHOUT_BODIES = {"lessons.body": 0, "lessons.body_html": 0}
-
-
-class CourseDripSettings(Section):
-    """The ``[course_drip]`` config section."""
-
-    #: Zone in which "n days after enrollment at HH:MM" is counted (calendar days).
-    timezone: str = "Asia/Shanghai"
-    sweep_interval_seconds: float = Field(60.0, gt=0)
-    #: Enrollments read per query by the unlock sweep and the schedule recompute.
-    sweep_batch_size: int = Field(500, ge=1, le=10_000)
-    recompute_batch_size: int = Field(500, ge=1, le=10_000)
-    max_lessons: int = Field(200, ge=1, le=2000)
-    max_body_chars: int = Field(100_000, ge=1)
-    #: Unpublished (draft) courses an author may have at once; creating one more is 409
-    #: too_many_open. 0: no cap.
-    max_draft_courses_per_author: int = Field(50, ge=0)
-
-    @field_validator("timezone")
-    @classmethod
-    def known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
-        return value
-
-
-def settings(app: KPay) -> CourseDripSettings:
-    return app.settings.section("course_drip")
-
-
-def zone(app: KPay) -> ZoneInfo:
-    return ZoneInfo(settings(app).timezone)
 
 
 # -- input ---------------------------------------------------------------------------
@@ -141,7 +108,7 @@ def new_lesson_id(taken: set[str]) -> str:
 
 
 def build_lesson(app: KPay, lesson: LessonIn, field: str, taken: set[str]) -> dict[str, Any]:
-    limit = settings(app).max_body_chars
+    limit = settings_of(app).max_body_chars
     if len(lesson.body) > limit:
         raise BadRequest(f"{field}.body: over {limit} characters", code="invalid_field",
                          field=f"{field}.body")
@@ -151,7 +118,7 @@ def build_lesson(app: KPay, lesson: LessonIn, field: str, taken: set[str]) -> di
 
 
 def check_lesson_count(app: KPay, count: int) -> None:
-    limit = settings(app).max_lessons
+    limit = settings_of(app).max_lessons
     if count > limit:
         raise BadRequest(f"a course has at most {limit} lessons", code="invalid_field",
                          field="lessons")
@@ -159,7 +126,7 @@ def check_lesson_count(app: KPay, count: int) -> None:
 
 async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, Any]:
     check_lesson_count(app, len(data.lessons))
-    limit = settings(app).max_draft_courses_per_author
+    limit = settings_of(app).max_draft_courses_per_author
     await enforce_cap(app.store[COURSES], {"author_id": author.id, "status": "draft"}, limit,
                       "draft_courses",
                       f"you have {limit} unpublished courses; publish one first")
@@ -278,7 +245,7 @@ def patch_lesson(app: KPay, lesson_id: str, data: LessonPatch) -> Edit:
         if data.title is not None:
             lesson["title"] = data.title
         if data.body is not None:
-            limit = settings(app).max_body_chars
+            limit = settings_of(app).max_body_chars
             if len(data.body) > limit:
                 raise BadRequest(f"body: over {limit} characters", code="invalid_field",
                                  field="body")

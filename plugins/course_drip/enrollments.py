@@ -28,8 +28,9 @@ from pymongo.errors import DuplicateKeyError
 from kpay.core.auth import User
 from kpay.core.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
-from plugins.course_drip.courses import find_course, zone
+from plugins.course_drip.courses import find_course
 from plugins.course_drip.release import LessonState, due_lessons, lesson_states, next_unlock
+from plugins.course_drip.settings import zone
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

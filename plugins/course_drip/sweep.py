@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from pymongo import UpdateOne
 
 from kpay.core.scheduler import PeriodicJob
-from plugins.course_drip.courses import COURSES, find_course, settings, zone
+from plugins.course_drip.courses import COURSES, find_course
 from plugins.course_drip.enrollments import ENROLLMENTS, announce_due, states_of
 from plugins.course_drip.release import next_unlock
+from plugins.course_drip.settings import settings_of, zone
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -39,7 +40,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def sweep_job(app: KPay) -> PeriodicJob:
     async def run() -> int:
         return await sweep(app)
-    return PeriodicJob(SWEEP, run, settings(app).sweep_interval_seconds)
+    return PeriodicJob(SWEEP, run, settings_of(app).sweep_interval_seconds)
 
 
 async def sweep(app: KPay) -> int:
@@ -55,7 +56,7 @@ async def sweep(app: KPay) -> int:
     # to unlock (next_unlock_at None): SecantusDB walks those for a bare $lte.
     due = {"$gte": EPOCH, "$lte": now}
     cursor = app.store[ENROLLMENTS].find({"next_unlock_at": due}).sort(
-        "next_unlock_at", 1).batch_size(settings(app).sweep_batch_size)
+        "next_unlock_at", 1).batch_size(settings_of(app).sweep_batch_size)
     courses: dict[str, dict[str, Any] | None] = {}
     announced = handled = 0
     async for enrollment in cursor:
@@ -91,7 +92,7 @@ async def recompute_schedule(app: KPay, course_id: str) -> int:
     total = await enrollments.count_documents(behind)
     log.info("course %s: schedule v%d, recomputing next unlock of %d enrollment(s)",
              course_id, version, total)
-    batch_size = settings(app).recompute_batch_size
+    batch_size = settings_of(app).recompute_batch_size
     tz = zone(app)
     rewritten = 0
     for _ in range(MAX_RECOMPUTE_PASSES):

@@ -6,7 +6,7 @@ import pytest
 
 from kpay.core.config import validate
 from kpay.core.errors import ConfigError
-from plugins.course_drip.courses import CourseDripSettings
+from plugins.course_drip.settings import CourseDripSettings
 
 SECTIONS = {"course_drip": CourseDripSettings}
 DEV = {"dev": {"enabled": True}}  # so the core needs no auth secret here
