@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -21,6 +22,7 @@ from kpay.core import metrics
 from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
 from kpay.core.money.ledger import Movement, StaleBatch
+from plugins.consult_billing.pricing import affordable_minutes, minute_price
 from plugins.consult_billing.sessions import (
     CONSULTATIONS,
     MINUTE,
@@ -48,9 +50,11 @@ def split(app: KPay, doc: dict[str, Any]) -> tuple[list[tuple[str, int]], int, i
     return credits, earned, fee
 
 
-async def charge_minute(app: KPay, doc: dict[str, Any], changes: dict[str, Any]
+async def charge_minute(app: KPay, doc: dict[str, Any], changes: dict[str, Any],
+                        reserve: Callable[[AsyncClientSession], Awaitable[None]] | None = None
                         ) -> dict[str, Any] | None:
-    """Charge minute ``changes["minute"]`` and apply ``changes`` in one transaction.
+    """Charge minute ``changes["minute"]`` and apply ``changes`` in one transaction;
+    ``reserve`` (at accept: the price adjusters' reservations) runs in it too.
 
     None when the session changed under us (another engine run charged it first).
     Raises InsufficientBalance when the wallet cannot pay (nothing is written).
@@ -61,8 +65,11 @@ async def charge_minute(app: KPay, doc: dict[str, Any], changes: dict[str, Any]
         new = await write_state(app, doc, changes, session=session)
         if new is None:
             return None
-        await app.money.ledger.post(movement.key, movement.postings, movement.memo,
-                                    movement.meta, session=session)
+        if reserve is not None:
+            await reserve(session)
+        if moves_money(movement):
+            await app.money.ledger.post(movement.key, movement.postings, movement.memo,
+                                        movement.meta, session=session)
         return new
 
     # Every minute also credits platform:revenue, so concurrent charge transactions
@@ -80,11 +87,17 @@ async def charge_minute(app: KPay, doc: dict[str, Any], changes: dict[str, Any]
 
 def minute_movement(doc: dict[str, Any], minute: int) -> Movement:
     """The ledger transaction of one minute: the student's wallet pays the credits that
-    were fixed at accept."""
-    credits = [(account, value) for account, value in doc["credits"]]
+    were fixed at accept, less any price adjustment (pricing.py)."""
+    paid, credits = minute_price(doc, minute)
     return Movement(minute_key(doc["_id"], minute),
-                    [(accounts.wallet(doc["student_id"]), -doc["rate_per_minute"]), *credits],
+                    [(accounts.wallet(doc["student_id"]), -paid), *credits],
                     f"咨询第 {minute} 分钟", {"consultation_id": doc["_id"], "minute": minute})
+
+
+def moves_money(movement: Movement) -> bool:
+    """False for a minute that is free to everyone (a seller-funded free minute): it is
+    counted on the session but has no ledger transaction."""
+    return any(value for _, value in movement.postings)
 
 
 async def charge_minutes(app: KPay, due: list[tuple[dict[str, Any], datetime]]
@@ -149,15 +162,16 @@ async def announce_charge(app: KPay, doc: dict[str, Any], available: int | None 
     if available is None:
         available = (await app.money.ledger.wallet(doc["student_id"]))["available"]
     rate = doc["rate_per_minute"]
-    affordable = available // rate
-    minutes_left = min(affordable, doc["max_minutes"] - doc["minute"])
+    left_in_session = doc["max_minutes"] - doc["minute"]
+    minutes_left = affordable_minutes(doc, available, left_in_session)
     channel = channel_of(doc["_id"])
     await app.publish(channel, "tick", {
-        "minute": doc["minute"], "charged": totals(doc)["charged"], "amount": rate,
+        "minute": doc["minute"], "charged": totals(doc)["charged"],
+        "amount": minute_price(doc, doc["minute"])[0],
         "balance": available, "minutes_left": minutes_left,
         "paid_until": doc["paid_until"].isoformat()})
     low = app.settings.consult_billing.low_balance_minutes
-    if affordable <= low and affordable < doc["max_minutes"] - doc["minute"]:
+    if minutes_left <= low and minutes_left < left_in_session:
         await app.publish(channel, "low_balance", {
             "balance": available, "minutes_left": minutes_left,
             "rate_per_minute": rate})

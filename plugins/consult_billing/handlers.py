@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,9 @@ class ConsultationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     consultant_id: str = Field(min_length=1, max_length=64)
+    adjust: dict[str, Any] = Field(default_factory=dict, description=(
+        "Price adjustments for the per-minute rate, e.g. {\"coupon\": \"CODE\"}; "
+        "priced at accept and fixed for the session"))
 
 
 class MyProfileHandler(BaseHandler):
@@ -67,7 +70,7 @@ class ConsultationsHandler(BaseHandler):
     async def post(self) -> None:
         user = self.require_user("student")
         body = self.body(ConsultationRequest)
-        doc = await lifecycle.request(self.kpay, user, body.consultant_id)
+        doc = await lifecycle.request(self.kpay, user, body.consultant_id, body.adjust)
         self.write_json({"consultation": sessions.public(doc)}, 201)
 
     @api("The caller's consultations, newest first", query=("role", "limit"),

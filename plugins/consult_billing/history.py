@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from kpay.core.money.adjustments import public_adjustments
 from plugins.consult_billing import sessions
 
 if TYPE_CHECKING:
@@ -28,10 +29,15 @@ async def receipt(app: KPay, doc: dict[str, Any]) -> dict[str, Any]:
                            if p["account"] == f"wallet:{doc['student_id']}")
         minutes.append({"minute": entry["meta"]["minute"], "key": entry["_id"],
                         "amount": -student_side, "charged_at": entry["created_at"]})
+    # A minute free to everyone (a seller-funded free minute) has no ledger entry.
+    booked = {m["minute"] for m in minutes}
+    minutes += [{"minute": m, "key": None, "amount": 0, "charged_at": None}
+                for m in range(1, doc.get("minute", 0) + 1) if m not in booked]
     minutes.sort(key=lambda m: m["minute"])
     return {"consultation_id": doc["_id"], "student_id": doc["student_id"],
             "consultant_id": doc["consultant_id"], "status": doc["status"],
             "rate_per_minute": doc["rate_per_minute"], **sessions.totals(doc),
+            "adjustments": public_adjustments(doc.get("adjustments", [])),
             "booked": sum(m["amount"] for m in minutes),
             "accepted_at": doc.get("accepted_at"), "ended_at": doc.get("ended_at"),
             "end_reason": doc.get("end_reason"), "minutes": minutes}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError
 
 from kpay.core.auth import User
-from kpay.core.errors import BadRequest, Conflict, Forbidden, InsufficientBalance
+from kpay.core.errors import ApiError, BadRequest, Conflict, Forbidden, InsufficientBalance
 from kpay.core.ratelimit import enforce_cap
 from plugins.consult_billing.charges import announce_charge, charge_minute, split
+from plugins.consult_billing.pricing import check_adjust, minute_price, price_session
 from plugins.consult_billing.profiles import get_profile
 from plugins.consult_billing.sessions import (
     ACTIVE,
@@ -31,8 +33,12 @@ if TYPE_CHECKING:
     from kpay.core.app import KPay
 
 
-async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any]:
-    """A student asks a consultant for a session at the consultant's current rate."""
+async def request(app: KPay, student: User, consultant_id: str,
+                  adjust: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A student asks a consultant for a session at the consultant's current rate.
+    ``adjust`` (``{"coupon": "CODE"}``) is checked now and priced again at accept, when
+    the rate and its adjustments are fixed for the session."""
+    adjust = check_adjust(app, adjust or {})
     if consultant_id == student.id:
         raise BadRequest("you cannot consult yourself", code="cannot_consult_self",
                          field="consultant_id")
@@ -43,18 +49,24 @@ async def request(app: KPay, student: User, consultant_id: str) -> dict[str, Any
         raise Conflict(f"{consultant_id} is in another consultation", code="consultant_busy")
     await check_open_requests(app, student.id, consultant_id)
     rate, min_minutes = profile["rate_per_minute"], profile["min_minutes"]
-    needed = rate * min_minutes
+    now = app.clock.now()
+    doc = {"_id": "c" + secrets.token_hex(10), "student_id": student.id,
+           "consultant_id": consultant_id, "rate_per_minute": rate,
+           "credits": [list(c) for c in app.money.earnings_credits(rate, consultant_id)],
+           "adjust": adjust}
+    # What the adjusters would give now (a bad code is refused here, not at accept).
+    doc["adjustments"] = await price_session(app, doc)
+    needed = sum(minute_price(doc, m)[0] for m in range(1, min_minutes + 1))
     wallet = await app.money.ledger.wallet(student.id)
     if wallet["available"] < needed:
         raise InsufficientBalance(needed=needed, balance=wallet["available"],
                                   message=f"{min_minutes} minute(s) at {rate} fen need "
                                           f"{needed} fen; the wallet has {wallet['available']}")
-    now = app.clock.now()
     settings = app.settings.consult_billing
     doc = {
-        "_id": "c" + secrets.token_hex(10), "student_id": student.id,
+        "_id": doc["_id"], "student_id": student.id,
         "consultant_id": consultant_id, "status": REQUESTED, "rev": 0, "minute": 0,
-        "rate_per_minute": rate, "min_minutes": min_minutes,
+        "rate_per_minute": rate, "min_minutes": min_minutes, "adjust": adjust,
         "max_minutes": profile["max_minutes"],
         "requested_at": now, "updated_at": now,
         "expires_at": now + timedelta(seconds=settings.request_timeout_seconds),
@@ -118,7 +130,15 @@ async def accept(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
             "absent_since": None if all(present.values()) else now,
         }
         try:
-            new = await charge_minute(app, doc, changes)
+            # The adjustments are priced for good now (a coupon may have expired since
+            # the request) and reserved in minute 1's transaction.
+            changes["adjustments"] = await price_adjustments(app, {**doc, **changes})
+            new = await charge_minute(app, doc, changes,
+                                      reserve=reservation(app, doc, changes["adjustments"]))
+        except AdjustmentRefused as e:
+            await finish(app, doc, "adjustment_refused", now)
+            raise Conflict(f"the request's price adjustment was refused: {e.error.message}",
+                           code="adjustment_refused", reason=e.error.code) from None
         except InsufficientBalance:
             await finish(app, doc, "funds_exhausted", now)
             raise Conflict("the student's wallet cannot pay the first minute",
@@ -135,6 +155,37 @@ async def accept(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
             return new
         # Changed since it was read (a party joined or left): decide again.
     raise Conflict("the consultation keeps changing; retry", code="retry")
+
+
+async def price_adjustments(app: KPay, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        return await price_session(app, doc)
+    except ApiError as e:
+        raise AdjustmentRefused(e) from e
+
+
+class AdjustmentRefused(Exception):
+    """A price adjuster refused at accept (the coupon ran out or expired meanwhile)."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def reservation(app: KPay, doc: dict[str, Any], adjustments: list[dict[str, Any]]
+                ) -> Callable[[Any], Awaitable[None]] | None:
+    """The adjusters' reservations for minute 1's transaction, if there are any."""
+    if not adjustments:
+        return None
+
+    async def reserve(session: Any) -> None:
+        try:
+            await app.money.adjustments.reserve(f"consultation:{doc['_id']}",
+                                                doc["student_id"], adjustments, session)
+        except ApiError as e:
+            raise AdjustmentRefused(e) from e
+
+    return reserve
 
 
 async def end_by(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:

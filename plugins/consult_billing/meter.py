@@ -146,7 +146,10 @@ class BillingEngine:
         alone: set[str] = set()
         stale_before = False
         for _ in range(MAX_STEPS):
+            # A discounted session is billed on its own (a free minute has no ledger
+            # transaction for the batch to post); the rest together.
             due = [(doc, action[1]) for doc in current.values() if doc["_id"] not in alone
+                   and not doc.get("adjustments")
                    and (action := decide(doc, now, self.grace)) and action[0] == "charge"]
             if not due:
                 break

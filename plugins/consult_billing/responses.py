@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from kpay.core.money.responses import PriceAdjustment
+
 Status = Literal["requested", "active", "paused", "ended"]
 
 
@@ -51,6 +53,10 @@ class Consultation(BaseModel):
     charged: int
     consultant_earned: int
     platform_fee: int
+    #: What price adjustments took off the billed minutes (``charged`` is after it).
+    discount: int
+    #: The coupons and discounts fixed at accept (per minute, or free minutes).
+    adjustments: list[PriceAdjustment]
     requested_at: datetime
     expires_at: datetime
     accepted_at: datetime | None
@@ -73,10 +79,11 @@ class ConsultationList(BaseModel):
 
 class BilledMinute(BaseModel):
     minute: int
-    #: The ledger idempotency key of the minute.
-    key: str
+    #: The ledger idempotency key of the minute (None for a minute free to everyone,
+    #: which moved no money).
+    key: str | None
     amount: int
-    charged_at: datetime
+    charged_at: datetime | None
 
 
 class Receipt(BaseModel):
@@ -89,6 +96,8 @@ class Receipt(BaseModel):
     charged: int
     consultant_earned: int
     platform_fee: int
+    discount: int
+    adjustments: list[PriceAdjustment]
     #: The sum of the minutes as booked in the ledger: equals ``charged``.
     booked: int
     accepted_at: datetime | None

@@ -19,7 +19,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from kpay.core.auth import User
 from kpay.core.errors import NotFound
+from kpay.core.money.adjustments import public_adjustments
 from kpay.core.store import IndexSpec
+from plugins.consult_billing import pricing
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -56,12 +58,9 @@ def minute_key(consultation_id: str, minute: int) -> str:
 
 
 def totals(doc: dict[str, Any]) -> dict[str, int]:
-    """Money of the session so far. The rate and its split are fixed at accept, so every
-    minute moved the same postings: the totals are the minute count times the split."""
-    minutes = doc.get("minute", 0)
-    return {"billed_minutes": minutes, "charged": minutes * doc["rate_per_minute"],
-            "consultant_earned": minutes * doc.get("earned_per_minute", 0),
-            "platform_fee": minutes * doc.get("fee_per_minute", 0)}
+    """Money of the session so far. The rate, its split and any price adjustments are
+    fixed at accept, so the totals follow from the minute count (pricing.py)."""
+    return pricing.totals(doc)
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +69,7 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
         "id": doc["_id"], "status": doc["status"], "student_id": doc["student_id"],
         "consultant_id": doc["consultant_id"], "rate_per_minute": doc["rate_per_minute"],
         "min_minutes": doc["min_minutes"], "max_minutes": doc["max_minutes"],
-        **totals(doc),
+        **totals(doc), "adjustments": public_adjustments(doc.get("adjustments", [])),
         "requested_at": doc["requested_at"], "expires_at": doc["expires_at"],
         "accepted_at": doc.get("accepted_at"), "paid_until": doc.get("paid_until"),
         "present": presence(doc), "absent_since": doc.get("absent_since"),
