@@ -72,7 +72,7 @@ async def test_refusals_are_clear_and_write_nothing(kpay_app, api, clock, studen
     await make_coupon(kpay_app, consultant, "SOON",
                       expires_at=(clock.now() + timedelta(hours=1)).isoformat())
     await make_coupon(kpay_app, consultant, "GONE")
-    await consultant.post("/api/v1/coupons/GONE/disable")
+    assert (await consultant.post("/api/v1/coupons/GONE/disable"))[0] == 200
     await make_coupon(kpay_app, dave, "DAVE")
     await make_coupon(kpay_app, consultant, "LARGE", min_amount=1000)
     await make_coupon(kpay_app, consultant, "COURSES", kinds=["course"])
