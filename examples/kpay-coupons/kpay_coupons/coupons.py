@@ -38,7 +38,8 @@ Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
-def fen(low: int, high: int) -> Any:
+def bounded(low: int, high: int) -> Any:
+    """A strict integer (no "5" or 5.0) within [low, high]."""
     return Field(strict=True, ge=low, le=high)
 
 
@@ -49,13 +50,13 @@ class CouponCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
-    off_fen: Annotated[int, fen(1, MAX_FEN)] | None = None
-    off_percent: Annotated[int, fen(1, 100)] | None = None
-    free_minutes: Annotated[int, fen(1, MAX_FREE_MINUTES)] | None = None
-    min_amount: Annotated[int, fen(0, MAX_FEN)] = 0
+    off_fen: Annotated[int, bounded(1, MAX_FEN)] | None = None
+    off_percent: Annotated[int, bounded(1, 100)] | None = None
+    free_minutes: Annotated[int, bounded(1, MAX_FREE_MINUTES)] | None = None
+    min_amount: Annotated[int, bounded(0, MAX_FEN)] = 0
     expires_at: AwareDatetime
     max_uses: Annotated[int, Field(strict=True, ge=1)]
-    per_user: Annotated[int, fen(1, MAX_PER_USER)] = 1
+    per_user: Annotated[int, bounded(1, MAX_PER_USER)] = 1
     funded_by: Literal["seller", "platform"] = "seller"
     kinds: Annotated[list[Kind], Field(min_length=1, max_length=MAX_KINDS)] | None = None
 

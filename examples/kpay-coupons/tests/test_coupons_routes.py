@@ -133,3 +133,12 @@ def test_bad_settings_stop_start_up_naming_the_key(section, named):
     with pytest.raises(ConfigError) as caught:
         load_settings(None, overrides=overrides)
     assert named in str(caught.value)
+
+
+@pytest.mark.gen_test
+async def test_the_routes_are_in_the_api_document(api):
+    status, document = await api.get("/api/v1/openapi.json")
+    assert status == 200
+    paths = document["paths"]
+    assert set(paths["/api/v1/coupons"]) >= {"get", "post"}
+    assert "post" in paths["/api/v1/coupons/{code}/disable"]
