@@ -31,6 +31,10 @@ include =
     {package}
     {package}.*
 
+[options.package_data]
+# The plugin's own pages (static/), served at /static/plugins/{name}/.
+{package} = static/*, static/**/*
+
 [options.entry_points]
 # kpay finds its plugins through this group; "{name}" is the name to enable in config.
 kpay.plugins =
@@ -50,46 +54,158 @@ filterwarnings = [
 ]
 """
 
-MODULE = '''\
-"""kpay plugin {name}: one settings section and one route. Add hooks from
-kpay/core/hookspecs.py (docs/plugins.md) as the plugin grows."""
+INIT = '''\
+"""kpay plugin {name}. Every kpay plugin has this shape (docs/plugins.md, "One plugin
+shape"): the hooks here, each one line handing over to
 
-from pydantic import BaseModel
+- settings.py  its config section ``[{name}]``;
+- store.py     the collections it owns, their indexes, the reads and writes;
+- handlers.py  its HTTP handlers and routes;
+- jobs.py      its periodic jobs;
+- static/      its own pages and files, served at /static/plugins/{name}/.
+"""
 
 from kpay import hookimpl
-from kpay.core.config import Section
-from kpay.core.web import BaseHandler, Route, api
-
-
-class {camel}Settings(Section):
-    """[{name}] in the TOML file; KPAY_{upper}__GREETING overrides it."""
-
-    greeting: str = "hello"
-
-
-class Hello(BaseModel):
-    """What GET /api/v1/{name}/hello answers (its schema in /api/v1/openapi.json)."""
-
-    greeting: str
-    user: str
-
-
-class HelloHandler(BaseHandler):
-    @api("{name}: greet the caller", response=Hello)
-    def get(self) -> None:
-        user = self.require_user()
-        settings = self.kpay.settings.{name}
-        self.write_json({{"greeting": settings.greeting, "user": user.id}})
+from kpay_{name} import handlers, jobs, store
+from kpay_{name}.settings import SECTION, {camel}Settings
 
 
 @hookimpl
 def register_settings():
-    return [("{name}", {camel}Settings)]
+    return [(SECTION, {camel}Settings)]
+
+
+@hookimpl
+def register_indexes(app):
+    return store.INDEXES
 
 
 @hookimpl
 def register_routes(app):
+    return handlers.routes()
+
+
+@hookimpl
+def register_jobs(app):
+    return jobs.jobs(app)
+'''
+
+SETTINGS = '''\
+"""The config section of {name}: ``[{name}]`` in the TOML file, or
+``KPAY_{upper}__<KEY>`` variables."""
+
+from pydantic import Field
+
+from kpay.core.config import Section
+
+SECTION = "{name}"
+
+
+class {camel}Settings(Section):
+    greeting: str = Field("hello", min_length=1, max_length=40)
+    #: Greeting counts untouched this long are forgotten by the tidy job.
+    keep_days: int = Field(30, ge=1, le=3650)
+
+
+def settings_of(app) -> {camel}Settings:
+    return app.settings.section(SECTION)
+'''
+
+STORE = '''\
+"""The collections {name} owns and everything that reads or writes them. A plugin
+reads only its own collections; it asks the core (app.users, app.money) for the rest."""
+
+from datetime import datetime, timedelta
+
+from pymongo import ReturnDocument
+
+from kpay.core.store import IndexSpec
+
+GREETINGS = "{name}_greetings"
+INDEXES = [IndexSpec.of(GREETINGS, "seen_at")]
+
+
+async def greet(app, user_id: str) -> int:
+    """Count one more greeting of ``user_id``; return how many so far."""
+    doc = await app.store[GREETINGS].find_one_and_update(
+        {{"_id": user_id}}, {{"$inc": {{"count": 1}}, "$set": {{"seen_at": app.clock.now()}}}},
+        upsert=True, return_document=ReturnDocument.AFTER)
+    return doc["count"]
+
+
+async def forget_before(app, moment: datetime) -> int:
+    result = await app.store[GREETINGS].delete_many({{"seen_at": {{"$lt": moment}}}})
+    return result.deleted_count
+
+
+def keep_for(days: int) -> timedelta:
+    return timedelta(days=days)
+'''
+
+HANDLERS = '''\
+"""The HTTP handlers of {name} and its routes (schemas appear in /api/v1/openapi.json)."""
+
+from pydantic import BaseModel
+
+from kpay.core.web import BaseHandler, Route, api
+from kpay_{name} import store
+from kpay_{name}.settings import settings_of
+
+
+class Hello(BaseModel):
+    """What GET /api/v1/{name}/hello answers."""
+
+    greeting: str
+    user: str
+    times: int
+
+
+class HelloHandler(BaseHandler):
+    @api("{name}: greet the caller", response=Hello)
+    async def get(self) -> None:
+        user = self.require_user()
+        times = await store.greet(self.kpay, user.id)
+        self.write_json({{"greeting": settings_of(self.kpay).greeting, "user": user.id,
+                         "times": times}})
+
+
+def routes() -> list[Route]:
     return [Route("/api/v1/{name}/hello", HelloHandler, tags=("{name}",))]
+'''
+
+JOBS = '''\
+"""The periodic jobs of {name}: each reads time from app.clock and is safe to run twice
+or on two nodes at once."""
+
+from kpay.core.scheduler import PeriodicJob
+from kpay_{name} import store
+from kpay_{name}.settings import settings_of
+
+
+def jobs(app) -> list[PeriodicJob]:
+    async def tidy() -> int:
+        days = settings_of(app).keep_days
+        return await store.forget_before(app, app.clock.now() - store.keep_for(days))
+
+    return [PeriodicJob("{name}.tidy", tidy, 3600)]
+'''
+
+PAGE = '''\
+<!doctype html>
+<html lang="zh-CN">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{name}</title>
+  <link rel="stylesheet" href="/static/css/kpay.css">
+</head>
+<body>
+  <main class="page">
+    <h1>{name}</h1>
+    <p>这是插件 {name} 自带的页面（/static/plugins/{name}/）。</p>
+  </main>
+</body>
+</html>
 '''
 
 TEST = '''\
@@ -108,13 +224,21 @@ def kpay_overrides():
 async def test_hello_greets_the_caller(student):
     status, body = await student.get("/api/v1/{name}/hello")
     assert status == 200, body
-    assert body == {{"greeting": "ni hao", "user": student.id}}
+    assert body == {{"greeting": "ni hao", "user": student.id, "times": 1}}
+    status, body = await student.get("/api/v1/{name}/hello")
+    assert body["times"] == 2
 
 
 @pytest.mark.gen_test
 async def test_hello_needs_a_login(api):
     status, body = await api.get("/api/v1/{name}/hello")
     assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.gen_test
+async def test_its_page_is_served(api):
+    status, body = await api.get("/static/plugins/{name}/")
+    assert status == 200 and "{name}" in body
 
 
 @pytest.mark.gen_test
@@ -158,7 +282,12 @@ def create_plugin(name: str, where: str | Path = ".") -> Path:
         "setup.cfg": SETUP_CFG,
         "pyproject.toml": PYPROJECT,
         "README.md": README,
-        f"{package}/__init__.py": MODULE,
+        f"{package}/__init__.py": INIT,
+        f"{package}/settings.py": SETTINGS,
+        f"{package}/store.py": STORE,
+        f"{package}/handlers.py": HANDLERS,
+        f"{package}/jobs.py": JOBS,
+        f"{package}/static/index.html": PAGE,
         f"tests/test_{name}.py": TEST,
     }
     for relative, template in files.items():

@@ -24,6 +24,7 @@ from kpay.core.config import Settings
 from kpay.core.httpserver import KPayHTTPServer
 from kpay.core.logs import configure_logging, log_request
 from kpay.core.money.service import MoneyService
+from kpay.core.plugin_static import static_rules
 from kpay.core.plugins import (
     PluginManager,
     available_plugins,
@@ -202,6 +203,8 @@ class KPay:
         realtime = self.settings.realtime
         handlers: list[Any] = tornado_rules(self.routes)
         handlers.append((r"/ws", SocketHandler))
+        # Before /static/(.*): a plugin's own pages and files (kpay/core/plugin_static.py).
+        handlers.extend(static_rules(self.pm, StaticFiles))
         static = Path(self.settings.server.static_path)
         if static.is_dir():
             handlers.append((r"/()", StaticFiles,

@@ -47,8 +47,10 @@ def installed(tmp_path: Path) -> Path:
 
 
 def test_skeleton_files(installed):
-    for name in ["README.md", "kpay_shout_box/__init__.py", "pyproject.toml", "setup.cfg",
-                 "tests/test_shout_box.py"]:
+    for name in ["README.md", "pyproject.toml", "setup.cfg", "tests/test_shout_box.py",
+                 *(f"kpay_shout_box/{part}" for part in (
+                     "__init__.py", "settings.py", "store.py", "handlers.py", "jobs.py",
+                     "static/index.html"))]:
         assert (installed / name).is_file(), name
     assert "kpay.plugins =\n    shout_box = kpay_shout_box" in (installed / "setup.cfg").read_text()
 
@@ -60,7 +62,7 @@ def test_generated_test_passes_against_a_real_server(installed, tmp_path, mongo_
                     KPAY_TEST_MONGODB_URI=mongo_uri),
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 
 def test_kpay_plugins_shows_the_installed_plugin(installed, tmp_path):
@@ -73,7 +75,8 @@ def test_kpay_plugins_shows_the_installed_plugin(installed, tmp_path):
     [plugin] = json.loads(result.stdout)
     assert plugin["name"] == "shout_box" and plugin["version"] == "0.1.0"
     assert plugin["routes"] == ["/api/v1/shout_box/hello"]
-    assert plugin["hooks"] == ["register_routes", "register_settings"]
+    assert plugin["hooks"] == ["register_indexes", "register_jobs", "register_routes",
+                               "register_settings"]
 
 
 def test_the_venv_is_untouched(installed):

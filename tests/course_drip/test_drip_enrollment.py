@@ -183,6 +183,20 @@ async def test_a_full_refund_revokes_and_allows_buying_again(drip, api, kpay_app
 
 
 @pytest.mark.gen_test
+async def test_a_partial_refund_said_to_revoke_revokes(drip, api, kpay_app):
+    author = await drip.author()
+    course = await drip.course(author, daily_lessons(2), price=800)
+    student = await drip.student("stu", course, money=800)
+    order = await kpay_app.store["orders"].find_one({"kind": "course"})
+    await kpay_app.money.orders.refund(order["_id"], 400, "half back, access ends",
+                                       purpose="revoke")
+    status, body = await api.get(f"/api/v1/courses/{course['id']}/lessons", student)
+    assert status == 403 and body["error"]["code"] == "not_enrolled"
+    assert await wallet(api, student) == 400
+    await assert_books_balanced(kpay_app)
+
+
+@pytest.mark.gen_test
 async def test_gift_enrollment(drip, api, kpay_app):
     author = await drip.author()
     course = await drip.course(author, daily_lessons(2), price=800)

@@ -156,3 +156,25 @@ async def test_expired_ticket_order_gives_the_seat_back(api, live, kpay_app):
     assert room_now["room"]["sold"] == 0
     await live.buy_ticket(other, room)
     await live.assert_books_clean()
+
+
+@pytest.mark.gen_test
+async def test_a_price_adjustment_keeps_the_ticket_a_revoking_refund_does_not(api, live,
+                                                                            kpay_app):
+    host = await live.host()
+    room = await live.room(host, ticket_price=990)
+    student = await live.student("s1", funds=2000)
+    order = await live.buy_ticket(student, room)
+    orders = kpay_app.money.orders
+    # 1 fen back as goodwill: a price adjustment, the ticket stays good.
+    refund = await orders.refund(order["id"], 1, "goodwill")
+    assert refund["purpose"] == "adjust"
+    _status, body = await api.get(f"/api/v1/rooms/{room['id']}", student)
+    assert body["me"]["ticket"] == "active"
+    # Half back, said to revoke: the ticket stops letting its holder in.
+    refund = await orders.refund(order["id"], 495, "removed", purpose="revoke")
+    assert refund["purpose"] == "revoke"
+    _status, body = await api.get(f"/api/v1/rooms/{room['id']}", student)
+    assert body["me"]["ticket"] == "refunded"
+    assert (await live.wallet(student))["balance"] == 2000 - 990 + 496
+    await live.assert_books_clean()

@@ -40,6 +40,7 @@ export function summaryRows(summary, party) {
     ["每分钟", formatFen(summary.rate_per_minute)],
     [party === "consultant" ? "学生支付" : "共计扣费", formatFen(summary.charged)],
   ];
+  if (summary.discount > 0) rows.push(["优惠", formatFen(summary.discount)]);
   if (party === "consultant") {
     rows.push(["我的收入", formatFen(summary.consultant_earned)]);
     rows.push(["平台服务费", formatFen(summary.platform_fee)]);

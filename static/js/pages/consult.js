@@ -302,10 +302,13 @@ async function toggleReceipt(id, button, box) {
     box.dataset.loaded = "1";
     box.replaceChildren(
       el("ul", { class: "entries" }, ...receipt.minutes.map((m) => el("li", {},
-        el("span", {}, `第 ${m.minute} 分钟`, el("span", { class: "desc muted small" }, formatTime(m.charged_at))),
+        el("span", {}, `第 ${m.minute} 分钟`, el("span", { class: "desc muted small" },
+          m.charged_at ? formatTime(m.charged_at) : "免费")),
         el("span", { class: "amount-out" }, formatFen(-m.amount))))),
+      ...receipt.adjustments.map((a) => el("p", { class: "small muted" }, `已用：${a.label}`)),
       el("p", { class: "small receipt-total" },
-        `共 ${receipt.billed_minutes} 分钟，合计 ${formatFen(receipt.charged)}`));
+        `共 ${receipt.billed_minutes} 分钟，合计 ${formatFen(receipt.charged)}`
+        + (receipt.discount > 0 ? `（已优惠 ${formatFen(receipt.discount)}）` : "")));
   } catch (error) {
     box.replaceChildren(el("p", { class: "alert", role: "alert" }, errorText(error)));
   }
