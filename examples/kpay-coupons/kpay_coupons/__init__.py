@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from kpay import hookimpl
-from kpay.core.store import IndexSpec
+from kpay_coupons import store
 from kpay_coupons.adjuster import CouponAdjuster
 from kpay_coupons.handlers import routes
-from kpay_coupons.settings import COUPONS, CouponsSettings
+from kpay_coupons.settings import CouponsSettings
 
 
 @hookimpl
@@ -37,6 +37,5 @@ def register_price_adjusters(app: Any) -> list[Any]:
 
 
 @hookimpl
-def register_indexes(app: Any) -> list[IndexSpec]:
-    # "My coupons", newest first, and the count of a seller's active ones.
-    return [IndexSpec.of(COUPONS, "created_by", ("created_at", -1))]
+def register_indexes(app: Any) -> list[Any]:
+    return store.indexes()

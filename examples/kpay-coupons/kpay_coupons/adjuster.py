@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from kpay.core.errors import BadRequest, Conflict, NotFound
 from kpay.core.money.adjustments import Adjustment, PriceAdjuster, PriceTarget
-from kpay_coupons.coupons import CODE_PATTERN, describe, off_of
-from kpay_coupons.settings import COUPONS
+from kpay_coupons import store
+from kpay_coupons.store import CODE_PATTERN, describe, off_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -77,7 +77,7 @@ class CouponAdjuster(PriceAdjuster):
         if value is None:
             return None
         code = parse_code(value)
-        coupon = await app.store[COUPONS].find_one({"_id": code}, {"claims": 0})
+        coupon = await store.find(app, code)
         if coupon is None:
             raise NotFound(f"no coupon {code}", code="coupon_not_found", field=FIELD)
         check_usable(coupon, app.clock.now())
@@ -95,17 +95,9 @@ class CouponAdjuster(PriceAdjuster):
                       session: Any) -> None:
         code = adjustment["ref"]["code"]
         now = app.clock.now()
-        mine = {"$filter": {"input": "$claims", "as": "claim",
-                            "cond": {"$eq": ["$$claim.user", {"$literal": user_id}]}}}
-        taken = await app.store[COUPONS].update_one(
-            {"_id": code, "disabled": False, "expires_at": {"$gt": now},
-             "uses_left": {"$gt": 0}, "claims.owner": {"$ne": owner},
-             "$expr": {"$lt": [{"$size": mine}, "$per_user"]}},
-            {"$push": {"claims": {"owner": owner, "user": user_id, "at": now}},
-             "$inc": {"uses_left": -1}}, session=session)
-        if taken.matched_count:
+        if await store.claim(app, code, owner, user_id, now, session):
             return
-        coupon = await app.store[COUPONS].find_one({"_id": code}, session=session)
+        coupon = await store.find(app, code, claims=True, session=session)
         if coupon is None:
             raise NotFound(f"no coupon {code}", code="coupon_not_found", field=FIELD)
         if any(claim["owner"] == owner for claim in coupon["claims"]):
@@ -115,7 +107,4 @@ class CouponAdjuster(PriceAdjuster):
                        code="coupon_already_used", field=FIELD, per_user=coupon["per_user"])
 
     async def release(self, app: KPay, owner: str, adjustment: dict[str, Any]) -> None:
-        # Guarded by the claim itself: a second release finds none and changes nothing.
-        await app.store[COUPONS].update_one(
-            {"_id": adjustment["ref"]["code"], "claims.owner": owner},
-            {"$pull": {"claims": {"owner": owner}}, "$inc": {"uses_left": 1}})
+        await store.unclaim(app, adjustment["ref"]["code"], owner)

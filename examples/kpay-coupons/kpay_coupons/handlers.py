@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from kpay.core.web import BaseHandler, Route, api
-from kpay_coupons import coupons
+from kpay_coupons import store
 
 TAGS = ("coupons",)
 SELLER = "consultant"  # an admin passes every role check too
@@ -43,18 +43,18 @@ class CouponList(BaseModel):
 
 class CouponsHandler(BaseHandler):
     @api("Create a coupon (consultant: for what you sell; admin: platform-funded too)",
-         body=coupons.CouponCreate, roles=(SELLER,), status=201, response=CouponResult)
+         body=store.CouponCreate, roles=(SELLER,), status=201, response=CouponResult)
     async def post(self) -> None:
         user = self.require_user(SELLER)
-        coupon = await coupons.create(self.kpay, user, self.body(coupons.CouponCreate))
-        self.write_json({"coupon": coupons.public(coupon)}, 201)
+        coupon = await store.create(self.kpay, user, self.body(store.CouponCreate))
+        self.write_json({"coupon": store.public(coupon)}, 201)
 
     @api("The caller's coupons, newest first", roles=(SELLER,), query=("limit",),
          response=CouponList)
     async def get(self) -> None:
         user = self.require_user(SELLER)
         limit = self.query_int("limit", 50, 1, 200)
-        self.write_json({"coupons": await coupons.listing(self.kpay, user, limit)})
+        self.write_json({"coupons": await store.listing(self.kpay, user, limit)})
 
 
 class CouponDisableHandler(BaseHandler):
@@ -62,8 +62,8 @@ class CouponDisableHandler(BaseHandler):
          roles=(SELLER,), response=CouponResult)
     async def post(self, code: str) -> None:
         user = self.require_user(SELLER)
-        coupon = await coupons.disable(self.kpay, user, code)
-        self.write_json({"coupon": coupons.public(coupon)})
+        coupon = await store.disable(self.kpay, user, code)
+        self.write_json({"coupon": store.public(coupon)})
 
 
 def routes() -> list[Route]:

@@ -1,4 +1,4 @@
-"""The ``[coupons]`` section and the plugin's one collection."""
+"""The ``[coupons]`` section."""
 
 from __future__ import annotations
 
@@ -10,11 +10,6 @@ from kpay.core.config import Section
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
-
-#: The only collection this plugin reads or writes: one document per coupon, ``_id``
-#: its code, its uses kept on it (``uses_left`` and ``claims``).
-COUPONS = "coupons"
-
 
 class CouponsSettings(Section):
     """[coupons]: bounds on what sellers and admins may create."""

@@ -1,4 +1,5 @@
-"""Coupons: what one is, creating, listing and disabling them, and what a buyer sees.
+"""The coupons collection: what a coupon is, creating, listing and disabling them,
+and what a buyer sees of one.
 
 A coupon takes off exactly one of: ``off_fen`` (a fixed amount of an order),
 ``off_percent`` (of an order, or of every minute of a consultation) or
@@ -19,10 +20,15 @@ from pymongo.errors import DuplicateKeyError
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
-from kpay_coupons.settings import COUPONS, settings_of
+from kpay.core.store import IndexSpec
+from kpay_coupons.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
+
+#: The only collection this plugin reads or writes: one document per coupon, ``_id``
+#: its code, its uses kept on it (``uses_left`` and ``claims``).
+COUPONS = "coupons"
 
 CODE_PATTERN = r"^[A-Z0-9]{4,16}$"
 #: A consultation is priced per minute under this kind (docs/money.md, "Price
@@ -128,6 +134,11 @@ async def create(app: KPay, user: User, wanted: CouponCreate) -> dict[str, Any]:
     return coupon
 
 
+def indexes() -> list[IndexSpec]:
+    # "My coupons", newest first, and the count of a seller's active ones.
+    return [IndexSpec.of(COUPONS, "created_by", ("created_at", -1))]
+
+
 def active_of(user_id: str, now: datetime) -> dict[str, Any]:
     return {"created_by": user_id, "disabled": False, "expires_at": {"$gt": now}}
 
@@ -149,6 +160,39 @@ async def disable(app: KPay, user: User, code: str) -> dict[str, Any]:
     if coupon is None:
         raise NotFound(f"no coupon {code} of yours", code="coupon_not_found")
     return coupon
+
+
+async def find(app: KPay, code: str, claims: bool = False,
+               session: Any = None) -> dict[str, Any] | None:
+    """The coupon, without its (long) list of claims unless asked for."""
+    return await app.store[COUPONS].find_one({"_id": code}, None if claims else {"claims": 0},
+                                             session=session)
+
+
+async def claim(app: KPay, code: str, owner: str, user_id: str, now: datetime,
+                session: Any) -> bool:
+    """Take one use for ``owner`` in one guarded update: the filter holds every limit at
+    once (not disabled, not expired, a use left, fewer claims of this buyer than
+    ``per_user``, none yet of this owner), so racing claims can never overdraw it.
+    False when the filter did not match (the caller finds out why)."""
+    mine = {"$filter": {"input": "$claims", "as": "claim",
+                        # $literal: a user id starting with "$" is not a field path.
+                        "cond": {"$eq": ["$$claim.user", {"$literal": user_id}]}}}
+    taken = await app.store[COUPONS].update_one(
+        {"_id": code, "disabled": False, "expires_at": {"$gt": now},
+         "uses_left": {"$gt": 0}, "claims.owner": {"$ne": owner},
+         "$expr": {"$lt": [{"$size": mine}, "$per_user"]}},
+        {"$push": {"claims": {"owner": owner, "user": user_id, "at": now}},
+         "$inc": {"uses_left": -1}}, session=session)
+    return taken.matched_count == 1
+
+
+async def unclaim(app: KPay, code: str, owner: str) -> None:
+    """Give ``owner``'s use back. Guarded by the claim itself: a second call finds none
+    and changes nothing."""
+    await app.store[COUPONS].update_one(
+        {"_id": code, "claims.owner": owner},
+        {"$pull": {"claims": {"owner": owner}}, "$inc": {"uses_left": 1}})
 
 
 def describe(coupon: dict[str, Any]) -> str:
