@@ -23,7 +23,7 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml
 run: $(VENV)/.installed-run
 	$(PY) server.py --config $(CONFIG) --port $(PORT)
 
-# The example third-party plugin is installed beside the venv (--target + PYTHONPATH),
+# The example third-party plugins are installed beside the venv (--target + PYTHONPATH),
 # not into it: the main run keeps seeing only the built-ins, as its tests expect.
 EXAMPLE_SITE := var/example-plugins
 
@@ -32,8 +32,9 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 	rm -rf $(EXAMPLE_SITE)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(EXAMPLE_SITE) \
-		examples/kpay-tips
+		examples/kpay-tips examples/kpay-coupons
 	PYTHONPATH=$(EXAMPLE_SITE) $(PY) -m pytest -q examples/kpay-tips/tests
+	PYTHONPATH=$(EXAMPLE_SITE) $(PY) -m pytest -q examples/kpay-coupons/tests
 
 # The time-sensitive tests again as if it were other moments (docs/plugins.md, "Time in
 # tests"): just before and after midnight, before 08:00 and on a month's last day in

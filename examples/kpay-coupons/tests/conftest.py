@@ -1,0 +1,19 @@
+"""Every coupons test runs with the plugins a deployment selling with coupons has, and
+WeChat Pay pointed at kpay's local fake (for unpaid native orders)."""
+
+from __future__ import annotations
+
+import pytest
+from coupon_helpers import PLUGINS
+
+
+@pytest.fixture
+def coupon_settings() -> dict:
+    """Override for other [coupons] settings."""
+    return {}
+
+
+@pytest.fixture
+def kpay_overrides(fake_wechat, coupon_settings):
+    return {"plugins": {"enabled": PLUGINS}, "wechat_pay": fake_wechat.settings(),
+            "coupons": coupon_settings}
