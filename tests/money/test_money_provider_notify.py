@@ -238,3 +238,23 @@ def test_capabilities_are_frozen():
     with pytest.raises(AttributeError):
         can.refunds = True  # type: ignore[misc]
     assert can.describe(("x",))["channels"] == ["x"]
+
+
+@pytest.mark.gen_test
+async def test_our_own_failure_asks_the_sender_to_resend(api, kpay_app, altpay):
+    token = await api.login("amy")
+    order = await altpay_topup(api, token)
+    notify = altpay.payment_notify(order)
+    genuine = altpay.handle_notify
+
+    async def broken(body, headers):
+        raise RuntimeError("database went away")
+
+    altpay.handle_notify = broken  # type: ignore[method-assign]
+    status, answer = await post_notify(api, NOTIFY, notify)
+    assert status == 500 and answer == {"code": "FAIL", "message": "internal error"}
+    assert (await kpay_app.money.orders.get(order["id"]))["status"] == "pending"
+    altpay.handle_notify = genuine  # type: ignore[method-assign]
+    assert await post_notify(api, NOTIFY, notify) == (200, {"code": "SUCCESS"})
+    assert [v.outcome for v in altpay.verdicts] == ["error", "accepted"]
+    assert await pay_entries(kpay_app, order["id"]) == 1

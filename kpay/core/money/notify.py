@@ -48,7 +48,8 @@ log = logging.getLogger("kpay.money.notify")
 URL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: States an order may be in once its payment is booked.
 BOOKED_STATES = ("paid", "fulfilled", "refunded")
-#: Order ids that may have been paid outside after the core closed them.
+#: The attention list's source for real money a notify could not book (paid after
+#: close) and refunds that failed outside.
 ATTENTION_SOURCE = "money.notify"
 
 
