@@ -100,6 +100,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for key in ("hooks", "routes", "channels", "order_kinds", "payment_providers"):
             if plugin.get(key):
                 print(f"  {key.replace('_', ' ')}: {', '.join(plugin[key])}")
+        for identifier, can in plugin.get("payment_capabilities", {}).items():
+            able = [k.replace("_", " ") for k in ("refunds", "partial_refunds", "payouts")
+                    if can[k]]
+            print(f"  payment provider {identifier}: channels {', '.join(can['channels'])}; "
+                  f"can: {', '.join(able) or 'no refunds'}; "
+                  f"notify name: {can['url_name'] or '(none: deprecated)'}")
     return 0
 
 

@@ -14,7 +14,9 @@ objects to register besides the configured ones) in a test module to change the 
 Conveniences: ``student``, ``consultant`` and ``admin`` are logged-in clients
 (``await student.post(path, body)``, ``await student.topup(5000)``, ``await
 student.socket()``), ``clock`` moves the dev clock and runs due jobs
-(``await clock.advance(60)``), ``assert_books_balanced(app)`` checks the ledger, and
+(``await clock.advance(60)``), ``assert_books_balanced(app)`` checks the ledger,
+``FakeProvider`` (registered with ``FakeProviderPlugin``) stands in for a payment
+system, and
 ``kpay.core.metrics.commands_since(db_commands())`` counts the database round trips of
 a piece of code.
 """
@@ -43,9 +45,10 @@ from kpay.core.config import Settings
 from kpay.core.plugins import PluginManager, available_plugins, select
 from kpay.core.store import EmbeddedMongo, free_port
 from kpay.testclients import ApiClient, DevClock, SocketClient, UserClient
+from kpay.testproviders import FakeProvider, FakeProviderPlugin
 
-__all__ = ["ApiClient", "DevClock", "SocketClient", "TestDeployment", "UserClient",
-           "assert_books_balanced", "run_kpay"]
+__all__ = ["ApiClient", "DevClock", "FakeProvider", "FakeProviderPlugin", "SocketClient",
+           "TestDeployment", "UserClient", "assert_books_balanced", "run_kpay"]
 
 # Random-looking: with dev mode off, a padded secret ("...-" + "x" * 32) is refused.
 TEST_SECRET = "kpay-test-secret-Qm7vT2xR9cLp4WzN8aHs3KdJ6fYb1UeG"
@@ -340,21 +343,3 @@ def redis_url() -> Iterator[str]:
         process.terminate()
         process.wait(10)
 
-
-@pytest.fixture
-def fake_wechat(io_loop: Any) -> Iterator[Any]:
-    """A local fake of WeChat's servers (``plugins/wechat_pay/fake.py``) on a free port,
-    with notify retries 1000x faster. Point the app at it in a test module:
-
-        @pytest.fixture
-        def kpay_overrides(fake_wechat):
-            return {"wechat_pay": fake_wechat.settings()}
-    """
-    from plugins.wechat_pay.fake import FakeWeChat
-
-    fake = FakeWeChat(retry_scale=0.001)
-    io_loop.run_sync(fake.start)
-    try:
-        yield fake
-    finally:
-        io_loop.run_sync(fake.stop)

@@ -23,6 +23,7 @@ from kpay.core.clock import Clock
 from kpay.core.config import Settings
 from kpay.core.httpserver import KPayHTTPServer
 from kpay.core.logs import configure_logging, log_request
+from kpay.core.money.notify import notify_routes
 from kpay.core.money.service import MoneyService
 from kpay.core.plugin_static import static_rules
 from kpay.core.plugins import (
@@ -145,6 +146,8 @@ class KPay:
         )
         self.money.adjustments.register(
             await register_all(self.pm, "register_price_adjusters", self))
+        # The core serves each provider's notify routes (docs/money.md, "Notify routes").
+        self.routes += notify_routes(self)
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -109,6 +109,11 @@ class PluginManager(pluggy.PluginManager):
                 # Known once the register_* hooks ran (app start, or `kpay plugins`).
                 for key, hook_name, label in REGISTRATION_LABELS:
                     described[key] = sorted(label(x) for x in registered.get(hook_name, []))
+                providers = registered.get("register_payment_providers", [])
+                if providers:
+                    described["payment_capabilities"] = {
+                        p.identifier: {**p.capabilities.describe(p.channels),
+                                       "url_name": p.url_name} for p in providers}
             out.append(described)
         return sorted(out, key=lambda p: p["name"])
 

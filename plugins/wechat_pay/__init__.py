@@ -2,8 +2,10 @@
 its notifies, refunds, the H5 OAuth login (openid) and the JS-SDK config.
 
 See docs/wechat_pay.md. Modules: settings (config section), signing (wire format),
-client (wechatpy clients + thread pool), provider (PaymentProvider), notify (notify
-routes), oauth and jssdk (login, wx.config), fake (a local fake of WeChat's servers).
+client (wechatpy clients + thread pool), provider (PaymentProvider; its notifies come
+through the core's routes /api/v1/pay/wechat/...), notify (the notify records), oauth
+and jssdk (login, wx.config), fake (a local fake of WeChat's servers), testing (the
+``fake_wechat`` pytest fixture).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from kpay import hookimpl
 from kpay.core.store import IndexSpec
 from kpay.core.web import Route
 from plugins.wechat_pay import jssdk, notify, oauth
-from plugins.wechat_pay.client import NOTIFY_PATH, OAUTH_CALLBACK_PATH, REFUND_NOTIFY_PATH
+from plugins.wechat_pay.client import OAUTH_CALLBACK_PATH
 from plugins.wechat_pay.settings import WeChatPaySettings
 
 if TYPE_CHECKING:
@@ -45,8 +47,6 @@ def register_routes(app):
     kwargs = {"runtime": runtime_of(app)}
     tags = ("wechat",)
     return [
-        Route(NOTIFY_PATH, notify.PayNotifyHandler, kwargs, tags),
-        Route(REFUND_NOTIFY_PATH, notify.RefundNotifyHandler, kwargs, tags),
         Route("/api/v1/wechat/oauth/start", oauth.OAuthStartHandler, kwargs, tags),
         Route(OAUTH_CALLBACK_PATH, oauth.OAuthCallbackHandler, kwargs, tags),
         Route("/api/v1/wechat/jssdk", jssdk.JsSdkHandler, kwargs, tags),

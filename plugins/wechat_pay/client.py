@@ -18,6 +18,7 @@ from wechatpy.exceptions import WeChatPayException
 from wechatpy.pay import WeChatPay
 
 from kpay.core.errors import PaymentProviderError
+from kpay.core.money.notify import notify_paths
 from plugins.wechat_pay import settings as settings_module
 from plugins.wechat_pay.settings import Effective, WeChatPaySettings
 from plugins.wechat_pay.signing import XmlError, parse_xml, verify
@@ -31,8 +32,9 @@ log = logging.getLogger("kpay.wechat_pay")
 
 T = TypeVar("T")
 
-NOTIFY_PATH = "/api/v1/pay/wechat/notify"
-REFUND_NOTIFY_PATH = "/api/v1/pay/wechat/refund-notify"
+# The provider's url_name: the core serves its notify routes (kpay/core/money/notify.py).
+URL_NAME = "wechat"
+NOTIFY_PATH, REFUND_NOTIFY_PATH = notify_paths(URL_NAME)
 OAUTH_CALLBACK_PATH = "/api/v1/wechat/oauth/callback"
 
 

@@ -6,7 +6,9 @@ money movement stay in the core (``app.money.orders``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -16,8 +18,18 @@ from wechatpy.exceptions import WeChatPayException
 from wechatpy.utils import random_string
 
 from kpay.core.errors import BadRequest, PaymentProviderError
-from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
-from plugins.wechat_pay.client import UntrustedAnswer
+from kpay.core.money.providers import (
+    NotifyAnswer,
+    NotifyRefused,
+    NotifyVerdict,
+    PaymentProvider,
+    PaymentState,
+    ProviderCapabilities,
+    RefundState,
+    RequestInfo,
+)
+from plugins.wechat_pay import notify, signing
+from plugins.wechat_pay.client import URL_NAME, UntrustedAnswer
 from plugins.wechat_pay.signing import MD5, XmlError, decrypt_req_info, parse_xml, sign, verify
 
 if TYPE_CHECKING:
@@ -31,21 +43,24 @@ CHINA = timezone(timedelta(hours=8))
 TRADE_TYPES = {"jsapi": "JSAPI", "mweb": "MWEB", "native": "NATIVE"}
 PAID_STATES = ("SUCCESS", "REFUND")
 CLOSED_STATES = ("CLOSED", "REVOKED")
+XML_TYPE = "text/xml; charset=utf-8"
 # Network failures while refunding: retry with the same out_refund_no (WeChat refunds
 # one out_refund_no once, so a retry after a lost answer cannot refund twice).
 REFUND_ATTEMPTS = 3
 RETRY_CODES = ("SYSTEMERROR", "BIZERR_NEED_RETRY")
+# What WeChat Pay accepts as out_refund_no; other refund ids are hashed into one.
+OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_\-|*@]{1,64}$")
+# A refund notify's refund_status, in the core's words (CHANGE: the card was closed,
+# REFUNDCLOSE: closed; the money did not reach the payer either way).
+REFUND_STATES = {"SUCCESS": "succeeded", "CHANGE": "failed", "REFUNDCLOSE": "failed"}
+# What a notify said that its record keeps, even when it is refused.
+NOTIFY_FACTS = ("out_trade_no", "transaction_id")
 
 
-class NotifyRefused(PaymentProviderError):
-    """A notify that is not believed; ``verdict`` says why, ``params`` what it said."""
-
-    status, code = 400, "notify_refused"
-
-    def __init__(self, verdict: str, message: str, params: dict[str, str] | None = None) -> None:
-        super().__init__(message, verdict=verdict)
-        self.verdict = verdict
-        self.params = params or {}
+def refused(reason: str, message: str, params: dict[str, str] | None = None) -> NotifyRefused:
+    """The core's refusal, with what the notify said of the order."""
+    return NotifyRefused(reason, message,
+                         {k: (params or {})[k] for k in NOTIFY_FACTS if k in (params or {})})
 
 
 class RefundOutcomeUnknown(Exception):
@@ -62,8 +77,15 @@ def describe(error: WeChatPayException) -> str:
 class WeChatPayProvider(PaymentProvider):
     identifier = IDENTIFIER
     verbose_name = "WeChat Pay (API v2)"
-    # native first: it needs nothing from the payer (api.topup in tests picks the first).
     channels = ("native", "mweb", "jsapi")
+    # Today's URLs: /api/v1/pay/wechat/notify and /api/v1/pay/wechat/refund-notify.
+    url_name = URL_NAME
+    capabilities = ProviderCapabilities(refunds=True, partial_refunds=True, payouts=False)
+    # WeChat Pay refuses closeorder within 5 minutes of creation.
+    settle_after = timedelta(minutes=5)
+    notify_media_type = "text/xml"
+    notify_body = notify.PayNotifyXml
+    refund_notify_body = notify.RefundNotifyXml
 
     def __init__(self, runtime: WeChatRuntime) -> None:
         self.runtime = runtime
@@ -129,42 +151,70 @@ class WeChatPayProvider(PaymentProvider):
         accepted = tuple(dict.fromkeys((MD5, s.sign_type)))
         # The signature first: nothing unsigned is looked at further.
         if not verify(params, s.api_key, accepted):
-            raise NotifyRefused("bad_signature", "signature does not match", params)
+            raise refused("bad_signature", "signature does not match", params)
         self._check_merchant(params)
         out_trade_no = params.get("out_trade_no", "")
         if params.get("result_code") != "SUCCESS":
             return PaymentState("pending", raw=params, out_trade_no=out_trade_no)
         fee = params.get("total_fee", "")
         if not fee.isascii() or not fee.isdigit():
-            raise NotifyRefused("amount_mismatch", f"total_fee {fee!r} is not fen", params)
+            raise refused("amount_mismatch", f"total_fee {fee!r} is not fen", params)
         return PaymentState("paid", int(fee), params.get("transaction_id", ""), params,
                             out_trade_no)
 
-    async def handle_refund_notify(self, body: bytes) -> dict[str, str]:
+    async def handle_refund_notify(self, body: bytes, headers: Mapping[str, str]) -> RefundState:
         """Decrypt a refund notify's ``req_info`` (AES-256-ECB keyed with md5(api_key);
         there is no signature: only the api_key's holder can encrypt it)."""
         params = self._parse(body)
         self._check_merchant(params)
         try:
-            return decrypt_req_info(params.get("req_info", ""), self.runtime.settings.api_key)
+            info = decrypt_req_info(params.get("req_info", ""), self.runtime.settings.api_key)
         except XmlError as e:
-            raise NotifyRefused("bad_req_info", str(e), params) from None
+            raise refused("bad_req_info", str(e), params) from None
+        fee = info.get("refund_fee", "")
+        if not fee.isascii() or not fee.isdigit():
+            raise refused("amount_mismatch", f"refund_fee {fee!r} is not fen", info)
+        status = info.get("refund_status", "")
+        return RefundState(REFUND_STATES.get(status, "pending"), info.get("out_refund_no", ""),
+                           int(fee), provider_status=status,
+                           refund_id=info.get("refund_id", ""),
+                           out_trade_no=info.get("out_trade_no", ""), raw=info)
+
+    def notify_answer(self, verdict: NotifyVerdict) -> NotifyAnswer:
+        """WeChat reads only ``return_code``: SUCCESS stops its resending; FAIL (400 for
+        a refusal, 500 for our own failure) makes it send again later."""
+        if verdict.outcome in ("accepted", "duplicate"):
+            return NotifyAnswer(200, XML_TYPE, signing.SUCCESS_XML.encode())
+        if verdict.outcome == "error":
+            return NotifyAnswer(500, XML_TYPE, signing.fail_xml("internal error").encode())
+        return NotifyAnswer(400, XML_TYPE, signing.fail_xml(verdict.message or
+                                                            verdict.reason).encode())
+
+    async def record_notify(self, verdict: NotifyVerdict) -> None:
+        await notify.save(self.runtime, verdict)
+
+    def refund_number(self, refund_id: str) -> str:
+        """WeChat's ``out_refund_no`` (at most 64 of letters, digits and ``_-|*@``):
+        the id itself, or a stable hash of it (the numbers refunds always had)."""
+        if OUT_REFUND_NO.match(refund_id):
+            return refund_id
+        return "r" + hashlib.sha256(refund_id.encode()).hexdigest()[:31]
 
     def _parse(self, body: bytes) -> dict[str, str]:
         try:
             return parse_xml(body)
         except XmlError as e:
-            raise NotifyRefused("bad_xml", str(e)) from None
+            raise refused("bad_xml", str(e)) from None
 
     def _check_merchant(self, params: dict[str, str]) -> None:
         s = self.runtime.settings
         if params.get("return_code") != "SUCCESS":
-            raise NotifyRefused("not_success", f"return_code {params.get('return_code')!r}",
-                                params)
+            raise refused("not_success", f"return_code {params.get('return_code')!r}",
+                          params)
         if params.get("appid") != s.appid:
-            raise NotifyRefused("wrong_appid", "appid does not match", params)
+            raise refused("wrong_appid", "appid does not match", params)
         if params.get("mch_id") != s.mch_id:
-            raise NotifyRefused("wrong_mch_id", "mch_id does not match", params)
+            raise refused("wrong_mch_id", "mch_id does not match", params)
 
     # -- reconciliation -----------------------------------------------------------------
 

@@ -66,7 +66,7 @@ class WeChatPaySettings(Section):
     # Every notify received is recorded in wechat_notifies; a record is deleted this many
     # days after it was stored, by a MongoDB TTL index on the database's own clock.
     # WeChat resends a notify for about 24 hours; booking once never reads these records
-    # (it rests on the order and wechat_confirmed, which do not expire), so at least 3.
+    # (it rests on the order's state, which does not expire), so at least 3.
     notify_retention_days: int = Field(30, ge=3, le=3650)
     # How much of a verified notify's body a record keeps, in bytes (a real one is about
     # 1 KiB); the length and SHA-256 of the whole body are always kept. A body that failed

@@ -121,10 +121,16 @@ def test_cli_lists_routes_channels_kinds_and_providers(tmp_path):
     assert by_name["course_drip"]["order_kinds"] == ["course"]
     assert by_name["consult_billing"]["channels"] == ["consult"]
     assert by_name["wechat_pay"]["payment_providers"] == ["wechat_pay"]
-    assert "/api/v1/pay/wechat/notify" in by_name["wechat_pay"]["routes"]
+    # The notify routes are the core's now (kpay/core/money/notify.py), not the plugin's.
+    assert "/api/v1/pay/wechat/notify" not in by_name["wechat_pay"]["routes"]
+    assert by_name["wechat_pay"]["payment_capabilities"] == {"wechat_pay": {
+        "refunds": True, "partial_refunds": True, "payouts": False,
+        "channels": ["native", "mweb", "jsapi"], "url_name": "wechat"}}
     text = subprocess.run([str(KPAY), "--config", "config/default.toml", "plugins"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=60).stdout
     assert "  channels: room\n" in text and "  order kinds: live_question, live_ticket\n" in text
+    assert ("  payment provider wechat_pay: channels native, mweb, jsapi; can: refunds, "
+            "partial refunds; notify name: wechat\n") in text
 
 
 # -- plugin settings ------------------------------------------------------------------

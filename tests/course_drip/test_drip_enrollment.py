@@ -8,31 +8,14 @@ from typing import Any
 import pytest
 from drip_helpers import NotificationRecorder, daily_lessons, lesson
 
-from kpay import hookimpl
-from kpay.core.money.providers import PaymentProvider
-from kpay.testing import assert_books_balanced
-
-
-class QrPay(PaymentProvider):
-    """A provider whose orders stay pending until the dev payer pays them."""
-
-    identifier = "qrpay"
-    verbose_name = "QR test pay"
-    channels = ("native",)
-
-    async def create_payment(self, order: dict[str, Any], request: Any) -> dict[str, Any]:
-        return {"code_url": f"weixin://wxpay/{order['_id']}"}
-
-
-class QrPayPlugin:
-    @hookimpl
-    def register_payment_providers(self, app: Any) -> list[PaymentProvider]:
-        return [QrPay()]
+from kpay.testing import FakeProvider, FakeProviderPlugin, assert_books_balanced
 
 
 @pytest.fixture
 def kpay_extra_plugins(recorder: NotificationRecorder) -> list[tuple[str, Any]]:
-    return [("notification_recorder", recorder), ("qrpay", QrPayPlugin())]
+    # Orders on the provider's channel stay pending until the dev payer pays them.
+    return [("notification_recorder", recorder),
+            ("qrpay", FakeProviderPlugin(FakeProvider("qrpay", ("native",))))]
 
 
 async def wallet(api, token):

@@ -1,5 +1,5 @@
-"""Fixtures for the live_qa tests: only live_qa loaded, plus a local payment provider
-for the provider channels (paid through the dev simulator route), and a helper."""
+"""Fixtures for the live_qa tests: only live_qa loaded, plus the shared fake payment
+provider for the provider channels (paid through the dev simulator route), and a helper."""
 
 from __future__ import annotations
 
@@ -7,33 +7,8 @@ from typing import Any
 
 import pytest
 
-from kpay import hookimpl
-from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
 from kpay.core.money.reconcile import reconcile
-
-
-class LocalProvider(PaymentProvider):
-    """Stands in for WeChat Pay on the ``native`` channel: hands out a code URL and
-    never reports a payment by itself (tests pay through /dev/orders/{id}/pay)."""
-
-    identifier = "localpay"
-    verbose_name = "local test provider"
-    channels = ("native",)
-
-    async def create_payment(self, order: dict[str, Any], request: RequestInfo) -> dict:
-        return {"code_url": f"weixin://wxpay/local/{order['_id']}"}
-
-    async def query(self, order: dict[str, Any]) -> PaymentState:
-        return PaymentState("pending")
-
-    async def refund(self, order: dict[str, Any], refund: dict[str, Any]) -> dict:
-        return {"refund_id": "local-" + refund["_id"]}
-
-
-class LocalProviderPlugin:
-    @hookimpl
-    def register_payment_providers(self, app):
-        return [LocalProvider()]
+from kpay.testing import FakeProvider, FakeProviderPlugin
 
 
 @pytest.fixture
@@ -43,7 +18,9 @@ def kpay_overrides() -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def kpay_extra_plugins() -> list[tuple[str, Any]]:
-    return [("localpay", LocalProviderPlugin())]
+    # Stands in for WeChat Pay on the native channel: never reports a payment by itself
+    # (tests pay through /dev/orders/{id}/pay).
+    return [("localpay", FakeProviderPlugin(FakeProvider("localpay", ("native",))))]
 
 
 class Live:

@@ -1,18 +1,21 @@
-"""A throwaway plugin for the money tests: a server-priced order kind and a fake
-payment provider, registered through ``kpay_extra_plugins`` (no feature plugin needed)."""
+"""A throwaway plugin for the money tests: a server-priced order kind and the shared
+fake payment provider (kpay.testing.FakeProvider), registered through
+``kpay_extra_plugins`` (no feature plugin needed)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 from pymongo.errors import DuplicateKeyError
 
 from kpay import hookimpl
-from kpay.core.errors import Conflict, NotFound, PaymentProviderError
+from kpay.core.errors import Conflict, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
-from kpay.core.money.providers import PaymentProvider, PaymentState
+from kpay.core.money.providers import PaymentProvider
+from kpay.testing import FakeProvider
 
 SELLER = "seller1"
 # The server's own price list: the client names a sku, never a price.
@@ -78,52 +81,12 @@ class Gadget(OrderKind):
         self.refunded.append((order["_id"], refund["amount"]))
 
 
-class FakePay(PaymentProvider):
-    """Answers like an outside payment system would, from what the test set."""
-
-    identifier = "fakepay"
-    verbose_name = "Fake pay"
-    channels = ("native", "jsapi", "mweb")
-
-    def __init__(self) -> None:
-        self.states: dict[str, PaymentState] = {}
-        self.queried: list[str] = []
-        self.closed: list[str] = []
-        self.refunds: list[str] = []
-        self.refuse_refunds = False
-        self.refuse_start = False
-        self.refuse_close = False
-        self.lose_next_refund_answer = False
-
-    async def create_payment(self, order: dict[str, Any], request: Any) -> dict[str, Any]:
-        if self.refuse_start:
-            raise PaymentProviderError("fakepay is down")
-        return {"code_url": f"fake://pay/{order['out_trade_no']}"}
-
-    async def query(self, order: dict[str, Any]) -> PaymentState:
-        self.queried.append(order["_id"])
-        return self.states.get(order["_id"], PaymentState("pending"))
-
-    async def close(self, order: dict[str, Any]) -> None:
-        if self.refuse_close:
-            raise PaymentProviderError("ORDERPAID: the order was paid")
-        self.closed.append(order["_id"])
-
-    async def refund(self, order: dict[str, Any], refund: dict[str, Any]) -> dict[str, Any]:
-        if self.refuse_refunds:
-            raise PaymentProviderError("refund refused")
-        self.refunds.append(refund["out_refund_no"])
-        if self.lose_next_refund_answer:
-            # The refund went through outside but the answer never arrived.
-            self.lose_next_refund_answer = False
-            raise ConnectionError("connection reset")
-        return {"refund_id": "fake-" + refund["out_refund_no"]}
-
-
 class MoneyTestPlugin:
     def __init__(self) -> None:
         self.kind = Gadget()
-        self.provider = FakePay()
+        # Settles after 5 minutes, as WeChat Pay does (tests/money/test_money_jobs.py).
+        self.provider = FakeProvider("fakepay", ("native", "jsapi", "mweb"),
+                                     settle_after=timedelta(minutes=5))
         self.paid: list[str] = []
         self.refunded: list[str] = []
 

@@ -99,7 +99,7 @@ async def test_client_sent_price_is_ignored(api, kpay_app):
     # Through a provider too: the payment asked for is the server's price.
     status, body = await api.post(ORDERS, {"item": item, "channel": "native"}, token)
     assert status == 201 and body["order"]["amount"] == 250
-    assert body["pay"] == {"code_url": f"fake://pay/{body['order']['out_trade_no']}"}
+    assert body["pay"] == {"code_url": f"weixin://wxpay/bizpayurl?pr={body['order']['id']}"}
 
 
 @pytest.mark.gen_test

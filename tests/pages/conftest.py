@@ -14,7 +14,7 @@ How it runs, and why:
 - The browser is Debian's ``/usr/bin/chromium`` (``apt-get install chromium
   fonts-wqy-microhei``; .ci/run does it): Playwright's own browser download cannot work
   here. Override with ``KPAY_TEST_CHROMIUM``. Without the binary the tests are skipped.
-- WeChat Pay is stood in for by ``StandInWeChatPay``, a payment provider serving the
+- WeChat Pay is stood in for by ``StandInPlugin``'s fake provider, serving the
   ``native`` and ``jsapi`` channels (not ``mweb``, so the pages' channel fallback is
   exercised). Orders are paid with the dev simulator route, the path a verified notify
   takes. ``plugins.enabled`` is empty: these tests cover the base pages only.

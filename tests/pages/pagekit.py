@@ -16,7 +16,7 @@ from typing import Any
 from kpay import hookimpl
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced
-from kpay.core.money.providers import PaymentProvider, RequestInfo
+from kpay.testing import FakeProvider, FakeProviderPlugin
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "static"
@@ -83,21 +83,6 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
         await asyncio.sleep(0.05)
 
 
-class StandInWeChatPay(PaymentProvider):
-    """Stands in for WeChat Pay: hands out what the real provider hands the page."""
-
-    identifier = "standin"
-    verbose_name = "WeChat Pay stand-in (page tests)"
-    channels = ("native", "jsapi")
-
-    async def create_payment(self, order: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
-        if order["channel"] == "native":
-            return {"code_url": f"weixin://wxpay/bizpayurl?pr={order['_id']}"}
-        return {"appId": "wx0000000000000000", "timeStamp": "1700000000",
-                "nonceStr": "n" + order["_id"], "package": f"prepay_id=wx{order['_id']}",
-                "signType": "MD5", "paySign": "0" * 32}
-
-
 class PageTestItem(OrderKind):
     """Something to buy for 3 yuan on any channel (wallet_topup cannot be paid by wallet)."""
 
@@ -110,10 +95,12 @@ class PageTestItem(OrderKind):
         """Nothing to grant."""
 
 
-class StandInPlugin:
-    @hookimpl
-    def register_payment_providers(self, app: Any) -> list[PaymentProvider]:
-        return [StandInWeChatPay()]
+class StandInPlugin(FakeProviderPlugin):
+    """WeChat Pay stood in for by the shared fake provider: it hands out what the real
+    provider hands the page (a code_url, JSAPI parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__(FakeProvider("standin", ("native", "jsapi")))
 
     @hookimpl
     def register_order_kinds(self, app: Any) -> list[OrderKind]:

@@ -133,3 +133,23 @@ async def test_refund_with_every_answer_lost_stays_pending_and_resumes_once(api,
     assert await kpay_app.money.ledger.balance("external:wechat_pay") == 0
     _, got = await api.get(f"/api/v1/orders/{order['id']}", token)
     assert got["order"]["status"] == "refunded"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_refund_wechat_reports_failed_goes_on_the_attention_list(api, kpay_app,
+                                                                        fake_wechat):
+    _, order = await paid_order(api, fake_wechat)
+    refund = await kpay_app.money.orders.refund(order["id"], 300, "card", to="original")
+    await fake_wechat.deliveries[-1].done.wait()
+    genuine = signing.parse_xml(fake_wechat.refund_notify(refund["out_refund_no"]))
+    info = signing.decrypt_req_info(genuine["req_info"], fake_wechat.api_key)
+    closed = {**genuine, "req_info": signing.encrypt_req_info(
+        {**info, "refund_status": "CHANGE"}, fake_wechat.api_key)}
+    status, answer = await post_xml(api, REFUND_NOTIFY, signing.to_xml(closed))
+    assert status == 200 and answer["return_code"] == "SUCCESS"  # recorded: stop resending
+    stored = await kpay_app.store["refunds"].find_one({"_id": refund["_id"]})
+    assert stored["provider_status"] == "CHANGE"
+    record = (await notifies(kpay_app, kind="refund"))[-1]
+    assert record["verdict"] == "refund_change" and record["needs_attention"] is True
+    [entry] = await kpay_app.attention.list()
+    assert entry["subject"] == f"refund:{refund['_id']}" and entry["source"] == "money.notify"

@@ -99,10 +99,15 @@ class WalletTopupItem(BaseModel):
 
 
 class WalletTopup(OrderKind):
-    """Core kind ``wallet_topup``: money from a payment provider into the wallet."""
+    """Core kind ``wallet_topup``: money from a payment provider into the wallet.
+
+    Payable on every channel of every loaded provider (the money service passes them
+    in), never from the wallet it fills."""
 
     name = "wallet_topup"
-    channels = ("jsapi", "mweb", "native")
+
+    def __init__(self, channels: tuple[str, ...] = ()) -> None:
+        self.channels = channels
 
     async def price(self, app: KPay, user: User, item: dict[str, Any]) -> Priced:
         topup = parse_item(WalletTopupItem, item)

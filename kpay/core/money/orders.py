@@ -233,9 +233,10 @@ class Orders:
                                   via: str = "notify") -> dict[str, Any] | None:
         """Book what a provider reported (from ``handle_notify`` or ``query``): a ``paid``
         state goes through :meth:`mark_paid`; other states change nothing. Returns the
-        order, or None when ``state.out_trade_no`` names no order."""
+        order, or None when ``state.out_trade_no`` names no order of ``provider``'s
+        channels (a provider never pays another's order)."""
         order = await self.collection.find_one({"out_trade_no": state.out_trade_no})
-        if order is None:
+        if order is None or order["channel"] not in provider.channels:
             return None
         if state.status != "paid":
             return order

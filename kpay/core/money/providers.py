@@ -1,13 +1,25 @@
 """Payment providers: the small interface between the core's orders and an outside
 payment system (WeChat Pay, ...). The order state machine lives in the core; a
 provider only talks to the outside system and reports what it found.
+
+The core owns the notify routes ``/api/v1/pay/<url_name>/notify`` and
+``/api/v1/pay/<url_name>/refund-notify`` (:mod:`kpay.core.money.notify`): the provider
+verifies the raw request and shapes the answer, the core books. See docs/money.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from kpay.core.errors import Conflict, PaymentProviderError
 
 
 @dataclass(frozen=True)
@@ -32,16 +44,123 @@ class PaymentState:
     out_trade_no: str = ""
 
 
+@dataclass(frozen=True)
+class RefundState:
+    """What a refund notify reports (from ``handle_refund_notify``). ``status`` is the
+    core's word, ``provider_status`` the provider's own (WeChat's ``SUCCESS``,
+    ``CHANGE``, ``REFUNDCLOSE``); ``amount`` is the refunded fen."""
+
+    status: Literal["succeeded", "failed", "pending"]
+    out_refund_no: str
+    amount: int
+    provider_status: str = ""
+    refund_id: str = ""
+    out_trade_no: str = ""
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ProviderCapabilities:
+    """What a provider can do, declared on the class (as pretix's providers do). The core
+    refuses, with a 409 before anything is reserved, a refund to the original channel
+    that the provider cannot make."""
+
+    refunds: bool = True
+    partial_refunds: bool = True
+    #: Paying money out to earners (withdrawals); no provider does yet.
+    payouts: bool = False
+
+    def describe(self, channels: tuple[str, ...]) -> dict[str, Any]:
+        return {"refunds": self.refunds, "partial_refunds": self.partial_refunds,
+                "payouts": self.payouts, "channels": list(channels)}
+
+
+class NotifyRefused(PaymentProviderError):
+    """A notify that is not believed (bad signature, broken body, another merchant).
+    ``reason`` is a short snake_case word for the records, ``facts`` what the body said
+    (``out_trade_no``, ...) as far as it could be read. Nothing is booked."""
+
+    status, code = 400, "notify_refused"
+
+    def __init__(self, reason: str, message: str, facts: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason
+        self.facts = dict(facts or {})
+
+
+@dataclass(frozen=True)
+class NotifyVerdict:
+    """What the core made of one notify, handed to the provider to shape its answer
+    (:meth:`PaymentProvider.notify_answer`) and keep its own record
+    (:meth:`PaymentProvider.record_notify`).
+
+    ``outcome``: ``accepted`` (booked, or nothing to book: stop resending),
+    ``duplicate`` (booked before), ``refused`` (not believed or not bookable; nothing
+    changed) or ``error`` (our failure: the sender should resend). ``reason`` says more
+    (``paid``, ``paid_after_close``, ``bad_signature``, ``unknown_order``, ...).
+    """
+
+    kind: Literal["payment", "refund"]
+    outcome: Literal["accepted", "duplicate", "refused", "error"]
+    reason: str
+    received_at: datetime
+    body: bytes = b""
+    remote_ip: str = ""
+    message: str = ""
+    #: True once the provider believed the body (signature, merchant).
+    verified: bool = False
+    #: What the notify said and what it matched: out_trade_no, transaction_id,
+    #: order_id, out_refund_no, refund_status.
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: Money is real but could not be booked (paid after close, a failed refund).
+    needs_attention: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyAnswer:
+    """The HTTP answer to a notify, in the provider's format."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+SAFE_REFUND_NUMBER = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
+
+
+def refund_number(refund_id: str) -> str:
+    """The default refund number: the id itself when it is 1 to 32 letters, digits,
+    ``_`` or ``-`` (what most payment systems accept), else a stable hash of it."""
+    if SAFE_REFUND_NUMBER.match(refund_id):
+        return refund_id
+    return "r" + hashlib.sha256(refund_id.encode()).hexdigest()[:31]
+
+
 class PaymentProvider:
-    """Subclass, set ``identifier``, ``verbose_name`` and ``channels``, and implement
-    the steps. Money moves only in the core (``app.money.orders.mark_paid``): a
-    provider never writes balances or order states itself."""
+    """Subclass, set ``identifier``, ``verbose_name``, ``channels`` and ``url_name``,
+    and implement the steps. Money moves only in the core (``app.money.orders``): a
+    provider never writes balances, order states or the core's collections itself."""
 
     #: Unique name; money from this provider enters through ``external:<identifier>``.
     identifier: str = ""
     verbose_name: str = ""
     #: Order channels served, e.g. ``("jsapi", "mweb", "native")``.
     channels: tuple[str, ...] = ()
+    #: The notify routes' name: ``/api/v1/pay/<url_name>/notify`` and
+    #: ``.../refund-notify``, owned by the core. Empty (deprecated, for one release):
+    #: the plugin serves its own notify routes.
+    url_name: str = ""
+    #: What the provider can do.
+    capabilities: ProviderCapabilities = ProviderCapabilities()
+    #: The ``money.settle_pending`` job asks about (and closes) a pending order only
+    #: this long after it was created: a notify usually comes first, and some systems
+    #: refuse an early close (WeChat Pay: 5 minutes).
+    settle_after: timedelta = timedelta(minutes=1)
+    #: For the OpenAPI document of the notify routes: the media type of the bodies in
+    #: and out, and pydantic models of what the payment and refund notifies carry.
+    notify_media_type: str = "application/json"
+    notify_body: type[BaseModel] | None = None
+    refund_notify_body: type[BaseModel] | None = None
 
     async def create_payment(self, order: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
         """Start paying ``order`` on its channel; return what the page needs (``code_url``,
@@ -51,16 +170,43 @@ class PaymentProvider:
 
     async def handle_notify(self, body: bytes, headers: Mapping[str, str]) -> PaymentState:
         """Verify a payment notify the outside system sent (signature, merchant) and say
-        what it reports, with ``out_trade_no`` set. Raise ``PaymentProviderError`` for
-        anything not believed. You may NOT mark the order paid here: the caller (the
-        provider plugin's notify route) passes the state to
-        ``app.money.orders.apply_payment_state(provider, state)``, which books it
-        through ``mark_paid`` exactly once. Optional: a plugin may verify in its route."""
-        raise NotImplementedError
+        what it reports, with ``out_trade_no`` set. Raise :class:`NotifyRefused` for
+        anything not believed. You may NOT mark the order paid here: the core's notify
+        route passes the state to ``app.money.orders.apply_payment_state``, which books
+        it through ``mark_paid`` exactly once."""
+        raise NotifyRefused("not_supported", f"{self.identifier} takes no payment notifies")
+
+    async def handle_refund_notify(self, body: bytes, headers: Mapping[str, str]) -> RefundState:
+        """Verify a refund notify and say what it reports (:class:`RefundState`). Raise
+        :class:`NotifyRefused` for anything not believed. The core records the status
+        on the refund and reports a failed refund to the attention list."""
+        raise NotifyRefused("not_supported", f"{self.identifier} takes no refund notifies")
+
+    def notify_answer(self, verdict: NotifyVerdict) -> NotifyAnswer:
+        """The answer the outside system expects for ``verdict`` (default: JSON
+        ``{"code": "SUCCESS"}`` with 200, or ``{"code": "FAIL", "message": ...}`` with
+        400 for a refusal and 500 for an error, which asks for a resend)."""
+        if verdict.outcome in ("accepted", "duplicate"):
+            return NotifyAnswer(200, "application/json", b'{"code": "SUCCESS"}')
+        status = 500 if verdict.outcome == "error" else 400
+        message = "internal error" if verdict.outcome == "error" else verdict.reason
+        body = json.dumps({"code": "FAIL", "message": message})
+        return NotifyAnswer(status, "application/json", body.encode())
+
+    async def record_notify(self, verdict: NotifyVerdict) -> None:
+        """Keep a record of the notify in the plugin's own collection, if it wants one
+        (default: nothing). Called for every notify, believed or not, after booking;
+        it must not raise (log instead) and decides nothing."""
+
+    def refund_number(self, refund_id: str) -> str:
+        """The provider's refund number for the core's refund id: stable (every retry of
+        one refund sends the same number, so it is paid once) and in the format the
+        outside system accepts. Default: :func:`refund_number`."""
+        return refund_number(refund_id)
 
     async def query(self, order: dict[str, Any]) -> PaymentState:
         """Ask the outside system about ``order``. The ``money.settle_pending`` job calls
-        it for pending orders older than 5 minutes: ``paid`` is booked (through
+        it for pending orders older than :attr:`settle_after`: ``paid`` is booked (through
         ``mark_paid``), ``closed`` closes the order; ``pending``/``unknown`` past the
         order's expiry makes the core call :meth:`close` and then close the order."""
         return PaymentState("unknown")
@@ -79,3 +225,21 @@ class PaymentProvider:
         unknown": the refund stays ``pending`` and a retry with the same key calls this
         again with the same ``out_refund_no``. Return facts to keep (``refund_id``)."""
         raise NotImplementedError
+
+
+def check_refund_capability(provider: PaymentProvider | None, order: dict[str, Any],
+                            amount: int) -> None:
+    """Refuse (409 ``refund_not_supported``) a refund to the original channel that the
+    order's provider cannot make: none at all, or a partial one without
+    ``partial_refunds``. Called before anything is reserved."""
+    if provider is None:
+        return  # no provider loaded: the refund fails as before, through _send
+    capable = provider.capabilities
+    if not capable.refunds:
+        raise Conflict(f"{provider.verbose_name or provider.identifier} cannot refund; "
+                       "refund to the wallet", code="refund_not_supported",
+                       provider=provider.identifier)
+    if amount != order["amount"] and not capable.partial_refunds:
+        raise Conflict(f"{provider.verbose_name or provider.identifier} refunds only whole "
+                       "orders", code="partial_refund_not_supported",
+                       provider=provider.identifier)

@@ -10,8 +10,6 @@ between leaves a ``pending`` refund that a retry with the same key resumes).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from kpay.core import metrics
 from kpay.core.errors import BadRequest, Conflict, PaymentProviderError
 from kpay.core.failpoints import failpoint
 from kpay.core.money import accounts
+from kpay.core.money.providers import check_refund_capability, refund_number
 
 if TYPE_CHECKING:
     from kpay.core.money.orders import Orders
@@ -33,15 +32,13 @@ REVOKE, ADJUST = "revoke", "adjust"
 PURPOSES = (REVOKE, ADJUST)
 #: How long one caller may take over a booked refund's hooks before another may.
 FINISH_LEASE = timedelta(minutes=1)
-# What WeChat Pay accepts as out_refund_no; other keys are hashed into one.
-OUT_REFUND_NO = re.compile(r"^[A-Za-z0-9_\-|*@]{1,64}$")
 
 
-def out_refund_no(refund_id: str) -> str:
-    """A provider-safe refund number, the same for every retry of one refund."""
-    if OUT_REFUND_NO.match(refund_id):
-        return refund_id
-    return "r" + hashlib.sha256(refund_id.encode()).hexdigest()[:31]
+def out_refund_no(orders: Orders, order: dict[str, Any], refund_id: str) -> str:
+    """The refund number the order's provider gives the refund id (the same for every
+    retry of one refund); the default numbering when no provider paid the order."""
+    provider = orders.providers.get(order["channel"])
+    return provider.refund_number(refund_id) if provider else refund_number(refund_id)
 
 
 def refund_debits(credits: list[list[Any]], reversed_so_far: list[list[Any]],
@@ -123,7 +120,10 @@ class Refunds:
         if existing is not None:
             return await self._replay(existing, order, amount)
         payee = self._payee(order, to)
-        refund = {"_id": refund_id, "order_id": order_id, "out_refund_no": out_refund_no(refund_id),
+        if payee != accounts.wallet(order["user_id"]):
+            check_refund_capability(self.orders.providers.get(order["channel"]), order, amount)
+        refund = {"_id": refund_id, "order_id": order_id,
+                  "out_refund_no": out_refund_no(self.orders, order, refund_id),
                   "amount": amount, "reason": reason, "purpose": purpose,
                   "user_id": order["user_id"],
                   "to": WALLET_CHANNEL if payee == accounts.wallet(order["user_id"])

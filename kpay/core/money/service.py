@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from kpay.core.money.accounts import earnings_credits
 from kpay.core.money.adjustments import Adjustments
 from kpay.core.money.kinds import OrderKind, WalletTopup
 from kpay.core.money.ledger import Ledger
+from kpay.core.money.notify import PaymentNotifies
 from kpay.core.money.orders import Orders, fulfillable
 from kpay.core.money.providers import PaymentProvider
 from kpay.core.scheduler import PeriodicJob
@@ -24,9 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.money")
 
-# Never ask a provider about an order younger than this, nor close one earlier:
-# WeChat Pay refuses closeorder within 5 minutes of creation.
-SETTLE_AFTER = timedelta(minutes=5)
 # A paid order is normally fulfilled within its request; the job waits this long so it
 # does not race the request that is still fulfilling.
 FULFIL_AFTER = timedelta(minutes=1)
@@ -38,9 +37,28 @@ class MoneyService:
         self.ledger = Ledger(app)
         self.orders = Orders(app)
         self.adjustments = Adjustments(app)
+        self.notifies = PaymentNotifies(app)
 
     def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
-        self.orders.register([WalletTopup(), *kinds], providers)
+        topup = WalletTopup(tuple(c for p in providers for c in p.channels))
+        self.orders.register([topup, *kinds], providers)
+        for provider in providers:
+            if not provider.url_name:
+                # Docs: docs/plugins.md, "Migrating a payment provider".
+                message = (f"payment provider {provider.identifier!r} declares no url_name: "
+                           "its plugin's own notify routes are deprecated and go in the next "
+                           "release; declare url_name and let the core serve "
+                           "/api/v1/pay/<url_name>/notify")
+                warnings.warn(message, DeprecationWarning, stacklevel=2)
+                log.warning("%s", message)
+
+    def notify_providers(self) -> list[PaymentProvider]:
+        """The registered providers whose notify routes the core serves (by url_name)."""
+        return [p for p in self.providers() if p.url_name]
+
+    def providers(self) -> list[PaymentProvider]:
+        """Each registered provider once, in registration order."""
+        return list(dict.fromkeys(self.orders.providers.values()))
 
     def indexes(self) -> list[IndexSpec]:
         return ledger_module.INDEXES + orders_module.INDEXES
@@ -54,18 +72,22 @@ class MoneyService:
         return earnings_credits(amount, earner, self.app.settings.money.platform_fee_bps)
 
     async def settle_pending(self) -> int:
-        """Ask providers about pending orders older than 5 minutes: book the paid ones,
-        close the expired ones. Safe to race a notify or another node: ``mark_paid`` is
-        exactly-once and ``close`` is guarded by the state."""
+        """Ask each provider about its pending orders older than its ``settle_after``:
+        book the paid ones, close the expired ones. Safe to race a notify or another
+        node: ``mark_paid`` is exactly-once and ``close`` is guarded by the state."""
+        settled = 0
+        for provider in self.providers():
+            settled += await self._settle_provider(provider)
+        return settled
+
+    async def _settle_provider(self, provider: PaymentProvider) -> int:
         now = self.app.clock.now()
         settled = 0
         cursor = self.orders.collection.find(
-            {"status": "pending", "created_at": {"$lte": now - SETTLE_AFTER}}
+            {"status": "pending", "channel": {"$in": list(provider.channels)},
+             "created_at": {"$lte": now - provider.settle_after}}
         ).sort("created_at", 1).limit(500)
         async for order in cursor:
-            provider = self.orders.providers.get(order["channel"])
-            if provider is None:
-                continue
             # One order's trouble must not stop the sweep. The provider being unreachable
             # is only logged (the next run asks again); anything else is a bug that
             # waits on the attention list.
