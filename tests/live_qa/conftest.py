@@ -9,7 +9,6 @@ import pytest
 
 from kpay import hookimpl
 from kpay.core.money.providers import PaymentProvider, PaymentState, RequestInfo
-from kpay.core.money.reconcile import reconcile
 
 
 class LocalProvider(PaymentProvider):
@@ -97,11 +96,6 @@ class Live:
 
     async def balance(self, account: str) -> int:
         return await self.app.money.ledger.balance(account)
-
-    async def assert_books_clean(self) -> None:
-        report = await reconcile(self.app.store.db, self.app.clock.now())
-        assert report.clean, report.text()
-
 
 @pytest.fixture
 def live(api: Any, kpay_app: Any) -> Live:
