@@ -97,7 +97,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     for plugin in described:
         print(f"{plugin['name']} {plugin['version']}")
-        for key in ("hooks", "routes", "channels", "order_kinds", "payment_providers"):
+        for key in ("hooks", "routes", "channels", "order_kinds", "payment_providers",
+                    "resources"):
             if plugin.get(key):
                 print(f"  {key.replace('_', ' ')}: {', '.join(plugin[key])}")
         for identifier, can in plugin.get("payment_capabilities", {}).items():

@@ -218,3 +218,25 @@ class SocketClient:
 
     def close(self) -> None:
         self.connection.close()
+
+
+async def wait_until(condition: Any, timeout: float = 5.0, interval: float = 0.02,
+                     message: str = "the condition never held") -> Any:
+    """Poll ``condition()`` until it returns something truthy (it may return an
+    awaitable, such as an ``async def`` reading the database); return that value.
+
+    For effects that arrive asynchronously (a socket's presence, a background task).
+    Fails the test with ``message`` and the last value after ``timeout`` seconds; the
+    wait is judged on the event loop's monotonic clock, not the app's clock.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = condition()
+        if hasattr(value, "__await__"):
+            value = await value
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"{message} (last: {value!r})")
+        await asyncio.sleep(interval)

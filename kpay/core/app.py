@@ -18,6 +18,7 @@ import tornado.web
 
 from kpay.core import attention, audit, users
 from kpay.core import config as config_module
+from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
 from kpay.core.config import Settings
@@ -94,6 +95,7 @@ class KPay:
         self.audit = audit.AuditLog(self.store, self.clock)
         self.routes: list[Route] = []
         self.channels = ChannelRegistry([])
+        self.access = Access(self, [])
         self.scheduler = Scheduler([])
         self._tasks: set[asyncio.Task] = set()
         self.server: tornado.httpserver.HTTPServer | None = None
@@ -113,6 +115,22 @@ class KPay:
     async def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call an ``on_*`` hook with each plugin isolated from the others."""
         await notify(self.pm, hook_name, reraise=self.dev, app=self, **kwargs)
+
+    async def tell_user(self, user_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Tell a user something: event ``kind`` with ``data`` on ``user:<id>`` (the open
+        pages) and the ``on_user_notification`` hook (forwarders, such as WeChat template
+        messages). Each is tried even if the other fails: a failed publish is logged
+        (raised after the hook in dev mode); the hook isolates plugins as ``notify`` does.
+        """
+        failed: Exception | None = None
+        try:
+            await self.publish(f"user:{user_id}", kind, data)
+        except Exception as e:
+            log.exception("telling user %s %s: the publish failed", user_id, kind)
+            failed = e
+        await self.notify("on_user_notification", user_id=user_id, kind=kind, data=data)
+        if failed is not None and self.dev:
+            raise failed
 
     @staticmethod
     async def call(function: Any, *args: Any) -> Any:
@@ -148,6 +166,7 @@ class KPay:
             await register_all(self.pm, "register_price_adjusters", self))
         # The core serves each provider's notify routes (docs/money.md, "Notify routes").
         self.routes += notify_routes(self)
+        self.access = Access(self, await register_all(self.pm, "register_resources", self))
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -171,7 +171,7 @@ class SchedulerSettings(Section):
 
 
 class MoneySettings(Section):
-    currency: str = "CNY"
+    # Every amount is integer fen (CNY); there is no currency setting.
     topup_min: int = Field(1, gt=0)
     topup_max: int = Field(500_000, gt=0)
     # Platform share of consultant revenue, in basis points (1/100 of a percent).

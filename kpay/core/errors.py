@@ -66,10 +66,6 @@ class TooManyOpen(Conflict):
         super().__init__(message, what=what, limit=limit)
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
-
-
 class RateLimited(ApiError):
     """Too many requests; ``retry_after`` (whole seconds, at least 1), when given, is
     also sent as the ``Retry-After`` header."""

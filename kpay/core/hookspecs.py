@@ -225,3 +225,25 @@ def on_user_notification(app, user_id, kind, data):
     On failure: logged with the plugin's name; the other plugins are still called
     and the server goes on. In dev mode the exception is re-raised to the caller.
     """
+
+
+# ---------------------------------------------------------------------------
+# Seams between plugins (added after the first release; kept at the end)
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_resources(app):
+    """Own resource prefixes, so other plugins can ask about access without reading
+    this plugin's collections.
+
+    Return a list of :class:`kpay.core.access.ResourceRule`. A rule owns every resource
+    ``<prefix>:<id>``: it names the ``actions`` it answers, ``allows(app, user, action,
+    id)`` says whether ``user`` may do one, and ``owner(app, id)`` names the owning user
+    (None when there is no such resource). Others ask through ``app.access.allowed`` and
+    ``app.access.owner``. Two rules for one prefix stop start-up.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
+    At request time a rule that raises fails closed: the error reaches the caller,
+    never a yes; an unknown prefix or action is "not allowed".
+    """

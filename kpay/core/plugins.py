@@ -131,6 +131,7 @@ REGISTRATION_LABELS: list[tuple[str, str, Any]] = [
     ("channels", "register_channels", lambda rule: rule.prefix),
     ("order_kinds", "register_order_kinds", lambda kind: kind.name),
     ("payment_providers", "register_payment_providers", lambda provider: provider.identifier),
+    ("resources", "register_resources", lambda rule: rule.prefix),
 ]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ CHANGES_PER_LOOK = 10_000
 INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
            IndexSpec.of(USERS, "openid")]
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
+PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1}
+# profiles() answers one page of people at most: a bound on one query's size.
+MAX_PROFILES = 1000
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,19 @@ class Users:
     async def profile(self, user_id: str) -> dict[str, Any] | None:
         """What plugins may know of a user: ``{"id", "name", "role", "blocked"}``, or
         None when there is no such user. Plugins ask here, never the collection."""
-        doc = await self.collection.find_one({"_id": user_id},
-                                             {"name": 1, "role": 1, "blocked": 1})
-        if doc is None:
-            return None
-        return {"id": doc["_id"], "name": doc.get("name") or doc["_id"],
-                "role": doc.get("role") or "student", "blocked": bool(doc.get("blocked"))}
+        doc = await self.collection.find_one({"_id": user_id}, PROFILE_FIELDS)
+        return profile_of(doc) if doc is not None else None
+
+    async def profiles(self, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`profile` of many users in one query (a list of people to show), by
+        id; ids of no user are left out."""
+        ids = list(dict.fromkeys(user_ids))
+        if len(ids) > MAX_PROFILES:
+            raise ValueError(f"profiles() takes at most {MAX_PROFILES} ids; ask per page")
+        if not ids:
+            return {}
+        cursor = self.collection.find({"_id": {"$in": ids}}, PROFILE_FIELDS)
+        return {doc["_id"]: profile_of(doc) async for doc in cursor}
 
     async def openid(self, user_id: str) -> str | None:
         """The WeChat openid the user last signed in with, if any."""
@@ -200,6 +211,11 @@ class Users:
             # More than one look takes: the next one goes on from the last seen.
             server_now = changed[-1]["standing_changed_at"]
         return [doc["_id"] for doc in changed], server_now
+
+
+def profile_of(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "name": doc.get("name") or doc["_id"],
+            "role": doc.get("role") or "student", "blocked": bool(doc.get("blocked"))}
 
 
 def issue_token(tokens: TokenService, user: dict[str, Any], ttl: int | None = None) -> str:

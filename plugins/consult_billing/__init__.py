@@ -64,6 +64,11 @@ def register_channels(app):
 
 
 @hookimpl
+def register_resources(app):
+    return [sessions.RESOURCE]
+
+
+@hookimpl
 def register_indexes(app):
     return sessions.INDEXES + profiles.INDEXES
 

@@ -76,9 +76,10 @@ async def request(app: KPay, student: User, consultant_id: str,
     }
     doc["next_charge_at"] = doc["expires_at"]
     await app.store[CONSULTATIONS].insert_one(doc)
-    await app.publish(f"user:{consultant_id}", "consult_request", {"consultation": public(doc)})
-    await app.notify("on_user_notification", user_id=consultant_id, kind="consult_request",
-                     data={"consultation_id": doc["_id"], "student_id": student.id})
+    # consultation for the console page; the two ids for forwarders (template messages).
+    await app.tell_user(consultant_id, "consult_request",
+                        {"consultation": public(doc), "consultation_id": doc["_id"],
+                         "student_id": student.id})
     return doc
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from kpay.core.access import ResourceRule
 from kpay.core.auth import User
 from kpay.core.errors import NotFound
 from kpay.core.money.adjustments import public_adjustments
@@ -105,6 +106,30 @@ async def load_for_party(app: KPay, user: User, consultation_id: str) -> dict[st
     return doc
 
 
+async def is_party(app: KPay, user: User, consultation_id: str) -> bool:
+    """``user`` is the student or the consultant of the consultation: who may subscribe
+    to ``consult:<id>`` and ``join`` the resource ``consultation:<id>``."""
+    doc = await load(app, consultation_id)
+    return doc is not None and party_of(doc, user.id) is not None
+
+
+# -- the resource consultation:<id> (docs/consult_billing.md, "Access for other plugins")
+
+
+async def consultant_of(app: KPay, consultation_id: str) -> str | None:
+    doc = await app.store[CONSULTATIONS].find_one({"_id": consultation_id},
+                                                  {"consultant_id": 1})
+    return doc["consultant_id"] if doc else None
+
+
+async def consultation_allows(app: KPay, user: User, action: str,
+                              consultation_id: str) -> bool:
+    return await is_party(app, user, consultation_id)  # "join", the rule's one action
+
+
+RESOURCE = ResourceRule("consultation", consultant_of, consultation_allows, actions=("join",))
+
+
 # -- the engine's clock ------------------------------------------------------------------
 
 
@@ -164,8 +189,8 @@ async def finish(app: KPay, doc: dict[str, Any], reason: str, at: datetime
     await app.publish(channel_of(doc["_id"]), "ended",
                       {"reason": reason, "summary": summary(ended)})
     for user_id in (doc["student_id"], doc["consultant_id"]):
-        await app.publish(f"user:{user_id}", "consult_ended",
-                          {"consultation_id": doc["_id"], "reason": reason})
+        await app.tell_user(user_id, "consult_ended",
+                            {"consultation_id": doc["_id"], "reason": reason})
     return ended
 
 

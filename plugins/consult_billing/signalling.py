@@ -18,11 +18,6 @@ SIGNAL_TYPES = ("offer", "answer", "ice")
 MAX_SIGNAL_BYTES = 16_384
 
 
-async def can_subscribe(app: KPay, user: User, consultation_id: str) -> bool:
-    doc = await sessions.load(app, consultation_id)
-    return doc is not None and sessions.party_of(doc, user.id) is not None
-
-
 async def on_publish(app: KPay, user: User, consultation_id: str, kind: str,
                      data: Any) -> None:
     if kind not in SIGNAL_TYPES:
@@ -42,4 +37,4 @@ async def on_publish(app: KPay, user: User, consultation_id: str, kind: str,
                       {**data, "from": user.id})
 
 
-CONSULT_CHANNEL = ChannelRule("consult", can_subscribe, on_publish)
+CONSULT_CHANNEL = ChannelRule("consult", sessions.is_party, on_publish)

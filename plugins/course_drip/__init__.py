@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kpay import hookimpl
 from kpay.core.store import IndexSpec
+from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
 from plugins.course_drip.handlers import routes
@@ -31,6 +32,11 @@ def register_settings():
 @hookimpl
 def register_routes(app: KPay):
     return routes(app)
+
+
+@hookimpl
+def register_resources(app: KPay):
+    return RESOURCES
 
 
 @hookimpl

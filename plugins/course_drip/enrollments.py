@@ -196,6 +196,12 @@ def state_of(states: list[LessonState], lesson_id: str) -> LessonState:
     raise NotFound(f"no lesson {lesson_id}", code="lesson_not_found")
 
 
+def lesson_state(app: KPay, course: dict[str, Any], enrollment: dict[str, Any],
+                 lesson_id: str) -> LessonState:
+    """The lesson's state for this enrollment now (404 ``lesson_not_found``)."""
+    return state_of(states_of(course, enrollment, app.clock.now(), zone(app)), lesson_id)
+
+
 async def complete(app: KPay, course: dict[str, Any], enrollment: dict[str, Any],
                    lesson_id: str) -> dict[str, Any]:
     """Mark a lesson completed (once; again is a no-op); 403 if it is locked."""
@@ -278,12 +284,10 @@ async def push_unlocks(app: KPay, course: dict[str, Any], user_id: str,
                        lesson_ids: list[str]) -> None:
     titles = {lesson["id"]: lesson["title"] for lesson in course["lessons"]}
     for lesson_id in lesson_ids:
-        await app.publish(f"user:{user_id}", "lesson_unlocked",
-                          {"course_id": course["_id"], "lesson_id": lesson_id})
-        await app.notify("on_user_notification", user_id=user_id, kind="lesson_unlocked",
-                         data={"course_id": course["_id"], "lesson_id": lesson_id,
-                               "course_title": course["title"],
-                               "lesson_title": titles.get(lesson_id, "")})
+        await app.tell_user(user_id, "lesson_unlocked",
+                            {"course_id": course["_id"], "lesson_id": lesson_id,
+                             "course_title": course["title"],
+                             "lesson_title": titles.get(lesson_id, "")})
 
 
 # -- views --------------------------------------------------------------------------------

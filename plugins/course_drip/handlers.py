@@ -16,6 +16,7 @@ from kpay.core.web import BaseHandler, Route, api
 from plugins.course_drip import courses as course_store
 from plugins.course_drip import enrollments as enrollment_store
 from plugins.course_drip import responses as r
+from plugins.course_drip.access import reader
 from plugins.course_drip.courses import (
     CourseIn,
     CoursePatch,
@@ -34,11 +35,10 @@ from plugins.course_drip.enrollments import (
     ENROLLMENTS,
     active_enrollment,
     lesson_list,
+    lesson_state,
     local_iso,
     locked_error,
     progress_view,
-    state_of,
-    states_of,
 )
 from plugins.course_drip.stats import course_stats
 from plugins.course_drip.sweep import start_recompute
@@ -57,10 +57,8 @@ class CourseHandlerBase(BaseHandler):
         course = await find_course(self.kpay, course_id, bodies=bodies)
         if course is None:
             raise NotFound(f"no course {course_id}", code="course_not_found")
-        if is_author(course, user):
-            return course, None
-        enrollment = await active_enrollment(self.kpay, course_id, user.id)
-        if enrollment is None:
+        may, enrollment = await reader(self.kpay, course, user)
+        if not may:
             if course["status"] != "published":
                 raise NotFound(f"no course {course_id}", code="course_not_found")
             raise Forbidden("enroll in this course to see its lessons", code="not_enrolled")
@@ -164,7 +162,7 @@ class LessonHandler(CourseHandlerBase):
             lesson = await lesson_with_body(self.kpay, course_id, lesson_id)
             self.write_json({"lesson": author_lesson_view(lesson, position)})
             return
-        state = state_of(states_of(course, enrollment, self.kpay.clock.now(), tz), lesson_id)
+        state = lesson_state(self.kpay, course, enrollment, lesson_id)
         if not state.unlocked:
             raise locked_error(state, tz)
         lesson = await lesson_with_body(self.kpay, course_id, lesson_id)

@@ -17,7 +17,7 @@ from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from kpay.core.store import IndexSpec
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds
+from plugins.live_qa import handlers, kinds, refunds, rooms
 from plugins.live_qa.settings import MESSAGES, QUESTIONS, ROOMS, TICKETS, LiveQASettings
 
 
@@ -34,6 +34,11 @@ def register_routes(app):
 @hookimpl
 def register_channels(app):
     return [room_channel.RULE]
+
+
+@hookimpl
+def register_resources(app):
+    return [rooms.RESOURCE]
 
 
 @hookimpl

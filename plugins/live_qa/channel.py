@@ -20,7 +20,7 @@ from kpay.core.errors import BadRequest, Forbidden
 from kpay.core.realtime.channels import ChannelRule
 from kpay.core.web import validate
 from plugins.live_qa import history, questions, rooms
-from plugins.live_qa.settings import ROOMS, settings_of
+from plugins.live_qa.settings import settings_of
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -44,13 +44,6 @@ class StudentMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str
-
-
-async def can_subscribe(app: KPay, user: User, room_id: str) -> bool:
-    room = await app.store[ROOMS].find_one({"_id": room_id})
-    if room is None:
-        return False
-    return await rooms.member(app, room, user) is not None
 
 
 async def on_publish(app: KPay, user: User, room_id: str, type: str, data: Any) -> None:
@@ -82,7 +75,7 @@ async def on_publish(app: KPay, user: User, room_id: str, type: str, data: Any) 
     await history.publish(app, room_id, "message", body)
 
 
-RULE = ChannelRule(PREFIX, can_subscribe, on_publish)
+RULE = ChannelRule(PREFIX, rooms.may_enter, on_publish)
 
 
 # -- presence ----------------------------------------------------------------------

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from kpay.core.app import KPay
     from kpay.core.auth import User
 
-QUEUE_STATUSES = ("open", "answered")
-
 
 def clean_text(app: KPay, text: Any, field: str = "text") -> str:
     """The question or message text, trimmed; 400 when empty or too long."""

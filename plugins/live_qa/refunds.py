@@ -70,9 +70,7 @@ async def refund_question(app: KPay, question: dict[str, Any]) -> bool:
     notice = {"room_id": claimed["room_id"], "question_id": claimed["_id"],
               "order_id": claimed["order_id"], "amount": claimed["bounty"],
               "reason": REFUND_REASON, "text": claimed["text"]}
-    await app.publish(f"user:{claimed['asker_id']}", "question_refunded", notice)
-    await app.notify("on_user_notification", user_id=claimed["asker_id"],
-                     kind="live_question_refunded", data=notice)
+    await app.tell_user(claimed["asker_id"], "question_refunded", notice)
     return True
 
 

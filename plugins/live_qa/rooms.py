@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 from pymongo import ReturnDocument
 
+from kpay.core.access import ResourceRule
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
@@ -227,3 +228,25 @@ async def require_member(app: KPay, room: dict[str, Any], user: User) -> Member:
     if found is None:
         raise Forbidden("this needs a ticket to the room", code="no_ticket")
     return found
+
+
+async def may_enter(app: KPay, user: User, room_id: str) -> bool:
+    """Whether ``user`` may be in the room: the socket rule of ``room:<id>`` and the
+    ``enter`` action of the resource ``room:<id>``."""
+    room = await app.store[ROOMS].find_one({"_id": room_id}, {"host_id": 1})
+    return room is not None and await member(app, room, user) is not None
+
+
+# -- the resource room:<id> (docs/live_qa.md, "Access for other plugins") -------------
+
+
+async def host_of(app: KPay, room_id: str) -> str | None:
+    room = await app.store[ROOMS].find_one({"_id": room_id}, {"host_id": 1})
+    return room["host_id"] if room else None
+
+
+async def room_allows(app: KPay, user: User, action: str, room_id: str) -> bool:
+    return await may_enter(app, user, room_id)  # "enter", the rule's one action
+
+
+RESOURCE = ResourceRule("room", host_of, room_allows, actions=("enter",))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from kpay.core.money.reconcile import reconcile
+from kpay.testing import wait_until
 
 
 @dataclass
@@ -61,17 +60,14 @@ async def state(api: Any, pair: Pair) -> dict[str, Any]:
     return body
 
 
-async def wait_until(api: Any, pair: Pair, check: Any, timeout: float = 5.0) -> dict[str, Any]:
+async def wait_for_state(api: Any, pair: Pair, check: Any,
+                         timeout: float = 5.0) -> dict[str, Any]:
     """Poll the consultation until ``check(body)`` holds (socket effects are async)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+    async def reached() -> dict[str, Any] | None:
         body = await state(api, pair)
-        if check(body):
-            return body
-        if loop.time() > deadline:
-            raise AssertionError(f"consultation never reached the state: {body}")
-        await asyncio.sleep(0.02)
+        return body if check(body) else None
+
+    return await wait_until(reached, timeout, message="consultation never reached the state")
 
 
 async def live_session(api: Any, **options: Any) -> tuple[Pair, Any, Any]:
@@ -80,7 +76,7 @@ async def live_session(api: Any, **options: Any) -> tuple[Pair, Any, Any]:
     await request(api, pair)
     student_ws = await join(api, pair.student, pair)
     consultant_ws = await join(api, pair.consultant, pair)
-    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await wait_for_state(api, pair, lambda b: all(b["present"].values()))
     status, body = await api.post(pair.path + "/accept", token=pair.consultant.token)
     assert status == 200, body
     return pair, student_ws, consultant_ws
@@ -96,8 +92,3 @@ async def ledger_minutes(app: Any, consultation_id: str) -> list[str]:
     keys = [d["_id"] async for d in app.store["ledger"].find(
         {"_id": {"$regex": f"^consult:{consultation_id}:"}})]
     return sorted(keys, key=lambda k: int(k.rsplit(":", 1)[1]))
-
-
-async def assert_books(app: Any) -> None:
-    report = await reconcile(app.store.db, app.clock.now())
-    assert report.clean, report.text()

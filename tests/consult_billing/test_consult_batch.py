@@ -3,10 +3,11 @@
 import asyncio
 
 import pytest
-from consult_helpers import assert_books, ledger_minutes, live_session, state, wallet
+from consult_helpers import ledger_minutes, live_session, state, wallet
 
 from kpay.core.metrics import commands_since, db_commands
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 from plugins.consult_billing import engine_for
 from plugins.consult_billing.sessions import CONSULTATIONS
 
@@ -41,7 +42,7 @@ async def test_a_minute_of_many_sessions_costs_under_three_round_trips_each(api,
     earned = await kpay_app.money.ledger.balance(accounts.earnings("con0"))
     fee = await kpay_app.money.ledger.balance(accounts.PLATFORM_REVENUE)
     assert earned == 160 and fee == 12 * 2 * 20
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -56,7 +57,7 @@ async def test_a_session_whose_wallet_is_short_ends_and_the_rest_are_charged(api
         ("active", 2), ("ended", 1), ("active", 2)]
     assert bodies[1]["end_reason"] == "funds_exhausted"
     assert [await wallet(api, pair.student) for pair, _, _ in running] == [100, 50, 100]
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -74,7 +75,7 @@ async def test_one_wallet_paying_two_sessions_in_one_batch(api, kpay_app):
                                                                     ("active", 2)]
     assert bodies[0]["end_reason"] == "funds_exhausted"
     assert await wallet(api, first[0].student) == 50
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -100,7 +101,7 @@ async def test_a_batch_read_before_a_change_is_read_again(api, kpay_app):
     # Nothing more is due.
     await engine.sweep()
     assert [(await state(api, pair))["billed_minutes"] for pair, _, _ in running] == [2, 1, 2]
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -126,4 +127,4 @@ async def test_racing_sweeps_and_spends_charge_each_minute_once(api, kpay_app):
         spent = await ledger.entries_of(accounts.wallet(f"stu{i}"), limit=50)
         booked = sum(entry["amount"] for entry in spent)
         assert await wallet(api, pair.student) == booked >= 0
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)

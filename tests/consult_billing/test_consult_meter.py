@@ -4,15 +4,15 @@ import asyncio
 
 import pytest
 from consult_helpers import (
-    assert_books,
     ledger_minutes,
     live_session,
     state,
-    wait_until,
+    wait_for_state,
     wallet,
 )
 
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 from plugins.consult_billing import engine_for
 
 
@@ -47,7 +47,7 @@ async def test_funds_exhausted_session(api, kpay_app):
     assert await wallet(api, pair.student) == 0
     await kpay_app.advance_clock(600)
     assert len(await ledger_minutes(kpay_app, pair.consultation_id)) == 5
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -62,7 +62,7 @@ async def test_max_minutes_session(api, kpay_app):
     body = await state(api, pair)
     assert (body["billed_minutes"], body["charged"]) == (3, 300)
     assert await wallet(api, pair.student) == 9_700
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -85,7 +85,7 @@ async def test_ended_by_each_party(api, kpay_app, party):
     status, again = await api.post(pair.path + "/end", token=pair.student.token)
     assert status == 409 and again["error"]["code"] == "already_ended"
     assert (await state(api, pair))["charged"] == 500
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -101,7 +101,7 @@ async def test_clock_jump_bills_each_minute_once(api, kpay_app):
     # Running the engine again at the same time changes nothing.
     await kpay_app.advance_clock(1)
     assert (await state(api, pair))["billed_minutes"] == 8
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -114,7 +114,7 @@ async def test_two_engine_runs_at_once_charge_once(api, kpay_app):
     assert (body["billed_minutes"], body["charged"]) == (4, 400)
     assert len(await ledger_minutes(kpay_app, pair.consultation_id)) == 4
     assert await wallet(api, pair.student) == 9_600
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -130,7 +130,7 @@ async def test_wallet_drained_by_another_payment(api, kpay_app):
     body = await state(api, pair)
     assert (body["billed_minutes"], body["charged"]) == (2, 200)
     assert await wallet(api, pair.student) == 50
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -144,7 +144,7 @@ async def test_fee_split_never_loses_a_fen(api, kpay_app):
     assert (body["charged"], body["consultant_earned"], body["platform_fee"]) == (999, 801, 198)
     assert await balance(kpay_app, accounts.earnings("con")) == 801
     assert await balance(kpay_app, accounts.PLATFORM_REVENUE) == 198
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -180,6 +180,6 @@ async def test_rate_change_during_session_keeps_starting_rate(api, kpay_app):
                               pair.consultant.token)
     assert status == 200
     await kpay_app.advance_clock(2 * 60)
-    body = await wait_until(api, pair, lambda b: b["billed_minutes"] == 3)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 3)
     assert (body["rate_per_minute"], body["charged"]) == (100, 300)
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)

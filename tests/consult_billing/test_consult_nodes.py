@@ -8,16 +8,15 @@ from datetime import datetime, timedelta
 
 import pytest
 from consult_helpers import (
-    assert_books,
     join,
     ledger_minutes,
     make_pair,
     request,
     state,
-    wait_until,
+    wait_for_state,
 )
 
-from kpay.testing import ApiClient
+from kpay.testing import ApiClient, assert_books_balanced, wait_until
 from plugins.consult_billing import engine_for
 from plugins.consult_billing.nodes import NODES
 
@@ -55,12 +54,10 @@ async def present_on(app, pair):
 
 async def until_present_on(app, pair, party, nodes):
     """Socket effects are asynchronous: poll until ``party`` is on exactly ``nodes``."""
-    for _ in range(250):
-        where = await present_on(app, pair)
-        if where[party] == sorted(nodes):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{party} never on {nodes}: {where}")
+    async def there() -> bool:
+        return (await present_on(app, pair))[party] == sorted(nodes)
+
+    await wait_until(there, message=f"{party} never on {nodes}")
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -72,7 +69,7 @@ async def test_a_party_on_two_nodes_stays_present_when_one_socket_leaves(
     student_a = await join(api, pair.student, pair)
     student_b = await join(on_b, pair.student, pair)
     consultant_b = await join(on_b, pair.consultant, pair)
-    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await wait_for_state(api, pair, lambda b: all(b["present"].values()))
     await accepted(api, pair)
     assert await present_on(kpay_app, pair) == {
         "student": sorted([member(kpay_app), member(second_node)]),
@@ -91,13 +88,13 @@ async def test_a_party_on_two_nodes_stays_present_when_one_socket_leaves(
     assert ticks == [1, 2, 3]
     # Now the last socket leaves: absent, then paused after the grace.
     student_b.close()
-    await wait_until(api, pair,
+    await wait_for_state(api, pair,
                      lambda b: not b["present"]["student"] and b["absent_since"] is not None)
     await kpay_app.advance_clock(60)
-    body = await wait_until(api, pair, lambda b: b["status"] == "paused")
+    body = await wait_for_state(api, pair, lambda b: b["status"] == "paused")
     assert body["billed_minutes"] == 3
     consultant_b.close()
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 async def student_here_consultant_there(api, second_node):
@@ -106,7 +103,7 @@ async def student_here_consultant_there(api, second_node):
     await request(api, pair)
     await join(api, pair.student, pair)
     await join(ApiClient(second_node), pair.consultant, pair)
-    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await wait_for_state(api, pair, lambda b: all(b["present"].values()))
     await accepted(api, pair)
     return pair
 
@@ -115,16 +112,16 @@ async def student_here_consultant_there(api, second_node):
 async def test_a_node_that_stops_takes_its_parties_with_it(api, kpay_app, second_node):
     pair = await student_here_consultant_there(api, second_node)
     await second_node.stop()
-    body = await wait_until(
+    body = await wait_for_state(
         api, pair, lambda b: not b["present"]["consultant"] and b["absent_since"] is not None)
     assert body["status"] == "active"
     await kpay_app.advance_clock(60)
-    body = await wait_until(api, pair, lambda b: b["status"] == "paused")
+    body = await wait_for_state(api, pair, lambda b: b["status"] == "paused")
     assert body["billed_minutes"] == 1
     # Its record is gone, and stays gone: its heartbeat stopped before it left.
     await asyncio.sleep(1.5)  # longer than a beat interval here (5/6 s)
     assert await kpay_app.store[NODES].count_documents({"node": second_node.node_id}) == 0
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -158,7 +155,7 @@ async def test_a_silent_node_is_taken_as_gone(api, kpay_app, second_node, beat_a
     assert (body["status"], body["billed_minutes"]) == ("paused", 1)
     assert body["remaining_seconds"] == 60 - absent_at
     assert len(await ledger_minutes(kpay_app, pair.consultation_id)) == 1
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -188,14 +185,14 @@ async def test_a_live_node_taken_as_gone_joins_again(api, kpay_app, second_node)
     assert body["present"]["consultant"] is False and body["absent_since"] is not None
     # B's next beat finds it was taken as gone, joins under a new name and records its
     # sockets again: the consultant is back, within the grace.
-    body = await wait_until(api, pair, lambda b: b["present"]["consultant"]
+    body = await wait_for_state(api, pair, lambda b: b["present"]["consultant"]
                             and b["absent_since"] is None, timeout=10)
     assert body["status"] == "active"
     assert member(second_node) != old
     assert (await present_on(kpay_app, pair))["consultant"] == [member(second_node)]
     await kpay_app.advance_clock(60)
     assert (await state(api, pair))["billed_minutes"] == 2
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 def configured(deployment, node_id=None):
@@ -218,7 +215,7 @@ async def test_a_node_starting_leaves_the_others_sessions_alone(api, kpay_app, k
     pair = await make_pair(api, rate=100, wallet=10_000)
     await request(api, pair)
     await join(api, pair.student, pair)
-    await wait_until(api, pair, lambda b: b["present"]["student"])
+    await wait_for_state(api, pair, lambda b: b["present"]["student"])
     status, _ = await api.post(pair.path + "/accept", token=pair.consultant.token)
     assert status == 200
     before = await kpay_app.store["consultations"].find_one({"_id": pair.consultation_id})
@@ -253,7 +250,7 @@ async def test_a_restart_recovers_what_the_killed_process_left(api, kpay_app, kp
         assert await kpay_app.store[NODES].find_one({"_id": "n1#dead"}) is None
     finally:
         await restarted.stop()
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -269,7 +266,7 @@ async def test_a_member_without_a_record_is_taken_out(api, kpay_app, second_node
     body = await state(api, pair)
     assert body["present"]["consultant"] is False
     assert datetime.fromisoformat(body["absent_since"]) >= accepted_at + timedelta(seconds=10)
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test(timeout=60)

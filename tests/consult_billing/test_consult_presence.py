@@ -2,8 +2,9 @@
 from the moment of the drop, both back resumes it, a long absence ends the session."""
 
 import pytest
-from consult_helpers import assert_books, join, live_session, state, wait_until
+from consult_helpers import join, live_session, state, wait_for_state
 
+from kpay.testing import assert_books_balanced
 from plugins.consult_billing import engine_for
 
 
@@ -17,7 +18,7 @@ async def test_drop_pause_and_resume(api, kpay_app):
     pair, s_ws, c_ws = await live_session(api, rate=100, wallet=10_000)
     await kpay_app.advance_clock(20)  # 20 s into minute 1
     s_ws.close()
-    await wait_until(api, pair, absent("student"))
+    await wait_for_state(api, pair, absent("student"))
     await kpay_app.advance_clock(31)  # grace over: paused as of the drop
     body = await state(api, pair)
     assert body["status"] == "paused" and body["billed_minutes"] == 1
@@ -26,7 +27,7 @@ async def test_drop_pause_and_resume(api, kpay_app):
     await kpay_app.advance_clock(120)  # nothing is charged while paused
     assert (await state(api, pair))["billed_minutes"] == 1
     s_ws = await join(api, pair.student, pair)
-    body = await wait_until(api, pair, lambda b: b["status"] == "active")
+    body = await wait_for_state(api, pair, lambda b: b["status"] == "active")
     await c_ws.event("resumed")
     # The 40 s already paid are used first: no charge 35 s after the resume...
     await kpay_app.advance_clock(35)
@@ -34,7 +35,7 @@ async def test_drop_pause_and_resume(api, kpay_app):
     # ...and minute 2 once they are used up.
     await kpay_app.advance_clock(10)
     assert (await state(api, pair))["billed_minutes"] == 2
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -42,24 +43,24 @@ async def test_short_drop_is_billed_as_present(api, kpay_app):
     pair, _, c_ws = await live_session(api, rate=100, wallet=10_000)
     await kpay_app.advance_clock(50)
     c_ws.close()
-    await wait_until(api, pair, absent("consultant"))
+    await wait_for_state(api, pair, absent("consultant"))
     await kpay_app.advance_clock(15)  # minute 2 is due, but the consultant is away
     assert (await state(api, pair))["billed_minutes"] == 1
     c_ws = await join(api, pair.consultant, pair)
     # Back within the grace: the due minute is charged, the session never paused.
-    body = await wait_until(api, pair, lambda b: b["billed_minutes"] == 2)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 2)
     assert body["status"] == "active" and body["paused_at"] is None
     # Minute 2 ran from its due time (60 s), not from the return (~65 s): due at 120 s.
     await kpay_app.advance_clock(56)
     assert (await state(api, pair))["billed_minutes"] == 3
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
 async def test_long_absence_ends_session(api, kpay_app):
     pair, s_ws, c_ws = await live_session(api, rate=100, wallet=10_000)
     c_ws.close()
-    await wait_until(api, pair, absent("consultant"))
+    await wait_for_state(api, pair, absent("consultant"))
     await kpay_app.advance_clock(40)
     assert (await state(api, pair))["status"] == "paused"
     await kpay_app.advance_clock(300)
@@ -67,7 +68,7 @@ async def test_long_absence_ends_session(api, kpay_app):
     assert ended["data"]["reason"] == "absent"
     body = await state(api, pair)
     assert (body["status"], body["billed_minutes"]) == ("ended", 1)
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -76,11 +77,11 @@ async def test_jump_over_drop_pauses_then_ends(api, kpay_app):
     pair, s_ws, _ = await live_session(api, rate=100, wallet=10_000)
     await kpay_app.advance_clock(10)
     s_ws.close()
-    await wait_until(api, pair, absent("student"))
+    await wait_for_state(api, pair, absent("student"))
     await kpay_app.advance_clock(3600)
     body = await state(api, pair)
     assert (body["status"], body["end_reason"], body["billed_minutes"]) == ("ended", "absent", 1)
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -93,10 +94,10 @@ async def test_accept_before_joining_gets_the_grace(api, kpay_app):
     assert status == 200 and body["consultation"]["absent_since"] is not None
     await join(api, pair.student, pair)
     await join(api, pair.consultant, pair)
-    await wait_until(api, pair, lambda b: b["absent_since"] is None)
+    await wait_for_state(api, pair, lambda b: b["absent_since"] is None)
     await kpay_app.advance_clock(61)
     assert (await state(api, pair))["billed_minutes"] == 2
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test

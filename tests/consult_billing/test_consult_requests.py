@@ -1,7 +1,9 @@
 """Profiles, requests, accept/decline/expiry and the bad input around them."""
 
 import pytest
-from consult_helpers import assert_books, make_pair, request, state, wallet
+from consult_helpers import make_pair, request, state, wallet
+
+from kpay.testing import assert_books_balanced
 
 
 @pytest.mark.gen_test
@@ -114,7 +116,7 @@ async def test_busy_consultant(api, kpay_app):
     status, body = await api.post(second_path + "/accept", token=pair.consultant.token)
     assert status == 200, body
     assert first["id"] != second["consultation"]["id"]
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 class Party:
@@ -140,7 +142,7 @@ async def test_accept_twice_and_someone_elses_request(api, kpay_app):
     status, body = await api.post("/api/v1/consultations/nope/accept",
                                   token=pair.consultant.token)
     assert status == 404
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -157,7 +159,7 @@ async def test_decline_and_cancel_charge_nothing(api, kpay_app):
     status, body = await api.post(pair.path + "/decline", token=pair.consultant.token)
     assert status == 409
     assert await wallet(api, pair.student) == 10_000
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test
@@ -189,7 +191,7 @@ async def test_accept_when_wallet_was_emptied(api, kpay_app):
         "ended", "funds_exhausted", 0)
     status, body = await api.get("/api/v1/consultants/con")
     assert body["profile"]["busy"] is False
-    await assert_books(kpay_app)
+    await assert_books_balanced(kpay_app)
 
 
 @pytest.mark.gen_test

@@ -14,6 +14,7 @@ import tornado.httputil
 from kpay import hookimpl
 from kpay.core.errors import ConfigError
 from kpay.core.web import BaseHandler, Route
+from kpay.testing import wait_until
 
 # pytest-tornado's own limit per test; every wait below is bounded well inside it.
 LIMIT = 30
@@ -96,15 +97,6 @@ class Raw:
 
     def close(self) -> None:
         self.writer.close()
-
-
-async def eventually(condition: Any, within: float = WAIT) -> bool:
-    """Poll ``condition()`` every 20 ms, at most ``within`` seconds."""
-    for _ in range(int(within / 0.02)):
-        if condition():
-            return True
-        await asyncio.sleep(0.02)
-    return condition()
 
 
 async def served(app: Any) -> bool:
@@ -315,7 +307,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once(kpay_app):
         status, _ = await connections[0].get("/healthz")
         assert status == 200
         connections.pop().close()
-        assert await eventually(lambda: kpay_app.server.open_connections == 2)
+        await wait_until(lambda: kpay_app.server.open_connections == 2)
         assert await served(kpay_app)
     finally:
         for raw in connections:
@@ -327,7 +319,7 @@ async def test_connections_beyond_the_cap_are_closed_at_once(kpay_app):
 async def test_websockets_count_towards_the_cap(api, kpay_app):
     token = await api.login("cap-student")
     # The login's connection (Connection: close) is let go first.
-    assert await eventually(lambda: kpay_app.server.open_connections == 0)
+    await wait_until(lambda: kpay_app.server.open_connections == 0)
     socket = await api.socket(token)
     [held] = await open_served(kpay_app, 1)
     try:
@@ -336,7 +328,7 @@ async def test_websockets_count_towards_the_cap(api, kpay_app):
         assert await extra.closed_by_server(within=2.0)
         extra.close()
         socket.close()
-        assert await eventually(lambda: kpay_app.server.open_connections == 1)
+        await wait_until(lambda: kpay_app.server.open_connections == 1)
         assert await served(kpay_app)
     finally:
         socket.close()

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from kpay import hookimpl
 from kpay.core.realtime.channels import ChannelRule
-from kpay.testing import TEST_SECRET
+from kpay.testing import TEST_SECRET, wait_until
 
 PRESENCE: list[tuple[str, str, bool]] = []
 
@@ -54,13 +54,6 @@ def kpay_overrides():
 def overrides(**realtime):
     return pytest.mark.parametrize("kpay_overrides", [
         {"plugins": {"enabled": []}, "realtime": realtime}])
-
-
-async def wait_until(condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 # -- auth ---------------------------------------------------------------------

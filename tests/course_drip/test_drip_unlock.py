@@ -12,7 +12,7 @@ import pytest
 from drip_helpers import BEIJING, DAY, daily_lessons, lesson, unlock_events
 
 from kpay.core.app import KPay
-from kpay.testing import ApiClient, assert_books_balanced
+from kpay.testing import ApiClient, assert_books_balanced, wait_until
 from plugins.course_drip.sweep import sweep
 
 
@@ -88,7 +88,8 @@ async def test_after_previous_opens_on_completion_and_is_announced_at_once(drip,
                                   token=student)
     assert status == 200 and body["progress"]["completed"] == 1, body
     event = await ws.event("lesson_unlocked")
-    assert event["data"] == {"course_id": cid, "lesson_id": b} and event["ch"] == "user:stu"
+    assert event["data"] == {"course_id": cid, "lesson_id": b, "course_title": "Drip course",
+                             "lesson_title": "B"} and event["ch"] == "user:stu"
     # Completing again is a no-op, and announces nothing new.
     status, again = await api.post(f"/api/v1/courses/{cid}/lessons/{a}/complete",
                                    token=student)
@@ -236,12 +237,11 @@ async def test_author_unlocks_everything_for_one_student(drip, api, recorder):
 
 async def wait_for_recompute(app: KPay, course_id: str) -> None:
     """Wait for the background recompute to finish (not a timing assert: it must end)."""
-    for _ in range(500):
+    async def done() -> bool:
         course = await app.store["courses"].find_one({"_id": course_id})
-        if not course["recompute_pending"]:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the schedule recompute did not finish")
+        return not course["recompute_pending"]
+
+    await wait_until(done, timeout=10, message="the schedule recompute did not finish")
 
 
 @pytest.mark.gen_test

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from kpay.core.money.reconcile import reconcile
 from kpay.testing import FakeProvider, FakeProviderPlugin
 
 
@@ -74,11 +73,6 @@ class Live:
 
     async def balance(self, account: str) -> int:
         return await self.app.money.ledger.balance(account)
-
-    async def assert_books_clean(self) -> None:
-        report = await reconcile(self.app.store.db, self.app.clock.now())
-        assert report.clean, report.text()
-
 
 @pytest.fixture
 def live(api: Any, kpay_app: Any) -> Live:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 
 STUDENTS = 55
 BY_SCAN = 5  # students paying their ticket through the provider channel
@@ -212,6 +213,6 @@ async def test_full_live_room(api, live, kpay_app):
     status, body = await api.get(f"/api/v1/rooms/{rid}/messages", tokens[spammer])
     assert status == 403
 
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
     for ws in [host_ws, outsider, *sockets.values()]:
         ws.close()

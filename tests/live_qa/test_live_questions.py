@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 
 ESCROW = accounts.escrow("live_qa")
 
@@ -65,7 +66,7 @@ async def test_paid_question_escrow_then_answer_pays_host(api, live):
     status, twice = await api.post(path, {"text": "again"}, host)
     assert status == 409 and twice["error"]["code"] == "already_answered"
     assert await live.balance(accounts.earnings("host")) == 640
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -78,7 +79,7 @@ async def test_concurrent_answers_pay_once(api, live):
     results = await asyncio.gather(*(api.post(path, {"text": f"a{n}"}, host) for n in range(4)))
     assert sorted(status for status, _ in results) == [200, 409, 409, 409], results
     assert await live.balance(accounts.earnings("host")) == 800
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -237,4 +238,4 @@ async def test_provider_paid_question_opens_when_paid(api, live):
     status, queue = await api.get(f"/api/v1/rooms/{room['id']}/questions", host)
     assert [q["text"] for q in queue["questions"]] == ["扫码付的问题"]
     assert await live.balance(ESCROW) == 600
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)

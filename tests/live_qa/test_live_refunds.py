@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 
 ESCROW = accounts.escrow("live_qa")
 
@@ -62,7 +63,7 @@ async def test_end_refunds_unanswered_paid_questions_once(api, live):
         f"/api/v1/rooms/{room['id']}/questions/{asked['free one']['id']}/answer",
         {"text": "late"}, host)
     assert status == 409 and body["error"]["code"] == "room_ended"
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -78,7 +79,7 @@ async def test_concurrent_end_requests_refund_once(api, live):
     for token in students:
         assert (await live.wallet(token))["balance"] == 1000
     assert await api.app.store["refunds"].count_documents({}) == 5
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -99,7 +100,7 @@ async def test_sweep_finishes_refunds_after_a_crash(api, live, kpay_app):
         assert (await live.wallet(student))["balance"] == 1000
     room_doc = await kpay_app.store["live_rooms"].find_one({"_id": room["id"]})
     assert room_doc["refunds_done"] is True
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -124,7 +125,7 @@ async def test_crash_after_the_refund_before_marking_does_not_refund_twice(api, 
     assert (await live.wallet(student))["balance"] == 1000
     done = await kpay_app.store["live_questions"].find_one({"_id": question["_id"]})
     assert done["status"] == "refunded"
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -147,7 +148,7 @@ async def test_question_paid_after_the_end_is_refunded_at_once(api, live):
     # Paid by scan, refunded to the wallet (the rule for unanswered questions).
     assert (await live.wallet(student))["balance"] == 800
     assert await live.balance(ESCROW) == 0
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -163,7 +164,7 @@ async def test_removed_user_still_gets_unanswered_bounty_back(api, live):
     assert status == 200 and ended["refunded"] == 1
     # The ticket is kept (removal is for abuse), the unanswered bounty comes back.
     assert (await live.wallet(student))["balance"] == 700
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test

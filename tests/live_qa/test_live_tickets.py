@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from kpay.core.money import accounts
+from kpay.testing import assert_books_balanced
 
 
 @pytest.mark.gen_test
@@ -20,7 +21,7 @@ async def test_wallet_ticket_pays_the_host_less_the_fee(api, live):
     assert await live.balance(accounts.PLATFORM_REVENUE) == 198
     _status, body = await api.get(f"/api/v1/rooms/{room['id']}", student)
     assert body["me"]["ticket"] == "active" and body["room"]["sold"] == 1
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -45,7 +46,7 @@ async def test_concurrent_second_orders_charge_once(api, live):
     statuses = sorted(status for status, _ in results)
     assert statuses == [201, 409, 409, 409, 409], results
     assert (await live.wallet(student))["balance"] == 4010
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -64,7 +65,7 @@ async def test_capacity_race_exactly_n_succeed(api, live, kpay_app):
     _status, body = await api.get(f"/api/v1/rooms/{room['id']}", host)
     assert body["room"]["sold"] == 5
     assert await kpay_app.store["live_tickets"].count_documents({"room_id": room["id"]}) == 5
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -134,7 +135,7 @@ async def test_provider_ticket_pending_then_paid_through_dev_simulator(api, live
     assert (await ws.request("sub", ch=f"room:{room['id']}"))["ok"] is True
     assert await live.balance(accounts.earnings("host")) == 792
     assert await live.balance(accounts.external("localpay")) == -990
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -155,7 +156,7 @@ async def test_expired_ticket_order_gives_the_seat_back(api, live, kpay_app):
     status, room_now = await api.get(f"/api/v1/rooms/{room['id']}", host)
     assert room_now["room"]["sold"] == 0
     await live.buy_ticket(other, room)
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)
 
 
 @pytest.mark.gen_test
@@ -177,4 +178,4 @@ async def test_a_price_adjustment_keeps_the_ticket_a_revoking_refund_does_not(ap
     _status, body = await api.get(f"/api/v1/rooms/{room['id']}", student)
     assert body["me"]["ticket"] == "refunded"
     assert (await live.wallet(student))["balance"] == 2000 - 990 + 496
-    await live.assert_books_clean()
+    await assert_books_balanced(live.app)

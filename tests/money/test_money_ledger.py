@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from kpay.core.errors import BadRequest, Conflict, InsufficientBalance
-from kpay.core.money.accounts import earnings_credits, split_fee
+from kpay.core.money.accounts import split_fee
 from kpay.core.money.refunds import refund_debits
 
 IN = "external:test"
@@ -95,102 +95,6 @@ async def test_concurrent_spends_take_exactly_the_balance(kpay_app):
     refused = [r for r in results if isinstance(r, InsufficientBalance)]
     assert len(ok) == 6 and len(refused) == 6
     assert await ledger.wallet("amy") == {"balance": 100, "held": 0, "available": 100}
-
-
-# -- holds ---------------------------------------------------------------------------
-
-
-@pytest.mark.gen_test
-async def test_hold_shows_as_held_and_cannot_be_spent(api, kpay_app):
-    ledger = kpay_app.money.ledger
-    token = await api.login("amy")
-    await fund(kpay_app, "amy", 1000)
-    await ledger.hold("h1", "amy", 700, "consultation")
-    status, wallet = await api.get("/api/v1/wallet", token)
-    assert status == 200
-    assert (wallet["balance"], wallet["held"], wallet["available"]) == (1000, 700, 300)
-    with pytest.raises(InsufficientBalance):
-        await ledger.post("spend", [("wallet:amy", -301), ("platform:revenue", 301)])
-    status, body = await api.post("/api/v1/orders", {
-        "item": {"kind": "test_gadget", "sku": "g999"}, "channel": "wallet"}, token)
-    assert status == 402 and body["error"]["needed"] == 999
-    with pytest.raises(InsufficientBalance):
-        await ledger.hold("h2", "amy", 301)
-    await ledger.post("spend", [("wallet:amy", -300), ("platform:revenue", 300)])
-    assert await ledger.wallet("amy") == {"balance": 700, "held": 700, "available": 0}
-
-
-@pytest.mark.gen_test
-async def test_hold_is_idempotent_and_key_reuse_is_409(kpay_app):
-    ledger = kpay_app.money.ledger
-    await fund(kpay_app, "amy", 1000)
-    first = await ledger.hold("h1", "amy", 400)
-    again = await ledger.hold("h1", "amy", 400)
-    assert again["_id"] == first["_id"] and again["amount"] == 400
-    assert (await ledger.wallet("amy"))["held"] == 400
-    with pytest.raises(Conflict) as e:
-        await ledger.hold("h1", "amy", 500)
-    assert e.value.code == "idempotency_conflict"
-    for bad in (0, -5, 1.5, True):
-        with pytest.raises(BadRequest):
-            await ledger.hold("hx", "amy", bad)
-
-
-@pytest.mark.gen_test
-async def test_capture_spends_part_and_returns_the_rest_once(kpay_app):
-    ledger = kpay_app.money.ledger
-    await fund(kpay_app, "amy", 1000)
-    await ledger.hold("h1", "amy", 600)
-    credits = earnings_credits(250, "bob", 2000)
-    hold = await ledger.capture("h1", 250, credits, "3 minutes")
-    assert hold["status"] == "captured"
-    again = await ledger.capture("h1", 250, credits, "3 minutes")
-    assert again["status"] == "captured"
-    assert await ledger.wallet("amy") == {"balance": 750, "held": 0, "available": 750}
-    assert await ledger.balance("earnings:bob") == 200
-    assert await ledger.balance("platform:revenue") == 50
-    with pytest.raises(Conflict) as e:
-        await ledger.capture("h1", 300, earnings_credits(300, "bob", 2000))
-    assert e.value.code == "hold_settled"
-    with pytest.raises(Conflict):
-        await ledger.release("h1")
-    assert await kpay_app.store["ledger"].count_documents({"_id": "hold:h1:capture"}) == 1
-
-
-@pytest.mark.gen_test
-async def test_release_gives_all_back_and_is_idempotent(kpay_app):
-    ledger = kpay_app.money.ledger
-    await fund(kpay_app, "amy", 1000)
-    await ledger.hold("h1", "amy", 600)
-    await ledger.release("h1")
-    await ledger.release("h1")
-    assert await ledger.wallet("amy") == {"balance": 1000, "held": 0, "available": 1000}
-    with pytest.raises(Conflict):
-        await ledger.capture("h1", 100, [("platform:revenue", 100)])
-    with pytest.raises(BadRequest):  # over the hold: nothing changes
-        await ledger.hold("h2", "amy", 100)
-        await ledger.capture("h2", 101, [("platform:revenue", 101)])
-    assert (await kpay_app.store["holds"].find_one({"_id": "h2"}))["status"] == "held"
-    assert await ledger.wallet("amy") == {"balance": 1000, "held": 100, "available": 900}
-    await ledger.release("h2")
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_hold_racing_spends_never_overdraws(kpay_app):
-    ledger = kpay_app.money.ledger
-    await fund(kpay_app, "amy", 1000)
-    jobs = [ledger.hold("big", "amy", 600)] + [
-        ledger.post(f"s{i}", [("wallet:amy", -100), ("platform:revenue", 100)])
-        for i in range(8)]
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    assert all(not isinstance(r, Exception) or isinstance(r, InsufficientBalance)
-               for r in results)
-    held = 600 if not isinstance(results[0], Exception) else 0
-    spent = 100 * sum(not isinstance(r, Exception) for r in results[1:])
-    wallet = await ledger.wallet("amy")
-    assert wallet == {"balance": 1000 - spent, "held": held, "available": 1000 - spent - held}
-    assert wallet["available"] >= 0 and held + spent <= 1000
-    assert wallet["available"] < 100 or (held == 0 and wallet["available"] < 600)
 
 
 # -- ledger pagination ------------------------------------------------------------------

@@ -72,17 +72,6 @@ async def test_a_movement_a_wallet_cannot_pay_is_left_out_in_order(kpay_app):
 
 
 @pytest.mark.gen_test
-async def test_held_money_is_not_spendable_in_a_batch(kpay_app):
-    await fund(kpay_app, "amy", 300)
-    await kpay_app.money.ledger.hold("h1", "amy", 250)
-    batch = await post_many(kpay_app, [spend("a1", "amy", 100), spend("a2", "amy", 50)])
-    assert [t.key for t in batch.posted] == ["a2"]
-    assert await kpay_app.money.ledger.wallet("amy") == {"balance": 250, "held": 250,
-                                                         "available": 0}
-    await kpay_app.money.ledger.release("h1")
-
-
-@pytest.mark.gen_test
 async def test_a_used_key_rejects_the_whole_batch_and_writes_nothing(kpay_app):
     await fund(kpay_app, "amy", 1_000)
     await kpay_app.money.ledger.post("a2", spend("a2", "amy", 100).postings)

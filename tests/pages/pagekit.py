@@ -5,11 +5,10 @@ See conftest.py for how the browser tests run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +74,6 @@ async def timers_held(page: Any) -> AsyncIterator[None]:
         await page.clock.resume()
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``condition()`` holds (server state a page changes asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
 
 
 class PageTestItem(OrderKind):

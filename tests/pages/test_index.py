@@ -1,8 +1,10 @@
 """The entry page: dev login as student or consultant, who is logged in, log out."""
 
 import pytest
-from pagekit import STATIC, eventually
+from pagekit import STATIC
 from playwright.async_api import expect
+
+from kpay.testing import wait_until
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -44,7 +46,7 @@ async def test_dev_login_as_student_shows_the_user(pages, api, kpay_app):
     await expect(page.locator("#account")).to_be_hidden()
     await expect(page.locator("#connection")).to_be_hidden()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
-    await eventually(lambda: not kpay_app.sockets)  # the page closed its socket
+    await wait_until(lambda: not kpay_app.sockets)  # the page closed its socket
     assert await page.evaluate("localStorage.getItem('kpay.token')") is None
 
 
@@ -111,7 +113,7 @@ async def test_a_blocked_user_is_sent_to_the_login_with_the_reason(pages, api, k
     page = await pages.new_page(token=token)
     await pages.open(page, "/static/wallet.html")
     await expect(page.locator("#wallet")).to_be_visible()
-    await eventually(lambda: bool(kpay_app.sockets))
+    await wait_until(lambda: bool(kpay_app.sockets))
     admin = await api.login("root", "admin")
     status, _ = await api.post("/api/v1/admin/users/alice/block", {"reason": "测试"}, admin)
     assert status == 200

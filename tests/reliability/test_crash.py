@@ -50,7 +50,7 @@ from reliability_helpers import record_figures
 
 from kpay.core.failpoints import EXIT_STATUS, FAILPOINTS, parse
 from kpay.core.store import Store
-from kpay.testing import ApiClient
+from kpay.testing import ApiClient, wait_until
 
 Result = dict[str, Any]
 RESULTS: dict[str, Result] = {}
@@ -172,12 +172,10 @@ async def order_status(api: ApiClient, token: str, order_id: str) -> str:
 
 async def wait_status(api: ApiClient, token: str, order_id: str, wanted: str,
                       timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await order_status(api, token, order_id) == wanted:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"order {order_id} never {wanted}: "
-                         f"{await order_status(api, token, order_id)}")
+    async def reached() -> bool:
+        return await order_status(api, token, order_id) == wanted
+
+    await wait_until(reached, timeout, interval=0.05, message=f"order {order_id} never {wanted}")
 
 
 async def native_order(api: ApiClient, token: str, item: dict[str, Any]) -> dict[str, Any]:

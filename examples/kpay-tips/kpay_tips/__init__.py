@@ -10,12 +10,13 @@ Contract of the item (``POST /api/v1/orders``, ``channel: "wallet"``)::
     {"kind": "tip", "to_user": "<consultant id>", "amount": <fen>,
      "room_id": "<live room id>"?, "message": "<= 100 chars"?}
 
-- ``to_user`` is explicit and must be a consultant: a user the core knows (the
-  ``users`` collection, written at login) with the role ``consultant``.
+- ``to_user`` is explicit and must be a consultant: a user the core knows
+  (``app.users.profile``) with the role ``consultant``.
 - ``room_id`` is optional: the tip is then also shown in that room (an event ``tip``
-  on ``room:<id>``). The room must exist and be hosted by ``to_user``; that is read
-  from the ``live_rooms`` collection of the ``live_qa`` plugin (``_id``, ``host_id``),
-  without importing it. Without ``live_qa`` there are no rooms: tip without a room.
+  on ``room:<id>``). The room must exist and be hosted by ``to_user``: its owner as
+  ``app.access.owner("room:<id>")`` answers (the ``live_qa`` plugin owns the prefix
+  ``room``). This plugin reads no collection at all. Without ``live_qa`` no room has
+  an owner: tip without a room.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from kpay import hookimpl
 from kpay.core.config import Section
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
-
-ROOMS = "live_rooms"  # live_qa's rooms: {_id, host_id, ...}; read only
 
 
 class TipsSettings(Section):
@@ -70,10 +69,10 @@ class Tip(OrderKind):
         if not consultant or consultant.get("role") != "consultant":
             raise NotFound(f"no consultant {tip.to_user!r}", code="consultant_not_found")
         if tip.room_id is not None:
-            room = await app.store[ROOMS].find_one({"_id": tip.room_id}, {"host_id": 1})
-            if room is None:
+            host = await app.access.owner(f"room:{tip.room_id}")
+            if host is None:
                 raise NotFound(f"no room {tip.room_id!r}", code="room_not_found")
-            if room["host_id"] != tip.to_user:
+            if host != tip.to_user:
                 raise BadRequest(f"room {tip.room_id!r} is not hosted by {tip.to_user!r}",
                                  code="not_room_host", field="item.room_id")
         return Priced(tip.amount, f"打赏 {tip.to_user} {tip.amount / 100:.2f} 元",
@@ -89,9 +88,7 @@ class Tip(OrderKind):
                  "amount": order["amount"], "message": item.get("message", "")}
         if item.get("room_id"):
             await app.publish(f"room:{item['room_id']}", "tip", shown)
-        await app.publish(f"user:{item['to_user']}", "tip_received", shown)
-        await app.notify("on_user_notification", user_id=item["to_user"],
-                         kind="tip_received", data=shown)
+        await app.tell_user(item["to_user"], "tip_received", shown)
 
 
 @hookimpl

@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from kpay import hookimpl
 from kpay.core.app import load_settings
 from kpay.core.errors import ConfigError
 from kpay.core.plugins import available_plugins
@@ -73,6 +74,50 @@ async def test_a_tip_in_a_room_is_shown_there(api, student, consultant):
     shown = await host_socket.event("tip")
     assert shown["ch"] == f"room:{room_id}" and shown["data"] == expected
     assert (await host_socket.event("tip_received"))["data"] == expected
+
+
+class NotificationRecorder:
+    """A throwaway plugin standing in for a forwarder (WeChat template messages)."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str, dict]] = []
+
+    @hookimpl
+    def on_user_notification(self, user_id, kind, data):
+        self.told.append((user_id, kind, data))
+
+
+@pytest.mark.gen_test
+async def test_the_consultant_is_told_once_on_the_socket_and_through_the_hook(
+        kpay_app, student, consultant):
+    recorder = NotificationRecorder()
+    kpay_app.pm.register(recorder, name="recorder")
+    watcher = await consultant.socket()
+    assert (await watcher.request("sub", ch="user:carol"))["ok"] is True
+    await student.topup(1000)
+    status, body = await student.post("/api/v1/orders", tip("carol", 500))
+    assert status == 201, body
+    expected = {"order_id": body["order"]["id"], "from": "alice", "to": "carol",
+                "amount": 500, "message": ""}
+    assert (await watcher.event("tip_received"))["data"] == expected
+    assert recorder.told == [("carol", "tip_received", expected)]
+
+
+class TestWithoutLiveQA:
+    """Rooms come from live_qa through app.access; without it no room has an owner."""
+
+    @pytest.fixture
+    def kpay_overrides(self):
+        return {"plugins": {"enabled": ["tips", "wechat_pay"]}}
+
+    @pytest.mark.gen_test
+    async def test_a_room_tip_is_refused_and_a_plain_tip_is_paid(self, student, consultant):
+        await student.topup(1000)
+        status, body = await student.post("/api/v1/orders",
+                                          tip("carol", 100, room_id="r1"))
+        assert (status, body["error"]["code"]) == (404, "room_not_found")
+        status, body = await student.post("/api/v1/orders", tip("carol", 100))
+        assert status == 201, body
 
 
 @pytest.mark.gen_test

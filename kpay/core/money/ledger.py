@@ -1,14 +1,15 @@
-"""The double-entry ledger with wallet balances and holds.
+"""The double-entry ledger with wallet balances.
 
 A ledger transaction is a list of postings ``(account, amount)`` that sum to zero. It
 is written in one MongoDB transaction together with every balance it changes, under
 a unique idempotency key: writing the same key again returns the first transaction;
 the same key with other postings is an error.
 
-Wallet documents keep ``balance`` (all the money in the wallet), ``held`` (reserved by
-holds) and ``available`` (balance - held). Spending and holding are guarded in the
-update filter (``available >= amount``), never read-then-write, so a wallet cannot go
-below zero however many requests race.
+Wallet documents keep ``balance`` (all the money in the wallet), ``held`` and
+``available`` (balance - held). Nothing holds money today, so ``held`` stays 0 (the
+field is kept: the wallet API shows it). Spending is guarded in the update filter
+(``available >= amount``), never read-then-write, so a wallet cannot go below zero
+however many requests race.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kpay.core import metrics
-from kpay.core.errors import ApiError, BadRequest, Conflict, InsufficientBalance, NotFound
+from kpay.core.errors import ApiError, BadRequest, Conflict, InsufficientBalance
 from kpay.core.money import accounts
 from kpay.core.store import IndexSpec
 
@@ -34,7 +35,6 @@ Postings = Sequence[tuple[str, int]]
 
 INDEXES = [
     IndexSpec.of("ledger", ("postings.account", 1), ("created_at", -1), ("_id", -1)),
-    IndexSpec.of("holds", "wallet", "status"),
 ]
 
 
@@ -109,7 +109,6 @@ class Ledger:
         self.app = app
         self.accounts = app.store["accounts"]
         self.entries = app.store["ledger"]
-        self.holds = app.store["holds"]
 
     # -- reading -------------------------------------------------------------------
 
@@ -300,86 +299,3 @@ class Ledger:
                          session: AsyncClientSession) -> InsufficientBalance:
         doc = await self.accounts.find_one({"_id": account}, session=session) or {}
         return InsufficientBalance(needed=needed, balance=int(doc.get("available", 0)))
-
-    # -- holds -----------------------------------------------------------------------
-
-    async def hold(self, key: str, user_id: str, amount: int, memo: str = "") -> dict:
-        """Reserve ``amount`` of a wallet under ``key`` (idempotent). The money stays in
-        the wallet (``balance``) but cannot be spent (``available``) until the hold is
-        captured or released. InsufficientBalance when ``available`` is short; Conflict
-        ``idempotency_conflict`` when ``key`` was used for another hold."""
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise BadRequest("a hold amount must be positive integer fen", code="invalid_amount")
-        wallet = accounts.wallet(user_id)
-
-        async def write(session: AsyncClientSession) -> dict:
-            hold = {"_id": key, "wallet": wallet, "amount": amount, "status": "held",
-                    "memo": memo, "created_at": self.app.clock.now()}
-            await self.holds.insert_one(hold, session=session)
-            result = await self.accounts.update_one(
-                {"_id": wallet, "available": {"$gte": amount}},
-                {"$inc": {"held": amount, "available": -amount}}, session=session)
-            if result.matched_count == 0:
-                raise await self._shortfall(wallet, amount, session)
-            return hold
-
-        try:
-            return await self.app.store.transaction(write)
-        except DuplicateKeyError:
-            existing = await self.holds.find_one({"_id": key})
-            if existing is None or existing["amount"] != amount or existing["wallet"] != wallet:
-                raise Conflict(f"hold key {key!r} was used for another hold",
-                               code="idempotency_conflict", key=key) from None
-            return existing
-
-    async def capture(self, key: str, amount: int, credits: Postings, memo: str = "") -> dict:
-        """Spend ``amount`` (at most the held amount) of hold ``key`` to ``credits`` (which
-        sum to ``amount``) and give the rest back to the wallet's available money.
-        Idempotent: capturing the same amount again returns the hold; Conflict
-        ``hold_settled`` if it was settled otherwise."""
-        return await self._settle(key, amount, credits, memo)
-
-    async def release(self, key: str) -> dict:
-        """Give the whole hold back to the wallet's available money. Idempotent;
-        Conflict ``hold_settled`` if it was captured."""
-        return await self._settle(key, 0, [], "release")
-
-    async def _settle(self, key: str, amount: int, credits: Postings, memo: str) -> dict:
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-            raise BadRequest("capture amount must be integer fen", code="invalid_amount")
-        if amount and sum(v for _, v in credits) != amount:
-            raise BadRequest("capture credits must sum to the captured amount",
-                             code="unbalanced_postings")
-
-        async def write(session: AsyncClientSession) -> dict:
-            hold = await self.holds.find_one_and_update(
-                {"_id": key, "status": "held"},
-                {"$set": {"status": "captured" if amount else "released",
-                          "captured": amount, "settled_at": self.app.clock.now()}},
-                session=session, return_document=ReturnDocument.AFTER)
-            if hold is None:
-                return await self._settled(key, amount, session)
-            if amount > hold["amount"]:
-                raise BadRequest(f"capture of {amount} exceeds hold of {hold['amount']}",
-                                 code="invalid_amount", held=hold["amount"])
-            await self.accounts.update_one(
-                {"_id": hold["wallet"]},
-                {"$inc": {"held": -hold["amount"], "available": hold["amount"]}},
-                session=session)
-            if amount:
-                await self._write(session, f"hold:{key}:capture",
-                                  normalise([(hold["wallet"], -amount), *credits]), memo,
-                                  {"hold": key})
-            return hold
-
-        return await self.app.store.transaction(write)
-
-    async def _settled(self, key: str, amount: int, session: AsyncClientSession) -> dict:
-        """A hold that is no longer held: the replay of the same settlement, or 409."""
-        hold = await self.holds.find_one({"_id": key}, session=session)
-        if hold is None:
-            raise NotFound(f"no hold {key!r}", code="hold_not_found")
-        if hold.get("captured", 0) != amount:
-            raise Conflict(f"hold {key!r} is already {hold['status']}", code="hold_settled",
-                           status_now=hold["status"], captured=hold.get("captured", 0))
-        return hold

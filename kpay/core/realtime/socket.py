@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.socket")
 
-CLOSE_BAD_FRAME = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_RATE_LIMITED = 4429
 #: Same code, reason "too_many_sockets": the user has [realtime] max_sockets_per_user.
