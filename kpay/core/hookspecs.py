@@ -208,3 +208,24 @@ def on_user_notification(app, user_id, kind, data):
     On failure: logged with the plugin's name; the other plugins are still called
     and the server goes on. In dev mode the exception is re-raised to the caller.
     """
+
+
+# ---------------------------------------------------------------------------
+# Data ownership
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_collections(app):
+    """Declare the MongoDB collections the plugin owns.
+
+    Called once at start-up, before the indexes are created. Return a list of
+    collection names. A name declared by two plugins, or one of the core's
+    collections (``users``, ``orders``, ``ledger`` ...), stops start-up; so does an
+    index (``register_indexes``) on a collection the plugin did not declare. In tests
+    (kpay.testing turns it on) ``app.store[name]`` called from the plugin's modules
+    raises a ``PluginError`` for a collection it did not declare. A plugin without this
+    hook is not checked and gets a ``DeprecationWarning``, logged once.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
+    """
