@@ -233,10 +233,14 @@ def each_implementation(pm: PluginManager, hook_name: str,
                         kwargs: dict[str, Any]) -> list[ImplCall]:
     """Call a hook through pluggy (``pm.hook.<name>``, in pluggy's order: last
     registered first, ``tryfirst``/``trylast`` honoured) and return what each
-    implementation did, its awaitables not yet awaited."""
+    implementation did, its awaitables not yet awaited. Not for ``firstresult`` hooks:
+    every implementation reports, so pluggy would stop at the first one."""
+    caller = getattr(pm.hook, hook_name)
+    if caller.spec is not None and caller.spec.opts.get("firstresult"):
+        raise TypeError(f"{hook_name} is a firstresult hook: call pm.hook.{hook_name}(...)")
     token = _reporting.set(True)
     try:
-        return getattr(pm.hook, hook_name)(**kwargs)
+        return caller(**kwargs)
     finally:
         _reporting.reset(token)
 

@@ -84,7 +84,8 @@ class CollectionGuard:
         if module not in self._plugin_of:
             found = [(prefix, plugin) for prefix, plugin in self.modules.items()
                      if module == prefix or module.startswith(prefix + ".")]
-            self._plugin_of[module] = max(found)[1] if found else None
+            # The longest prefix: a plugin package inside another plugin's is its own.
+            self._plugin_of[module] = max(found, key=lambda f: len(f[0]))[1] if found else None
         return self._plugin_of[module]
 
     def check(self, collection: str, module: str) -> None:
