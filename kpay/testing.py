@@ -183,8 +183,12 @@ class TestDeployment:
     def new_app(self, settings: Settings | None = None) -> KPay:
         """An app of this deployment, not started (``settings``: changed ones)."""
         settings = settings or self.settings
-        return KPay(settings, self.pm, settings.mongodb.uri, var_dir=self.var_dir,
-                    clock=Clock(self.clock_offset))
+        app = KPay(settings, self.pm, settings.mongodb.uri, var_dir=self.var_dir,
+                   clock=Clock(self.clock_offset))
+        # Tests check what production only promises: a plugin uses only the
+        # collections it declared (register_collections; docs/plugins.md).
+        app.check_collections = True
+        return app
 
 
 @pytest.fixture

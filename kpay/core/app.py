@@ -7,9 +7,9 @@ import logging
 import secrets
 import signal
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tornado.httpserver
 import tornado.httputil
@@ -31,6 +31,8 @@ from kpay.core.plugins import (
     PluginManager,
     available_plugins,
     await_me_maybe,
+    check_index_owners,
+    collection_owners,
     notify,
     register_all,
     select,
@@ -45,14 +47,19 @@ from kpay.core.realtime.socket import SocketHandler, keep_alive
 from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
 from kpay.core.sessions import watch_standing
-from kpay.core.store import EmbeddedMongo, IndexSpec, Store
+from kpay.core.store import CollectionGuard, EmbeddedMongo, IndexSpec, Store
 from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
 
 log = logging.getLogger("kpay")
 
+T = TypeVar("T")
+
 CORE_INDEXES = [
     IndexSpec.of("dev_state", "name", unique=True),
 ]
+# Core collections that have no index of their own (the others are named by
+# ``KPay.core_indexes``): no plugin may declare one of these.
+CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts"})
 
 
 def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
@@ -94,10 +101,17 @@ class KPay:
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
         self.routes: list[Route] = []
+        # Who owns which collection (``register_collections``), known at start-up;
+        # ``check_collections`` (tests: kpay.testing) makes the store refuse a plugin
+        # the collections it did not declare.
+        self.collections: CollectionGuard | None = None
+        self.check_collections = False
         self.channels = ChannelRegistry([])
         self.access = Access(self, [])
         self.scheduler = Scheduler([])
         self._tasks: set[asyncio.Task] = set()
+        # Plugins' per-app state by owner (``plugin_state``), dropped when the app stops.
+        self._plugin_state: dict[str, Any] = {}
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
         self.stopped = False
@@ -131,6 +145,17 @@ class KPay:
         await self.notify("on_user_notification", user_id=user_id, kind=kind, data=data)
         if failed is not None and self.dev:
             raise failed
+
+    def plugin_state(self, owner: str, factory: Callable[[], T]) -> T:
+        """A plugin's state for this app (an engine, a lock, a client), made by
+        ``factory()`` on first use and kept until the app stops. ``owner`` is the
+        plugin's name, or ``<plugin>.<what>`` for one of several (docs/plugins.md).
+
+        One process may run several apps (tests, a second node), so a plugin keeps its
+        state here rather than in a module-level registry keyed by app."""
+        if owner not in self._plugin_state:
+            self._plugin_state[owner] = factory()
+        return self._plugin_state[owner]
 
     @staticmethod
     async def call(function: Any, *args: Any) -> Any:
@@ -167,6 +192,15 @@ class KPay:
         # The core serves each provider's notify routes (docs/money.md, "Notify routes").
         self.routes += notify_routes(self)
         self.access = Access(self, await register_all(self.pm, "register_resources", self))
+        core = {spec.collection for spec in self.core_indexes()} | CORE_COLLECTIONS_WITHOUT_INDEXES
+        self.collections = await collection_owners(self.pm, self, core)
+        if self.check_collections:
+            self.store.guard = self.collections
+
+    def core_indexes(self) -> list[IndexSpec]:
+        """The indexes of the core's own collections."""
+        return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
+                *self.money.indexes()]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port
@@ -198,8 +232,9 @@ class KPay:
     async def _prepare(self) -> None:
         """Everything before serving: plugins, indexes, jobs, broker, ``on_startup``."""
         await self.register_plugins()
-        indexes = [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                   *self.money.indexes(), *await register_all(self.pm, "register_indexes", self)]
+        indexes = [*self.core_indexes(), *await register_all(self.pm, "register_indexes", self)]
+        if self.collections is not None:
+            check_index_owners(self.pm, self.collections)
         await self.store.create_indexes(indexes)
         if self.dev:
             await self._restore_dev_clock()
@@ -261,6 +296,7 @@ class KPay:
             task.cancel()
         await self.broker.stop()
         await self.store.close()
+        self._plugin_state.clear()
 
     async def advance_clock(self, seconds: float) -> None:
         """Dev mode: move the clock forward, remember it, and run every job at once."""

@@ -247,3 +247,24 @@ def register_resources(app):
     At request time a rule that raises fails closed: the error reaches the caller,
     never a yes; an unknown prefix or action is "not allowed".
     """
+
+
+# ---------------------------------------------------------------------------
+# Data ownership
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_collections(app):
+    """Declare the MongoDB collections the plugin owns.
+
+    Called once at start-up, before the indexes are created. Return a list of
+    collection names. A name declared by two plugins, or one of the core's
+    collections (``users``, ``orders``, ``ledger`` ...), stops start-up; so does an
+    index (``register_indexes``) on a collection the plugin did not declare. In tests
+    (kpay.testing turns it on) ``app.store[name]`` called from the plugin's modules
+    raises a ``PluginError`` for a collection it did not declare. A plugin without this
+    hook is not checked and gets a ``DeprecationWarning``, logged once.
+
+    On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
+    """

@@ -80,7 +80,9 @@ class ClockAdvance(BaseModel):
 
 
 class DevClockHandler(BaseHandler):
-    @api("Dev mode: the server clock", response=responses.ClockState)
+    # Open: pages ask it before anyone logs in, to learn whether dev mode is on
+    # (static/js/kpay.js devEnabled; docs/pages.md).
+    @api("Dev mode: the server clock", auth=False, response=responses.ClockState)
     def get(self) -> None:
         self.write_json({"now": self.kpay.clock.now().isoformat(),
                          "offset": self.kpay.clock.offset})

@@ -29,7 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from kpay.core import metrics
-from kpay.core.errors import ConfigError
+from kpay.core.errors import ConfigError, PluginError
 
 log = logging.getLogger("kpay.store")
 
@@ -64,6 +64,41 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
+@dataclass(frozen=True)
+class CollectionGuard:
+    """Which plugin may use which collection, checked in tests (``Store.guard``).
+
+    ``declared``: each checked plugin's collections (``register_collections``);
+    ``modules``: the module name of each checked plugin (its package and submodules
+    are the plugin); ``owners``: who owns each known collection ("the core" or a
+    plugin), for the message.
+    """
+
+    declared: dict[str, frozenset[str]]
+    modules: dict[str, str]
+    owners: dict[str, str]
+    _plugin_of: dict[str, str | None] = field(default_factory=dict, compare=False)
+
+    def plugin_of(self, module: str) -> str | None:
+        """The checked plugin whose code ``module`` is, if any (cached: called often)."""
+        if module not in self._plugin_of:
+            found = [(prefix, plugin) for prefix, plugin in self.modules.items()
+                     if module == prefix or module.startswith(prefix + ".")]
+            # The longest prefix: a plugin package inside another plugin's is its own.
+            self._plugin_of[module] = max(found, key=lambda f: len(f[0]))[1] if found else None
+        return self._plugin_of[module]
+
+    def check(self, collection: str, module: str) -> None:
+        plugin = self.plugin_of(module)
+        if plugin is None or collection in self.declared[plugin]:
+            return
+        owner = self.owners.get(collection, "no one (undeclared)")
+        raise PluginError(
+            f"plugin {plugin!r} ({module}) used the collection {collection!r}, which it "
+            f"did not declare in register_collections; it belongs to {owner}. Ask its "
+            "owner through a hook or a core service (docs/plugins.md)")
+
+
 class Store:
     """The database of one kpay app."""
 
@@ -73,8 +108,14 @@ class Store:
             event_listeners=[CommandCounter()],
         )
         self.db: AsyncDatabase = self.client[database]
+        # Set in tests only (kpay.testing): production pays one attribute test.
+        self.guard: CollectionGuard | None = None
 
     def __getitem__(self, collection: str) -> Any:
+        if self.guard is not None:
+            # The direct caller's module: a plugin's own code, or the core's (kpay.*),
+            # which is never restricted.
+            self.guard.check(collection, sys._getframe(1).f_globals.get("__name__", ""))
         return self.db[collection]
 
     async def ping(self) -> bool:

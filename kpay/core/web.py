@@ -164,8 +164,10 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         """Read the caller's token and standing once, before the handler runs. A bad
-        token is raised only where the handler asks for the user (``require_user``),
-        so routes without auth ignore it. Then the request's rate limit is taken."""
+        token is raised only where the user is needed (an ``@api`` mark with
+        ``auth=True`` or ``roles``, or ``require_user``), so routes without auth ignore
+        it. Then the request's rate limit is taken, and what the method's mark declares
+        is enforced (401, 403) before the method runs."""
         self.token_claims: TokenClaims | None = None
         self._auth_error: ApiError | None = None
         header = self.request.headers.get("Authorization", "")
@@ -180,6 +182,16 @@ class BaseHandler(tornado.web.RequestHandler):
             except ApiError as e:
                 self._auth_error = e
         self.take_rate_limit()
+        operation = self.operation()
+        if operation is not None and (operation.auth or operation.roles):
+            # The mark is the contract the OpenAPI document publishes: enforced here,
+            # so a handler cannot drift from it.
+            self.require_user(*operation.roles)
+
+    def operation(self) -> Operation | None:
+        """The ``@api`` mark of the method this request calls, if it has one."""
+        method = getattr(self, (self.request.method or "GET").lower(), None)
+        return getattr(method, "__kpay_operation__", None)
 
     #: The rate limit class the route declared (``Route(limit=...)``), if any.
     route_limit: str | None = None
@@ -191,7 +203,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not limiter.enabled:
             return
         method = self.request.method or "GET"
-        operation = getattr(getattr(self, method.lower(), None), "__kpay_operation__", None)
+        operation = self.operation()
         declared = (operation.limit if operation is not None else None) or self.route_limit
         limit_class = route_class(getattr(self, "route_path", None) or self.request.path,
                                   method, declared)

@@ -18,34 +18,27 @@ The hooks below wire the pieces together; see docs/consult_billing.md for the ru
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.consult_billing import handlers, presence, profiles, restarts, sessions
-from plugins.consult_billing.meter import BillingEngine
+from plugins.consult_billing.meter import ENGINE_STATE, BillingEngine
+from plugins.consult_billing.nodes import NODES
 from plugins.consult_billing.settings import ConsultBillingSettings
 from plugins.consult_billing.signalling import CONSULT_CHANNEL
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
 
-_engines: WeakKeyDictionary = WeakKeyDictionary()
-_trackers: WeakKeyDictionary = WeakKeyDictionary()
-
-
 def engine_for(app: KPay) -> BillingEngine:
     """The app's one BillingEngine (the plugin module is shared by every app in a
     process, as in the test suite)."""
-    if app not in _engines:
-        _engines[app] = BillingEngine(app)
-    return _engines[app]
+    return app.plugin_state("consult_billing.engine", lambda: BillingEngine(app))
 
 
 def tracker_for(app: KPay) -> presence.PresenceTracker:
-    if app not in _trackers:
-        _trackers[app] = presence.PresenceTracker(app, engine_for(app))
-    return _trackers[app]
+    return app.plugin_state("consult_billing.presence",
+                            lambda: presence.PresenceTracker(app, engine_for(app)))
 
 
 @hookimpl
@@ -66,6 +59,11 @@ def register_channels(app):
 @hookimpl
 def register_resources(app):
     return [sessions.RESOURCE]
+
+
+@hookimpl
+def register_collections(app):
+    return [sessions.CONSULTATIONS, profiles.PROFILES, NODES, ENGINE_STATE]
 
 
 @hookimpl

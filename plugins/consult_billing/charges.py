@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -147,13 +146,9 @@ async def charge_minutes(app: KPay, due: list[tuple[dict[str, Any], datetime]]
     return charged, short
 
 
-_ledger_locks: WeakKeyDictionary = WeakKeyDictionary()
-
-
 def ledger_lock(app: KPay) -> asyncio.Lock:
-    if app not in _ledger_locks:
-        _ledger_locks[app] = asyncio.Lock()
-    return _ledger_locks[app]
+    """One charging batch at a time per app."""
+    return app.plugin_state("consult_billing.ledger_lock", asyncio.Lock)
 
 
 async def announce_charge(app: KPay, doc: dict[str, Any], available: int | None = None

@@ -45,6 +45,11 @@ def register_order_kinds(app: KPay):
 
 
 @hookimpl
+def register_collections(app: KPay):
+    return [COURSES, ENROLLMENTS]
+
+
+@hookimpl
 def register_indexes(app: KPay):
     return [
         IndexSpec.of(COURSES, "author_id", ("created_at", -1)),

@@ -18,7 +18,14 @@ from kpay.core.scheduler import PeriodicJob
 from kpay.core.store import IndexSpec
 from plugins.live_qa import channel as room_channel
 from plugins.live_qa import handlers, kinds, refunds, rooms
-from plugins.live_qa.settings import MESSAGES, QUESTIONS, ROOMS, TICKETS, LiveQASettings
+from plugins.live_qa.settings import (
+    MESSAGES,
+    QUESTIONS,
+    ROOMS,
+    TICKETS,
+    UPVOTES,
+    LiveQASettings,
+)
 
 
 @hookimpl
@@ -44,6 +51,11 @@ def register_resources(app):
 @hookimpl
 def register_order_kinds(app):
     return [kinds.LiveTicket(), kinds.LiveQuestion()]
+
+
+@hookimpl
+def register_collections(app):
+    return [ROOMS, TICKETS, QUESTIONS, UPVOTES, MESSAGES]
 
 
 @hookimpl

@@ -10,7 +10,6 @@ muted. Every message is kept with its seq (history.py) for the replay.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -121,27 +120,17 @@ class PresenceThrottle:
         self.timers.clear()
 
 
-# One throttle per app: tests run several apps in one process.
-_throttles: weakref.WeakKeyDictionary[Any, PresenceThrottle] = weakref.WeakKeyDictionary()
-# Apps shutting down: sockets still closing must not start new presence timers.
-_stopped: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
 def throttle_for(app: KPay) -> PresenceThrottle:
-    throttle = _throttles.get(app)
-    if throttle is None:
-        interval = settings_of(app).presence_interval_seconds
-        throttle = _throttles[app] = PresenceThrottle(app, interval)
-    return throttle
+    """The app's one throttle (tests run several apps in one process)."""
+    return app.plugin_state("live_qa.presence", lambda: PresenceThrottle(
+        app, settings_of(app).presence_interval_seconds))
 
 
 def presence_changed(app: KPay, channel: str) -> None:
-    if channel.startswith(PREFIX + ":") and app not in _stopped:
+    # A stopping app's sockets are still closing: they must not start new timers.
+    if channel.startswith(PREFIX + ":") and not app.stopped:
         throttle_for(app).changed(channel)
 
 
 def stop(app: KPay) -> None:
-    _stopped.add(app)
-    throttle = _throttles.pop(app, None)
-    if throttle is not None:
-        throttle.close()
+    throttle_for(app).close()

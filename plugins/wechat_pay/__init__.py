@@ -11,7 +11,6 @@ and jssdk (login, wx.config), fake (a local fake of WeChat's servers), testing (
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from kpay import hookimpl
 from kpay.core.store import IndexSpec
@@ -25,16 +24,13 @@ if TYPE_CHECKING:
     from plugins.wechat_pay.client import WeChatRuntime
 
 SECTION = "wechat_pay"
-_runtimes: WeakKeyDictionary[KPay, WeChatRuntime] = WeakKeyDictionary()
 
 
 def runtime_of(app: KPay) -> WeChatRuntime:
     """The plugin's state for ``app``, made (and the config checked) on first use."""
     from plugins.wechat_pay.client import WeChatRuntime
 
-    if app not in _runtimes:
-        _runtimes[app] = WeChatRuntime(app, app.settings.section(SECTION))
-    return _runtimes[app]
+    return app.plugin_state(SECTION, lambda: WeChatRuntime(app, app.settings.section(SECTION)))
 
 
 @hookimpl
@@ -59,6 +55,11 @@ def register_payment_providers(app):
 
 
 @hookimpl
+def register_collections(app):
+    return [notify.NOTIFIES, notify.CONFIRMED, oauth.STATES, jssdk.TOKENS]
+
+
+@hookimpl
 async def register_indexes(app):
     # Notify records expire by themselves (TTL on the database clock; see notify.py).
     retention = await notify.retention_index(
@@ -76,6 +77,4 @@ async def on_startup(app):
 
 @hookimpl
 async def on_shutdown(app):
-    runtime = _runtimes.pop(app, None)
-    if runtime is not None:
-        await runtime.stop()
+    await runtime_of(app).stop()

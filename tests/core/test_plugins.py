@@ -14,7 +14,14 @@ from kpay import hookimpl
 from kpay.core import config
 from kpay.core.app import load_settings
 from kpay.core.errors import PluginError
-from kpay.core.plugins import PluginManager, available_plugins, notify, select, settings_models
+from kpay.core.plugins import (
+    PluginManager,
+    available_plugins,
+    notify,
+    register_all,
+    select,
+    settings_models,
+)
 from kpay.core.realtime.channels import ChannelRule
 from kpay.core.store import IndexSpec
 from kpay.core.web import BaseHandler, Route, api
@@ -277,17 +284,18 @@ async def test_tracing_logs_hook_calls_with_timing(monkeypatch, caplog, echo):
     pm = PluginManager()
     pm.add(echo, "echo")
     with caplog.at_level(logging.INFO, logger="kpay.plugins"):
-        pm.hook.register_indexes(app=None)
+        await register_all(pm, "register_indexes", None)
         await notify(pm, "on_user_notification", app=None, user_id="u", kind="k", data={})
     assert "hook register_indexes [echo]" in caplog.text
     assert "hook on_user_notification [echo]" in caplog.text
     assert caplog.text.count(" ms") >= 2
 
 
-def test_no_tracing_by_default(monkeypatch, caplog, echo):
+@pytest.mark.gen_test
+async def test_no_tracing_by_default(monkeypatch, caplog, echo):
     monkeypatch.delenv("KPAY_TRACE_PLUGINS", raising=False)
     pm = PluginManager()
     pm.add(echo, "echo")
     with caplog.at_level(logging.INFO, logger="kpay.plugins"):
-        pm.hook.register_indexes(app=None)
+        await register_all(pm, "register_indexes", None)
     assert "hook register_indexes" not in caplog.text

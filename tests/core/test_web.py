@@ -46,7 +46,8 @@ class Parcel(BaseModel):
 
 
 class ParcelHandler(BaseHandler):
-    @api("Test plugin: validate a body", body=Parcel, status=201, query=("limit",))
+    # Open (auth=False): marks are enforced, and these tests send no token.
+    @api("Test plugin: validate a body", body=Parcel, status=201, query=("limit",), auth=False)
     def post(self) -> None:
         parcel = self.body(Parcel)
         limit = self.query_int("limit", 10, 1, 100)
@@ -243,7 +244,8 @@ async def test_openapi_describes_bodies_parameters_and_security(api):
     assert set(schema["required"]) == {"weight", "label"}
     assert {"name": "limit", "in": "query", "required": False,
             "schema": {"type": "string"}} in parcels["parameters"]
-    assert parcels["security"] == [{"bearer": []}]
+    assert "security" not in parcels  # declared auth=False
+    assert document["paths"]["/api/v1/me"]["get"]["security"] == [{"bearer": []}]
     # Unmarked methods are listed too, summarised by their docstring.
     crash = document["paths"]["/api/v1/test/crash"]["get"]
     assert crash["summary"] == "Test plugin: fail like a bug would."

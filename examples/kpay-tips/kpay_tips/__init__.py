@@ -97,5 +97,11 @@ def register_settings():
 
 
 @hookimpl
+def register_collections(app):
+    # The order is the record of a tip: the plugin keeps no collection of its own.
+    return []
+
+
+@hookimpl
 def register_order_kinds(app):
     return [Tip()]
