@@ -76,6 +76,11 @@ def register_settings():
 
 
 @hookimpl
+def register_collections(app):
+    return store.COLLECTIONS
+
+
+@hookimpl
 def register_indexes(app):
     return store.INDEXES
 
@@ -122,6 +127,8 @@ from pymongo import ReturnDocument
 from kpay.core.store import IndexSpec
 
 GREETINGS = "{name}_greetings"
+#: What register_collections declares: in tests, any other collection is refused.
+COLLECTIONS = [GREETINGS]
 INDEXES = [IndexSpec.of(GREETINGS, "seen_at")]
 
 

@@ -157,3 +157,7 @@ class FakeProviderPlugin:
     @hookimpl
     def register_payment_providers(self, app: KPay) -> list[PaymentProvider]:
         return self.providers
+
+    @hookimpl
+    def register_collections(self, app: KPay) -> list[str]:
+        return []  # the fake keeps its state in memory

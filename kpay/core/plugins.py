@@ -148,6 +148,8 @@ REGISTRATION_LABELS: list[tuple[str, str, Any]] = [
     ("order_kinds", "register_order_kinds", lambda kind: kind.name),
     ("payment_providers", "register_payment_providers", lambda provider: provider.identifier),
     ("resources", "register_resources", lambda rule: rule.prefix),
+    ("price_adjusters", "register_price_adjusters", lambda adjuster: adjuster.name),
+    ("collections", "register_collections", lambda name: name),
 ]
 
 

@@ -56,7 +56,7 @@ def register_payment_providers(app):
 
 @hookimpl
 def register_collections(app):
-    return [notify.NOTIFIES, notify.CONFIRMED, oauth.STATES, jssdk.TOKENS]
+    return [notify.NOTIFIES, oauth.STATES, jssdk.TOKENS]
 
 
 @hookimpl

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from consult_helpers import assert_books, join, make_pair, state, wait_until, wallet
+from consult_helpers import join, make_pair, state, wait_for_state, wallet
 
 from kpay import hookimpl
 from kpay.core.errors import BadRequest, Conflict
 from kpay.core.money.adjustments import Adjustment, PriceAdjuster
+from kpay.testing import assert_books_balanced as assert_books
 
 USES = "test_minute_deal_uses"
 
@@ -43,6 +44,10 @@ class MinuteDeal(PriceAdjuster):
 
 class DealPlugin:
     @hookimpl
+    def register_collections(self, app: Any) -> list[str]:
+        return [USES]
+
+    @hookimpl
     def register_price_adjusters(self, app: Any) -> list:
         return [MinuteDeal()]
 
@@ -60,7 +65,7 @@ async def start(api: Any, adjust: dict[str, Any], **options: Any) -> tuple[Any, 
     assert status == 201, body
     pair.consultation_id = body["consultation"]["id"]
     sockets = [await join(api, pair.student, pair), await join(api, pair.consultant, pair)]
-    await wait_until(api, pair, lambda b: all(b["present"].values()))
+    await wait_for_state(api, pair, lambda b: all(b["present"].values()))
     status, body = await api.post(pair.path + "/accept", token=pair.consultant.token)
     return pair, body, sockets
 
@@ -86,7 +91,7 @@ async def test_twenty_percent_off_every_minute_seller_funded(api, kpay_app):
         "free_units": 0}]
     for _ in range(2):
         await kpay_app.advance_clock(60)
-    body = await wait_until(api, pair, lambda b: b["billed_minutes"] == 3)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 3)
     c = body
     assert (c["charged"], c["discount"], c["consultant_earned"], c["platform_fee"]) == (
         240, 60, 180, 60)
@@ -105,7 +110,7 @@ async def test_two_free_minutes_platform_funded(api, kpay_app):
     assert accepted["consultation"]["charged"] == 0
     for _ in range(2):
         await kpay_app.advance_clock(60)
-    body = await wait_until(api, pair, lambda b: b["billed_minutes"] == 3)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 3)
     c = body
     assert (c["charged"], c["discount"], c["consultant_earned"], c["platform_fee"]) == (
         100, 200, 240, 60)
@@ -120,7 +125,7 @@ async def test_a_seller_funded_free_minute_moves_no_money(api, kpay_app):
     pair, accepted, _ = await start(api, {"deal": {"free": 1}}, rate=100)
     assert accepted["consultation"]["charged"] == 0
     await kpay_app.advance_clock(60)
-    body = await wait_until(api, pair, lambda b: b["billed_minutes"] == 2)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 2)
     assert body["charged"] == 100
     r = await receipt(api, pair)
     assert [(m["minute"], m["amount"], m["key"] is None) for m in r["minutes"]] == [

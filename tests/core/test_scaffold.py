@@ -75,8 +75,8 @@ def test_kpay_plugins_shows_the_installed_plugin(installed, tmp_path):
     [plugin] = json.loads(result.stdout)
     assert plugin["name"] == "shout_box" and plugin["version"] == "0.1.0"
     assert plugin["routes"] == ["/api/v1/shout_box/hello"]
-    assert plugin["hooks"] == ["register_indexes", "register_jobs", "register_routes",
-                               "register_settings"]
+    assert plugin["hooks"] == ["register_collections", "register_indexes", "register_jobs",
+                               "register_routes", "register_settings"]
 
 
 def test_the_venv_is_untouched(installed):

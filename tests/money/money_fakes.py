@@ -91,6 +91,10 @@ class MoneyTestPlugin:
         self.refunded: list[str] = []
 
     @hookimpl
+    def register_collections(self, app: Any) -> list[str]:
+        return ["test_claims"]
+
+    @hookimpl
     def register_order_kinds(self, app: Any) -> list[OrderKind]:
         return [self.kind]
 

@@ -63,6 +63,10 @@ class Voucher(PriceAdjuster):
 
 class DealPlugin:
     @hookimpl
+    def register_collections(self, app: Any) -> list[str]:
+        return [COUPONS]
+
+    @hookimpl
     def register_order_kinds(self, app: Any) -> list:
         return [Deal()]
 

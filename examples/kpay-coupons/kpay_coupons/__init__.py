@@ -37,5 +37,10 @@ def register_price_adjusters(app: Any) -> list[Any]:
 
 
 @hookimpl
+def register_collections(app: Any) -> list[str]:
+    return [store.COUPONS]
+
+
+@hookimpl
 def register_indexes(app: Any) -> list[Any]:
     return store.indexes()

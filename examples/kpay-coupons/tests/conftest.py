@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 from coupon_helpers import PLUGINS
 
+# The fake WeChat Pay servers ship with the wechat_pay plugin (docs/wechat_pay.md).
+pytest_plugins = ["plugins.wechat_pay.testing"]
+
 
 @pytest.fixture
 def coupon_settings() -> dict:
