@@ -72,3 +72,38 @@ async def test_every_route_is_in_the_api_doc(kpay_app):
                for method in implemented_methods(route.handler)
                if f"`{method.upper()} {route.path}`" not in text]
     assert not missing, f"routes missing from docs/api.md: {missing}"
+
+
+def internals_section() -> str:
+    text = PLUGINS_DOC.read_text()
+    start = text.index("## Internals for plugins")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_every_error_class_is_in_the_internals():
+    from kpay.core import errors
+
+    classes = [name for name, value in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(value, Exception) and value.__module__ == errors.__name__]
+    missing = [name for name in classes if f"`{name}`" not in internals_section()]
+    assert not missing, f"docs/plugins.md 'Internals for plugins' misses {missing}"
+
+
+@pytest.mark.parametrize("name", [
+    # What a plugin reaches on the app, and the helpers its handlers and kinds use.
+    "app.access", "app.tell_user", "app.users", "app.clock", "app.money",
+    "app.plugin_state", "app.collections", "require_user", "self.body", "query_int",
+    "write_json", "@api", "enforce_cap", "orders.get", "orders.refund", "purpose",
+    "adjustments.price", "earnings_credits", "ledger.post",
+])
+def test_each_service_and_helper_is_in_the_internals(name):
+    assert name in internals_section(), f"docs/plugins.md 'Internals for plugins' misses {name}"
+
+
+def test_every_order_field_the_api_shows_is_in_the_internals():
+    from kpay.core.money.responses import Order
+
+    section = internals_section()
+    fields = [f for f in Order.model_fields if f != "id"]
+    missing = [f for f in fields if f"`{f}`" not in section]
+    assert not missing, f"order fields missing from the internals: {missing}"
