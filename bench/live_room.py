@@ -119,7 +119,7 @@ async def add_ticket_holders(app: Any, room_id: str, students: int) -> None:
     from kpay.core.auth import User
     from kpay.core.money.providers import RequestInfo
     from plugins.live_qa import rooms
-    from plugins.live_qa.settings import ROOMS, TICKETS
+    from plugins.live_qa.store import ROOMS, TICKETS
 
     through_orders = min(students, 20)
     for n in range(through_orders):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kpay import hookimpl
-from kpay.core.store import IndexSpec
+from plugins.course_drip import courses, enrollments
 from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
@@ -51,15 +51,7 @@ def register_collections(app: KPay):
 
 @hookimpl
 def register_indexes(app: KPay):
-    return [
-        IndexSpec.of(COURSES, "author_id", ("created_at", -1)),
-        IndexSpec.of(COURSES, "status", ("created_at", -1)),
-        IndexSpec.of(COURSES, "recompute_pending"),
-        # The sweep's only query: enrollments whose next unlock has passed.
-        IndexSpec.of(ENROLLMENTS, "next_unlock_at"),
-        IndexSpec.of(ENROLLMENTS, "course_id", "schedule_version"),
-        IndexSpec.of(ENROLLMENTS, "user_id", ("enrolled_at", -1)),
-    ]
+    return [*courses.INDEXES, *enrollments.INDEXES]
 
 
 @hookimpl

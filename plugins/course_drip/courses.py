@@ -22,6 +22,7 @@ from pymongo import ReturnDocument
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
+from kpay.core.store import IndexSpec
 from plugins.course_drip.content import check_media_url, render_markdown
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
 from plugins.course_drip.settings import settings_of, zone
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from kpay.core.app import KPay
 
 COURSES = "courses"
+INDEXES = [
+    IndexSpec.of(COURSES, "author_id", ("created_at", -1)),
+    IndexSpec.of(COURSES, "status", ("created_at", -1)),
+    IndexSpec.of(COURSES, "recompute_pending"),
+]
 MAX_PRICE = 100_000_000  # one million yuan, in fen: anything above is a typo
 EDIT_ATTEMPTS = 5
 #: Lesson fields the lesson list and the lock never need: left in the database.

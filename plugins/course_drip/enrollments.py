@@ -28,6 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from kpay.core.auth import User
 from kpay.core.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
+from kpay.core.store import IndexSpec
 from plugins.course_drip.courses import find_course
 from plugins.course_drip.release import LessonState, due_lessons, lesson_states, next_unlock
 from plugins.course_drip.settings import zone
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("kpay.course_drip")
 
 ENROLLMENTS = "course_enrollments"
+INDEXES = [
+    # The sweep's only query: enrollments whose next unlock has passed.
+    IndexSpec.of(ENROLLMENTS, "next_unlock_at"),
+    IndexSpec.of(ENROLLMENTS, "course_id", "schedule_version"),
+    IndexSpec.of(ENROLLMENTS, "user_id", ("enrolled_at", -1)),
+]
+
 ANNOUNCE_ATTEMPTS = 5
 
 

@@ -5,7 +5,8 @@ join ``room:<id>`` over WebSocket, ask free or paid questions (``live_question``
 the bounty held in escrow until answered or refunded when the room ends), and replay
 everything afterwards. See docs/live_qa.md.
 
-Modules: rooms (state, membership), kinds (order kinds), questions, refunds,
+Modules, in the one plugin shape: settings ([live_qa]), store (collections, indexes),
+rooms (state, membership), kinds (order kinds), questions, refunds (and the sweep job),
 moderation, history (kept events), channel (socket rule, presence), handlers (HTTP).
 """
 
@@ -15,22 +16,14 @@ from functools import partial
 
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
-from kpay.core.store import IndexSpec
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms
-from plugins.live_qa.settings import (
-    MESSAGES,
-    QUESTIONS,
-    ROOMS,
-    TICKETS,
-    UPVOTES,
-    LiveQASettings,
-)
+from plugins.live_qa import handlers, kinds, refunds, rooms, store
+from plugins.live_qa.settings import SECTION, LiveQASettings
 
 
 @hookimpl
 def register_settings():
-    return [("live_qa", LiveQASettings)]
+    return [(SECTION, LiveQASettings)]
 
 
 @hookimpl
@@ -55,19 +48,12 @@ def register_order_kinds(app):
 
 @hookimpl
 def register_collections(app):
-    return [ROOMS, TICKETS, QUESTIONS, UPVOTES, MESSAGES]
+    return store.COLLECTIONS
 
 
 @hookimpl
 def register_indexes(app):
-    return [
-        IndexSpec.of(ROOMS, "host_id", ("created_at", -1)),
-        IndexSpec.of(ROOMS, "state", "starts_at"),
-        IndexSpec.of(ROOMS, "state", "refunds_done"),
-        IndexSpec.of(TICKETS, "room_id", "status"),
-        IndexSpec.of(QUESTIONS, "room_id", "status", ("bounty", -1), "created_at"),
-        IndexSpec.of(MESSAGES, "room_id", "seq", unique=True),
-    ]
+    return store.INDEXES
 
 
 @hookimpl

@@ -11,7 +11,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.errors import Conflict, NotFound
 from kpay.core.realtime.protocol import Publication
-from plugins.live_qa.settings import MESSAGES
+from plugins.live_qa.store import MESSAGES
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

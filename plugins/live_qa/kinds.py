@@ -21,7 +21,8 @@ from kpay.core.errors import BadRequest, Conflict
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
 from plugins.live_qa import questions, refunds, rooms
-from plugins.live_qa.settings import ESCROW_NAME, QUESTIONS, ROOMS, TICKETS, settings_of
+from plugins.live_qa.settings import settings_of
+from plugins.live_qa.store import ESCROW_NAME, QUESTIONS, ROOMS, TICKETS
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from kpay.core.auth import User
 from kpay.core.errors import Conflict, NotFound
 from plugins.live_qa import history, rooms
-from plugins.live_qa.settings import TICKETS
+from plugins.live_qa.store import TICKETS
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

@@ -16,7 +16,8 @@ from pymongo.errors import DuplicateKeyError
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.money import accounts
 from plugins.live_qa import history, rooms
-from plugins.live_qa.settings import ESCROW_NAME, QUESTIONS, ROOMS, UPVOTES, settings_of
+from plugins.live_qa.settings import settings_of
+from plugins.live_qa.store import ESCROW_NAME, QUESTIONS, ROOMS, UPVOTES
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

@@ -16,7 +16,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.auth import User
 from plugins.live_qa import rooms
-from plugins.live_qa.settings import QUESTIONS, ROOMS
+from plugins.live_qa.store import QUESTIONS, ROOMS
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

@@ -20,7 +20,8 @@ from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
 from plugins.live_qa import history
-from plugins.live_qa.settings import ROOMS, TICKETS, settings_of
+from plugins.live_qa.settings import settings_of
+from plugins.live_qa.store import ROOMS, TICKETS
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay

@@ -1,4 +1,4 @@
-"""Settings of the live_qa plugin (section ``[live_qa]``) and its collection names."""
+"""Settings of the live_qa plugin (section ``[live_qa]``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,7 @@ from kpay.core.config import Section
 if TYPE_CHECKING:
     from kpay.core.app import KPay
 
-ROOMS = "live_rooms"
-TICKETS = "live_tickets"
-QUESTIONS = "live_questions"
-UPVOTES = "live_upvotes"
-MESSAGES = "live_messages"
-
-#: The escrow account that holds paid questions' bounties until answered or refunded.
-ESCROW_NAME = "live_qa"
+SECTION = "live_qa"
 
 
 class LiveQASettings(Section):
@@ -35,4 +28,4 @@ class LiveQASettings(Section):
 
 
 def settings_of(app: KPay) -> LiveQASettings:
-    return app.settings.live_qa
+    return app.settings.section(SECTION)

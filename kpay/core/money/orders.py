@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.orders")
 
-OPEN_STATES = ("pending", "paid", "fulfilled")
 
 # How long one caller may take to fulfil an order before another may try again.
 FULFIL_LEASE = timedelta(minutes=1)
