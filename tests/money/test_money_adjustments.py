@@ -291,3 +291,20 @@ def test_refunds_of_a_discounted_order_undo_every_line(values, percent_off, step
         for account, value in postings:
             reversed_so_far[account] = reversed_so_far.get(account, 0) - value
     assert reversed_so_far == {a: v for a, v in lines if v}
+
+
+@pytest.mark.gen_test
+async def test_racing_partial_refunds_that_empty_an_order_revoke_once(api, kpay_app):
+    """Each refund's unsaid purpose is judged inside its own reservation: of two halves
+    racing, the one that takes the last fen revokes (found by a review: both used to
+    read the order first and both 'adjust', so the buyer kept what was fully refunded)."""
+    token = await api.login("amy")
+    await api.topup(token, 1000)
+    _, body = await api.post(ORDERS, {"item": deal("g250"), "channel": "wallet"}, token)
+    order_id = body["order"]["id"]
+    orders = kpay_app.money.orders
+    first, second = await asyncio.gather(orders.refund(order_id, 125, "a", key="half-a"),
+                                         orders.refund(order_id, 125, "b", key="half-b"))
+    assert sorted([first["purpose"], second["purpose"]]) == ["adjust", "revoke"]
+    stored = sorted([r["purpose"] async for r in orders.refunds.find({"order_id": order_id})])
+    assert stored == ["adjust", "revoke"]

@@ -111,10 +111,6 @@ class Refunds:
             raise BadRequest("a refund's purpose is 'revoke' or 'adjust'",
                              code="invalid_field", field="purpose")
         order = await self.orders.get(order_id)
-        if purpose is None:
-            # Unsaid: refunding all that is left takes back what was bought; less is a
-            # price adjustment (the buyer keeps it).
-            purpose = REVOKE if amount >= order.get("refundable", 0) else ADJUST
         refund_id = key or f"rf{order_id}{reason}"
         existing = await self.collection.find_one({"_id": refund_id})
         if existing is not None:
@@ -135,15 +131,24 @@ class Refunds:
             # The record first: a racing call with the same key fails on it (and replays
             # this refund) rather than on the amount this one takes.
             await self.collection.insert_one(refund, session=session)
-            taken = await self.orders.collection.update_one(
+            before = await self.orders.collection.find_one_and_update(
                 {"_id": order_id, "status": {"$in": ["paid", "fulfilled"]},
                  "refundable": {"$gte": amount}},
-                {"$inc": {"refundable": -amount, "refunded": amount}}, session=session)
-            if taken.matched_count == 0:
+                {"$inc": {"refundable": -amount, "refunded": amount}}, session=session,
+                projection={"refundable": 1}, return_document=ReturnDocument.BEFORE)
+            if before is None:
                 now = await self.orders.collection.find_one({"_id": order_id}, session=session)
                 raise Conflict(f"order {order_id} cannot refund {amount} fen",
                                code="not_refundable", status_now=now["status"],
                                refundable=now.get("refundable", 0))
+            if purpose is None:
+                # Unsaid: refunding all that is left takes back what was bought; less is
+                # a price adjustment. Judged on what this transaction took from, so two
+                # racing partial refunds that empty the order cannot both "adjust".
+                refund["purpose"] = REVOKE if amount >= before["refundable"] else ADJUST
+                await self.collection.update_one({"_id": refund_id},
+                                                 {"$set": {"purpose": refund["purpose"]}},
+                                                 session=session)
             if refund["to"] == WALLET_CHANNEL:
                 await self._book(session, refund)
 
