@@ -70,7 +70,11 @@ def totals(doc: dict[str, Any]) -> dict[str, int]:
                 "consultant_earned": minutes * doc.get("earned_per_minute", 0),
                 "platform_fee": minutes * doc.get("fee_per_minute", 0), "discount": 0}
     charged = earned = fee = 0
-    for first, count in spans(doc, minutes):
+    capped = any(a.get("max_total") is not None for a in doc["adjustments"])
+    # A capped adjustment changes the price where its cap runs out: price each minute
+    # (at most [consult_billing] max_minutes_per_session of them).
+    runs = [(m, 1) for m in range(1, minutes + 1)] if capped else spans(doc, minutes)
+    for first, count in runs:
         paid, credits = minute_price(doc, first)
         charged += paid * count
         earned += count * sum(v for a, v in credits if accounts.kind_of(a) == "earnings")

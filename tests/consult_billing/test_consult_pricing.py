@@ -32,7 +32,8 @@ class MinuteDeal(PriceAdjuster):
             raise Conflict("the deal has expired", code="deal_expired")
         off = target.amount * value.get("percent", 0) // 100
         return Adjustment(off, "限时优惠", value.get("funded_by", "seller"),
-                          free_units=value.get("free", 0), ref={"limit": value.get("limit", 99)})
+                          free_units=value.get("free", 0), ref={"limit": value.get("limit", 99)},
+                          max_total=value.get("cap"))
 
     async def reserve(self, app: Any, owner: str, user_id: str, adjustment: dict[str, Any],
                       session: Any) -> None:
@@ -88,7 +89,7 @@ async def test_twenty_percent_off_every_minute_seller_funded(api, kpay_app):
     pair, accepted, _ = await start(api, {"deal": {"percent": 20}}, rate=100)
     assert accepted["consultation"]["adjustments"] == [{
         "adjuster": "deal", "amount": 20, "label": "限时优惠", "funded_by": "seller",
-        "free_units": 0}]
+        "free_units": 0, "max_total": None}]
     for _ in range(2):
         await kpay_app.advance_clock(60)
     body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 3)
@@ -117,6 +118,22 @@ async def test_two_free_minutes_platform_funded(api, kpay_app):
     assert await wallet(api, pair.student) == 10_000 - 100
     assert await balances(kpay_app) == [240, 60, -200]
     assert [m["amount"] for m in (await receipt(api, pair))["minutes"]] == [0, 0, 100]
+    await assert_books(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_free_minutes_stop_at_the_adjustments_cap(api, kpay_app):
+    """Free minutes at a high rate would let the platform pay without bound (found by a
+    review): ``max_total`` caps what one use takes off the whole session."""
+    pair, accepted, _ = await start(api, {"deal": {"free": 3, "funded_by": "platform",
+                                                   "cap": 150}}, rate=100)
+    assert accepted["consultation"]["adjustments"][0]["max_total"] == 150
+    for _ in range(3):
+        await kpay_app.advance_clock(60)
+    body = await wait_for_state(api, pair, lambda b: b["billed_minutes"] == 4)
+    assert (body["charged"], body["discount"]) == (250, 150)
+    assert [m["amount"] for m in (await receipt(api, pair))["minutes"]] == [0, 50, 100, 100]
+    assert await balances(kpay_app) == [320, 80, -150]
     await assert_books(kpay_app)
 
 

@@ -120,7 +120,7 @@ async def test_who_funds_a_discount(api, kpay_app, funded_by, expected):
     order = body["order"]
     assert (order["amount"], order["list_amount"]) == (220, 250)
     assert order["adjustments"] == [{"adjuster": "voucher", "amount": 30, "label": "优惠券 V30",
-                                     "funded_by": funded_by, "free_units": 0}]
+                                     "funded_by": funded_by, "free_units": 0, "max_total": None}]
     assert (await kpay_app.money.ledger.wallet("amy"))["balance"] == 780
     assert await balances(kpay_app, *expected) == list(expected.values())
     assert await uses(kpay_app, "V30") == 1
@@ -258,6 +258,16 @@ def test_funding_splits_add_up():
     paid, lines = adjusted_credits(credits, 250, [
         {"amount": 30, "funded_by": "seller"}, {"amount": 20, "funded_by": "platform"}])
     assert paid == 200 and dict(lines) == {EARNED: 170, FEE: 50, PROMO: -20}
+
+
+def test_max_total_caps_what_an_adjustment_takes_off_in_all():
+    credits = [(EARNED, 80), (FEE, 20)]
+    capped = {"amount": 30, "funded_by": "platform", "free_units": 2, "max_total": 250}
+    offs = [100 - adjusted_credits(credits, 100, [capped], unit=m)[0] for m in range(1, 7)]
+    assert offs == [100, 100, 30, 20, 0, 0] and sum(offs) == 250
+    paid, lines = adjusted_credits(credits, 100, [{**capped, "free_units": 0, "amount": 90,
+                                                   "max_total": 40}])
+    assert paid == 60 and dict(lines) == {EARNED: 80, FEE: 20, PROMO: -40}
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,6 +13,7 @@ import pytest
 import tornado.httpclient
 from money_fakes import MoneyTestPlugin
 
+from kpay.core.errors import PaymentProviderError
 from kpay.core.money.providers import ProviderCapabilities
 from kpay.testing import FakeProvider, FakeProviderPlugin
 
@@ -176,6 +177,26 @@ async def test_refund_notify_records_the_result_and_flags_a_failure(api, kpay_ap
     assert stored["provider_status"] == "FAILED" and stored["status"] == "succeeded"
     [entry] = await kpay_app.attention.list()
     assert entry["subject"] == f"refund:{second['_id']}"
+
+
+@pytest.mark.gen_test
+async def test_a_refund_paid_out_after_kpay_marked_it_failed_needs_a_person(api, kpay_app,
+                                                                            altpay):
+    """The provider refused (kpay made the amount refundable again), then its notify says
+    the refund went through: booked nowhere, but listed, so nobody refunds it twice."""
+    token = await api.login("amy")
+    order = await paid_gadget(api, token)
+    altpay.refuse_refunds = True
+    with pytest.raises(PaymentProviderError):
+        await kpay_app.money.orders.refund(order["id"], 100, "part", to="original", key="r1")
+    failed = await kpay_app.store["refunds"].find_one({"_id": "r1"})
+    assert failed["status"] == "failed"
+    status, _ = await post_notify(api, REFUND_NOTIFY, altpay.refund_notify(
+        {**failed, "id": failed["_id"]}))
+    assert status == 200
+    [entry] = await kpay_app.attention.list()
+    assert entry["subject"] == "refund:r1" and "refund it twice" in entry["error"]
+    assert (await kpay_app.money.orders.get(order["id"]))["refundable"] == 250
 
 
 @pytest.mark.gen_test

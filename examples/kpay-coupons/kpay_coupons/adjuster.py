@@ -62,11 +62,15 @@ def amount_off(coupon: dict[str, Any], target: PriceTarget) -> Adjustment:
         raise not_applicable(code, "gives free minutes of a consultation")
     label = f"优惠券 {code} {describe(coupon)}"
     ref = {"code": code}
+    # The most one use takes off in all, whatever the rate or the number of minutes.
+    cap = coupon.get("max_off_fen")
     if off == "free_minutes":
-        return Adjustment(0, label, coupon["funded_by"], free_units=value, ref=ref)
+        return Adjustment(0, label, coupon["funded_by"], free_units=value, ref=ref,
+                          max_total=cap)
     # Rounded down: the seller or the platform never pays a fen more than promised.
     fen = value if off == "off_fen" else target.amount * value // 100
-    return Adjustment(min(fen, target.amount), label, coupon["funded_by"], ref=ref)
+    return Adjustment(min(fen, target.amount), label, coupon["funded_by"], ref=ref,
+                      max_total=cap)
 
 
 class CouponAdjuster(PriceAdjuster):

@@ -21,6 +21,9 @@ class CouponsSettings(Section):
     max_uses: int = Field(10_000, gt=0, le=20_000)
     # How far ahead of now a coupon may expire, in days.
     max_valid_days: int = Field(366, gt=0, le=3660)
+    # The largest max_off_fen of a platform-funded coupon (what one use may cost the
+    # platform, in fen).
+    max_platform_off_fen: int = Field(5_000, gt=0, le=10_000_000)
 
 
 def settings_of(app: KPay) -> CouponsSettings:

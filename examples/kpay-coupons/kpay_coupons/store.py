@@ -64,6 +64,9 @@ class CouponCreate(BaseModel):
     max_uses: Annotated[int, Field(strict=True, ge=1)]
     per_user: Annotated[int, bounded(1, MAX_PER_USER)] = 1
     funded_by: Literal["seller", "platform"] = "seller"
+    #: The most one use takes off in all (the order, or the whole consultation). Required
+    #: for a platform coupon: it is money the platform gives away.
+    max_off_fen: Annotated[int, bounded(1, MAX_FEN)] | None = None
     kinds: Annotated[list[Kind], Field(min_length=1, max_length=MAX_KINDS)] | None = None
 
 
@@ -106,6 +109,13 @@ def check_create(app: KPay, user: User, wanted: CouponCreate, now: datetime) -> 
     if wanted.funded_by == "platform" and user.role != "admin":
         raise Forbidden("only an admin may create a platform-funded coupon",
                         code="admin_only", field="funded_by")
+    if wanted.funded_by == "platform":
+        # Without a cap, a seller buying their own goods from a second account with a
+        # platform coupon is paid by the platform: at most this much per use.
+        most = config.max_platform_off_fen
+        if wanted.max_off_fen is None or wanted.max_off_fen > most:
+            raise BadRequest(f"a platform coupon needs max_off_fen of at most {most} fen",
+                             code="invalid_field", field="max_off_fen", max=most)
 
 
 async def create(app: KPay, user: User, wanted: CouponCreate) -> dict[str, Any]:
@@ -123,7 +133,8 @@ async def create(app: KPay, user: User, wanted: CouponCreate) -> dict[str, Any]:
         "funded_by": wanted.funded_by, "off_fen": None, "off_percent": None,
         "free_minutes": None, off: value, "min_amount": wanted.min_amount,
         "expires_at": wanted.expires_at, "max_uses": wanted.max_uses,
-        "per_user": wanted.per_user, "kinds": kinds, "disabled": False, "created_at": now,
+        "per_user": wanted.per_user, "kinds": kinds, "max_off_fen": wanted.max_off_fen,
+        "disabled": False, "created_at": now,
         "uses_left": wanted.max_uses, "claims": [],
     }
     try:
@@ -216,6 +227,7 @@ def public(coupon: dict[str, Any]) -> dict[str, Any]:
         "label": describe(coupon), "min_amount": coupon["min_amount"],
         "expires_at": coupon["expires_at"], "max_uses": coupon["max_uses"],
         "used": coupon["max_uses"] - coupon["uses_left"], "per_user": coupon["per_user"],
-        "kinds": coupon["kinds"], "disabled": coupon["disabled"],
+        "kinds": coupon["kinds"], "max_off_fen": coupon.get("max_off_fen"),
+        "disabled": coupon["disabled"],
         "created_at": coupon["created_at"],
     }

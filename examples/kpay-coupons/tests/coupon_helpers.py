@@ -18,6 +18,8 @@ def coupon_body(app: Any, code: str, **fields: Any) -> dict[str, Any]:
     body = {"code": code, "expires_at": expires.isoformat(), "max_uses": 10, **fields}
     if not {"off_fen", "off_percent", "free_minutes"} & set(fields):
         body["off_fen"] = 500
+    if fields.get("funded_by") == "platform":
+        body.setdefault("max_off_fen", 5_000)  # a platform coupon must be capped
     return body
 
 

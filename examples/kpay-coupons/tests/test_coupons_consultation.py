@@ -8,11 +8,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from coupon_helpers import EARNED, FEE, PROMO, balances, make_coupon, uses
+from coupon_helpers import EARNED, FEE, PROMO, balances, coupon_body, make_coupon, uses
 
 from kpay.core.errors import ApiError
 from kpay.core.money.adjustments import PriceTarget
 from kpay.testing import assert_books_balanced
+from plugins.consult_billing import pricing
 
 
 def minutes_of(rate: int, seller: str = "carol") -> PriceTarget:
@@ -34,10 +35,11 @@ async def test_the_adjuster_prices_minutes(kpay_app, consultant, admin):
     price = kpay_app.money.adjustments.price
     assert await price("alice", minutes_of(301), {"coupon": "MIN20"}) == [{
         "adjuster": "coupon", "amount": 60, "label": "优惠券 MIN20 8 折",
-        "funded_by": "seller", "free_units": 0, "ref": {"code": "MIN20"}}]
+        "funded_by": "seller", "free_units": 0, "max_total": None, "ref": {"code": "MIN20"}}]
     assert await price("alice", minutes_of(301, "dave"), {"coupon": "FREE3"}) == [{
         "adjuster": "coupon", "amount": 0, "label": "优惠券 FREE3 免费 3 分钟",
-        "funded_by": "platform", "free_units": 3, "ref": {"code": "FREE3"}}]
+        "funded_by": "platform", "free_units": 3, "max_total": 5_000,
+        "ref": {"code": "FREE3"}}]
     assert await price("alice", minutes_of(301), {}) == []
     assert await refusal(kpay_app, minutes_of(99), "MIN20") == "coupon_min_amount"
     assert await refusal(kpay_app, minutes_of(300, "dave"), "MIN20") == "coupon_not_applicable"
@@ -120,7 +122,7 @@ async def test_twenty_percent_off_every_minute_from_the_seller(kpay_app, api, st
     assert status == 200, body
     assert body["consultation"]["adjustments"] == [{
         "adjuster": "coupon", "amount": 20, "label": "优惠券 MIN20 8 折",
-        "funded_by": "seller", "free_units": 0}]
+        "funded_by": "seller", "free_units": 0, "max_total": None}]
     c = await three_minutes(kpay_app, student, cid)
     assert (c["charged"], c["discount"], c["consultant_earned"], c["platform_fee"]) == (
         240, 60, 180, 60)
@@ -171,3 +173,22 @@ async def test_a_coupon_used_up_by_accept_time_ends_the_request(kpay_app, api, s
     assert await uses(kpay_app, "LAST") == 1
     assert await balances(kpay_app, PROMO) == [-50]
     await assert_books_balanced(kpay_app)
+
+
+@pytest.mark.gen_test
+async def test_a_platform_coupon_costs_the_platform_at_most_its_cap(kpay_app, admin):
+    """Free minutes at the top rate, bought by a consultant's second account, used to be
+    paid by the platform without bound (found by a review): max_off_fen caps one use."""
+    status, body = await admin.post("/api/v1/coupons", {
+        **coupon_body(kpay_app, "NOCAP", free_minutes=3, funded_by="platform"),
+        "max_off_fen": None})
+    assert status == 400 and body["error"]["field"] == "max_off_fen"
+    await make_coupon(kpay_app, admin, "FREE3CAP", free_minutes=3, funded_by="platform",
+                      max_off_fen=300)
+    rate = 100_000
+    [adjustment] = await kpay_app.money.adjustments.price(
+        "alice", minutes_of(rate, "dave"), {"coupon": "FREE3CAP"})
+    doc = {"rate_per_minute": rate, "adjustments": [adjustment], "minute": 3,
+           "credits": [list(c) for c in kpay_app.money.earnings_credits(rate, "dave")]}
+    assert pricing.totals(doc)["discount"] == 300
+    assert pricing.minute_price(doc, 1)[0] == rate - 300

@@ -58,7 +58,8 @@ async def test_a_coupon_lowers_the_price_and_its_funder_pays(
         paid, listed, "fulfilled")
     assert order["adjustments"] == [{
         "adjuster": "coupon", "amount": listed - paid, "label": f"优惠券 SPRING {label}",
-        "funded_by": "seller" if maker == "consultant" else "platform", "free_units": 0}]
+        "funded_by": "seller" if maker == "consultant" else "platform", "free_units": 0,
+        "max_total": None if maker == "consultant" else 5_000}]
     assert (await student.wallet())["balance"] == 3000 - paid
     assert await balances(kpay_app, *expected) == list(expected.values())
     assert await uses(kpay_app, "SPRING") == 1

@@ -24,7 +24,7 @@ async def test_a_seller_creates_lists_and_disables_coupons(kpay_app, consultant,
         "code": "SPRING", "created_by": "carol", "seller": "carol", "funded_by": "seller",
         "off_fen": 500, "off_percent": None, "free_minutes": None, "label": "减 5.00 元",
         "min_amount": 1000, "expires_at": made["expires_at"], "max_uses": 10, "used": 0,
-        "per_user": 2, "kinds": ["live_ticket", "course"], "disabled": False,
+        "per_user": 2, "kinds": ["live_ticket", "course"], "max_off_fen": None, "disabled": False,
         "created_at": made["created_at"]}
     await make_coupon(kpay_app, consultant, "MIN20", off_percent=20)
     await make_coupon(kpay_app, admin, "PLATFORM", free_minutes=5, funded_by="platform")

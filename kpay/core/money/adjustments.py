@@ -56,14 +56,17 @@ class PriceTarget:
 class Adjustment:
     """What an adjuster takes off. ``amount`` is fen off the target (per minute for a
     consultation); ``free_units`` makes the first N minutes cost nothing (consultations
-    only). ``ref`` is kept on the order (JSON-safe) and handed back to ``reserve`` and
-    ``release``: a coupon keeps its code there."""
+    only); ``max_total`` caps the fen it takes off in all (the whole order, or the whole
+    session: the platform's exposure to one use of a coupon). ``ref`` is kept on the order
+    (JSON-safe) and handed back to ``reserve`` and ``release``: a coupon keeps its code
+    there."""
 
     amount: int
     label: str
     funded_by: Literal["seller", "platform", "pro_rata"] = "seller"
     free_units: int = 0
     ref: dict[str, Any] = field(default_factory=dict)
+    max_total: int | None = None
 
 
 class PriceAdjuster:
@@ -134,13 +137,15 @@ class Adjustments:
             if adjustment is None:
                 continue
             check_adjustment(name, adjustment, target)
-            off = min(adjustment.amount, left)
-            if off == 0 and adjustment.free_units == 0:
+            cap = adjustment.max_total
+            off = min(adjustment.amount, left, *([cap] if cap is not None else []))
+            if (off == 0 and adjustment.free_units == 0) or cap == 0:
                 continue
             left -= off
             found.append({"adjuster": name, "amount": off, "label": adjustment.label,
                           "funded_by": adjustment.funded_by,
-                          "free_units": adjustment.free_units, "ref": dict(adjustment.ref)})
+                          "free_units": adjustment.free_units, "max_total": cap,
+                          "ref": dict(adjustment.ref)})
         return found
 
     async def reserve(self, owner: str, user_id: str, adjustments: list[dict[str, Any]],
@@ -177,6 +182,8 @@ def check_adjustment(name: str, adjustment: Adjustment, target: PriceTarget) -> 
         raise ValueError(f"price adjuster {name}: funded_by must be one of {FUNDERS}")
     if not is_count(adjustment.free_units) or adjustment.free_units > MAX_FREE_UNITS:
         raise ValueError(f"price adjuster {name}: bad free_units {adjustment.free_units!r}")
+    if adjustment.max_total is not None and not is_count(adjustment.max_total):
+        raise ValueError(f"price adjuster {name}: bad max_total {adjustment.max_total!r}")
     if adjustment.free_units and target.unit != "minute":
         raise ValueError(f"price adjuster {name}: free_units only apply to minutes")
     if not isinstance(adjustment.label, str) or not adjustment.label:
@@ -186,10 +193,18 @@ def check_adjustment(name: str, adjustment: Adjustment, target: PriceTarget) -> 
 
 def off_for_unit(adjustment: dict[str, Any], unit_price: int, unit: int) -> int:
     """Fen one adjustment takes off unit ``unit`` (1-based; an order is unit 1): all of
-    it within the free units, else its amount."""
-    if unit <= adjustment.get("free_units", 0):
-        return unit_price
-    return adjustment["amount"]
+    it within the free units, else its amount; never past its ``max_total`` over units
+    1..``unit`` (counted at these nominal values, so the cap is never exceeded)."""
+    free = adjustment.get("free_units", 0)
+
+    def nominal_sum(units: int) -> int:
+        return min(units, free) * unit_price + max(0, units - free) * adjustment["amount"]
+
+    off = unit_price if unit <= free else adjustment["amount"]
+    cap = adjustment.get("max_total")
+    if cap is None:
+        return off
+    return max(0, min(off, cap - nominal_sum(unit - 1)))
 
 
 def adjusted_credits(credits: list[tuple[str, int]], list_amount: int,
@@ -237,5 +252,6 @@ def take(lines: list[tuple[str, int]], among: list[tuple[str, int]],
 def public_adjustments(adjustments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the buyer and receipts see of each adjustment."""
     return [{"adjuster": a["adjuster"], "amount": a["amount"], "label": a["label"],
-             "funded_by": a["funded_by"], "free_units": a.get("free_units", 0)}
+             "funded_by": a["funded_by"], "free_units": a.get("free_units", 0),
+             "max_total": a.get("max_total")}
             for a in adjustments]

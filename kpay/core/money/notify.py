@@ -198,22 +198,31 @@ class PaymentNotifies:
         refund = await refunds.find_one({"out_refund_no": state.out_refund_no})
         if refund is None or refund["to"] not in provider.channels:
             raise NotBookable("unknown_refund", f"no refund {state.out_refund_no!r}")
+        order = await self.app.money.orders.get(refund["order_id"])
+        if state.out_trade_no and state.out_trade_no != order["out_trade_no"]:
+            raise NotBookable("unknown_refund", "the refund is not of that order")
         if state.amount != refund["amount"]:
             raise NotBookable("amount_mismatch", "the refunded amount is not the refund's")
         said = state.provider_status or state.status
         await refunds.update_one({"_id": refund["_id"]},
                                  {"$set": {"provider_status": said,
                                            "provider_refund_id": state.refund_id}})
-        failed = state.status == "failed"
-        if failed:
-            log.error("refund %s ended %s at %s: handle it there", refund["_id"], said,
-                      provider.identifier)
+        problem = ""
+        if state.status == "failed":
+            problem = (f"the refund ended {said} at {provider.identifier}: the money did not "
+                       "reach the payer")
+        elif state.status == "succeeded" and refund["status"] == "failed":
+            # kpay gave the amount back to the order (refundable again) when the provider
+            # refused; the provider now says it paid: a second refund would pay twice.
+            problem = (f"{provider.identifier} says it paid out a refund kpay recorded as "
+                       "failed: the amount is refundable again in kpay; do not refund it twice")
+        if problem:
+            log.error("refund %s: %s", refund["_id"], problem)
             await self.app.attention.report(
-                ATTENTION_SOURCE, f"refund:{refund['_id']}",
-                f"the refund ended {said} at {provider.identifier}: the money did not "
-                "reach the payer", order_id=refund["order_id"], amount=refund["amount"],
-                provider=provider.identifier)
-        return Booking("accepted", "refund_" + said.lower(), needs_attention=failed)
+                ATTENTION_SOURCE, f"refund:{refund['_id']}", problem,
+                order_id=refund["order_id"], amount=refund["amount"],
+                provider=provider.identifier, provider_status=said)
+        return Booking("accepted", "refund_" + said.lower(), needs_attention=bool(problem))
 
 
 class NotifyHandler(tornado.web.RequestHandler):

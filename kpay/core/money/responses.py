@@ -47,6 +47,8 @@ class PriceAdjustment(BaseModel):
     label: str
     funded_by: Literal["seller", "platform", "pro_rata"]
     free_units: int = 0
+    #: The most it takes off in all (the order, or the whole consultation); None: no cap.
+    max_total: int | None = None
 
 
 class Order(BaseModel):
