@@ -1,4 +1,4 @@
-"""The kpay command: serve, plugins, plugin new, token, config check, reconcile."""
+"""The kpay command: serve, plugins, plugin new, token, config check, reconcile, refund."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--resolve", metavar="ID", help="mark an entry resolved")
     attention.add_argument("--by", default="cli", help="who resolves it (with --resolve)")
     attention.add_argument("--note", default="", help="why (with --resolve)")
+    add_money_commands(commands)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -140,16 +141,11 @@ def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
     time as the server does."""
     from kpay.core.app import load_settings
     from kpay.core.clock import Clock
-    from kpay.core.store import EmbeddedMongo, Store
+    from kpay.core.store import Store
 
     settings, _ = load_settings(config)
-    embedded = None
-    uri = settings.mongodb.uri
-    if not uri:
-        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
-        uri = embedded.start()
 
-    async def run() -> int:
+    async def run(uri: str) -> int:
         store = Store(uri, settings.mongodb.database)
         try:
             clock = Clock()
@@ -160,8 +156,21 @@ def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
         finally:
             await store.close()
 
+    return with_database(settings, run)
+
+
+def with_database(settings: Any, run: Callable[[str], Awaitable[int]]) -> int:
+    """Run ``run(uri)`` with the deployment's database URI: the configured one, or the
+    embedded one (the running dev server's, if there is one: used, never stopped)."""
+    from kpay.core.store import EmbeddedMongo
+
+    embedded = None
+    uri = settings.mongodb.uri
+    if not uri:
+        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
+        uri = embedded.start()
     try:
-        return asyncio.run(run())
+        return asyncio.run(run(uri))
     finally:
         if embedded is not None:
             embedded.stop()
@@ -187,10 +196,26 @@ def accounts(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def add_money_commands(commands: Any) -> None:
+    from kpay.cli_money import add_commands
+
+    add_commands(commands)
+
+
+def money(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command of kpay/cli_money.py (refunds)."""
+    def run(args: argparse.Namespace) -> int:
+        from kpay import cli_money
+
+        return getattr(cli_money, name)(args)
+    return run
+
+
 COMMANDS = {"serve": cmd_serve, "plugins": cmd_plugins, "plugin": cmd_plugin,
             "token": accounts("cmd_token"), "user": accounts("cmd_user"),
             "audit": accounts("cmd_audit"), "attention": accounts("cmd_attention"),
-            "config": cmd_config, "reconcile": cmd_reconcile}
+            "config": cmd_config, "reconcile": cmd_reconcile,
+            "refund": money("cmd_refund")}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -76,6 +76,21 @@ class ServerSettings(Section):
     # Most connections open at once on this node, HTTP and WebSocket together; one
     # accepted beyond it is closed at once. Keep the process's file limit above it.
     max_connections: int = Field(10_000, ge=1)
+    # The deployment's time zone (IANA name): where a month begins and ends for the
+    # consultants' monthly statements (docs/money.md, "Statements").
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "Asia/Shanghai)") from None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

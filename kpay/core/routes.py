@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 from kpay.core import openapi, responses
 from kpay.core.account_routes import account_routes
+from kpay.core.money.admin_routes import admin_money_routes
 from kpay.core.money.routes import money_routes
+from kpay.core.money.statements import statement_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
@@ -106,6 +108,8 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
         *account_routes(),
         *money_routes(app),
+        *admin_money_routes(),
+        *statement_routes(),
     ]
     if app.dev:
         routes += [

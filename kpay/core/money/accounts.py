@@ -8,6 +8,8 @@
 - ``escrow:<name>``   money set aside by a feature until it is earned or returned
 - ``external:<provider>`` the clearing account money enters and leaves through; it
   goes negative by exactly what came in from outside
+- ``late:<provider>`` money paid for an order after it was closed, booked when an
+  operator refunds it and sent back out by that refund (kpay/core/money/operator.py)
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def escrow(name: str) -> str:
 
 def external(provider: str) -> str:
     return f"external:{provider}"
+
+
+def late(provider: str) -> str:
+    return f"late:{provider}"
 
 
 def kind_of(account: str) -> str:

@@ -173,9 +173,10 @@ class PaymentNotifies:
                   provider.identifier, state.transaction_id)
         await self.app.attention.report(
             ATTENTION_SOURCE, f"order:{order_id}",
-            f"paid at {provider.identifier} after the order was closed: refund it there",
-            provider=provider.identifier, transaction_id=state.transaction_id,
-            amount=state.amount)
+            f"paid at {provider.identifier} after the order was closed: refund it with "
+            "POST /api/v1/admin/attention/<this id>/refund (docs/operations.md)",
+            order_id=order_id, provider=provider.identifier,
+            transaction_id=state.transaction_id, amount=state.amount)
         return Booking("accepted", "paid_after_close", needs_attention=True)
 
     # -- refunds ---------------------------------------------------------------------

@@ -79,6 +79,16 @@ def parse_before(raw: str | None) -> datetime | str | None:
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 
+def idempotency_key(handler: BaseHandler) -> str | None:
+    """The request's ``Idempotency-Key`` header (1 to 64 printable ASCII characters), or
+    None; 400 ``invalid_field`` for anything else."""
+    key = handler.request.headers.get("Idempotency-Key") or None
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 1 to 64 printable ASCII characters",
+                         code="invalid_field", field="Idempotency-Key")
+    return key
+
+
 class OrderRequest(BaseModel):
     # An unknown field is a 400, not silently dropped: a misspelt "adjust" must not
     # charge the full price.
@@ -101,10 +111,7 @@ class OrdersHandler(BaseHandler):
         info = RequestInfo(client_ip=self.request.remote_ip or "127.0.0.1",
                            openid=request.openid,
                            user_agent=self.request.headers.get("User-Agent", ""))
-        key = self.request.headers.get("Idempotency-Key") or None
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise BadRequest("Idempotency-Key must be 1 to 64 printable ASCII characters",
-                             code="invalid_field", field="Idempotency-Key")
+        key = idempotency_key(self)
         order, pay = await self.kpay.money.orders.create(user, request.item, request.channel,
                                                           info, key=key, adjust=request.adjust)
         if order.get("replayed"):

@@ -3,7 +3,7 @@
 // the first time its tab opens. To add a section: its tab and tabpanel in console.html,
 // an entry below, and js/pages/console-<name>.js.
 
-import { KPay } from "../kpay.js";
+import { KPay, errorFromEnvelope } from "../kpay.js";
 import { formatFen } from "../money.js";
 import { $, bindConnectionBadge, show, showError } from "../ui.js";
 
@@ -64,6 +64,29 @@ function refreshEarnings() {
     show($("#console-earnings"), true);
   }, () => {}); // an older server without the route: no block
 }
+
+/** "下载月度账单": the chosen month's statement (this month if none) as a CSV file. */
+async function downloadStatement(event) {
+  event.preventDefault();
+  const month = $("#console-statement-month").value; // "YYYY-MM", or "" for this month
+  const query = month ? `&month=${encodeURIComponent(month)}` : "";
+  try {
+    const response = await fetch(`${kpay.base}/api/v1/earnings/statement?format=csv${query}`,
+      { headers: { Authorization: `Bearer ${kpay.token}` } });
+    if (!response.ok) {
+      throw errorFromEnvelope(response.status, await response.json().catch(() => null));
+    }
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = `kpay-statement-${month || "this-month"}.csv`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  } catch (error) {
+    showError(errorBox, error);
+  }
+}
+
+$("#console-statement-download").addEventListener("click", downloadStatement);
 
 function tabButtons() {
   return [...document.querySelectorAll('#tabs [role="tab"]')];
