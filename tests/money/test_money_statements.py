@@ -17,6 +17,12 @@ from kpay.core.money.statements import month_bounds
 
 STATEMENT = "/api/v1/earnings/statement"
 SELLER = "seller1"  # the test gadget's seller (tests/money/money_fakes.py)
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def this_month(app) -> str:
+    """The month of the app's clock in Beijing (tests run at several pinned instants)."""
+    return app.clock.now().astimezone(BEIJING).strftime("%Y-%m")
 
 
 def test_months_are_cut_in_the_deployment_time_zone():
@@ -116,12 +122,13 @@ async def test_the_csv_is_for_excel_and_sums_to_the_same(api, kpay_app):
     await post(kpay_app, "question:q:answered", [("escrow:question:q", -300),
                *kpay_app.money.earnings_credits(300, SELLER)], "=cmd|' /C calc'!A0")
     await post(kpay_app, "question:q:funded", [("wallet:amy", -300), ("escrow:question:q", 300)])
-    status, data = await api.get(f"{STATEMENT}?month=2026-03", seller)
+    month = this_month(kpay_app)
+    status, data = await api.get(f"{STATEMENT}?month={month}", seller)
     assert status == 200, data
-    response = await api.http.fetch(f"{api.base}{STATEMENT}?month=2026-03&format=csv",
+    response = await api.http.fetch(f"{api.base}{STATEMENT}?month={month}&format=csv",
                                     headers={"Authorization": f"Bearer {seller}"})
     assert response.headers["Content-Type"].startswith("text/csv")
-    assert "kpay-statement-2026-03.csv" in response.headers["Content-Disposition"]
+    assert f"kpay-statement-{month}.csv" in response.headers["Content-Disposition"]
     assert response.body.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(response.body.decode("utf-8-sig"))))
     assert rows[0] == list(statements.CSV_HEADER)
@@ -134,7 +141,8 @@ async def test_the_csv_is_for_excel_and_sums_to_the_same(api, kpay_app):
         for fen, yuan in ((row[5], row[8]), (row[6], row[9]), (row[7], row[10])):
             assert statements.yuan(int(fen)) == yuan
     assert [r[2] for r in entries if r[2].startswith("'")] == ["'=cmd|' /C calc'!A0"]
-    assert entries[0][0].startswith("2026-03-02 10:00")  # Beijing time
+    first = datetime.fromisoformat(data["lines"][0]["at"]).astimezone(BEIJING)
+    assert entries[0][0] == first.strftime("%Y-%m-%d %H:%M:%S")  # Beijing time
 
 
 @pytest.mark.gen_test
@@ -147,13 +155,14 @@ async def test_statement_requests_are_bounded(api, kpay_app, monkeypatch):
     status, body = await api.get(STATEMENT)
     assert status == 401
     status, body = await api.get(STATEMENT, seller)  # this month by default
-    assert status == 200 and body["month"] == "2026-03" and body["timezone"] == "Asia/Shanghai"
+    assert status == 200 and body["month"] == this_month(kpay_app)
+    assert body["timezone"] == "Asia/Shanghai"
     amy = await api.login("amy")
     await api.topup(amy, 1000)
     for _ in range(3):
         await api.post("/api/v1/orders", {"item": {"kind": "test_gadget", "sku": "g1"},
                                           "channel": "wallet"}, amy)
     monkeypatch.setattr(statements, "MAX_ENTRIES", 2)
-    status, body = await api.get(f"{STATEMENT}?month=2026-03", seller)
+    status, body = await api.get(f"{STATEMENT}?month={this_month(kpay_app)}", seller)
     assert status == 400 and body["error"]["code"] == "statement_too_large"
     assert body["error"]["limit"] == 2

@@ -62,6 +62,7 @@ from schemathesis.specs.openapi.checks import (
 
 from kpay import hookimpl
 from kpay.core.web import BaseHandler, Route, api
+from kpay.testclients import wait_until
 from plugins.live_qa import history
 from plugins.wechat_pay import runtime_of, signing
 
@@ -201,6 +202,10 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
     await call("POST", "/api/v1/orders", {
         "item": {"kind": "live_ticket", "room_id": live["id"]}, "channel": "wallet"},
         asker, 201)
+    # A paid order for operators' refunds: the asker's ticket to the scheduled room.
+    bought = await call("POST", "/api/v1/orders", {
+        "item": {"kind": "live_ticket", "room_id": scheduled["room"]["id"]},
+        "channel": "wallet"}, asker, 201)
     other = (await call("POST", f"/api/v1/rooms/{live['id']}/questions",
                         {"text": "fuzz question too"}, asker, 201))["question"]
     said = await history.publish(app, live["id"], "message",
@@ -225,6 +230,19 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
               "out_trade_no": pending["order"]["out_trade_no"], "total_fee": "1000",
               "transaction_id": "fuzz-transaction"}
     notify["sign"] = signing.sign(notify, merchant.api_key)
+    # Paid at the (fake) WeChat too, so an operator's refund of it to the original
+    # channel is one WeChat makes.
+    fake = runtime_of(app).fake
+    fake.orders[pending["order"]["out_trade_no"]].trade_state = "SUCCESS"
+    # An order paid after kpay closed it: a needs-attention entry with a one-click refund.
+    late = (await call("POST", "/api/v1/orders", {
+        "item": {"kind": "wallet_topup", "amount": 500}, "channel": "native"},
+        student, 201))["order"]
+    await app.money.orders.close(late["id"], "expired")
+    fake.pay(late["out_trade_no"])
+    await wait_until(lambda: app.attention.collection.count_documents(
+        {"subject": f"order:{late['id']}"}))
+    late_entry = await app.attention.collection.find_one({"subject": f"order:{late['id']}"})
     await app.attention.report("fuzz", "order:o-fuzz", "seeded for the fuzzer")
     entries = (await call("GET", "/api/v1/admin/attention", token=admin))["entries"]
     base = f"http://127.0.0.1:{app.port}"
@@ -256,6 +274,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "skip": ["0"],
             "scope": ["snsapi_base", "snsapi_userinfo"],
             "before": ["2026-03-01T00:00:00+08:00"],
+            "month": ["2026-03"],
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],
@@ -266,6 +285,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 question["id"],
             # Removed from the room: the other ticket holder (the student gets muted).
             ("/api/v1/rooms/{room_id}/members/{user_id}", "user_id"): "fuzz-asker",
+            # Operators' refunds: a paid wallet order, and the order paid after close.
+            ("/api/v1/admin/orders/{order_id}/refund", "order_id"): bought["order"]["id"],
+            ("/api/v1/admin/attention/{entry_id}/refund", "entry_id"): late_entry["_id"],
         },
         bodies={
             ("POST", "/api/v1/orders"): {
@@ -281,6 +303,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("POST", "/api/v1/pay/wechat/notify"): notify,
             ("POST", "/api/v1/rooms/{room_id}/questions/{question_id}/answer"): {
                 "text": "fuzz answer"},
+            ("POST", "/api/v1/admin/orders/{order_id}/refund"): {
+                "amount": 1, "reason": "fuzz", "to": "wallet", "purpose": "adjust"},
             ("POST", "/api/v1/courses/{course_id}/lessons"): {
                 "title": "fuzz lesson", "body": "more", "release": {"after_days": 1}},
         })
