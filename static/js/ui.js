@@ -85,6 +85,8 @@ export function errorText(error) {
       return STATUS_TEXT[0];
     case "order_not_found":
       return "订单不存在";
+    case "statement_too_large":
+      return "该月账单条目过多，无法下载，请联系客服导出";
     case "rate_limited":
       return waitText(error);
     case "too_many_open":

@@ -30,5 +30,5 @@ async def test_the_month_statement_downloads_as_csv(pages, api, tmp_path):
     # A month out of bounds: the server's 400, shown on the page.
     await page.get_by_label("账单月份").fill("1969-12")
     await page.get_by_role("link", name="下载月度账单").click()
-    await expect(page.locator("#error")).to_be_visible()
+    await expect(page.locator("#error")).to_have_text("输入有误（month）")
     await pages.check_accessibility(page)
