@@ -66,7 +66,7 @@ def check_v3(settings: WeChatPaySettings, dev: bool, var_dir: str = "var") -> bo
         missing.append("wechatpay_public_key_id + wechatpay_public_key (or platform_certs)")
     if missing:
         raise ConfigError("[wechat_pay] api_version = \"v3\" needs " + ", ".join(missing)
-                          + " (docs/wechat_pay.md, \"Keys and IDs\")")
+                          + " (docs/wechat_pay.md, \"API v3\")")
     if len(settings.api_v3_key.encode()) != 32:
         raise ConfigError("[wechat_pay] api_v3_key must be the 32-character APIv3 key")
     if not dev:
