@@ -79,7 +79,7 @@ class WeChatPaySettings(Section):
     # API v3 (appid and mch_id above are the same; mch_key is the merchant API private
     # key, apiclient_key.pem): the 商户API证书序列号 and the APIv3密钥 (32 characters).
     mch_serial_no: str = ""
-    api_v3_key: str = ""
+    api_v3_key: str = Field("", repr=False)  # a secret: kept out of reprs and logs
     # How WeChat's answers and callbacks are checked: the 微信支付公钥 (its ID,
     # PUB_KEY_ID_..., and the path of its PEM) and/or the 平台证书 (path of a PEM file
     # with one or more certificates; merchants from before public keys). Both may be set

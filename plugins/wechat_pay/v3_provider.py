@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict
 
 from kpay.core.errors import BadRequest, PaymentProviderError
 from kpay.core.money.providers import (
-    NotifyAnswer,
     NotifyRefused,
     NotifyVerdict,
     PaymentProvider,
@@ -39,7 +38,7 @@ from plugins.wechat_pay.v3_client import URL_NAME, V3NoAnswer, V3Refused
 from plugins.wechat_pay.v3_signing import V3SignatureError
 
 if TYPE_CHECKING:
-    from plugins.wechat_pay.v3_client import V3Runtime
+    from plugins.wechat_pay.v3_client import V3Merchant, V3Runtime
 
 log = logging.getLogger("kpay.wechat_pay.v3")
 
@@ -47,7 +46,7 @@ IDENTIFIER = "wechat_pay_v3"
 PATHS = {"jsapi": "v3/pay/transactions/jsapi", "mweb": "v3/pay/transactions/h5",
          "native": "v3/pay/transactions/native"}
 PAID_STATES = ("SUCCESS", "REFUND")
-CLOSED_STATES = ("CLOSED", "REVOKED", "PAYERROR")
+CLOSED_STATES = ("CLOSED", "REVOKED")
 # A callback's Wechatpay-Timestamp may be this far from real time (replays older than
 # this are refused; WeChat's own SDKs use the same window).
 NOTIFY_WINDOW_SECONDS = 300
@@ -106,7 +105,7 @@ class WeChatPayV3Provider(PaymentProvider):
         self.runtime = runtime
 
     @property
-    def merchant(self) -> Any:
+    def merchant(self) -> V3Merchant:
         if self.runtime.merchant is None:
             raise PaymentProviderError("WeChat Pay v3 is not started")
         return self.runtime.merchant
@@ -232,11 +231,6 @@ class WeChatPayV3Provider(PaymentProvider):
             {"$setOnInsert": {"kind": kind, "state": state, "answered": False},
              "$currentDate": {"stored_at": True}}, upsert=True)
 
-    def notify_answer(self, verdict: NotifyVerdict) -> NotifyAnswer:
-        """WeChat v3 reads the status: 2xx stops its resending; 4xx/5xx with
-        ``{"code": "FAIL", "message": ...}`` makes it send again (the core's default)."""
-        return super().notify_answer(verdict)
-
     async def record_notify(self, verdict: NotifyVerdict) -> None:
         await notify.save(self.runtime.wechat, verdict)
         if verdict.outcome not in ("accepted", "duplicate") or not verdict.verified:
@@ -273,9 +267,15 @@ class WeChatPayV3Provider(PaymentProvider):
         return PaymentState("pending", raw=data)
 
     async def close(self, order: dict[str, Any]) -> None:
-        # Closing a paid order is refused (ORDER_PAID...): raised, the next query books it.
-        await self._call("POST", f"v3/pay/transactions/out-trade-no/{order['out_trade_no']}"
-                                 "/close", {"mchid": self.merchant.mchid})
+        try:
+            await self._call("POST", f"v3/pay/transactions/out-trade-no/"
+                                     f"{order['out_trade_no']}/close",
+                             {"mchid": self.merchant.mchid})
+        except PaymentProviderError as e:
+            if e.details.get("err_code") == "ORDER_NOT_EXIST":
+                return  # never reached WeChat: nothing to close there
+            # ORDER_PAID and the rest: do not close here; the next query books the payment.
+            raise
 
     # -- refunds ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ callback), query and close through money.settle_pending, request signatures."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from wechat_helpers import create_order, ledger_count, notifies
 from wechat_v3_helpers import V3_REFUND_NOTIFY, paid_v3_order, post_callback
 
-from kpay.testing import assert_books_balanced
+from kpay.testing import assert_books_balanced, wait_until
 from plugins.wechat_pay import runtime_of, v3_signing
 
 
@@ -127,4 +128,21 @@ async def test_settle_pending_queries_and_closes_through_v3(api, kpay_app, fake_
     assert (await kpay_app.money.orders.get(left["id"]))["status"] == "closed"
     assert fake_wechat_v3.orders[left["out_trade_no"]].trade_state == "CLOSED"
     assert fake_wechat_v3.calls["transactions/close"] == 1
+    await assert_books_balanced(kpay_app)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_refused_callback_is_resent_until_answered_success(api, kpay_app,
+                                                                   fake_wechat_v3):
+    token = await api.login("rita")
+    order = (await create_order(api, token, "native", 400))["order"]
+    # Signed with the 平台证书 kpay was not given: refused (unknown serial), and resent.
+    fake_wechat_v3.mode, fake_wechat_v3.retry_scale = "certificate", 0.05
+    delivery = fake_wechat_v3.pay(order["out_trade_no"])
+    await wait_until(lambda: delivery.attempts)
+    fake_wechat_v3.mode = "public_key"  # WeChat's next attempt is signed so kpay believes it
+    await delivery.done.wait()
+    assert delivery.succeeded and [code for code, _ in delivery.attempts] == [400, 200]
+    assert json.loads(delivery.attempts[0][1])["code"] == "FAIL"
+    assert await ledger_count(kpay_app, order["id"]) == 1
     await assert_books_balanced(kpay_app)
