@@ -3,8 +3,9 @@ v3 runtime (client, provider, the local fake in dev mode).
 
 Requests go through Tornado's AsyncHTTPClient; the RSA signing of each request (about
 a millisecond) runs in the plugin's thread pool, so the event loop never waits on
-WeChat or on the CPU. Every answer's signature is checked against WeChat's keys
-(v3_signing.PlatformKeys) before anything in it is believed.
+WeChat or on the CPU. A successful answer's signature (and an error
+answer's, when it is signed) is checked against WeChat's keys (v3_signing.PlatformKeys)
+before anything in it is believed.
 """
 
 from __future__ import annotations
@@ -155,10 +156,14 @@ class V3Client:
         if response.code >= 500 or response.code == 599:
             raise V3NoAnswer(f"WeChat Pay answered HTTP {response.code}")
         raw = response.body or b""
-        try:
-            m.platform.verify(response.headers, raw)
-        except V3SignatureError as e:
-            raise V3NoAnswer(f"WeChat Pay's answer is not believed: {e}") from None
+        # A success must be signed. WeChat may leave an error answer unsigned (a request
+        # whose own signature failed): one that is signed must verify, and one that is
+        # not counts only as a refusal, which moves no money.
+        if response.code < 400 or response.headers.get(v3_signing.SIGNATURE):
+            try:
+                m.platform.verify(response.headers, raw)
+            except V3SignatureError as e:
+                raise V3NoAnswer(f"WeChat Pay's answer is not believed: {e}") from None
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:

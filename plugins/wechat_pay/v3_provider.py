@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from kpay.core.errors import BadRequest, PaymentProviderError
+from kpay.core.errors import PaymentProviderError
 from kpay.core.money.providers import (
-    NotifyRefused,
     NotifyVerdict,
     PaymentProvider,
     PaymentState,
@@ -33,7 +32,13 @@ from kpay.core.money.providers import (
 )
 from kpay.core.store import IndexSpec
 from plugins.wechat_pay import notify, v3_signing
-from plugins.wechat_pay.provider import CHINA, RefundOutcomeUnknown, WeChatPayProvider
+from plugins.wechat_pay.provider import (
+    CHINA,
+    RefundOutcomeUnknown,
+    WeChatPayProvider,
+    payer_openid,
+    refused,
+)
 from plugins.wechat_pay.v3_client import URL_NAME, V3NoAnswer, V3Refused
 from plugins.wechat_pay.v3_signing import V3SignatureError
 
@@ -77,12 +82,6 @@ class NotifyJson(BaseModel):
     resource: dict[str, str]
 
 
-def refused(reason: str, message: str, facts: Mapping[str, Any] | None = None) -> NotifyRefused:
-    return NotifyRefused(reason, message, {k: (facts or {})[k] for k in
-                                           ("out_trade_no", "transaction_id") if k in
-                                           (facts or {})})
-
-
 def fen(value: Any, what: str, facts: Mapping[str, Any]) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise refused("amount_mismatch", f"{what} {value!r} is not fen", facts)
@@ -124,13 +123,7 @@ class WeChatPayV3Provider(PaymentProvider):
             "notify_url": self.runtime.notify_url(),
             "amount": {"total": order["amount"], "currency": "CNY"}}
         if channel == "jsapi":
-            openid = request.openid or await wechat.app.users.openid(order["user_id"])
-            if not openid:
-                raise BadRequest(
-                    "jsapi payment needs the payer's openid: log in through WeChat OAuth "
-                    "(/api/v1/wechat/oauth/start) or send \"openid\" with the order",
-                    code="openid_required", field="openid")
-            body["payer"] = {"openid": openid}
+            body["payer"] = {"openid": await payer_openid(wechat.app, order, request)}
         if channel == "mweb":
             s = wechat.settings
             body["scene_info"] = {"payer_client_ip": request.client_ip,

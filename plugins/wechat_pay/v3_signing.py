@@ -148,6 +148,15 @@ def certificate_serial(certificate: x509.Certificate) -> str:
     return format(certificate.serial_number, "X")
 
 
+def normal_serial(serial: str) -> str:
+    """A certificate serial in :func:`certificate_serial`'s form (any case, leading
+    zeros), or ``serial`` itself when it is not hex (a public key ID)."""
+    try:
+        return format(int(serial, 16), "X")
+    except ValueError:
+        return serial
+
+
 @dataclass
 class PlatformKeys:
     """WeChat's keys a signature may be checked with, by ``Wechatpay-Serial``: the
@@ -174,7 +183,7 @@ class PlatformKeys:
         nonce_str = headers.get(NONCE) or ""
         if not (serial and signature and timestamp and nonce_str):
             raise V3SignatureError("missing_signature", "Wechatpay-* signature headers missing")
-        key = self.keys.get(serial)
+        key = self.keys.get(serial) or self.keys.get(normal_serial(serial))
         if key is None:
             raise V3SignatureError("unknown_serial", f"no WeChat Pay key {serial[:64]!r}")
         if not rsa_verify(key, answer_message(timestamp, nonce_str, body), signature):

@@ -7,7 +7,7 @@ import pytest
 from wechat_helpers import create_order
 
 from kpay.core.errors import ConfigError
-from plugins.wechat_pay import runtime_of
+from plugins.wechat_pay import runtime_of, v3_signing
 from plugins.wechat_pay.settings import WeChatPaySettings
 from plugins.wechat_pay.v3_client import check_v3, load_merchant
 from plugins.wechat_pay.v3_fake import FakeWeChatV3
@@ -83,3 +83,13 @@ async def test_dev_mode_without_v3_keys_uses_the_local_fake_v3(api, kpay_app):
     await delivery.done.wait()
     assert delivery.succeeded
     assert (await kpay_app.money.orders.get(order["id"]))["status"] == "fulfilled"
+
+
+def test_a_certificate_serial_matches_in_any_case_and_with_leading_zeros():
+    fake = FakeWeChatV3()
+    keys = fake.platform_keys("certificate")
+    headers = fake.signed_headers(b"{}", mode="certificate")
+    headers[v3_signing.SERIAL] = "00" + headers[v3_signing.SERIAL].lower()
+    keys.verify(headers, b"{}")  # believed
+    with pytest.raises(v3_signing.V3SignatureError, match="does not verify"):
+        keys.verify(headers, b"{ }")

@@ -132,10 +132,11 @@ class Orders:
     def provider_of(self, order: dict[str, Any]) -> PaymentProvider | None:
         """The provider answering for ``order``: the one that started its payment
         (``order["provider"]``, even when it now only answers), else (no payment was
-        started) the channel's. None when that provider is not loaded: a provider
-        never handles another's order."""
+        started) the channel's. None when that provider is not loaded or does not serve
+        the order's channel: a provider never handles another's order."""
         if order.get("provider"):
-            return self.by_identifier.get(order["provider"])
+            provider = self.by_identifier.get(order["provider"])
+            return provider if provider and order["channel"] in provider.channels else None
         return self.providers.get(order["channel"])
 
     # -- reading ---------------------------------------------------------------------
