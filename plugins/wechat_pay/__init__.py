@@ -1,11 +1,14 @@
 """Built-in plugin wechat_pay: WeChat Pay v2 (jsapi, mweb, native) through wechatpy,
-its notifies, refunds, the H5 OAuth login (openid) and the JS-SDK config.
+or API v3 (``api_version = "v3"``; v2 keeps answering for its own orders), their
+notifies, refunds, the H5 OAuth login (openid) and the JS-SDK config.
 
 See docs/wechat_pay.md. Modules: settings (config section), signing (wire format),
 client (wechatpy clients + thread pool), provider (PaymentProvider; its notifies come
 through the core's routes /api/v1/pay/wechat/...), notify (the notify records), oauth
 and jssdk (login, wx.config), fake (a local fake of WeChat's servers), testing (the
-``fake_wechat`` pytest fixture).
+``fake_wechat`` and ``fake_wechat_v3`` pytest fixtures); API v3 in v3_signing (wire
+format), v3_client (keys, signed client, v3 runtime), v3_provider, v3_fake and
+v3_fake_routes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 from kpay import hookimpl
 from kpay.core.store import IndexSpec
 from kpay.core.web import Route
-from plugins.wechat_pay import jssdk, notify, oauth
+from plugins.wechat_pay import jssdk, notify, oauth, v3_provider
 from plugins.wechat_pay.client import OAUTH_CALLBACK_PATH
 from plugins.wechat_pay.settings import WeChatPaySettings
 
@@ -51,12 +54,12 @@ def register_routes(app):
 
 @hookimpl
 def register_payment_providers(app):
-    return [runtime_of(app).provider]
+    return runtime_of(app).providers()
 
 
 @hookimpl
 def register_collections(app):
-    return [notify.NOTIFIES, oauth.STATES, jssdk.TOKENS]
+    return [notify.NOTIFIES, oauth.STATES, jssdk.TOKENS, v3_provider.NOTIFY_IDS]
 
 
 @hookimpl
@@ -64,7 +67,7 @@ async def register_indexes(app):
     # Notify records expire by themselves (TTL on the database clock; see notify.py).
     retention = await notify.retention_index(
         app, app.settings.section(SECTION).notify_retention_days)
-    return [*notify.INDEXES, retention, *oauth.INDEXES,
+    return [*notify.INDEXES, retention, *oauth.INDEXES, *v3_provider.NOTIFY_IDS_INDEXES,
             # Unused login states disappear by themselves (MongoDB TTL index).
             IndexSpec.of(oauth.STATES, "stored_at",
                          expireAfterSeconds=int(oauth.STATE_TTL.total_seconds()) * 2)]

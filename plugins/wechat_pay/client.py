@@ -19,6 +19,7 @@ from wechatpy.pay import WeChatPay
 
 from kpay.core.errors import PaymentProviderError
 from kpay.core.money.notify import notify_paths
+from kpay.core.money.providers import PaymentProvider
 from plugins.wechat_pay import settings as settings_module
 from plugins.wechat_pay.settings import Effective, WeChatPaySettings
 from plugins.wechat_pay.signing import XmlError, parse_xml, verify
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from kpay.core.app import KPay
     from plugins.wechat_pay.fake import FakeWeChat
     from plugins.wechat_pay.provider import WeChatPayProvider
+    from plugins.wechat_pay.v3_client import V3Runtime
 
 log = logging.getLogger("kpay.wechat_pay")
 
@@ -112,10 +114,25 @@ class WeChatRuntime:
         from plugins.wechat_pay.provider import WeChatPayProvider
 
         self.provider: WeChatPayProvider = WeChatPayProvider(self)
+        # API v3 (api_version = "v3"): new orders go there; v2 answers for its own.
+        self.v3: V3Runtime | None = None
+        if configured.api_version == "v3":
+            from plugins.wechat_pay.v3_client import V3Runtime
+
+            self.v3 = V3Runtime(self)
+            self.provider.creates_orders = False
 
     @property
     def settings(self) -> WeChatPaySettings:
         return self.effective.settings
+
+    def providers(self) -> list[PaymentProvider]:
+        """The providers to register: v2, or (api_version v3) v3 creating new orders and
+        v2 answering for the orders it created while its merchant stays configured."""
+        if self.v3 is None:
+            return [self.provider]
+        v2_configured = self.needs_fake or bool(self.configured.api_key)
+        return [self.v3.provider, *([self.provider] if v2_configured else [])]
 
     async def start(self) -> None:
         self.problems = settings_module.problems(self.configured, self.app.dev,
@@ -134,8 +151,12 @@ class WeChatRuntime:
                 "WeChat Pay at %s (pay a pending order with POST %s_fake/pay?out_trade_no=... or "
                 "the dev route /api/v1/dev/orders/{id}/pay). Never in production.",
                 self.fake.base_url, self.fake.base_url)
+        if self.v3 is not None:
+            await self.v3.start()
 
     async def stop(self) -> None:
+        if self.v3 is not None:
+            await self.v3.stop()
         if self.fake is not None:
             await self.fake.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)

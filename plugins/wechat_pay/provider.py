@@ -33,6 +33,7 @@ from plugins.wechat_pay.client import URL_NAME, UntrustedAnswer
 from plugins.wechat_pay.signing import MD5, XmlError, decrypt_req_info, parse_xml, sign, verify
 
 if TYPE_CHECKING:
+    from kpay.core.app import KPay
     from plugins.wechat_pay.client import WeChatRuntime
 
 log = logging.getLogger("kpay.wechat_pay")
@@ -61,6 +62,18 @@ def refused(reason: str, message: str, params: dict[str, str] | None = None) -> 
     """The core's refusal, with what the notify said of the order."""
     return NotifyRefused(reason, message,
                          {k: (params or {})[k] for k in NOTIFY_FACTS if k in (params or {})})
+
+
+async def payer_openid(app: KPay, order: dict[str, Any], request: RequestInfo) -> str:
+    """The JSAPI payer's openid: sent with the order, or kept from the WeChat login;
+    400 ``openid_required`` without one (v2 and v3 alike)."""
+    openid = request.openid or await app.users.openid(order["user_id"])
+    if not openid:
+        raise BadRequest(
+            "jsapi payment needs the payer's openid: log in through WeChat OAuth "
+            "(/api/v1/wechat/oauth/start) or send \"openid\" with the order",
+            code="openid_required", field="openid")
+    return openid
 
 
 class RefundOutcomeUnknown(Exception):
@@ -96,12 +109,7 @@ class WeChatPayProvider(PaymentProvider):
         channel = order["channel"]
         openid = None
         if channel == "jsapi":
-            openid = request.openid or await self._stored_openid(order["user_id"])
-            if not openid:
-                raise BadRequest(
-                    "jsapi payment needs the payer's openid: log in through WeChat OAuth "
-                    "(/api/v1/wechat/oauth/start) or send \"openid\" with the order",
-                    code="openid_required", field="openid")
+            openid = await payer_openid(self.runtime.app, order, request)
         s = self.runtime.settings
         # WeChat judges time_start/time_expire on real time: the wall clock on purpose,
         # not the app's (which a dev or test clock may have moved).
@@ -136,9 +144,6 @@ class WeChatPayProvider(PaymentProvider):
         s = self.runtime.settings
         url = s.h5_site_url or self.runtime.public_url("/")
         return {"h5_info": {"type": "Wap", "wap_url": url, "wap_name": s.h5_site_name}}
-
-    async def _stored_openid(self, user_id: str) -> str | None:
-        return await self.runtime.app.users.openid(user_id)
 
     # -- notifies -----------------------------------------------------------------------
 

@@ -72,6 +72,26 @@ class WeChatPaySettings(Section):
     # 1 KiB); the length and SHA-256 of the whole body are always kept. A body that failed
     # parsing or verification keeps at most its first 256 bytes.
     notify_body_bytes: int = Field(4096, ge=0, le=65_536)
+    # Which API new orders use: "v2" (the default, so older configs keep working) or
+    # "v3". After a switch to v3, orders created under v2 are still queried, closed,
+    # refunded and answered by v2 while its keys stay configured (docs/wechat_pay.md).
+    api_version: str = Field("v2", pattern="^v[23]$")
+    # API v3 (appid and mch_id above are the same; mch_key is the merchant API private
+    # key, apiclient_key.pem): the 商户API证书序列号 and the APIv3密钥 (32 characters).
+    mch_serial_no: str = ""
+    api_v3_key: str = Field("", repr=False)  # a secret: kept out of reprs and logs
+    # How WeChat's answers and callbacks are checked: the 微信支付公钥 (its ID,
+    # PUB_KEY_ID_..., and the path of its PEM) and/or the 平台证书 (path of a PEM file
+    # with one or more certificates; merchants from before public keys). Both may be set
+    # while switching.
+    wechatpay_public_key_id: str = ""
+    wechatpay_public_key: str = ""
+    platform_certs: str = ""
+    # The v3 API's base URL (empty: WeChat's); the v3 notify URLs, empty:
+    # <server.public_url>/api/v1/pay/wechat-v3/notify and .../refund-notify.
+    v3_api_base_url: str = ""
+    v3_notify_url: str = ""
+    v3_refund_notify_url: str = ""
 
     @field_validator("jssdk_origins")
     @classmethod
@@ -100,6 +120,8 @@ def check(settings: WeChatPaySettings, dev: bool, var_dir: str = "var") -> bool:
     unconfigured = all(not getattr(settings, k) for k in MERCHANT_KEYS)
     if dev and unconfigured and not settings.api_base_url:
         return True
+    if settings.api_version == "v3" and not settings.api_key:
+        return False  # no v2 merchant: v2 is not used (v3 checks its own keys)
     required = PRODUCTION_KEYS if not dev else MERCHANT_KEYS
     missing = [k for k in required if not getattr(settings, k)]
     if missing:

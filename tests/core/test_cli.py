@@ -136,7 +136,8 @@ def test_production_example_checks_with_the_secret_from_the_environment(tmp_path
     # Real-looking secrets: the example's placeholders (and padded ones) are refused.
     result = run(tmp_path, "--config", example, "config", "check",
                  KPAY_AUTH__SECRET="Xc8f2Lq0Rz7TmW4vB9nK1sYh6JdP3aGe5uQoN",
-                 KPAY_WECHAT_PAY__API_KEY="f3Kq8ZtW1mRx6VbN0cYe4HsJ9gLd2PaU")
+                 KPAY_WECHAT_PAY__API_KEY="f3Kq8ZtW1mRx6VbN0cYe4HsJ9gLd2PaU",
+                 KPAY_WECHAT_PAY__API_V3_KEY="Vb7Qm2Xc9Lr4Tn8Kd1Zh5Wg3Pf6Sj0Ye")
     assert result.returncode == 0, result.stderr
     result = run(tmp_path, "--config", example, "config", "check")
     assert result.returncode == 2 and "[auth] secret" in result.stderr

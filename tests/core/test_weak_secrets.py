@@ -190,6 +190,11 @@ def test_the_example_file_is_refused_until_its_placeholders_are_replaced(tmp_pat
     example = str(EXAMPLE)
     result = kpay(tmp_path, "--config", example, "config", "check", KPAY_AUTH__SECRET=STRONG)
     assert result.returncode == 2 and "[wechat_pay] api_key is the placeholder" in result.stderr
+    # The example configures API v3 (docs/wechat_pay.md): its APIv3 key is a secret too.
     result = kpay(tmp_path, "--config", example, "config", "check", KPAY_AUTH__SECRET=STRONG,
                   KPAY_WECHAT_PAY__API_KEY=STRONG_API_KEY)
+    assert result.returncode == 2 and "needs api_v3_key" in result.stderr
+    result = kpay(tmp_path, "--config", example, "config", "check", KPAY_AUTH__SECRET=STRONG,
+                  KPAY_WECHAT_PAY__API_KEY=STRONG_API_KEY,
+                  KPAY_WECHAT_PAY__API_V3_KEY="Vb7Qm2Xc9Lr4Tn8Kd1Zh5Wg3Pf6Sj0Ye")
     assert result.returncode == 0, result.stderr

@@ -200,6 +200,9 @@ class PaymentNotifies:
         if refund is None or refund["to"] not in provider.channels:
             raise NotBookable("unknown_refund", f"no refund {state.out_refund_no!r}")
         order = await self.app.money.orders.get(refund["order_id"])
+        if self.app.money.orders.provider_of(order) is not provider:
+            raise NotBookable("unknown_refund", f"no {provider.identifier} refund "
+                                                f"{state.out_refund_no!r}")
         if state.out_trade_no and state.out_trade_no != order["out_trade_no"]:
             raise NotBookable("unknown_refund", "the refund is not of that order")
         if state.amount != refund["amount"]:

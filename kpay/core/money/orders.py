@@ -100,7 +100,10 @@ class Orders:
         self.refunding = Refunds(self)
         self.checkout = Checkout(self)
         self.kinds: dict[str, OrderKind] = {}
+        #: The provider creating new orders on each channel.
         self.providers: dict[str, PaymentProvider] = {}
+        #: Every registered provider by identifier, answering-only ones too.
+        self.by_identifier: dict[str, PaymentProvider] = {}
 
     def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
         for kind in kinds:
@@ -111,6 +114,12 @@ class Orders:
             if not provider.identifier or not provider.channels:
                 raise ValueError(f"payment provider {provider!r} needs an identifier and "
                                  "channels")
+            if provider.identifier in self.by_identifier:
+                raise ValueError(f"payment provider {provider.identifier!r} is registered "
+                                 "twice")
+            self.by_identifier[provider.identifier] = provider
+            if not provider.creates_orders:
+                continue  # answers only for the orders it started
             for channel in provider.channels:
                 if channel == WALLET_CHANNEL or channel in self.providers:
                     raise ValueError(f"payment channel {channel!r} is claimed twice")
@@ -119,6 +128,16 @@ class Orders:
     @property
     def channels(self) -> list[str]:
         return [WALLET_CHANNEL, *self.providers]
+
+    def provider_of(self, order: dict[str, Any]) -> PaymentProvider | None:
+        """The provider answering for ``order``: the one that started its payment
+        (``order["provider"]``, even when it now only answers), else (no payment was
+        started) the channel's. None when that provider is not loaded or does not serve
+        the order's channel: a provider never handles another's order."""
+        if order.get("provider"):
+            provider = self.by_identifier.get(order["provider"])
+            return provider if provider and order["channel"] in provider.channels else None
+        return self.providers.get(order["channel"])
 
     # -- reading ---------------------------------------------------------------------
 
@@ -232,10 +251,10 @@ class Orders:
                                   via: str = "notify") -> dict[str, Any] | None:
         """Book what a provider reported (from ``handle_notify`` or ``query``): a ``paid``
         state goes through :meth:`mark_paid`; other states change nothing. Returns the
-        order, or None when ``state.out_trade_no`` names no order of ``provider``'s
-        channels (a provider never pays another's order)."""
+        order, or None when ``state.out_trade_no`` names no order ``provider`` answers
+        for (:meth:`provider_of`; a provider never pays another's order)."""
         order = await self.collection.find_one({"out_trade_no": state.out_trade_no})
-        if order is None or order["channel"] not in provider.channels:
+        if order is None or self.provider_of(order) is not provider:
             return None
         if state.status != "paid":
             return order

@@ -161,6 +161,11 @@ class PaymentProvider:
     notify_media_type: str = "application/json"
     notify_body: type[BaseModel] | None = None
     refund_notify_body: type[BaseModel] | None = None
+    #: False: the provider only answers for the orders it already started (their
+    #: notifies, queries, closes and refunds; ``order["provider"]`` names it) and claims
+    #: no channel for new orders. A plugin switching API versions registers its old
+    #: provider so (docs/money.md, "Answering-only providers"). May be set per instance.
+    creates_orders: bool = True
 
     async def create_payment(self, order: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
         """Start paying ``order`` on its channel; return what the page needs (``code_url``,

@@ -37,7 +37,7 @@ FINISH_LEASE = timedelta(minutes=1)
 def out_refund_no(orders: Orders, order: dict[str, Any], refund_id: str) -> str:
     """The refund number the order's provider gives the refund id (the same for every
     retry of one refund); the default numbering when no provider paid the order."""
-    provider = orders.providers.get(order["channel"])
+    provider = orders.provider_of(order)
     return provider.refund_number(refund_id) if provider else refund_number(refund_id)
 
 
@@ -117,7 +117,7 @@ class Refunds:
             return await self._replay(existing, order, amount)
         payee = self._payee(order, to)
         if payee != accounts.wallet(order["user_id"]):
-            check_refund_capability(self.orders.providers.get(order["channel"]), order, amount)
+            check_refund_capability(self.orders.provider_of(order), order, amount)
         refund = {"_id": refund_id, "order_id": order_id,
                   "out_refund_no": out_refund_no(self.orders, order, refund_id),
                   "amount": amount, "reason": reason, "purpose": purpose,
@@ -202,7 +202,7 @@ class Refunds:
         ``pending`` (the outcome is unknown); retrying with the same key resumes it,
         and the provider gets the same ``out_refund_no`` so it never pays twice.
         """
-        provider = self.orders.providers.get(order["channel"])
+        provider = self.orders.provider_of(order)
         try:
             if provider is None:
                 raise PaymentProviderError(f"no payment provider for {order['channel']}")

@@ -142,7 +142,7 @@ class DevPayHandler(BaseHandler):
         user = self.require_user()
         orders = self.kpay.money.orders
         order = await orders.get_for(user, order_id)
-        provider = orders.providers.get(order["channel"])
+        provider = orders.provider_of(order)
         source = accounts.external(provider.identifier if provider else "dev")
         paid = await orders.mark_paid(order_id, order["amount"], source=source,
                                       transaction_id=f"dev-{order_id}", via="dev")

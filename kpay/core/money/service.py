@@ -40,7 +40,7 @@ class MoneyService:
         self.notifies = PaymentNotifies(app)
 
     def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
-        topup = WalletTopup(tuple(c for p in providers for c in p.channels))
+        topup = WalletTopup(tuple(c for p in providers if p.creates_orders for c in p.channels))
         self.orders.register([topup, *kinds], providers)
         for provider in providers:
             if not provider.url_name:
@@ -57,8 +57,9 @@ class MoneyService:
         return [p for p in self.providers() if p.url_name]
 
     def providers(self) -> list[PaymentProvider]:
-        """Each registered provider once, in registration order."""
-        return list(dict.fromkeys(self.orders.providers.values()))
+        """Each registered provider once (answering-only ones too), in registration
+        order."""
+        return list(self.orders.by_identifier.values())
 
     def indexes(self) -> list[IndexSpec]:
         return ledger_module.INDEXES + orders_module.INDEXES
@@ -83,9 +84,12 @@ class MoneyService:
     async def _settle_provider(self, provider: PaymentProvider) -> int:
         now = self.app.clock.now()
         settled = 0
+        # The orders it started, and those whose payment never started on its channels.
+        claimed = [c for c, p in self.orders.providers.items() if p is provider]
         cursor = self.orders.collection.find(
-            {"status": "pending", "channel": {"$in": list(provider.channels)},
-             "created_at": {"$lte": now - provider.settle_after}}
+            {"status": "pending", "created_at": {"$lte": now - provider.settle_after},
+             "$or": [{"provider": provider.identifier},
+                     {"provider": None, "channel": {"$in": claimed}}]}
         ).sort("created_at", 1).limit(500)
         async for order in cursor:
             # One order's trouble must not stop the sweep. The provider being unreachable
