@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from kpay.core import openapi, responses
 from kpay.core.account_routes import account_routes
+from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
@@ -106,6 +107,7 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
         *account_routes(),
         *money_routes(app),
+        *payout_routes(app),
     ]
     if app.dev:
         routes += [

@@ -9,6 +9,9 @@
 - every paid order is fulfilled or refunded (paid and left for over 10 minutes is a
   break: the fulfil job retries every minute);
 - no order is refunded beyond its amount, and its ``refunded`` matches its refunds.
+
+Warnings are listed but are not breaks: an ``earnings:`` account below zero (a refund
+after a payout; later earnings make up for it, docs/money.md "Payouts").
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class ReconcileReport:
     accounts: int = 0
     orders: int = 0
     breaks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -40,6 +44,9 @@ class ReconcileReport:
                  f"orders: {self.orders}",
                  "clean" if self.clean else f"{len(self.breaks)} break(s):"]
         lines += [f"  - {b}" for b in self.breaks]
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s):")
+            lines += [f"  - {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -83,6 +90,9 @@ async def _check_accounts(db: AsyncDatabase, report: ReconcileReport,
         if balance != sums.get(name, 0):
             report.breaks.append(
                 f"account {name}: balance {balance} but postings sum to {sums.get(name, 0)}")
+        if kind_of(name) == "earnings" and balance < 0:
+            report.warnings.append(f"{name} is negative: {balance} fen "
+                                   "(made up from later earnings)")
         if kind_of(name) != WALLET_KIND:
             continue
         held, available = account.get("held", 0), account.get("available", 0)
