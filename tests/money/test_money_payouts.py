@@ -341,20 +341,35 @@ async def test_twenty_concurrent_withdrawals_never_exceed_the_balance(api, kpay_
 
 @pytest.mark.gen_test
 async def test_database_round_trips_of_each_payout_step(api, kpay_app, clock, fake):
-    """Counted for the issue's note (printed with -s)."""
+    """Counted for the issue's note (printed with -s); bounded so a change shows."""
     await withdrawable_consultant(kpay_app, api, clock)
     payouts = kpay_app.money.payouts
     user = User("carol", "consultant")
+    steps: dict[str, int] = {}
+
+    async def count(name: str, step: Any) -> Any:
+        before = db_commands()
+        result = await step
+        steps[name] = int(sum(commands_since(before).values()))
+        return result
+
+    first = await count("request: reserve + send -> waiting_confirmation",
+                        payouts.request(user, 500))
+    await count("confirmed -> succeeded (payout:<id>:paid)", payouts.apply(
+        first["_id"], TransferState("succeeded", first["out_bill_no"], 500)))
     fake.transfer_mode = "lose"
-    before = db_commands()
-    payout = await payouts.request(user, 500)
-    request = commands_since(before)
-    before = db_commands()
-    await payouts._sweep_one(await payout_of(kpay_app, payout["_id"]), kpay_app.clock.now())
-    query = commands_since(before)
-    before = db_commands()
-    await payouts.apply(payout["_id"], TransferState("succeeded", payout["out_bill_no"], 500))
-    paid = commands_since(before)
-    print("\nrequest+reserve+send (answer lost):", request,
-          "\nquery in doubt -> waiting:", query, "\nsucceeded (paid):", paid)
-    assert sum(paid.values()) <= 12
+    lost = await count("request: reserve + send, answer lost", payouts.request(user, 500))
+    fake.transfer_mode = "wait"
+    now = kpay_app.clock.now()
+    await count("job: query in doubt -> waiting_confirmation",
+                payouts._sweep_one(await payout_of(kpay_app, lost["_id"]), now))
+    waiting = await payout_of(kpay_app, lost["_id"])
+    await count("job: expiry (query, cancel) -> expired (payout:<id>:return)",
+                payouts._sweep_one(waiting, waiting["expires_at"]))
+    fake.transfer_mode = "fail"
+    await count("request: reserve + refused -> failed (payout:<id>:return)",
+                payouts.request(user, 500))
+    print()
+    for name, commands in steps.items():
+        print(f"{commands:3}  {name}")
+    assert max(steps.values()) <= 18, steps

@@ -1,6 +1,8 @@
 """The core's notify routes: ``POST /api/v1/pay/<url_name>/notify`` (payment results)
 and ``POST /api/v1/pay/<url_name>/refund-notify`` (refund results), one pair per
-payment provider that declares a ``url_name`` (docs/money.md, "Notify routes").
+payment provider that declares a ``url_name`` (docs/money.md, "Notify routes"), and
+``.../transfer-notify`` (payouts' transfers, docs/money.md "Payouts") for a provider
+with ``capabilities.payouts``.
 
 The provider verifies the raw body and headers (``handle_notify``,
 ``handle_refund_notify``) and shapes the answer in its own format
