@@ -18,6 +18,7 @@ from payout_helpers import (
 )
 
 from kpay.core.auth import User
+from kpay.core.errors import Conflict
 from kpay.core.metrics import commands_since, db_commands
 from kpay.core.money.providers import TransferState
 
@@ -182,6 +183,22 @@ async def test_cancellation_before_confirmation_returns_the_money(api, kpay_app,
     await clock.advance(24 * 3600 + 60)
     assert (await payout_of(kpay_app, payout["_id"]))["status"] == "succeeded"
     assert await balances(kpay_app, "carol") == (earned - 600, 0, 600)
+
+
+@pytest.mark.gen_test
+async def test_a_cancel_racing_the_send_returns_nothing_unasked(api, kpay_app, clock, fake):
+    kpay_app.settings = kpay_app.settings.replace("payouts", approval_above=100)
+    token, earned = await withdrawable_consultant(kpay_app, api, clock)
+    _, body = await withdraw(api, token, 500)
+    seen = await payout_of(kpay_app, body["payout"]["id"])  # the page saw it unsent
+    admin = await api.login("root", "admin")
+    status, _ = await api.post(f"/api/v1/admin/payouts/{seen['_id']}/approve", {}, admin)
+    assert status == 200  # sent meanwhile: waiting for confirmation
+    with pytest.raises(Conflict) as refused:
+        await kpay_app.money.payouts.cancel(seen, "stale page")
+    assert refused.value.code == "payout_not_cancellable"
+    assert fake.transfers[seen["out_bill_no"]]["status"] == "waiting_confirmation"
+    assert await balances(kpay_app, "carol") == (earned - 500, 500, 0)
 
 
 @pytest.mark.gen_test

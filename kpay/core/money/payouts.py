@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
@@ -32,7 +32,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kpay.core.errors import BadRequest, Conflict, NotFound, PaymentProviderError
 from kpay.core.failpoints import failpoint
-from kpay.core.money import accounts
+from kpay.core.money import accounts, withdrawable
 from kpay.core.money.providers import PaymentProvider, TransferState
 from kpay.core.store import IndexSpec
 
@@ -49,12 +49,13 @@ INDEXES = [IndexSpec.of(PAYOUTS, "user_id", ("created_at", -1)),
            IndexSpec.of(PAYOUTS, "out_bill_no")]
 #: States whose money is still reserved (in ``payouts:in_flight``).
 OPEN = ("requested", "awaiting_approval", "sending", "waiting_confirmation")
-#: States whose money went back to the earnings.
-RETURNED = ("failed", "expired", "cancelled")
+#: States a payout is in while the provider has (or may have) its transfer.
+SENT = ("sending", "waiting_confirmation")
+#: States a payout is in before anything was sent.
+UNSENT = ("requested", "awaiting_approval")
+RETURNED = withdrawable.RETURNED
 #: A payout left ``sending`` this long (a lost answer, a crash) is asked about.
 IN_DOUBT_AFTER = timedelta(minutes=1)
-#: Days are Beijing days (the daily maximum).
-BEIJING = timezone(timedelta(hours=8))
 
 
 def public(payout: dict[str, Any]) -> dict[str, Any]:
@@ -93,53 +94,10 @@ class Payouts:
             raise NotFound(f"no payout {payout_id}", code="payout_not_found")
         return payout
 
-    # -- what may be withdrawn --------------------------------------------------------
-
     async def summary(self, user_id: str,
                       session: AsyncClientSession | None = None) -> dict[str, Any]:
-        """The earnings balance split into ``pending`` (earned less than ``hold_days``
-        ago, with the dates it frees up) and ``withdrawable``. A debit (a refund) counts
-        at once; money returned from a payout was withdrawable before and stays so."""
-        account = accounts.earnings(user_id)
-        now = self.app.clock.now()
-        since = now - timedelta(days=self.settings.hold_days)
-        doc = await self.app.store["accounts"].find_one({"_id": account}, {"balance": 1},
-                                                        session=session)
-        balance = int(doc["balance"]) if doc else 0
-        frees: dict[str, int] = {}
-        pending = 0
-        cursor = self.app.store["ledger"].find(
-            {"postings.account": account, "created_at": {"$gt": since}},
-            {"postings": 1, "created_at": 1}, session=session)
-        async for entry in cursor:
-            if entry["_id"].startswith("payout:"):
-                continue
-            credit = sum(p["amount"] for p in entry["postings"] if p["account"] == account)
-            if credit <= 0:
-                continue
-            pending += credit
-            free_at = entry["created_at"] + timedelta(days=self.settings.hold_days)
-            day = free_at.astimezone(BEIJING).date().isoformat()
-            frees[day] = frees.get(day, 0) + credit
-        withdrawable = max(0, min(balance, balance - pending))
-        return {"balance": balance, "pending": min(pending, max(balance, 0)),
-                "withdrawable": withdrawable,
-                "frees": [{"date": d, "amount": a} for d, a in sorted(frees.items())],
-                "min_amount": self.settings.min_amount,
-                "max_per_day": self.settings.max_per_day,
-                "withdrawn_today": await self._withdrawn_today(user_id, session),
-                "hold_days": self.settings.hold_days}
-
-    async def _withdrawn_today(self, user_id: str,
-                               session: AsyncClientSession | None = None) -> int:
-        local = self.app.clock.now().astimezone(BEIJING)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        total = 0
-        async for payout in self.collection.find(
-                {"user_id": user_id, "created_at": {"$gte": midnight},
-                 "status": {"$nin": list(RETURNED)}}, {"amount": 1}, session=session):
-            total += payout["amount"]
-        return total
+        """What ``GET /api/v1/earnings/summary`` shows (:func:`withdrawable.summary`)."""
+        return await withdrawable.summary(self.app, user_id, session)
 
     # -- asking for a payout ----------------------------------------------------------
 
@@ -258,15 +216,17 @@ class Payouts:
 
     # -- booking what the provider says -----------------------------------------------
 
-    async def apply(self, payout_id: str, state: TransferState) -> dict[str, Any]:
+    async def apply(self, payout_id: str, state: TransferState,
+                    leaving: tuple[str, ...] = SENT) -> dict[str, Any]:
         """Book a transfer state (from the transfer's answer, a query, a notify or the
-        dev confirm). Each change is guarded by the state it leaves, so a repeat or a
-        race books nothing twice. Returns the payout as it is now."""
-        payout, _ = await self._apply(payout_id, state)
+        dev confirm). Each change is guarded by the states it may leave (``leaving``;
+        by default the sent ones, where only the provider's word moves a payout), so a
+        repeat or a race books nothing twice. Returns the payout as it is now."""
+        payout, _ = await self._apply(payout_id, state, leaving)
         return payout
 
-    async def _apply(self, payout_id: str,
-                     state: TransferState) -> tuple[dict[str, Any], bool]:
+    async def _apply(self, payout_id: str, state: TransferState,
+                     leaving: tuple[str, ...] = SENT) -> tuple[dict[str, Any], bool]:
         now = self.app.clock.now()
         booked = False
         if state.status == "waiting_confirmation":
@@ -280,24 +240,22 @@ class Payouts:
             booked = changed is not None
         elif state.status in ("succeeded", *RETURNED):
             booked = await self.app.store.transaction(
-                lambda s: self._finish(s, payout_id, state, now))
+                lambda s: self._finish(s, payout_id, state, leaving, now))
         payout = await self.collection.find_one({"_id": payout_id})
         if payout is None:
             raise NotFound(f"no payout {payout_id}", code="payout_not_found")
         return payout, booked
 
     async def _finish(self, session: AsyncClientSession, payout_id: str,
-                      state: TransferState, now: datetime) -> bool:
-        """An open payout ends ``state.status``, with its money paid out or returned."""
+                      state: TransferState, leaving: tuple[str, ...], now: datetime) -> bool:
+        """A payout in one of ``leaving`` ends ``state.status``, its money paid out or
+        returned, in one transaction; False if it was not in those states."""
         change = {"status": state.status, "ended_at": now, "updated_at": now,
                   "in_doubt": False, "reason": state.reason or state.provider_status}
         if state.transfer_bill_no:
             change["transfer_bill_no"] = state.transfer_bill_no
-        # A cancellation may end a payout not yet sent; the provider's word only a sent one.
-        leaving = list(OPEN) if state.status == "cancelled" else ["sending",
-                                                                   "waiting_confirmation"]
         ended = await self.collection.find_one_and_update(
-            {"_id": payout_id, "status": {"$in": leaving}}, {"$set": change},
+            {"_id": payout_id, "status": {"$in": list(leaving)}}, {"$set": change},
             session=session, return_document=ReturnDocument.AFTER)
         if ended is None:
             return False
@@ -330,18 +288,22 @@ class Payouts:
 
     async def cancel(self, payout: dict[str, Any], reason: str) -> dict[str, Any]:
         """Cancel before the money left: not yet sent (no provider call), or waiting for
-        the receiver's confirmation (the provider withdraws it first)."""
+        the receiver's confirmation (the provider withdraws it first). Each is guarded
+        by the state it was seen in: one sent meanwhile is not returned unasked."""
         if payout["status"] == "waiting_confirmation":
             await self.provider_of(payout).cancel_transfer(payout)
-        elif payout["status"] not in ("requested", "awaiting_approval"):
+            leaving: tuple[str, ...] = ("waiting_confirmation",)
+        elif payout["status"] in UNSENT:
+            leaving = UNSENT
+        else:
             raise Conflict(f"a {payout['status']} payout cannot be cancelled",
                            code="payout_not_cancellable", status_now=payout["status"])
         state = TransferState("cancelled", payout["out_bill_no"], payout["amount"],
                               reason=reason)
-        done = await self.apply(payout["_id"], state)
-        if done["status"] != "cancelled" and done["status"] in OPEN:
-            raise Conflict("the payout moved on meanwhile", code="payout_not_cancellable",
-                           status_now=done["status"])
+        done = await self.apply(payout["_id"], state, leaving)
+        if done["status"] in OPEN:
+            raise Conflict("the payout moved on meanwhile; try again",
+                           code="payout_not_cancellable", status_now=done["status"])
         return done
 
     async def approve(self, payout_id: str, admin_id: str, reason: str,
@@ -368,7 +330,9 @@ class Payouts:
             raise await self._not_awaiting(payout_id)
         done = await self.apply(payout_id, TransferState(
             "cancelled", payout["out_bill_no"], payout["amount"],
-            reason=f"rejected: {reason}" if reason else "rejected"))
+            reason=f"rejected: {reason}" if reason else "rejected"), ("awaiting_approval",))
+        if done["status"] != "cancelled":
+            raise await self._not_awaiting(payout_id)
         await self.app.audit.record(admin_id, "payout.reject", f"payout:{payout_id}",
                                     reason=reason, source=source, amount=payout["amount"],
                                     user_id=payout["user_id"])
@@ -419,7 +383,8 @@ class Payouts:
         if payout["status"] == "waiting_confirmation" and payout["expires_at"] <= now:
             await provider.cancel_transfer(payout)
             await self.apply(payout["_id"], TransferState(
-                "expired", payout["out_bill_no"], payout["amount"], reason="not confirmed"))
+                "expired", payout["out_bill_no"], payout["amount"], reason="not confirmed"),
+                ("waiting_confirmation",))
 
 
 def keyed_id(user_id: str, key: str) -> str:
