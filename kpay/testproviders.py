@@ -192,7 +192,9 @@ class FakePayoutProvider(FakeProvider):
         return TransferState(bill["status"], bill["out_bill_no"], bill["amount"],
                              package_info=bill.get("package_info", ""),
                              transfer_bill_no=bill["transfer_bill_no"],
-                             provider_status=bill["status"].upper())
+                             provider_status=bill["status"].upper(),
+                             confirm_params={"mchId": "1900000109",
+                                             "appId": "wx0000000000000000"})
 
     async def transfer(self, payout: dict[str, Any], openid: str) -> TransferState:
         self._load()

@@ -17,7 +17,7 @@ DAY = 24 * 3600
 # and answers as if the consultant confirmed.
 WX_STUB = """
 window.wx = { requestMerchantTransfer(options) {
-  window.__transferPackage = options.package;
+  window.__transfer = { mchId: options.mchId, appId: options.appId, package: options.package };
   setTimeout(() => options.success({ errMsg: "requestMerchantTransfer:ok" }), 0);
 } };
 """
@@ -92,5 +92,6 @@ async def test_a_consultant_withdraws_and_confirms(pages, api, kpay_app, clock):
     await row.get_by_role("button", name="确认收款").click()
     await expect(wechat.locator("#payout-notice")).to_have_text("已提交确认，到账后记录会更新")
     payout = await kpay_app.money.payouts.collection.find_one({"amount": 550})
-    assert await wechat.evaluate("window.__transferPackage") == payout["package_info"]
+    assert await wechat.evaluate("window.__transfer") == {
+        "mchId": "1900000109", "appId": "wx0000000000000000", "package": payout["package_info"]}
     await pages.screenshot(wechat, "console-payouts-wechat")

@@ -38,6 +38,8 @@ class Payout(BaseModel):
     updated_at: datetime
     #: For ``waiting_confirmation``: what the page hands ``wx.requestMerchantTransfer``.
     package_info: str | None
+    #: The rest of ``wx.requestMerchantTransfer``'s arguments (``mchId``, ``appId``).
+    confirm_params: dict[str, str]
     expires_at: datetime | None
     reason: str
     needs_approval: bool

@@ -63,6 +63,7 @@ def public(payout: dict[str, Any]) -> dict[str, Any]:
     return {"id": payout["_id"], "amount": payout["amount"], "status": payout["status"],
             "created_at": payout["created_at"], "updated_at": payout["updated_at"],
             "package_info": payout.get("package_info") or None,
+            "confirm_params": payout.get("confirm_params") or {},
             "expires_at": payout.get("expires_at"), "reason": payout.get("reason", ""),
             "needs_approval": payout.get("needs_approval", False)}
 
@@ -233,6 +234,7 @@ class Payouts:
             changed = await self.collection.find_one_and_update(
                 {"_id": payout_id, "status": "sending"},
                 {"$set": {"status": "waiting_confirmation", "package_info": state.package_info,
+                          "confirm_params": state.confirm_params,
                           "transfer_bill_no": state.transfer_bill_no, "in_doubt": False,
                           "expires_at": now + timedelta(hours=self.settings.expiry_hours),
                           "updated_at": now}},

@@ -83,6 +83,9 @@ class TransferState:
     provider_status: str = ""
     reason: str = ""
     raw: dict[str, Any] | None = None
+    #: With ``waiting_confirmation``: what else the receiver's page passes
+    #: ``wx.requestMerchantTransfer`` besides ``package`` (WeChat: ``mchId``, ``appId``).
+    confirm_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

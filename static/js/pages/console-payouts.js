@@ -120,6 +120,7 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
     const wx = window.wx;
     if (wx && typeof wx.requestMerchantTransfer === "function") {
       await new Promise((resolve, reject) => wx.requestMerchantTransfer({
+        ...payout.confirm_params, // mchId, appId: the provider's
         package: payout.package_info,
         success: resolve,
         fail: (result) => reject(new Error(result?.errMsg || "requestMerchantTransfer failed")),
