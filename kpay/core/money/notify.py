@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import tornado.web
+from pydantic import BaseModel, ConfigDict
 
 from kpay.core.errors import ApiError
 from kpay.core.money.providers import (
@@ -39,7 +40,7 @@ from kpay.core.money.providers import (
     PaymentState,
     RefundState,
 )
-from kpay.core.web import Route, api
+from kpay.core.web import JSON_MEDIA_TYPE, Route, api
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -273,6 +274,16 @@ class NotifyHandler(tornado.web.RequestHandler):
         self.finish(answer.body)
 
 
+class NotifyReply(BaseModel):
+    """The default JSON answer to a notify: ``{"code": "SUCCESS"}``, or ``"FAIL"`` with a
+    ``message`` (400 refused, 500 our error: send again)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str | None = None
+
+
 def notify_handler(provider: PaymentProvider,
                    kind: NotifyKind) -> type[NotifyHandler]:
     """A handler class for one provider's notify route, documented (OpenAPI) with the
@@ -285,9 +296,12 @@ def notify_handler(provider: PaymentProvider,
     async def post(self: NotifyHandler) -> None:
         await self.receive()
 
+    # JSON providers answer with the default JSON (NotifyReply), not the error envelope.
+    json_answers = {} if media != JSON_MEDIA_TYPE else {
+        "response": NotifyReply, "responses": {400: NotifyReply, 500: NotifyReply}}
     post = api(f"{name}: {kind} notify ({media} in, {media} out; answered by the provider)",
                auth=False, media_type=media, error_media_type=media, body=body,
-               body_media_type=media)(post)
+               body_media_type=media, **json_answers)(post)
     return type(f"{provider.identifier.title()}{kind.title()}NotifyHandler",
                 (NotifyHandler,), {"post": post, "provider": provider, "kind": kind})
 
