@@ -390,3 +390,20 @@ async def test_database_round_trips_of_each_payout_step(api, kpay_app, clock, fa
     for name, commands in steps.items():
         print(f"{commands:3}  {name}")
     assert max(steps.values()) <= 18, steps
+
+
+@pytest.mark.books_may_break
+@pytest.mark.gen_test
+async def test_reconcile_finds_a_payout_whose_books_disagree(api, kpay_app, clock, fake):
+    from kpay.core.money.reconcile import reconcile
+
+    token, _ = await withdrawable_consultant(kpay_app, api, clock)
+    _, body = await withdraw(api, token, 300)
+    payout_id = body["payout"]["id"]
+    # Planted: marked paid without its posting.
+    await kpay_app.money.payouts.collection.update_one({"_id": payout_id},
+                                                       {"$set": {"status": "succeeded"}})
+    report = await reconcile(kpay_app.store.db, kpay_app.clock.now())
+    assert report.breaks == [
+        f"payout {payout_id}: succeeded but payout:{payout_id}:paid is missing from the ledger",
+        "payouts:in_flight holds 300 but the open payouts total 0"]
