@@ -407,3 +407,28 @@ async def test_reconcile_finds_a_payout_whose_books_disagree(api, kpay_app, cloc
     assert report.breaks == [
         f"payout {payout_id}: succeeded but payout:{payout_id}:paid is missing from the ledger",
         "payouts:in_flight holds 300 but the open payouts total 0"]
+
+
+@pytest.mark.gen_test
+async def test_a_payout_left_requested_is_sent_by_the_retry_or_the_job(api, kpay_app, clock,
+                                                                      fake, monkeypatch):
+    token, earned = await withdrawable_consultant(kpay_app, api, clock)
+    payouts = kpay_app.money.payouts
+    real_send = payouts.send
+
+    async def dies(payout):
+        raise RuntimeError("the process died after the reservation")
+
+    monkeypatch.setattr(payouts, "send", dies)
+    for key in ("retry-me", "job-sends-me"):
+        status, _ = await withdraw(api, token, 200, key=key)
+        assert status == 500
+    monkeypatch.setattr(payouts, "send", real_send)
+    assert await balances(kpay_app, "carol") == (earned - 400, 400, 0)
+    assert not fake.sends
+    status, body = await withdraw(api, token, 200, key="retry-me")
+    assert status == 201 and body["payout"]["status"] == "waiting_confirmation"
+    await clock.advance(61)
+    _, history = await api.get("/api/v1/payouts", token=token)
+    assert [p["status"] for p in history["payouts"]] == ["waiting_confirmation"] * 2
+    assert sorted(fake.sends.values()) == [1, 1]

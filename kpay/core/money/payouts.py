@@ -115,7 +115,7 @@ class Payouts:
                              code="payout_below_minimum", min_amount=settings.min_amount)
         payout_id = keyed_id(user.id, key) if key else "po" + uuid.uuid4().hex[:22]
         if key and (earlier := await self.collection.find_one({"_id": payout_id})):
-            return self._replay(earlier, amount)
+            return await self._replay(earlier, amount)
         provider = self.provider()
         if provider is None:
             raise Conflict("no payment provider can pay out", code="payouts_unavailable")
@@ -145,7 +145,7 @@ class Payouts:
             raced = await self.collection.find_one({"_id": payout_id})
             if raced is None:
                 raise
-            return self._replay(raced, amount)
+            return await self._replay(raced, amount)
         if needs_approval:
             return payout
         return await self.send(payout)
@@ -177,11 +177,14 @@ class Payouts:
             raise Conflict("the earnings changed; try again", code="not_withdrawable",
                            withdrawable=0, pending=seen["pending"])
 
-    @staticmethod
-    def _replay(earlier: dict[str, Any], amount: int) -> dict[str, Any]:
+    async def _replay(self, earlier: dict[str, Any], amount: int) -> dict[str, Any]:
+        """The payout a retried request made; one left ``requested`` (the first request
+        died before sending it) is sent now rather than by the next job run."""
         if earlier["amount"] != amount:
             raise Conflict("this Idempotency-Key was used for another payout",
                            code="idempotency_conflict")
+        if earlier["status"] == "requested":
+            earlier = await self.send(earlier)
         return {**earlier, "replayed": True}
 
     # -- sending ----------------------------------------------------------------------
@@ -378,6 +381,8 @@ class Payouts:
         state = await provider.query_transfer(payout)
         if payout["status"] == "sending" and state.status == "not_found":
             # It never arrived: send it again, under the same out_bill_no.
+            await self.collection.update_one({"_id": payout["_id"], "status": "sending"},
+                                             {"$set": {"sent_at": now}})
             await self._transfer(payout)
             return
         if state.status not in ("pending", "not_found"):
