@@ -11,6 +11,9 @@ from kpay.core.money import accounts
 from kpay.testing import FakePayoutProvider
 
 DAY = 24 * 3600
+#: The payout tests' settings: no rate limits, tokens that outlive the clock jumps.
+OVERRIDES = {"plugins": {"enabled": []}, "money": {"topup_max": 100_000},
+             "limits": {"enabled": False}, "auth": {"token_ttl_seconds": 90 * 24 * 3600}}
 
 
 def payout_plugin() -> MoneyTestPlugin:
@@ -46,6 +49,10 @@ async def withdraw(api: Any, token: str, amount: int, key: str | None = None) ->
     headers = {"Idempotency-Key": key} if key else None
     return await api.request("POST", "/api/v1/payouts", {"amount": amount}, token,
                              headers=headers)
+
+
+async def payout_of(app: Any, payout_id: str) -> dict[str, Any]:
+    return await app.money.payouts.collection.find_one({"_id": payout_id})
 
 
 async def balances(app: Any, user_id: str) -> tuple[int, int, int]:
