@@ -45,10 +45,11 @@ from kpay.core.config import Settings
 from kpay.core.plugins import PluginManager, available_plugins, select
 from kpay.core.store import EmbeddedMongo, free_port
 from kpay.testclients import ApiClient, DevClock, SocketClient, UserClient, wait_until
-from kpay.testproviders import FakeProvider, FakeProviderPlugin
+from kpay.testproviders import FakePayoutProvider, FakeProvider, FakeProviderPlugin
 
-__all__ = ["ApiClient", "DevClock", "FakeProvider", "FakeProviderPlugin", "SocketClient",
-           "TestDeployment", "UserClient", "assert_books_balanced", "run_kpay", "wait_until"]
+__all__ = ["ApiClient", "DevClock", "FakePayoutProvider", "FakeProvider", "FakeProviderPlugin",
+           "SocketClient", "TestDeployment", "UserClient", "assert_books_balanced", "run_kpay",
+           "wait_until"]
 
 # Random-looking: with dev mode off, a padded secret ("...-" + "x" * 32) is refused.
 TEST_SECRET = "kpay-test-secret-Qm7vT2xR9cLp4WzN8aHs3KdJ6fYb1UeG"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from kpay.core.money.providers import (
     ProviderCapabilities,
     RefundState,
     RequestInfo,
+    TransferState,
 )
 
 if TYPE_CHECKING:
@@ -145,6 +147,118 @@ class FakeProvider(PaymentProvider):
 
     async def record_notify(self, verdict: NotifyVerdict) -> None:
         self.verdicts.append(verdict)
+
+
+class FakePayoutProvider(FakeProvider):
+    """A :class:`FakeProvider` that also pays out (``capabilities.payouts``), as WeChat's
+    商家转账 does: a transfer answers ``waiting_confirmation`` with a ``package_info``
+    until the receiver confirms (:meth:`confirm_transfer`), or expires.
+
+    ``transfer_mode`` sets how the next transfers are answered: ``"wait"`` (the
+    default), ``"succeed"`` (no confirmation needed), ``"fail"`` (refused: nothing
+    sent, ``PaymentProviderError``) or ``"lose"`` (sent, but the answer is lost: a
+    ``ConnectionError``). A transfer sent again under a known ``out_bill_no`` is not
+    sent twice (the first answer is returned), as WeChat does. ``transfers`` holds each
+    transfer by ``out_bill_no`` and ``sends`` counts the transfer calls; with
+    ``state_path`` they are kept in that JSON file, so they outlive a crashed server
+    (the crash tests). :meth:`transfer_notify` builds a signed transfer notify.
+    """
+
+    def __init__(self, identifier: str = "fakepay",
+                 channels: tuple[str, ...] = ("native", "jsapi", "mweb"), *,
+                 state_path: str | None = None, **options: Any) -> None:
+        options.setdefault("capabilities", ProviderCapabilities(payouts=True))
+        super().__init__(identifier, channels, **options)
+        self.transfer_mode = "wait"
+        self.refuse_cancel = False
+        self.state_path = state_path
+        self.transfers: dict[str, dict[str, Any]] = {}
+        self.sends: dict[str, int] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if self.state_path and os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                saved = json.load(f)
+            self.transfers, self.sends = saved["transfers"], saved["sends"]
+
+    def _save(self) -> None:
+        if self.state_path:
+            with open(self.state_path + ".tmp", "w") as f:
+                json.dump({"transfers": self.transfers, "sends": self.sends}, f)
+            os.replace(self.state_path + ".tmp", self.state_path)
+
+    def _state(self, bill: dict[str, Any]) -> TransferState:
+        return TransferState(bill["status"], bill["out_bill_no"], bill["amount"],
+                             package_info=bill.get("package_info", ""),
+                             transfer_bill_no=bill["transfer_bill_no"],
+                             provider_status=bill["status"].upper(),
+                             confirm_params={"mchId": "1900000109",
+                                             "appId": "wx0000000000000000"})
+
+    async def transfer(self, payout: dict[str, Any], openid: str) -> TransferState:
+        self._load()
+        number = payout["out_bill_no"]
+        self.sends[number] = self.sends.get(number, 0) + 1
+        if self.transfer_mode == "fail":
+            self._save()
+            raise PaymentProviderError("NOT_ENOUGH: the merchant's balance is too low")
+        if number not in self.transfers:
+            waiting = self.transfer_mode in ("wait", "lose")
+            self.transfers[number] = {
+                "out_bill_no": number, "amount": payout["amount"], "openid": openid,
+                "transfer_bill_no": f"tb-{number}",
+                "status": "waiting_confirmation" if waiting else "succeeded",
+                "package_info": f"pkg-{number}" if waiting else ""}
+        self._save()
+        if self.transfer_mode == "lose":
+            raise ConnectionError("connection reset after the transfer was taken")
+        return self._state(self.transfers[number])
+
+    async def query_transfer(self, payout: dict[str, Any]) -> TransferState:
+        self._load()
+        bill = self.transfers.get(payout["out_bill_no"])
+        if bill is None:
+            return TransferState("not_found", payout["out_bill_no"])
+        return self._state(bill)
+
+    async def cancel_transfer(self, payout: dict[str, Any]) -> None:
+        self._load()
+        bill = self.transfers.get(payout["out_bill_no"])
+        if self.refuse_cancel or (bill and bill["status"] == "succeeded"):
+            raise PaymentProviderError("the transfer was confirmed; it cannot be cancelled")
+        if bill:
+            bill["status"] = "cancelled"
+            self._save()
+
+    def confirm_transfer(self, out_bill_no: str) -> None:
+        """The receiver confirms in WeChat (the dev confirm route calls it too)."""
+        self._load()
+        if out_bill_no in self.transfers:
+            self.transfers[out_bill_no]["status"] = "succeeded"
+            self._save()
+
+    def expire_transfer(self, out_bill_no: str) -> None:
+        """The provider's own expiry (WeChat: 24 hours unconfirmed)."""
+        self._load()
+        self.transfers[out_bill_no]["status"] = "expired"
+        self._save()
+
+    def transfer_notify(self, out_bill_no: str, **changes: Any) -> tuple[bytes, dict[str, str]]:
+        """``(body, headers)`` of a genuine notify of the transfer's present state."""
+        bill = self.transfers[out_bill_no]
+        return self.signed({"out_bill_no": out_bill_no, "amount": bill["amount"],
+                            "status": bill["status"], **changes})
+
+    async def handle_transfer_notify(self, body: bytes,
+                                     headers: Mapping[str, str]) -> TransferState:
+        fields = self._verified(body, headers)
+        known = ("waiting_confirmation", "succeeded", "failed", "cancelled", "expired")
+        status = fields.get("status") if fields.get("status") in known else "pending"
+        return TransferState(status, str(fields.get("out_bill_no", "")), fields["amount"],
+                             transfer_bill_no=f"tb-{fields.get('out_bill_no', '')}",
+                             provider_status=str(fields.get("status", "")).upper(),
+                             raw=fields)
 
 
 class FakeProviderPlugin:

@@ -201,6 +201,24 @@ class MoneySettings(Section):
     max_pending_orders_per_user: int = Field(20, ge=0)
 
 
+class PayoutSettings(Section):
+    """Withdrawals of earnings (docs/money.md, "Payouts"). Amounts are integer fen."""
+
+    # Earned money becomes withdrawable this many days after the ledger entry that
+    # credited it (a refund's debit counts at once).
+    hold_days: int = Field(7, ge=0, le=90)
+    # WeChat's 商家转账 pays at least 0.1 yuan.
+    min_amount: int = Field(10, ge=1)
+    # Most one consultant may withdraw per Beijing day (failed, expired and cancelled
+    # payouts do not count).
+    max_per_day: int = Field(2_000_000, ge=1)
+    # A payout above this waits for an admin's approval; unset: none waits.
+    approval_above: int | None = Field(None, ge=0)
+    # A transfer the consultant has not confirmed is cancelled (and its money returned)
+    # this long after it was sent; WeChat's own limit is 24 hours.
+    expiry_hours: int = Field(24, ge=1, le=24 * 30)
+
+
 class LimitSettings(Section):
     """Token-bucket limits on HTTP requests, kept in memory per process
     (kpay/core/ratelimit.py): a bucket per user (per client IP on the login routes and
@@ -237,6 +255,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "realtime": RealtimeSettings,
     "scheduler": SchedulerSettings,
     "money": MoneySettings,
+    "payouts": PayoutSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
 }
@@ -257,6 +276,7 @@ class Settings:
     realtime: RealtimeSettings
     scheduler: SchedulerSettings
     money: MoneySettings
+    payouts: PayoutSettings
     limits: LimitSettings
     logging: LoggingSettings
 

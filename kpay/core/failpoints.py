@@ -47,6 +47,8 @@ FAILPOINTS = (
     "refunds.after_reserve",
     "refunds.after_provider",
     "refunds.after_booking",
+    # kpay/core/money/payouts.py: the provider took the transfer, the books not yet
+    "payouts.after_transfer",
 )
 
 

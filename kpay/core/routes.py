@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from kpay.core import openapi, responses
 from kpay.core.account_routes import account_routes
 from kpay.core.money.admin_routes import admin_money_routes
+from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.money.statements import statement_routes
 from kpay.core.users import issue_token
@@ -110,6 +111,7 @@ def core_routes(app: KPay) -> list[Route]:
         *money_routes(app),
         *admin_money_routes(),
         *statement_routes(),
+        *payout_routes(app),
     ]
     if app.dev:
         routes += [

@@ -93,12 +93,15 @@ class Server:
     """One kpay deployment: a config, a database, and the process of the moment."""
 
     def __init__(self, mongo_uri: str, tmp_path: Path, plugins: list[str],
-                 wechat: dict[str, Any] | None = None, driver: bool = False) -> None:
+                 wechat: dict[str, Any] | None = None, driver: bool = False,
+                 command: list[str] | None = None, extra_config: str = "") -> None:
         self.mongo_uri = mongo_uri
         self.tmp_path = tmp_path
         self.database = "t_crash_" + uuid.uuid4().hex[:12]
         self.port = free_port()
         self.driver = driver
+        # Another program to run instead of server.py (a driver of the test's own).
+        self.command = command
         self.log_path = tmp_path / "server.log"
         self.config = tmp_path / "kpay.toml"
         consult_section = ("[consult_billing]\nengine_interval_seconds = 0.5\n"
@@ -123,7 +126,7 @@ enabled = true
 enabled = false
 [plugins]
 enabled = {json.dumps(plugins)}
-{consult_section}{wechat_section}""")
+{consult_section}{wechat_section}{extra_config}""")
         self.process: subprocess.Popen | None = None
         self.failpoint: str | None = None
         self._store: Store | None = None
@@ -134,7 +137,9 @@ enabled = {json.dumps(plugins)}
         env.pop("KPAY_FAILPOINT", None)
         if failpoint:
             env["KPAY_FAILPOINT"] = failpoint
-        if self.driver:
+        if self.command:
+            command = self.command
+        elif self.driver:
             command = [sys.executable, "-c", DRIVER, str(self.config),
                        str(self.tmp_path / "refund.json"), str(self.tmp_path / "refunded.json")]
         else:

@@ -63,6 +63,7 @@ from schemathesis.specs.openapi.checks import (
 from kpay import hookimpl
 from kpay.core.web import BaseHandler, Route, api
 from kpay.testclients import wait_until
+from kpay.testing import FakePayoutProvider, FakeProviderPlugin
 from plugins.live_qa import history
 from plugins.wechat_pay import runtime_of, signing
 
@@ -83,7 +84,12 @@ NOT_FUZZED = {("POST", "/api/v1/dev/clock")}
 #: End the caller's tokens: each call gets a token of its own, from a user of its own.
 ENDS_TOKENS = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-everywhere")}
 #: Cannot succeed without a refund WeChat encrypted, or the browser's login state cookie.
-NEED_WECHAT = {"POST /api/v1/pay/wechat/refund-notify", "GET /api/v1/wechat/oauth/callback"}
+NEED_WECHAT = {"POST /api/v1/pay/wechat/refund-notify", "GET /api/v1/wechat/oauth/callback",
+               # ... or a transfer WeChat signed (once its provider pays out)
+               "POST /api/v1/pay/wechat/transfer-notify",
+               # The fake payout provider's notifies carry its signature in a header.
+               "POST /api/v1/pay/fuzzpay/notify", "POST /api/v1/pay/fuzzpay/refund-notify",
+               "POST /api/v1/pay/fuzzpay/transfer-notify"}
 #: Change or end the seeded objects: fuzzed after everything else.
 LAST = ("/members/", "/unpublish", "/block", "/role", "/logout", "/end")
 
@@ -92,7 +98,15 @@ LAST = ("/members/", "/unpublish", "/block", "/role", "/logout", "/end")
 def kpay_overrides():
     # A long run (KPAY_FUZZ_EXAMPLES=100) takes longer than a consultation request waits
     # by default: the seeded request stays acceptable for the whole run.
-    return {"consult_billing": {"request_timeout_seconds": 24 * 3600}}
+    return {"consult_billing": {"request_timeout_seconds": 24 * 3600},
+            # The seeded earnings are withdrawable at once; big payouts wait for an admin.
+            "payouts": {"hold_days": 0, "approval_above": 5000}}
+
+
+@pytest.fixture
+def kpay_extra_plugins():
+    # No built-in provider pays out yet: the payout routes go through the fake one.
+    return [("fuzz_payouts", FakeProviderPlugin(FakePayoutProvider("fuzzpay", ("fuzzpay_qr",))))]
 
 
 @dataclass
@@ -244,6 +258,14 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
         {"subject": f"order:{late['id']}"}))
     late_entry = await app.attention.collection.find_one({"subject": f"order:{late['id']}"})
     await app.attention.report("fuzz", "order:o-fuzz", "seeded for the fuzzer")
+    # Payouts: earnings and an openid for the consultant, two payouts waiting for an
+    # admin (approve, reject) and two for the consultant's confirmation (cancel, confirm).
+    await app.store["users"].update_one({"_id": "fuzz-consultant"},
+                                        {"$set": {"openid": "o-fuzz-consultant"}})
+    await app.money.ledger.post("fuzz:earned", [("external:fuzz", -100_000),
+                                                ("earnings:fuzz-consultant", 100_000)])
+    payout_ids = [(await call("POST", "/api/v1/payouts", {"amount": amount}, consultant,
+                              201))["payout"]["id"] for amount in (6000, 6000, 100, 100)]
     entries = (await call("GET", "/api/v1/admin/attention", token=admin))["entries"]
     base = f"http://127.0.0.1:{app.port}"
     return Seeded(
@@ -257,6 +279,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "consultant_id": ["fuzz-consultant"],
             "order_id": [pending["order"]["id"], ticket["order"]["id"]],
             "entry_id": [entry["id"] for entry in entries],
+            "payout_id": payout_ids,
             # Members and enrollments: the seeded student. The admin routes get a user
             # of their own (blocking the fuzzer's own users would end the run's tokens).
             "user_id": ["fuzz-student"],
@@ -288,12 +311,17 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             # Operators' refunds: a paid wallet order, and the order paid after close.
             ("/api/v1/admin/orders/{order_id}/refund", "order_id"): bought["order"]["id"],
             ("/api/v1/admin/attention/{entry_id}/refund", "entry_id"): late_entry["_id"],
+            ("/api/v1/admin/payouts/{payout_id}/approve", "payout_id"): payout_ids[0],
+            ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
+            ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
+            ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
         },
         bodies={
             ("POST", "/api/v1/orders"): {
                 "item": {"kind": "live_ticket", "room_id": scheduled["room"]["id"]},
                 "channel": "wallet"},
             ("POST", "/api/v1/consultations"): {"consultant_id": "fuzz-consultant"},
+            ("POST", "/api/v1/payouts"): {"amount": 100},
             # Edits that leave the objects usable for the routes after them.
             ("PUT", "/api/v1/consultants/me"): {"rate_per_minute": 100, "max_minutes": 30},
             ("PATCH", "/api/v1/rooms/{room_id}"): {"title": "fuzz live, renamed"},

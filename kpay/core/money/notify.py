@@ -1,6 +1,8 @@
 """The core's notify routes: ``POST /api/v1/pay/<url_name>/notify`` (payment results)
 and ``POST /api/v1/pay/<url_name>/refund-notify`` (refund results), one pair per
-payment provider that declares a ``url_name`` (docs/money.md, "Notify routes").
+payment provider that declares a ``url_name`` (docs/money.md, "Notify routes"), and
+``.../transfer-notify`` (payouts' transfers, docs/money.md "Payouts") for a provider
+with ``capabilities.payouts``.
 
 The provider verifies the raw body and headers (``handle_notify``,
 ``handle_refund_notify``) and shapes the answer in its own format
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import tornado.web
+from pydantic import BaseModel, ConfigDict
 
 from kpay.core.errors import ApiError
 from kpay.core.money.providers import (
@@ -37,13 +40,15 @@ from kpay.core.money.providers import (
     PaymentState,
     RefundState,
 )
-from kpay.core.web import Route, api
+from kpay.core.web import JSON_MEDIA_TYPE, Route, api
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
 
 log = logging.getLogger("kpay.money.notify")
 
+#: What a notify reports: a payment, a refund or a payout's transfer.
+NotifyKind = Literal["payment", "refund", "transfer"]
 #: What a provider's ``url_name`` may be: it is one segment of the notify URLs.
 URL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: States an order may be in once its payment is booked.
@@ -85,7 +90,7 @@ class PaymentNotifies:
     def __init__(self, app: KPay) -> None:
         self.app = app
 
-    async def receive(self, provider: PaymentProvider, kind: Literal["payment", "refund"],
+    async def receive(self, provider: PaymentProvider, kind: NotifyKind,
                       body: bytes, headers: Mapping[str, str],
                       remote_ip: str = "") -> NotifyVerdict:
         """Verify (through the provider), book, let the provider record it; return the
@@ -97,6 +102,8 @@ class PaymentNotifies:
         try:
             if kind == "payment":
                 booking = await self._payment(provider, body, headers, seen)
+            elif kind == "transfer":
+                booking = await self._transfer(provider, body, headers, seen)
             else:
                 booking = await self._refund(provider, body, headers, seen)
             outcome, reason = booking.outcome, booking.reason
@@ -229,12 +236,29 @@ class PaymentNotifies:
         return Booking("accepted", "refund_" + said.lower(), needs_attention=bool(problem))
 
 
+    # -- payouts' transfers ----------------------------------------------------------
+
+    async def _transfer(self, provider: PaymentProvider, body: bytes,
+                        headers: Mapping[str, str], seen: Received) -> Booking:
+        state = await provider.handle_transfer_notify(body, headers)
+        seen.verified = True
+        seen.facts.update(out_bill_no=state.out_bill_no,
+                          transfer_status=state.provider_status or state.status)
+        try:
+            payout, booked = await self.app.money.payouts.apply_notify(provider, state)
+        except ApiError as e:
+            raise NotBookable(e.code, e.message) from None
+        seen.facts["payout_id"] = payout["_id"]
+        return Booking("accepted" if booked else "duplicate",
+                       "transfer_" + state.status if booked else "duplicate")
+
+
 class NotifyHandler(tornado.web.RequestHandler):
     """Anyone's POST: the provider decides what is believed, and answers in its format.
     Not a BaseHandler: no JSON envelope, no rate limit (the sender must get through)."""
 
     provider: PaymentProvider
-    kind: Literal["payment", "refund"] = "payment"
+    kind: NotifyKind = "payment"
 
     def initialize(self, route_path: str = "") -> None:
         self.kpay: KPay = self.application.settings["kpay"]
@@ -254,22 +278,41 @@ class NotifyHandler(tornado.web.RequestHandler):
         self.finish(answer.body)
 
 
+class NotifyReply(BaseModel):
+    """The default JSON answer to a notify: ``{"code": "SUCCESS"}``, or ``"FAIL"`` with a
+    ``message`` (400 refused, 500 our error: send again)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str | None = None
+
+
 def notify_handler(provider: PaymentProvider,
-                   kind: Literal["payment", "refund"]) -> type[NotifyHandler]:
+                   kind: NotifyKind) -> type[NotifyHandler]:
     """A handler class for one provider's notify route, documented (OpenAPI) with the
     provider's media type and body model."""
     media = provider.notify_media_type
-    body = provider.notify_body if kind == "payment" else provider.refund_notify_body
+    body = {"payment": provider.notify_body, "refund": provider.refund_notify_body,
+            "transfer": provider.transfer_notify_body}[kind]
     name = provider.verbose_name or provider.identifier
 
     async def post(self: NotifyHandler) -> None:
         await self.receive()
 
+    # JSON providers answer with the default JSON (NotifyReply), not the error envelope.
+    json_answers = {} if media != JSON_MEDIA_TYPE else {
+        "response": NotifyReply, "responses": {400: NotifyReply, 500: NotifyReply}}
     post = api(f"{name}: {kind} notify ({media} in, {media} out; answered by the provider)",
                auth=False, media_type=media, error_media_type=media, body=body,
-               body_media_type=media)(post)
+               body_media_type=media, **json_answers)(post)
     return type(f"{provider.identifier.title()}{kind.title()}NotifyHandler",
                 (NotifyHandler,), {"post": post, "provider": provider, "kind": kind})
+
+
+def transfer_notify_path(url_name: str) -> str:
+    """The transfer (payout) notify path the core serves for a provider with payouts."""
+    return f"/api/v1/pay/{url_name}/transfer-notify"
 
 
 def notify_paths(url_name: str) -> tuple[str, str]:
@@ -293,4 +336,7 @@ def notify_routes(app: KPay) -> list[Route]:
         payment, refund = notify_paths(name)
         routes += [Route(payment, notify_handler(provider, "payment"), tags=("money",)),
                    Route(refund, notify_handler(provider, "refund"), tags=("money",))]
+        if provider.capabilities.payouts:
+            routes.append(Route(transfer_notify_path(name), notify_handler(provider, "transfer"),
+                                tags=("money",)))
     return routes

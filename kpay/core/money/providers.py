@@ -60,6 +60,35 @@ class RefundState:
 
 
 @dataclass(frozen=True)
+class TransferState:
+    """What the provider says of a payout's transfer (from ``transfer``,
+    ``query_transfer`` or ``handle_transfer_notify``). ``status`` is the core's word:
+
+    - ``waiting_confirmation``: sent; the receiver must confirm it (``package_info``
+      is what their page hands ``wx.requestMerchantTransfer``);
+    - ``succeeded``: the money reached the receiver;
+    - ``failed``, ``cancelled``, ``expired``: it did not and will not (the money is
+      back with the merchant);
+    - ``pending``: still on its way; ``not_found``: the provider never received it
+      (only from ``query_transfer``: the core may send it again).
+
+    ``provider_status`` is the provider's own word (WeChat's ``WAIT_USER_CONFIRM``)."""
+
+    status: Literal["waiting_confirmation", "succeeded", "failed", "cancelled", "expired",
+                    "pending", "not_found"]
+    out_bill_no: str
+    amount: int = 0
+    package_info: str = ""
+    transfer_bill_no: str = ""
+    provider_status: str = ""
+    reason: str = ""
+    raw: dict[str, Any] | None = None
+    #: With ``waiting_confirmation``: what else the receiver's page passes
+    #: ``wx.requestMerchantTransfer`` besides ``package`` (WeChat: ``mchId``, ``appId``).
+    confirm_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ProviderCapabilities:
     """What a provider can do, declared on the class (as pretix's providers do). The core
     refuses, with a 409 before anything is reserved, a refund to the original channel
@@ -67,7 +96,8 @@ class ProviderCapabilities:
 
     refunds: bool = True
     partial_refunds: bool = True
-    #: Paying money out to earners (withdrawals); no provider does yet.
+    #: Paying money out to earners (withdrawals: ``transfer``, ``query_transfer``,
+    #: ``cancel_transfer``, ``handle_transfer_notify``; docs/money.md, "Payouts").
     payouts: bool = False
 
     def describe(self, channels: tuple[str, ...]) -> dict[str, Any]:
@@ -100,7 +130,7 @@ class NotifyVerdict:
     (``paid``, ``paid_after_close``, ``bad_signature``, ``unknown_order``, ...).
     """
 
-    kind: Literal["payment", "refund"]
+    kind: Literal["payment", "refund", "transfer"]
     outcome: Literal["accepted", "duplicate", "refused", "error"]
     reason: str
     received_at: datetime
@@ -166,6 +196,7 @@ class PaymentProvider:
     #: no channel for new orders. A plugin switching API versions registers its old
     #: provider so (docs/money.md, "Answering-only providers"). May be set per instance.
     creates_orders: bool = True
+    transfer_notify_body: type[BaseModel] | None = None
 
     async def create_payment(self, order: dict[str, Any], request: RequestInfo) -> dict[str, Any]:
         """Start paying ``order`` on its channel; return what the page needs (``code_url``,
@@ -230,6 +261,40 @@ class PaymentProvider:
         unknown": the refund stays ``pending`` and a retry with the same key calls this
         again with the same ``out_refund_no``. Return facts to keep (``refund_id``)."""
         raise NotImplementedError
+
+    # -- payouts (``capabilities.payouts``; docs/money.md, "Payouts") -------------------
+
+    def transfer_number(self, payout_id: str) -> str:
+        """The provider's bill number (``out_bill_no``) for the core's payout id: stable,
+        so every retry names the same transfer. Default: :func:`refund_number`."""
+        return refund_number(payout_id)
+
+    async def transfer(self, payout: dict[str, Any], openid: str) -> TransferState:
+        """Send ``payout["amount"]`` fen to the receiver ``openid`` under
+        ``payout["out_bill_no"]`` (the same number for every retry of one payout).
+
+        Raise ``PaymentProviderError`` only when nothing was sent (the payout fails and
+        its money returns to the earnings). Any other exception means "the outcome is
+        unknown": the core never sends it again blindly but asks
+        :meth:`query_transfer` first. You may NOT move money in the books here."""
+        raise PaymentProviderError(f"{self.identifier} cannot pay out")
+
+    async def query_transfer(self, payout: dict[str, Any]) -> TransferState:
+        """Ask the outside system about the transfer ``payout["out_bill_no"]``;
+        ``not_found`` if it never arrived there."""
+        raise PaymentProviderError(f"{self.identifier} cannot pay out")
+
+    async def cancel_transfer(self, payout: dict[str, Any]) -> None:
+        """Withdraw a transfer the receiver has not confirmed yet. Raise
+        ``PaymentProviderError`` if it cannot be cancelled (confirmed meanwhile): the
+        core then queries it again."""
+        raise PaymentProviderError(f"{self.identifier} cannot pay out")
+
+    async def handle_transfer_notify(self, body: bytes,
+                                     headers: Mapping[str, str]) -> TransferState:
+        """Verify a transfer notify and say what it reports (with ``out_bill_no``). Raise
+        :class:`NotifyRefused` for anything not believed; the core books it."""
+        raise NotifyRefused("not_supported", f"{self.identifier} takes no transfer notifies")
 
 
 def check_refund_capability(provider: PaymentProvider | None, order: dict[str, Any],

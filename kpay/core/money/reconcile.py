@@ -8,7 +8,13 @@
   order's is not;
 - every paid order is fulfilled or refunded (paid and left for over 10 minutes is a
   break: the fulfil job retries every minute);
-- no order is refunded beyond its amount, and its ``refunded`` matches its refunds.
+- no order is refunded beyond its amount, and its ``refunded`` matches its refunds;
+- each payout's postings match its state (``payout:<id>:reserve`` always, ``:paid`` only
+  when succeeded, ``:return`` only when failed, expired or cancelled), and
+  ``payouts:in_flight`` holds exactly the open payouts.
+
+Warnings are listed but are not breaks: an ``earnings:`` account below zero (a refund
+after a payout; later earnings make up for it, docs/money.md "Payouts").
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class ReconcileReport:
     accounts: int = 0
     orders: int = 0
     breaks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -40,6 +47,9 @@ class ReconcileReport:
                  f"orders: {self.orders}",
                  "clean" if self.clean else f"{len(self.breaks)} break(s):"]
         lines += [f"  - {b}" for b in self.breaks]
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s):")
+            lines += [f"  - {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -52,6 +62,7 @@ async def reconcile(db: AsyncDatabase, now: datetime) -> ReconcileReport:
     sums = await _check_ledger(db, report)
     await _check_accounts(db, report, sums)
     await _check_orders(db, report, now)
+    await _check_payouts(db, report, sums)
     return report
 
 
@@ -83,6 +94,9 @@ async def _check_accounts(db: AsyncDatabase, report: ReconcileReport,
         if balance != sums.get(name, 0):
             report.breaks.append(
                 f"account {name}: balance {balance} but postings sum to {sums.get(name, 0)}")
+        if kind_of(name) == "earnings" and balance < 0:
+            report.warnings.append(f"{name} is negative: {balance} fen "
+                                   "(made up from later earnings)")
         if kind_of(name) != WALLET_KIND:
             continue
         held, available = account.get("held", 0), account.get("available", 0)
@@ -127,3 +141,26 @@ async def _check_orders(db: AsyncDatabase, report: ReconcileReport, now: datetim
         if order.get("refunded", 0) != refunded.get(oid, 0):
             report.breaks.append(f"order {oid}: refunded {order.get('refunded', 0)} but "
                                  f"its refunds total {refunded.get(oid, 0)}")
+
+
+PAYOUT_RETURNED = ("failed", "expired", "cancelled")
+
+
+async def _check_payouts(db: AsyncDatabase, report: ReconcileReport,
+                         sums: dict[str, int]) -> None:
+    keys = {entry["_id"] async for entry in db["ledger"].find(
+        {"_id": {"$regex": "^payout:"}}, {"_id": 1})}
+    open_total = 0
+    async for payout in db["payouts"].find({}, {"status": 1, "amount": 1}):
+        pid, status = payout["_id"], payout.get("status")
+        expected = {"reserve": True, "paid": status == "succeeded",
+                    "return": status in PAYOUT_RETURNED}
+        for step, wanted in expected.items():
+            if (f"payout:{pid}:{step}" in keys) != wanted:
+                report.breaks.append(f"payout {pid}: {status} but payout:{pid}:{step} is "
+                                     f"{'missing from' if wanted else 'in'} the ledger")
+        if status not in ("succeeded", *PAYOUT_RETURNED):
+            open_total += payout.get("amount", 0)
+    if sums.get("payouts:in_flight", 0) != open_total:
+        report.breaks.append(f"payouts:in_flight holds {sums.get('payouts:in_flight', 0)} but "
+                             f"the open payouts total {open_total}")

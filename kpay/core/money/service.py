@@ -11,12 +11,14 @@ from kpay.core.errors import PaymentProviderError
 from kpay.core.money import accounts
 from kpay.core.money import ledger as ledger_module
 from kpay.core.money import orders as orders_module
+from kpay.core.money import payouts as payouts_module
 from kpay.core.money.accounts import earnings_credits
 from kpay.core.money.adjustments import Adjustments
 from kpay.core.money.kinds import OrderKind, WalletTopup
 from kpay.core.money.ledger import Ledger
 from kpay.core.money.notify import PaymentNotifies
 from kpay.core.money.orders import Orders, fulfillable
+from kpay.core.money.payouts import Payouts
 from kpay.core.money.providers import PaymentProvider
 from kpay.core.scheduler import PeriodicJob
 from kpay.core.store import IndexSpec
@@ -38,6 +40,7 @@ class MoneyService:
         self.orders = Orders(app)
         self.adjustments = Adjustments(app)
         self.notifies = PaymentNotifies(app)
+        self.payouts = Payouts(app)
 
     def register(self, kinds: list[OrderKind], providers: list[PaymentProvider]) -> None:
         topup = WalletTopup(tuple(c for p in providers if p.creates_orders for c in p.channels))
@@ -62,11 +65,12 @@ class MoneyService:
         return list(self.orders.by_identifier.values())
 
     def indexes(self) -> list[IndexSpec]:
-        return ledger_module.INDEXES + orders_module.INDEXES
+        return ledger_module.INDEXES + orders_module.INDEXES + payouts_module.INDEXES
 
     def jobs(self) -> list[PeriodicJob]:
         return [PeriodicJob("money.settle_pending", self.settle_pending, 60),
-                PeriodicJob("money.fulfil_paid", self.fulfil_paid, 60)]
+                PeriodicJob("money.fulfil_paid", self.fulfil_paid, 60),
+                PeriodicJob("money.payouts", self.payouts.sweep, 60)]
 
     def earnings_credits(self, amount: int, earner: str) -> list[tuple[str, int]]:
         """Postings paying ``earner`` and the platform fee from config."""

@@ -40,6 +40,11 @@ async function start() {
     }
     context = { kpay, socket, me: user, dev, errorBox, refreshEarnings };
     refreshEarnings();
+    if (paths.has("/api/v1/payouts")) {
+      import("./console-payouts.js")
+        .then(({ mountPayouts }) => mountPayouts($("#payouts"), { kpay, dev, onChange: refreshEarnings }))
+        .catch((error) => showError(errorBox, error));
+    }
     const tabs = tabButtons().filter((tab) => paths.has(SECTIONS[tab.dataset.section].needs));
     for (const tab of tabButtons()) show(tab, tabs.includes(tab));
     if (!tabs.length) {
