@@ -27,8 +27,10 @@ async def test_the_month_statement_downloads_as_csv(pages, api, tmp_path):
     await download.save_as(saved)
     text = saved.read_bytes().decode("utf-8")
     assert text.startswith("\ufeff时间,类别,说明") and "期初余额" in text and "期末余额" in text
-    # A month out of bounds: the server's 400, shown on the page.
+    # A month out of bounds: said in Chinese on the page (the server refuses it too).
     await page.get_by_label("账单月份").fill("1969-12")
     await page.get_by_role("link", name="下载月度账单").click()
-    await expect(page.locator("#error")).to_have_text("输入有误（month）")
+    await expect(page.locator("#error")).to_have_text(
+        "账单月份须在 1970 年 1 月到 2200 年 12 月之间")
+    await pages.screenshot(page, "console-statement")
     await pages.check_accessibility(page)

@@ -75,6 +75,11 @@ async function downloadStatement(event) {
   event.preventDefault();
   const month = $("#console-statement-month").value; // "YYYY-MM", or "" for this month
   const query = month ? `&month=${encodeURIComponent(month)}` : "";
+  if (month && !(month >= "1970-01" && month <= "2200-12")) {
+    errorBox.textContent = "账单月份须在 1970 年 1 月到 2200 年 12 月之间";
+    show(errorBox, true);
+    return;
+  }
   try {
     const response = await fetch(`${kpay.base}/api/v1/earnings/statement?format=csv${query}`,
       { headers: { Authorization: `Bearer ${kpay.token}` } });
