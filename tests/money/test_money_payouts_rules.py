@@ -4,6 +4,7 @@ after a refund, concurrency, reconciliation, and the database round trips of eac
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -43,6 +44,7 @@ def fake(money_plugin):
 async def test_money_is_held_for_hold_days(api, kpay_app, clock, fake):
     token = await api.login("carol", "consultant")
     await give_openid(kpay_app, "carol")
+    earned_at = kpay_app.clock.now()
     first = await earn(kpay_app, "carol", 1000, "test:earn:1")
     await clock.advance(3 * DAY)
     second = await earn(kpay_app, "carol", 2000, "test:earn:2")
@@ -51,7 +53,12 @@ async def test_money_is_held_for_hold_days(api, kpay_app, clock, fake):
     assert summary["balance"] == first + second and summary["withdrawable"] == 0
     assert summary["pending"] == first + second and summary["hold_days"] == 7
     assert [f["amount"] for f in summary["frees"]] == [first, second]
-    assert [f["date"] for f in summary["frees"]] == ["2026-03-09", "2026-03-12"]
+    # The Beijing days the money frees up: 7 days after each earning (whatever instant
+    # the test runs at; make test-times moves it across midnight).
+    beijing = timezone(timedelta(hours=8))
+    assert [f["date"] for f in summary["frees"]] == [
+        (earned_at + timedelta(days=days)).astimezone(beijing).date().isoformat()
+        for days in (7, 10)]
     status, body = await withdraw(api, token, 100)
     assert status == 409 and body["error"]["code"] == "not_withdrawable"
     await clock.advance(4 * DAY + 60)
