@@ -92,6 +92,28 @@ class WeChatPaySettings(Section):
     v3_api_base_url: str = ""
     v3_notify_url: str = ""
     v3_refund_notify_url: str = ""
+    # 商家转账 (payouts through v3, docs/wechat_pay.md "商家转账"): the transfer scene
+    # enabled in 商户平台 (1005 佣金报酬: consultants are paid for their work), the
+    # scene's report fields (信息类型 -> 信息内容, as the scene requires them; the user
+    # does not see them), what the user sees: the remark (at most 32 characters) and the
+    # 收款感知 (one of the scene's words; empty: not sent). Empty notify URL:
+    # <server.public_url>/api/v1/pay/wechat-v3/transfer-notify.
+    transfer_scene_id: str = Field("1005", pattern=r"^[0-9]{1,16}$")
+    transfer_scene_report_infos: dict[str, str] = {"岗位类型": "知识服务顾问",
+                                                   "报酬说明": "咨询与课程收入提现"}
+    transfer_remark: str = Field("收入提现", min_length=1, max_length=32)
+    transfer_user_recv_perception: str = "劳务报酬"
+    v3_transfer_notify_url: str = ""
+
+    @field_validator("transfer_scene_report_infos")
+    @classmethod
+    def report_infos(cls, infos: dict[str, str]) -> dict[str, str]:
+        # WeChat's limits: 信息类型 at most 15 characters, 信息内容 at most 32.
+        for kind, content in infos.items():
+            if not 0 < len(kind) <= 15 or not 0 < len(content) <= 32:
+                raise ValueError(f"{kind!r}: the type must be 1 to 15 characters and its "
+                                 "content 1 to 32")
+        return infos
 
     @field_validator("jssdk_origins")
     @classmethod

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kpay.core.auth import check_secret
 from kpay.core.errors import ConfigError
-from kpay.core.money.notify import notify_paths
+from kpay.core.money.notify import notify_paths, transfer_notify_path
 from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.settings import REAL_PAY_API, WeChatPaySettings, with_slash
 from plugins.wechat_pay.v3_signing import PlatformKeys, V3SignatureError
@@ -35,6 +35,7 @@ log = logging.getLogger("kpay.wechat_pay.v3")
 
 URL_NAME = "wechat-v3"
 NOTIFY_PATH, REFUND_NOTIFY_PATH = notify_paths(URL_NAME)
+TRANSFER_NOTIFY_PATH = transfer_notify_path(URL_NAME)
 # Set only for v3: in dev mode with none of them, the local fake v3 server is used.
 V3_ONLY_KEYS = ("mch_serial_no", "api_v3_key", "wechatpay_public_key_id",
                 "wechatpay_public_key", "platform_certs", "v3_api_base_url")
@@ -213,3 +214,7 @@ class V3Runtime:
     def refund_notify_url(self) -> str:
         s = self.wechat.settings
         return s.v3_refund_notify_url or self.wechat.public_url(REFUND_NOTIFY_PATH)
+
+    def transfer_notify_url(self) -> str:
+        s = self.wechat.settings
+        return s.v3_transfer_notify_url or self.wechat.public_url(TRANSFER_NOTIFY_PATH)

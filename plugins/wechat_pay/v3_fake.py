@@ -6,7 +6,8 @@ It has its own keys: the merchant's API key pair (it checks every request's
 ``SIGN_ERROR``, as WeChat does), a 微信支付公钥 (``PUB_KEY_ID_...``) and a 平台证书; it
 signs answers and callbacks with the one ``mode`` names (``public_key`` or
 ``certificate``). It serves JSAPI/H5/Native orders, query, close and refunds, and sends
-payment and refund callbacks with WeChat's retries until answered 2xx.
+payment and refund callbacks with WeChat's retries until answered 2xx, and 商家转账
+(``fake.transfers``, v3_fake_transfers.py).
 ``POST /_fake/v3/pay?out_trade_no=`` "pays" an order from a demo page or curl.
 """
 
@@ -35,6 +36,7 @@ from cryptography.x509.oid import NameOID
 from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.fake import RETRY_INTERVALS, Delivery
 from plugins.wechat_pay.v3_client import V3Merchant
+from plugins.wechat_pay.v3_fake_transfers import TRANSFER_ROUTES, FakeTransfers
 from plugins.wechat_pay.v3_signing import PlatformKeys
 
 CHINA = timezone(timedelta(hours=8))
@@ -112,6 +114,8 @@ class FakeWeChatV3:
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
         self._tasks: set[asyncio.Task] = set()
+        # 商家转账 (v3_fake_transfers.py); its clock defaults to real time.
+        self.transfers = FakeTransfers(self, lambda: datetime.now(CHINA))
 
     # -- running ------------------------------------------------------------------------
 
@@ -268,4 +272,5 @@ class FakeWeChatV3:
 def routes(fake: FakeWeChatV3) -> list[Any]:
     from plugins.wechat_pay.v3_fake_routes import ROUTES
 
-    return [(pattern, handler, {"fake": fake}) for pattern, handler in ROUTES]
+    return [(pattern, handler, {"fake": fake})
+            for pattern, handler in (*ROUTES, *TRANSFER_ROUTES)]

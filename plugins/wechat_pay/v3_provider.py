@@ -1,5 +1,6 @@
 """The WeChat Pay API v3 payment provider: JSAPI, H5 and Native orders, query, close,
-refunds, and the payment and refund callbacks (``/api/v1/pay/wechat-v3/...``).
+refunds, and the payment and refund callbacks (``/api/v1/pay/wechat-v3/...``); its
+payouts (商家转账) are in v3_transfers.py.
 
 As the v2 provider, it only talks to WeChat and reports what it found; the core books
 (exactly once) and keeps the order state machine. Callbacks are believed only after:
@@ -41,6 +42,7 @@ from plugins.wechat_pay.provider import (
 )
 from plugins.wechat_pay.v3_client import URL_NAME, V3NoAnswer, V3Refused
 from plugins.wechat_pay.v3_signing import V3SignatureError
+from plugins.wechat_pay.v3_transfers import MerchantTransfers
 
 if TYPE_CHECKING:
     from plugins.wechat_pay.v3_client import V3Merchant, V3Runtime
@@ -88,17 +90,18 @@ def fen(value: Any, what: str, facts: Mapping[str, Any]) -> int:
     return value
 
 
-class WeChatPayV3Provider(PaymentProvider):
+class WeChatPayV3Provider(MerchantTransfers, PaymentProvider):
     identifier = IDENTIFIER
     verbose_name = "WeChat Pay (API v3)"
     channels = ("native", "mweb", "jsapi")
     url_name = URL_NAME
-    capabilities = ProviderCapabilities(refunds=True, partial_refunds=True, payouts=False)
+    capabilities = ProviderCapabilities(refunds=True, partial_refunds=True, payouts=True)
     # WeChat Pay refuses to close an order within 5 minutes of creating it.
     settle_after = timedelta(minutes=5)
     notify_media_type = "application/json"
     notify_body = NotifyJson
     refund_notify_body = NotifyJson
+    transfer_notify_body = NotifyJson
 
     def __init__(self, runtime: V3Runtime) -> None:
         self.runtime = runtime
@@ -182,7 +185,8 @@ class WeChatPayV3Provider(PaymentProvider):
             data = v3_signing.decrypt_resource(m.api_v3_key, resource)
         except V3SignatureError as e:
             raise refused(e.reason, str(e)) from None
-        if data.get("mchid") != m.mchid:
+        # Transfer callbacks name the merchant mch_id; payments and refunds mchid.
+        if data.get("mch_id" if kind == "transfer" else "mchid") != m.mchid:
             raise refused("wrong_mch_id", "mchid does not match", data)
         if kind == "payment" and data.get("appid") != m.appid:
             raise refused("wrong_appid", "appid does not match", data)
