@@ -92,6 +92,9 @@ class WeChatPaySettings(Section):
     v3_api_base_url: str = ""
     v3_notify_url: str = ""
     v3_refund_notify_url: str = ""
+    # API v3: from this Beijing hour on, the daily bill check (wechat_pay.bill_check)
+    # compares yesterday's trade bill with kpay's books; WeChat makes it around 10:00.
+    bill_check_hour: int = Field(10, ge=0, le=23)
 
     @field_validator("jssdk_origins")
     @classmethod
