@@ -8,7 +8,7 @@ through the core's routes /api/v1/pay/wechat/...), notify (the notify records), 
 and jssdk (login, wx.config), fake (a local fake of WeChat's servers), testing (the
 ``fake_wechat`` and ``fake_wechat_v3`` pytest fixtures); API v3 in v3_signing (wire
 format), v3_client (keys, signed client, v3 runtime), v3_provider, v3_fake and
-v3_fake_routes.
+v3_fake_routes; bills (the daily bill check) and v3_fake_bills (the fake's bills).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kpay import hookimpl
+from kpay.core.scheduler import PeriodicJob
 from kpay.core.store import IndexSpec
 from kpay.core.web import Route
-from plugins.wechat_pay import jssdk, notify, oauth, v3_provider
+from plugins.wechat_pay import bills, jssdk, notify, oauth, v3_provider
 from plugins.wechat_pay.client import OAUTH_CALLBACK_PATH
 from plugins.wechat_pay.settings import WeChatPaySettings
 
@@ -59,7 +60,7 @@ def register_payment_providers(app):
 
 @hookimpl
 def register_collections(app):
-    return [notify.NOTIFIES, oauth.STATES, jssdk.TOKENS, v3_provider.NOTIFY_IDS]
+    return [notify.NOTIFIES, oauth.STATES, jssdk.TOKENS, v3_provider.NOTIFY_IDS, bills.CHECKS]
 
 
 @hookimpl
@@ -71,6 +72,12 @@ async def register_indexes(app):
             # Unused login states disappear by themselves (MongoDB TTL index).
             IndexSpec.of(oauth.STATES, "stored_at",
                          expireAfterSeconds=int(oauth.STATE_TTL.total_seconds()) * 2)]
+
+
+@hookimpl
+def register_jobs(app):
+    # The daily bill check (API v3 only; it returns at once in v2 mode).
+    return [PeriodicJob(bills.SOURCE, lambda: bills.check(app), bills.JOB_SECONDS)]
 
 
 @hookimpl

@@ -114,6 +114,9 @@ class WeChatPaySettings(Section):
                 raise ValueError(f"{kind!r}: the type must be 1 to 15 characters and its "
                                  "content 1 to 32")
         return infos
+    # API v3: from this Beijing hour on, the daily bill check (wechat_pay.bill_check)
+    # compares yesterday's trade bill with kpay's books; WeChat makes it around 10:00.
+    bill_check_hour: int = Field(10, ge=0, le=23)
 
     @field_validator("jssdk_origins")
     @classmethod

@@ -19,6 +19,7 @@ import json
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.fake import RETRY_INTERVALS, Delivery
 from plugins.wechat_pay.v3_client import V3Merchant
+from plugins.wechat_pay.v3_fake_bills import FakeBills
 from plugins.wechat_pay.v3_fake_transfers import TRANSFER_ROUTES, FakeTransfers
 from plugins.wechat_pay.v3_signing import PlatformKeys
 
@@ -85,6 +87,7 @@ class FakeV3Order:
     trade_state: str = "NOTPAY"
     transaction_id: str = ""
     refunded: int = 0
+    paid_at: datetime | None = None  # when the payer paid (``fake.now``): for its bills
 
 
 class FakeWeChatV3:
@@ -111,6 +114,10 @@ class FakeWeChatV3:
         self.deliveries: list[Delivery] = []
         # Faults to inject: refunds processed but answered with HTTP 500.
         self.lose_refund_answers = 0
+        # What time it is at WeChat (tests give it the app's clock) and the trade bills
+        # served from what happened (v3_fake_bills).
+        self.now: Callable[[], datetime] = lambda: datetime.now(CHINA)
+        self.bills = FakeBills()
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
         self._tasks: set[asyncio.Task] = set()
@@ -237,6 +244,7 @@ class FakeWeChatV3:
         order = self.orders[out_trade_no]
         if order.trade_state == "NOTPAY":
             order.trade_state = "SUCCESS"
+            order.paid_at = self.now()
             order.transaction_id = "4200" + secrets.token_hex(12)
         return self.send(order.notify_url, self.payment_notify(out_trade_no))
 
@@ -270,7 +278,8 @@ class FakeWeChatV3:
 
 
 def routes(fake: FakeWeChatV3) -> list[Any]:
+    from plugins.wechat_pay.v3_fake_bills import ROUTES as BILL_ROUTES
     from plugins.wechat_pay.v3_fake_routes import ROUTES
 
     return [(pattern, handler, {"fake": fake})
-            for pattern, handler in (*ROUTES, *TRANSFER_ROUTES)]
+            for pattern, handler in (*ROUTES, *TRANSFER_ROUTES, *BILL_ROUTES)]

@@ -155,7 +155,7 @@ class RefundHandler(V3Handler):
             order.trade_state = "REFUND"
             refund = fake.refunds[number] = {
                 "refund_id": "5030" + secrets.token_hex(12), "out_trade_no": order.out_trade_no,
-                "amount": amount, "notify_url": p.get("notify_url", "")}
+                "amount": amount, "notify_url": p.get("notify_url", ""), "at": fake.now()}
         if fake.lose_refund_answers > 0:  # processed, but the answer is lost
             fake.lose_refund_answers -= 1
             raise Refusal(500, "SYSTEM_ERROR", "系统错误")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,32 @@ class Orders:
             # Someone else's order does not exist, as far as this user can tell.
             raise NotFound(f"no order {order_id}", code="order_not_found")
         return order
+
+    async def paid_between(self, providers: list[str], start: datetime, end: datetime,
+                           limit: int = 100_000) -> AsyncIterator[dict[str, Any]]:
+        """The orders paid through one of ``providers`` (identifiers) with ``start <=
+        paid_at < end``, oldest first, at most ``limit`` (more raises ``OverflowError``
+        once ``limit`` were yielded): what a provider's bill check compares with its
+        provider's statement. Refunded ones included (their payment happened)."""
+        cursor = self.collection.find(
+            {"status": {"$in": ["paid", "fulfilled", "refunded"]},
+             "paid_at": {"$gte": start, "$lt": end}, "provider": {"$in": providers}},
+            {"out_trade_no": 1, "amount": 1, "status": 1, "paid_at": 1, "provider": 1,
+             "transaction_id": 1}).sort("paid_at", 1).limit(limit + 1)
+        count = 0
+        async for order in cursor:
+            count += 1
+            if count > limit:
+                raise OverflowError(f"more than {limit} orders paid in [{start}, {end})")
+            yield order
+
+    async def by_out_trade_no(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        """``{out_trade_no: order}`` for the numbers that name an order (at most 1000
+        numbers, else ``ValueError``): one query, for a provider's bill check."""
+        if len(numbers) > 1000:
+            raise ValueError("at most 1000 out_trade_no at a time")
+        cursor = self.collection.find({"out_trade_no": {"$in": list(numbers)}})
+        return {order["out_trade_no"]: order async for order in cursor}
 
     # -- creating --------------------------------------------------------------------
 

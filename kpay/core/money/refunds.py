@@ -167,6 +167,14 @@ class Refunds:
             return await self.collection.find_one({"_id": refund_id}) or refund
         return await self._finish(order, refund)
 
+    async def by_out_refund_no(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        """``{out_refund_no: refund}`` for the numbers that name a refund (at most 1000
+        numbers, else ``ValueError``): one query, for a provider's bill check."""
+        if len(numbers) > 1000:
+            raise ValueError("at most 1000 out_refund_no at a time")
+        cursor = self.collection.find({"out_refund_no": {"$in": list(numbers)}})
+        return {refund["out_refund_no"]: refund async for refund in cursor}
+
     def _payee(self, order: dict[str, Any], to: str) -> str:
         wallet = accounts.wallet(order["user_id"])
         if order["channel"] == WALLET_CHANNEL or to == "wallet":
