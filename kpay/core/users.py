@@ -22,6 +22,7 @@ A user with no stored document has no standing: their tokens are refused.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens"
 PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1}
 # profiles() answers one page of people at most: a bound on one query's size.
 MAX_PROFILES = 1000
+# A real name for payouts (docs/api.md "Payouts"): 2 to 30 Chinese or Latin letters
+# and the middle dot (少数民族 and foreign names: "阿依古丽·买买提"), trimmed.
+REAL_NAME = re.compile(r"^[\u3400-\u9fffA-Za-z·]{2,30}$")
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,26 @@ class Users:
         """The WeChat openid the user last signed in with, if any."""
         doc = await self.collection.find_one({"_id": user_id}, {"openid": 1})
         return (doc or {}).get("openid")
+
+    async def real_name(self, user_id: str) -> str | None:
+        """The real name the user gave for payouts (personal data: never logged, never
+        in a profile; docs/operations.md "Personal data"), if any."""
+        doc = await self.collection.find_one({"_id": user_id}, {"real_name": 1})
+        return (doc or {}).get("real_name") or None
+
+    async def set_real_name(self, user_id: str, name: Any) -> str:
+        """Keep the user's real name (checked: :data:`REAL_NAME`); returns it masked.
+        400 ``invalid_real_name`` (the name is not echoed back)."""
+        name = name.strip() if isinstance(name, str) else ""
+        if not REAL_NAME.match(name):
+            raise BadRequest("real_name must be 2 to 30 Chinese or Latin letters or the "
+                             "middle dot", code="invalid_real_name", field="real_name")
+        done = await self.collection.update_one(
+            {"_id": user_id}, {"$set": {"real_name": name,
+                                        "real_name_set_at": self.clock.now()}})
+        if done.matched_count == 0:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        return mask_name(name)
 
     async def sign_in_wechat(self, openid: str, nickname: str | None = None) -> dict[str, Any]:
         """The user of a WeChat openid, created as a student on first sign-in. The id is
@@ -216,6 +240,13 @@ class Users:
 def profile_of(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "name": doc.get("name") or doc["_id"],
             "role": doc.get("role") or "student", "blocked": bool(doc.get("blocked"))}
+
+
+def mask_name(name: str) -> str:
+    """A real name as its owner is shown it: first and last character ("张*三", "李*")."""
+    if len(name) <= 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def issue_token(tokens: TokenService, user: dict[str, Any], ttl: int | None = None) -> str:

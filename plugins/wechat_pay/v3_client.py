@@ -131,15 +131,17 @@ class V3Client:
         self.runtime = runtime
 
     async def request(self, method: str, path: str,
-                      body: dict[str, Any] | None = None) -> dict[str, Any]:
+                      body: dict[str, Any] | None = None,
+                      extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
         """``path`` from the API root (``v3/pay/transactions/native``, with its query).
-        Returns the answer's JSON ({} for 204); raises V3Refused or V3NoAnswer."""
+        ``extra_headers``: e.g. ``Wechatpay-Serial`` naming the key an encrypted field
+        used. Returns the answer's JSON ({} for 204); raises V3Refused or V3NoAnswer."""
         m = self.runtime.merchant
         data = b"" if body is None else json.dumps(body, ensure_ascii=False,
                                                    separators=(",", ":")).encode()
         headers = {"Authorization": await self.authorization(method, "/" + path, data),
                    "Accept": "application/json", "Content-Type": "application/json",
-                   "User-Agent": "kpay"}
+                   "User-Agent": "kpay", **(extra_headers or {})}
         s = self.runtime.wechat.settings
         request = tornado.httpclient.HTTPRequest(
             m.base_url + path, method=method, headers=headers,

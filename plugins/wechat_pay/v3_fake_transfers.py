@@ -7,6 +7,9 @@ receiver confirms; also ``POST /_fake/v3/transfer/confirm?out_bill_no=``),
 :meth:`FakeTransfers.fail`, ``refuse`` (the next creates are refused with that error
 code), ``lose_answers`` (that many creates are made but answered HTTP 500), ``clock``
 (what "now" is, for the expiry) and :meth:`FakeTransfers.notify` (a callback body).
+From 2,000 yuan a create must carry ``user_name`` encrypted with the key its
+``Wechatpay-Serial`` names (the fake holds the private halves); a bill keeps the
+decrypted name (``bills[n]["user_name"]``) for tests to check.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.fake import Delivery
 from plugins.wechat_pay.v3_fake_routes import Refusal, V3Handler
 
@@ -39,7 +43,23 @@ class FakeTransfers:
         self.refuse = ""
         self.lose_answers = 0
 
-    def create(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def real_name(self, p: dict[str, Any], serial: str) -> str:
+        """The decrypted ``user_name``, with the private half of the key ``serial``
+        (``Wechatpay-Serial``) names; "" when none was sent."""
+        if not p.get("user_name"):
+            return ""
+        fake = self.fake
+        keys = {fake.public_key_id: fake.wechatpay_key,
+                v3_signing.certificate_serial(fake.certificate): fake.cert_key}
+        key = keys.get(v3_signing.normal_serial(serial)) or keys.get(serial)
+        if key is None:
+            raise Refusal(400, "PARAM_ERROR", "Wechatpay-Serial 无效")
+        try:
+            return v3_signing.decrypt_sensitive(key, str(p["user_name"]))
+        except ValueError:
+            raise Refusal(400, "PARAM_ERROR", "user_name 解密失败") from None
+
+    def create(self, p: dict[str, Any], serial: str = "") -> tuple[int, dict[str, Any]]:
         fake = self.fake
         if self.refuse:
             raise Refusal(403, self.refuse, "转账被拒绝")
@@ -52,7 +72,8 @@ class FakeTransfers:
             raise Refusal(400, "PARAM_ERROR", f"参数错误 {missing}")
         if amount < MIN_AMOUNT:
             raise Refusal(400, "PARAM_ERROR", "转账金额不能低于0.1元")
-        if amount >= REAL_NAME_FROM and not p.get("user_name"):
+        name = self.real_name(p, serial)
+        if amount >= REAL_NAME_FROM and not name:
             raise Refusal(400, "PARAM_ERROR", "转账金额大于等于2000元时必须填写收款用户姓名")
         number = p["out_bill_no"]
         bill = self.bills.get(number)
@@ -62,7 +83,7 @@ class FakeTransfers:
                 "amount": amount, "openid": p["openid"], "state": "WAIT_USER_CONFIRM",
                 "package_info": "ABBQO+oYAAABAAAAAAB" + secrets.token_hex(24),
                 "notify_url": p.get("notify_url", ""), "remark": p["transfer_remark"],
-                "scene_id": p["transfer_scene_id"], "fail_reason": "",
+                "scene_id": p["transfer_scene_id"], "fail_reason": "", "user_name": name,
                 "created_at": self.clock(), "updated_at": self.clock()}
         elif bill["amount"] != amount or bill["openid"] != p["openid"]:
             raise Refusal(400, "INVALID_REQUEST", "商户单号重复，且与原单据信息不一致")
@@ -153,7 +174,9 @@ class FakeTransfers:
 
 class TransferHandler(V3Handler):
     async def post(self) -> None:
-        await self.handle("transfer-bills/create", self.fake.transfers.create)
+        serial = self.request.headers.get(v3_signing.SERIAL, "")
+        await self.handle("transfer-bills/create",
+                          lambda p: self.fake.transfers.create(p, serial))
 
 
 class TransferQueryHandler(V3Handler):

@@ -10,6 +10,9 @@ and the AES-256-GCM ``resource`` of callbacks (docs/wechat_pay.md, "API v3").
   (``PUB_KEY_ID_...``) or a 平台证书 (its serial number, hex).
 - A callback's ``resource`` is AES-256-GCM encrypted with the APIv3 key, its
   ``nonce`` and ``associated_data``.
+- 敏感信息加密: a personal field sent to WeChat (商家转账's ``user_name``) is
+  RSA-OAEP (SHA-1, MGF1-SHA-1) encrypted with WeChat's public key, base64, and the
+  request names that key in ``Wechatpay-Serial``.
 
 Pure functions and small key holders; no I/O.
 """
@@ -129,6 +132,19 @@ def encrypt_resource(api_v3_key: str, data: Mapping[str, Any], original_type: st
             "associated_data": associated_data, "nonce": nonce_str}
 
 
+def encrypt_sensitive(key: rsa.RSAPublicKey, text: str) -> str:
+    """A personal field as WeChat takes it (敏感信息加密): RSA-OAEP, SHA-1, base64."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    return base64.b64encode(key.encrypt(text.encode(), oaep)).decode()
+
+
+def decrypt_sensitive(key: rsa.RSAPrivateKey, ciphertext: str) -> str:
+    """:func:`encrypt_sensitive` undone (WeChat's side: the fake); ValueError if it
+    does not decrypt."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    return key.decrypt(base64.b64decode(ciphertext, validate=True), oaep).decode()
+
+
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -173,6 +189,16 @@ class PlatformKeys:
             key = certificate.public_key()
             if isinstance(key, rsa.RSAPublicKey):
                 self.keys[certificate_serial(certificate)] = key
+
+    def encryption_key(self) -> tuple[str, rsa.RSAPublicKey]:
+        """(serial, key) to encrypt a personal field with: the 微信支付公钥 when there is
+        one (WeChat's choice going forward), else a 平台证书; ValueError if none."""
+        for serial, key in self.keys.items():
+            if serial.startswith(PUBLIC_KEY_ID_PREFIX):
+                return serial, key
+        if not self.keys:
+            raise ValueError("no WeChat Pay public key or platform certificate")
+        return next(iter(self.keys.items()))
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Check WeChat's signature of ``body`` (raw); V3SignatureError if not believed.

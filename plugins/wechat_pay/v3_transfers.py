@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kpay.core.errors import PaymentProviderError
 from kpay.core.money.providers import TransferState
+from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.provider import refused
 from plugins.wechat_pay.v3_client import V3NoAnswer, V3Refused
 
@@ -33,8 +34,8 @@ TRANSFER_STATES = {"WAIT_USER_CONFIRM": "waiting_confirmation", "SUCCESS": "succ
                    "FAIL": "failed", "CANCELLED": "cancelled"}
 # WeChat closes a bill its receiver has not confirmed 24 hours after it was made.
 EXPIRY = timedelta(hours=24)
-# From 2,000 yuan WeChat needs the receiver's real name (user_name, encrypted); kpay
-# keeps no real names, so it refuses those before sending anything.
+# From 2,000 yuan WeChat needs the receiver's real name (user_name, encrypted with
+# WeChat's public key); the core asks for it up front (payout_requirements).
 REAL_NAME_FROM = 200_000
 # The create errors after which WeChat surely made no bill (anything else: unknown).
 TRANSFER_REFUSALS = ("PARAM_ERROR", "INVALID_REQUEST", "NOT_ENOUGH", "NO_AUTH", "SIGN_ERROR",
@@ -74,17 +75,30 @@ class MerchantTransfers:
     def transfer_number(self, payout_id: str) -> str:
         return transfer_number(payout_id)
 
+    def payout_requirements(self, amount: int) -> set[str]:
+        return {"real_name"} if amount >= REAL_NAME_FROM else set()
+
     async def transfer(self, payout: dict[str, Any], openid: str) -> TransferState:
-        if payout["amount"] >= REAL_NAME_FROM:
-            raise PaymentProviderError(
-                "WeChat Pay needs the receiver's real name for a transfer of 2,000 yuan or "
-                "more, and kpay keeps none: withdraw less than 2,000 yuan at a time",
-                err_code="real_name_required")
         answer = await self._create_bill(payout, openid)
         return self.bill_state(answer, payout)
 
+    async def _real_name(self, payout: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """The receiver's name encrypted for WeChat and the header naming the key; the
+        core checked it up front, so a missing one (removed meanwhile) is a refusal
+        before anything is sent."""
+        name = await self.runtime.wechat.app.users.real_name(payout["user_id"])
+        if not name:
+            raise PaymentProviderError(
+                "WeChat Pay needs the receiver's real name for a transfer of 2,000 yuan or "
+                "more: set it (PUT /api/v1/payouts/real-name) and withdraw again",
+                err_code="real_name_required")
+        serial, key = self.merchant.platform.encryption_key()
+        encrypted = await self.runtime.wechat.call(v3_signing.encrypt_sensitive, key, name)
+        return encrypted, {v3_signing.SERIAL: serial}
+
     async def _create_bill(self, payout: dict[str, Any], openid: str) -> dict[str, Any]:
         s, m = self.runtime.wechat.settings, self.merchant
+        headers: dict[str, str] = {}
         body: dict[str, Any] = {
             "appid": m.appid, "out_bill_no": payout["out_bill_no"],
             "transfer_scene_id": s.transfer_scene_id, "openid": openid,
@@ -95,8 +109,10 @@ class MerchantTransfers:
                 for kind, content in s.transfer_scene_report_infos.items()]}
         if s.transfer_user_recv_perception:
             body["user_recv_perception"] = s.transfer_user_recv_perception
+        if self.payout_requirements(payout["amount"]):
+            body["user_name"], headers = await self._real_name(payout)
         try:
-            return await self.runtime.client.request("POST", TRANSFER_BILLS, body)
+            return await self.runtime.client.request("POST", TRANSFER_BILLS, body, headers)
         except V3Refused as e:
             if e.code in TRANSFER_REFUSALS:
                 raise PaymentProviderError(str(e), err_code=e.code) from None

@@ -2,7 +2,7 @@
 (docs/money.md "Payouts") against the fake v3 server's transfer bills
 (plugins/wechat_pay/v3_fake_transfers.py): the receiver's confirmation and its signed
 callback, the 24-hour expiry, failure, cancellation, a lost create answer (queried,
-never a second bill), forged and repeated callbacks, the 2,000 yuan real-name rule.
+never a second bill), forged and repeated callbacks, 2,000 yuan without a real name.
 The books balance after each."""
 
 from __future__ import annotations
@@ -267,9 +267,11 @@ async def test_forged_and_repeated_transfer_callbacks_book_once(api, kpay_app, c
 @pytest.mark.gen_test(timeout=30)
 async def test_2000_yuan_or_more_is_refused_before_anything_is_sent(api, kpay_app, clock,
                                                                     fake_wechat_v3, transfers):
+    # Without a real name (tests/wechat_pay/test_wechat_v3_real_name.py has the rest).
     token, earned = await consultant(kpay_app, api, clock, earned=1_000_000)
-    refused = await withdraw(api, token, 200_000)
-    assert refused["status"] == "failed" and "real name" in refused["reason"]
+    status, refused = await api.post("/api/v1/payouts", {"amount": 200_000}, token)
+    assert status == 409 and refused["error"]["code"] == "real_name_required", refused
+    assert await kpay_app.money.payouts.collection.count_documents({}) == 0
     assert fake_wechat_v3.calls["transfer-bills/create"] == 0 and transfers.bills == {}
     payout = await withdraw(api, token, 199_999)
     assert payout["status"] == "waiting_confirmation"

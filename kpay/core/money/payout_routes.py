@@ -13,6 +13,7 @@ from kpay.core.errors import BadRequest
 from kpay.core.money.payouts import public
 from kpay.core.money.providers import TransferState
 from kpay.core.money.routes import IDEMPOTENCY_KEY
+from kpay.core.users import mask_name
 from kpay.core.web import BaseHandler, Route, api
 
 if TYPE_CHECKING:
@@ -24,6 +25,17 @@ class PayoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     amount: int = Field(description="fen to withdraw from the caller's earnings")
+
+
+class RealNameBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    real_name: str = Field(description="2 to 30 Chinese or Latin letters or the middle dot")
+
+
+class RealName(BaseModel):
+    #: The name masked ("张*三"), or null when none is set.
+    real_name: str | None
 
 
 class Reason(BaseModel):
@@ -95,6 +107,25 @@ class PayoutsHandler(BaseHandler):
         self.write_json({"payouts": [public(p) async for p in cursor]})
 
 
+class RealNameHandler(BaseHandler):
+    @api("Consultants: set their own real name for payouts that need it (2,000 yuan and "
+         "more through WeChat Pay); answered masked, audited without the name",
+         roles=("consultant",), body=RealNameBody, response=RealName)
+    async def put(self) -> None:
+        user = self.require_user("consultant")
+        masked = await self.kpay.users.set_real_name(user.id, self.body(RealNameBody).real_name)
+        await self.kpay.audit.record(user.id, "payout.real_name", f"user:{user.id}",
+                                     source=self.request.remote_ip or "")
+        self.write_json({"real_name": masked})
+
+    @api("Consultants: their own real name for payouts, masked (null if none)",
+         roles=("consultant",), response=RealName)
+    async def get(self) -> None:
+        user = self.require_user("consultant")
+        name = await self.kpay.users.real_name(user.id)
+        self.write_json({"real_name": mask_name(name) if name else None})
+
+
 class PayoutCancelHandler(BaseHandler):
     @api("Consultants: cancel a payout not yet received (its money returns)",
          roles=("consultant",), response=PayoutResult)
@@ -157,6 +188,7 @@ class DevConfirmPayoutHandler(BaseHandler):
 def payout_routes(app: KPay) -> list[Route]:
     routes = [
         Route("/api/v1/payouts", PayoutsHandler, tags=("money",)),
+        Route("/api/v1/payouts/real-name", RealNameHandler, tags=("money",)),
         Route("/api/v1/payouts/{payout_id}/cancel", PayoutCancelHandler, tags=("money",)),
         Route("/api/v1/earnings/summary", EarningsSummaryHandler, tags=("money",)),
         Route("/api/v1/admin/payouts/{payout_id}/approve", PayoutApproveHandler,

@@ -119,6 +119,7 @@ class Payouts:
         provider = self.provider()
         if provider is None:
             raise Conflict("no payment provider can pay out", code="payouts_unavailable")
+        await self._check_requirements(provider, user.id, amount)
         openid = await self.app.users.openid(user.id)
         if not openid:
             raise Conflict("sign in with WeChat once before the first withdrawal",
@@ -149,6 +150,16 @@ class Payouts:
         if needs_approval:
             return payout
         return await self.send(payout)
+
+    async def _check_requirements(self, provider: PaymentProvider, user_id: str,
+                                  amount: int) -> None:
+        """What the provider needs of the receiver for this amount, before anything is
+        reserved (``PaymentProvider.payout_requirements``)."""
+        if ("real_name" in provider.payout_requirements(amount)
+                and not await self.app.users.real_name(user_id)):
+            raise Conflict("this withdrawal needs your real name (the payment provider "
+                           "requires it for this amount): PUT /api/v1/payouts/real-name",
+                           code="real_name_required")
 
     async def _check_and_guard(self, user_id: str, amount: int,
                                session: AsyncClientSession) -> None:

@@ -264,6 +264,12 @@ class PaymentProvider:
 
     # -- payouts (``capabilities.payouts``; docs/money.md, "Payouts") -------------------
 
+    def payout_requirements(self, amount: int) -> set[str]:
+        """What the provider needs of the receiver to pay out ``amount`` fen, checked by
+        the core before anything is reserved: ``"real_name"`` (the user's real name,
+        ``app.users.real_name``). None by default."""
+        return set()
+
     def transfer_number(self, payout_id: str) -> str:
         """The provider's bill number (``out_bill_no``) for the core's payout id: stable,
         so every retry names the same transfer. Default: :func:`refund_number`."""

@@ -2,7 +2,10 @@
 // withdrawn now and when the rest frees up (GET /api/v1/earnings/summary), the form
 // (POST /api/v1/payouts), the history with its states (GET /api/v1/payouts), and for a
 // transfer waiting for the consultant, 确认收款: wx.requestMerchantTransfer with the
-// payout's package_info inside WeChat, the dev confirm route in dev mode.
+// payout's package_info inside WeChat, the dev confirm route in dev mode. A withdrawal
+// that needs the receiver's real name (409 real_name_required: 2,000 yuan and more
+// through WeChat Pay) asks for it (PUT /api/v1/payouts/real-name), saves it and sends
+// the same withdrawal again; the saved name is shown masked (GET, "张*三").
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, errorText, formatTime, show, whileBusy } from "../ui.js";
@@ -37,6 +40,10 @@ export function payoutErrorText(error) {
       return "暂不支持提现，请联系客服";
     case "payout_not_cancellable":
       return "该提现已无法取消";
+    case "real_name_required":
+      return "微信要求 2000 元以上的转账核验收款人实名，请先填写真实姓名";
+    case "invalid_real_name":
+      return "请填写 2-30 个汉字或字母的真实姓名（可含间隔号 ·）";
     default:
       return errorText(error);
   }
@@ -59,6 +66,21 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
     el("div", { class: "field" }, el("label", { for: "payout-amount" }, "提现金额（元）"), input),
     el("p", { class: "muted small", id: "payout-limits" }),
     error, notice, submit);
+  const nameInput = el("input", { id: "real-name", name: "real_name", autocomplete: "name",
+    maxlength: "30", "aria-describedby": "real-name-why" });
+  const nameSubmit = el("button", { class: "btn", type: "submit", id: "real-name-submit" },
+    "保存并提现");
+  const nameForm = el("form", { id: "real-name-form", novalidate: true, hidden: true },
+    el("p", { class: "muted small", id: "real-name-why" },
+      "微信要求 2000 元以上的转账核验收款人实名，请填写与微信实名一致的姓名。" +
+      "姓名仅用于提现，不会公开。"),
+    el("div", { class: "field" }, el("label", { for: "real-name" }, "真实姓名"), nameInput),
+    nameSubmit);
+  const nameText = el("span", { id: "real-name-masked" });
+  const nameChange = el("button", { class: "btn plain", type: "button", id: "real-name-change" },
+    "修改");
+  const nameShown = el("p", { class: "muted small", id: "real-name-shown", hidden: true },
+    nameText, " ", nameChange);
   const list = el("ul", { class: "entries payouts", id: "payout-history", "aria-label": "提现记录" });
   const empty = el("p", { class: "muted small", id: "payout-empty" }, "暂无提现记录");
   root.replaceChildren(
@@ -66,10 +88,22 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
       el("div", {}, el("dt", {}, "可提现"), el("dd", { id: "payout-withdrawable" }, "¥0.00")),
       el("div", {}, el("dt", {}, "待结算"), el("dd", { id: "payout-pending" }, "¥0.00"))),
     el("p", { class: "muted small", id: "payout-frees" }),
-    form,
+    form, nameForm, nameShown,
     el("h3", {}, "提现记录"), list, empty);
 
   let summary = null;
+  let waitingFen = null; // the withdrawal that waits for the real name
+
+  function showName(masked) {
+    nameText.textContent = masked ? `收款人实名：${masked}` : "";
+    show(nameShown, Boolean(masked));
+  }
+
+  nameChange.addEventListener("click", () => askName(null));
+
+  async function loadName() {
+    showName((await kpay.get("/api/v1/payouts/real-name")).real_name);
+  }
 
   function say(message, isError) {
     error.textContent = isError ? message : "";
@@ -111,7 +145,7 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
   }
 
   async function refresh() {
-    await Promise.all([loadSummary(), loadHistory()]);
+    await Promise.all([loadSummary(), loadHistory(), loadName().catch(() => {})]);
     onChange();
   }
 
@@ -149,13 +183,43 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
       say(`单笔至少提现 ${formatFen(summary.min_amount)}`, true);
       return;
     }
-    whileBusy(submit, async () => {
-      const { payout } = await kpay.post("/api/v1/payouts", { amount: fen });
-      input.value = "";
-      say(payout.status === "awaiting_approval" ? "提现申请已提交，等待审核"
-        : payout.status === "failed" ? "提现未成功，金额已退回" : "提现已发起", false);
-      await refresh();
-    }, "提交中…").catch((e) => say(payoutErrorText(e), true));
+    whileBusy(submit, () => withdraw(fen), "提交中…").catch((e) => {
+      if (e?.code === "real_name_required") askName(fen);
+      say(payoutErrorText(e), true);
+    });
+  });
+
+  async function withdraw(fen) {
+    const { payout } = await kpay.post("/api/v1/payouts", { amount: fen });
+    input.value = "";
+    say(payout.status === "awaiting_approval" ? "提现申请已提交，等待审核"
+      : payout.status === "failed" ? "提现未成功，金额已退回" : "提现已发起", false);
+    await refresh();
+  }
+
+  function askName(fen) {
+    waitingFen = fen;
+    show(nameForm, true);
+    nameInput.focus();
+  }
+
+  nameForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = nameInput.value.trim();
+    if (!/^[\u3400-\u9fffA-Za-z·]{2,30}$/.test(name)) {
+      say(payoutErrorText({ code: "invalid_real_name" }), true);
+      return;
+    }
+    whileBusy(nameSubmit, async () => {
+      const saved = await kpay.put("/api/v1/payouts/real-name", { real_name: name });
+      nameInput.value = "";
+      show(nameForm, false);
+      showName(saved.real_name);
+      const fen = waitingFen;
+      waitingFen = null;
+      if (fen !== null) await withdraw(fen); // the same withdrawal, now with the name
+      else say("实名已保存", false);
+    }, "保存中…").catch((e) => say(payoutErrorText(e), true));
   });
 
   return refresh();
