@@ -28,7 +28,8 @@ def content_security_policy(media_origins: tuple[str, ...] | list[str], host: st
         connect += f" ws://{host} wss://{host}"
     return "; ".join([
         "default-src 'self'",
-        "script-src 'self'",
+        # WeChat's JS-SDK (jweixin), loaded by pages inside WeChat (static/js/wechat.js).
+        "script-src 'self' https://res.wx.qq.com",
         # The pages have no style attributes or <style> elements; scripts set sizes
         # through element.style (CSSOM), which style-src does not restrict.
         "style-src 'self'",

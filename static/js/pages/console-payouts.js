@@ -7,6 +7,7 @@
 // through WeChat Pay) asks for it (PUT /api/v1/payouts/real-name), saves it and sends
 // the same withdrawal again; the saved name is shown masked (GET, "张*三").
 
+import { wechatSdk } from "../wechat.js";
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, errorText, formatTime, show, whileBusy } from "../ui.js";
 
@@ -151,7 +152,8 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
 
   /** 确认收款: WeChat's own confirmation page; in dev mode the dev confirm route. */
   async function receive(payout) {
-    const wx = window.wx;
+    // Inside WeChat the JS-SDK is loaded and configured for this page first.
+    const wx = window.wx || await wechatSdk(kpay, ["requestMerchantTransfer"]).catch(() => null);
     if (wx && typeof wx.requestMerchantTransfer === "function") {
       await new Promise((resolve, reject) => wx.requestMerchantTransfer({
         ...payout.confirm_params, // mchId, appId: the provider's
