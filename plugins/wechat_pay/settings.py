@@ -32,10 +32,10 @@ class WeChatPaySettings(Section):
     # The official account (公众号) the payments and the OAuth login belong to.
     appid: str = ""
     # Its AppSecret: needed for the OAuth login and the JS-SDK config, not for paying.
-    app_secret: str = ""
+    app_secret: str = Field("", repr=False)  # a secret: kept out of reprs and logs
     mch_id: str = ""
     # The merchant API key (API v2, 32 characters), set in the merchant platform.
-    api_key: str = ""
+    api_key: str = Field("", repr=False)  # a secret: kept out of reprs and logs
     # Paths of the merchant API certificate and its private key (PEM): refunds need them.
     mch_cert: str = ""
     mch_key: str = ""

@@ -93,3 +93,10 @@ def test_a_certificate_serial_matches_in_any_case_and_with_leading_zeros():
     keys.verify(headers, b"{}")  # believed
     with pytest.raises(v3_signing.V3SignatureError, match="does not verify"):
         keys.verify(headers, b"{ }")
+
+
+def test_no_merchant_secret_is_in_the_settings_repr():
+    from plugins.wechat_pay.settings import WeChatPaySettings
+
+    settings = WeChatPaySettings(api_key="k" * 32, app_secret="s" * 32, api_v3_key="v" * 32)
+    assert not any(secret in repr(settings) for secret in ("k" * 32, "s" * 32, "v" * 32))
