@@ -45,6 +45,9 @@ def forgeries(fake, number):
     other = fake.payment_notify(number, amount={"total": 1, "currency": "CNY"})
     unknown = {**fake.signed_headers(body), v3_signing.SERIAL: "PUB_KEY_ID_0000000000"}
     tampered = tamper_ciphertext(body)
+    # The wall clock on purpose: the provider judges a callback's timestamp on real time,
+    # as WeChat does (docs/wechat_pay.md), not on the app's pinned clock. Relative to
+    # now, so it holds at any hour and under faketime.
     stale = int(time.time()) - 6 * 60
     return [
         ("bad signature", other, fake.signed_headers(body), "bad_signature"),
