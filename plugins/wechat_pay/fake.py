@@ -48,6 +48,16 @@ def wechat_time() -> str:
     return datetime.now(CHINA).strftime("%Y%m%d%H%M%S")
 
 
+def serve_locally(handlers: list[Any], port: int = 0, ssl_options: Any = None
+                  ) -> tuple[tornado.httpserver.HTTPServer, int]:
+    """A local fake's HTTP server on 127.0.0.1 (``port`` 0: any free one) and its port."""
+    server = tornado.httpserver.HTTPServer(tornado.web.Application(handlers),
+                                           ssl_options=ssl_options)
+    sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
+    server.add_sockets(sockets)
+    return server, sockets[0].getsockname()[1]
+
+
 @dataclass
 class FakeOrder:
     out_trade_no: str
@@ -120,11 +130,7 @@ class FakeWeChat:
     async def start(self, port: int = 0) -> int:
         from plugins.wechat_pay.fake_routes import routes
 
-        application = tornado.web.Application(routes(self))
-        self.server = tornado.httpserver.HTTPServer(application, ssl_options=self.ssl_context)
-        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
-        self.server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
+        self.server, self.port = serve_locally(routes(self), port, self.ssl_context)
         return self.port
 
     async def stop(self) -> None:

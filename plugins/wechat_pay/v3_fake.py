@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from plugins.wechat_pay import v3_signing
-from plugins.wechat_pay.fake import RETRY_INTERVALS, Delivery
+from plugins.wechat_pay.fake import RETRY_INTERVALS, Delivery, serve_locally
 from plugins.wechat_pay.v3_client import V3Merchant
 from plugins.wechat_pay.v3_fake_bills import FakeBills
 from plugins.wechat_pay.v3_fake_transfers import TRANSFER_ROUTES, FakeTransfers
@@ -165,11 +165,7 @@ class FakeWeChatV3:
         return overrides
 
     async def start(self, port: int = 0) -> int:
-        application = tornado.web.Application(routes(self))
-        self.server = tornado.httpserver.HTTPServer(application)
-        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
-        self.server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
+        self.server, self.port = serve_locally(routes(self), port)
         return self.port
 
     async def stop(self) -> None:
