@@ -27,8 +27,6 @@ from typing import Any
 
 import tornado.httpclient
 import tornado.httpserver
-import tornado.netutil
-import tornado.web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
