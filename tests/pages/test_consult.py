@@ -249,3 +249,32 @@ async def test_voice_call_signalling_through_the_consult_channel(call_browser, k
     finally:
         await pages.close()
     assert pages.problems == [], "\n".join(pages.problems)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_slow_first_read_does_not_undo_the_accept(pages, api, kpay_app):
+    """The page reads the consultation and wallet when it starts following; an accept that
+    arrives while that read is on the way must stay shown (it used to flip back to
+    等待咨询师接受… on a busy machine, after the call had started)."""
+    console, _ = await consultant_console(pages, api)
+    await set_rate(console, yuan="0.50", least="1")
+    student = await api.login("cat", "student")
+    await api.topup(student, 1000)
+    page = await pages.new_page(token=student)
+    await pages.open(page, "/static/consult.html")
+    held = asyncio.Event()
+
+    async def hold_the_wallet(route):
+        held.set()
+        await asyncio.sleep(1.5)  # the accept lands in the meantime
+        await route.continue_()
+
+    await page.route("**/api/v1/wallet", hold_the_wallet)
+    await page.get_by_role("button", name="向 王老师 发起咨询").click()
+    await asyncio.wait_for(held.wait(), 10)
+    await console.get_by_role("button", name="接受 cat 的咨询请求").click()
+    await expect(page.locator("#session-state")).to_have_text("咨询中")
+    await asyncio.sleep(2.5)  # every held read has come back by now
+    await expect(page.locator("#session-state")).to_have_text("咨询中", timeout=1)
+    await expect(page.locator("#meter-balance")).not_to_have_text("—")
+    await page.unroute_all(behavior="wait")

@@ -89,6 +89,7 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
   const requests = new Map(); // id -> consultation waiting for an answer
   let current = null;
   let subscription = null;
+  let changes = 0; // events applied to `current` (see refresh)
   let call = null;
 
   // -- profile ----------------------------------------------------------------------------
@@ -242,9 +243,12 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
     render();
   }
 
-  async function refresh(id) {
+  async function refresh(id, attempts = 3) {
+    const seen = changes;
     const consultation = await kpay.get(`/api/v1/consultations/${encodeURIComponent(id)}`);
     if (current?.id !== id) return;
+    // An event applied meanwhile may be newer than this read: read again (consult.js).
+    if (changes !== seen && attempts > 1) return refresh(id, attempts - 1);
     Object.assign(current, consultation);
     if (consultation.status === "ended" && !current.summary) {
       current.summary = consultation;
@@ -289,6 +293,7 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
       call?.handle({ type, data });
       return;
     }
+    changes += 1;
     render();
   }
 

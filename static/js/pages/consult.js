@@ -19,6 +19,7 @@ let current = null; // the consultation shown in #session
 let subscription = null;
 let call = null;
 const names = new Map(); // consultant id -> name, from the list (history has ids only)
+let changes = 0; // events applied to `current`: a read that overlapped one may be older than it
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -130,11 +131,15 @@ function follow(consultation) {
   refresh(id).catch((e) => showError($("#session-error"), e)); // wallet and anything missed
 }
 
-async function refresh(id) {
+async function refresh(id, attempts = 3) {
+  const seen = changes;
   const [consultation, wallet] = await Promise.all([
     kpay.get(`/api/v1/consultations/${encodeURIComponent(id)}`), kpay.get("/api/v1/wallet"),
   ]);
   if (current?.id !== id) return;
+  // An event applied while this read was on the way may be newer than what it read
+  // (an accept racing the first read would be undone): read again instead.
+  if (changes !== seen && attempts > 1) return refresh(id, attempts - 1);
   Object.assign(current, consultation);
   if (current.balance === null) current.balance = wallet.balance - wallet.held;
   if (current.status === "ended" && !current.summary) {
@@ -172,6 +177,7 @@ function onEvent({ type, data }) {
     call?.handle({ type, data });
     return;
   }
+  changes += 1;
   render();
 }
 
