@@ -144,12 +144,23 @@ async def put_chunk(service: MediaService, user: User, upload_id: str, content_r
     except ApiError:
         await refused(service, upload)
         raise
-    lock = locks(service).setdefault(upload_id, asyncio.Lock())
-    async with lock:
-        try:
-            return await write_chunk(service, upload, start, end, data)
-        finally:
-            locks(service).pop(upload_id, None)
+    # One chunk of an upload at a time on this node: a retry racing its original must
+    # not write into the staged file while the other moves the offset.
+    table = locks(service)
+    lock = table.setdefault(upload_id, asyncio.Lock())
+    try:
+        async with lock:
+            current = await service.app.store[UPLOADS].find_one({"_id": upload_id})
+            if current is None or current["offset"] != start or current["status"] != "open":
+                if current is not None and current["status"] == "done":
+                    return await put_chunk(service, user, upload_id, content_range, data)
+                offset = (current or upload)["offset"]
+                raise Conflict(f"the upload continues at byte {offset}",
+                               code="offset_mismatch", offset=offset)
+            return await write_chunk(service, current, start, end, data)
+    finally:
+        if not lock.locked():
+            table.pop(upload_id, None)
 
 
 async def refused(service: MediaService, upload: dict[str, Any]) -> None:
