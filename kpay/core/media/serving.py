@@ -53,10 +53,17 @@ class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
     media: MediaService
+    #: The file's size when a range beyond it was asked (416 names it).
+    unsatisfiable_size: int | None = None
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("X-Content-Type-Options", "nosniff")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 416 and self.unsatisfiable_size is not None:
+            self.set_header("Content-Range", f"bytes */{self.unsatisfiable_size}")
+        super().write_error(status_code, **kwargs)
 
     async def send(self, media: dict[str, Any], variant: str, cache: str) -> None:
         storage = self.kpay.media.storage
@@ -71,10 +78,9 @@ class MediaBody(BaseHandler):
         try:
             wanted = parse_range(self.request.headers.get("Range"), size)
         except Unsatisfiable:
-            self.set_status(416)
-            self.set_header("Content-Range", f"bytes */{size}")
-            self.finish()
-            return
+            self.unsatisfiable_size = size
+            raise ApiError(f"the range lies beyond the file's {size} bytes",
+                           code="range_not_satisfiable", status=416, size=size) from None
         start, end = wanted if wanted is not None else (0, size - 1)
         self.set_header("Content-Type", media["content_type"])
         self.set_header("Content-Disposition", "inline")
@@ -108,7 +114,7 @@ class PublicMediaHandler(MediaBody):
 
 class SignedMediaHandler(MediaBody):
     @api("Paid media at a URL kpay signed (range requests; S3: a redirect)", auth=False,
-         media_type="application/octet-stream")
+         media_type="*/*")
     async def get(self, token: str) -> None:
         service = self.kpay.media
         grant = service.signer.verify(token)
