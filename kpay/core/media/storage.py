@@ -72,18 +72,17 @@ class LocalStorage:
         await asyncio.to_thread(copy)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        handle = await asyncio.to_thread(open, self.path(key), "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            left = end - start + 1
-            while left > 0:
-                block = await asyncio.to_thread(handle.read, min(READ_BLOCK, left))
-                if not block:
-                    return
-                left -= len(block)
-                yield block
-        finally:
-            await asyncio.to_thread(handle.close)
+        path = self.path(key)
+        position = start
+        while position <= end:
+            # One thread hop per block (open, seek, read together): a range of a few
+            # hundred KB, what a player asks, is one hop.
+            block = await asyncio.to_thread(read_block, path, position,
+                                            min(READ_BLOCK, end - position + 1))
+            if not block:
+                return
+            position += len(block)
+            yield block
 
     async def presigned_url(self, key: str, content_type: str, ttl: int) -> str:
         raise NotImplementedError("local storage is served by kpay itself")
@@ -162,6 +161,12 @@ class S3Storage:
         if self._context is not None:
             await self._context.__aexit__(None, None, None)
             self._client = self._context = None
+
+
+def read_block(path: Path, position: int, length: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(position)
+        return handle.read(length)
 
 
 def media_root(settings: MediaSettings, var_dir: str) -> Path:
