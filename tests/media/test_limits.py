@@ -93,7 +93,7 @@ class TestLargeChunks:
         status, body = await consultant.post("/api/v1/media/uploads",
                                              {"kind": "image", "purpose": "cover",
                                               "size": 10, "filename": "x" * 70000})
-        assert status == 413
+        assert status == 413 and body["error"]["code"] == "payload_too_large"
 
 
 class TestUploadRates:
