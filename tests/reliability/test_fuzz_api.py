@@ -311,7 +311,6 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "upload_id": [upload["id"]],
             "media_id": [cover_id],
             "variant": ["card", "thumb"],
-            "token": [signed.rsplit("/", 1)[1]],
             # Members and enrollments: the seeded student. The admin routes get a user
             # of their own (blocking the fuzzer's own users would end the run's tokens).
             "user_id": ["fuzz-student"],
@@ -330,6 +329,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "scope": ["snsapi_base", "snsapi_userinfo"],
             "before": ["2026-03-01T00:00:00+08:00"],
             "month": ["2026-03"],
+            "token": [signed.rsplit("token=", 1)[1]],
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],

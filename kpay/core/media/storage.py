@@ -9,6 +9,7 @@ thread (local) or through aioboto3 (S3): never a blocking call on the event loop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -66,7 +67,13 @@ class LocalStorage:
         def copy() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(source, partial)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            try:
+                # Staging and files share a disk by default: a link, not a 500 MB copy.
+                os.link(source, partial)
+            except OSError:
+                shutil.copyfile(source, partial)
             os.replace(partial, target)
 
         await asyncio.to_thread(copy)
