@@ -136,8 +136,10 @@ class S3Storage:
         return self.prefix + key
 
     async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        import aiofiles  # aioboto3's own dependency: it reads an async file without blocking
+
         client = await self.client()
-        with open(source, "rb") as handle:  # noqa: ASYNC230 (aioboto3 reads it in a thread)
+        async with aiofiles.open(source, "rb") as handle:
             await client.upload_fileobj(handle, self.bucket, self.key(key),
                                         ExtraArgs={"ContentType": content_type})
 
