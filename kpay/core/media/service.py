@@ -60,6 +60,9 @@ class MediaService:
         self.storage: Storage = make_storage(self.settings, app.var_dir)
         self.signer = UrlSigner(app.tokens.secret)
         self.quotas = Quotas(app.store, self.settings)
+        # Tornado closes the connection on any body past [server] max_discard_bytes,
+        # chunks included: a chunk is never larger.
+        self.chunk_size = min(self.settings.chunk_bytes, app.settings.server.max_discard_bytes)
 
     @property
     def collection(self) -> Any:
