@@ -70,9 +70,13 @@ class MediaBody(BaseHandler):
         storage = self.kpay.media.storage
         key = f"{media['_id']}/{variant}"
         if storage.redirects:
-            url = await storage.presigned_url(key, media["content_type"],
-                                              self.kpay.settings.media.s3_presign_seconds)
-            self.set_header("Cache-Control", "private, no-store")
+            ttl = self.kpay.settings.media.s3_presign_seconds
+            url = await storage.presigned_url(key, media["content_type"], ttl)
+            # A public image's redirect may be cached while its target still works; a
+            # paid file's never (each request is checked).
+            public = cache.startswith("public")
+            self.set_header("Cache-Control",
+                            f"public, max-age={ttl // 2}" if public else "private, no-store")
             self.redirect(url, status=302)
             return
         size = media["files"][variant]
