@@ -208,6 +208,9 @@ export function formatBytes(bytes) {
 
 /** The Chinese message of a media error, or null when it is not one (ui.js errorText). */
 export function mediaErrorText(error) {
+  if (error?.code === "too_many_open" && error.details?.what === "media_uploads") {
+    return "正在上传的文件太多，请等当前上传完成";
+  }
   const text = Object.hasOwn(MEDIA_TEXT, error?.code || "") ? MEDIA_TEXT[error.code] : null;
   return text ? text(error.details || {}) : null;
 }
