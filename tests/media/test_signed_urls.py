@@ -29,9 +29,11 @@ class TapePlugin:
             return "carol" if ident in VIEWERS else None
 
         def allows(app, user, action, ident):
+            if action == "enter":  # a second action: only carol may "enter"
+                return user.id == "carol"
             return user.id in VIEWERS.get(ident, set())
 
-        return [ResourceRule("tape", owner, allows, actions=("view",))]
+        return [ResourceRule("tape", owner, allows, actions=("view", "enter"))]
 
 
 @pytest.fixture
@@ -164,3 +166,14 @@ async def test_attach_and_describe(kpay_app, consultant, tape):
     described = await kpay_app.media.describe([cover["id"], tape["id"], "nope"])
     assert set(described) == {cover["id"], tape["id"]}
     assert described[tape["id"]]["duration_seconds"] == pytest.approx(3.0, abs=0.01)
+
+
+@pytest.mark.gen_test
+async def test_signed_url_for_another_action(kpay_app, student, consultant, tape):
+    url = path_of(kpay_app.media.signed_url(tape["id"], user_id="alice", resource="tape:t1",
+                                            action="enter"))
+    response = await fetch(student, url)
+    assert response.code == 403 and b"no_access" in response.body
+    url = path_of(kpay_app.media.signed_url(tape["id"], user_id="carol", resource="tape:t1",
+                                            action="enter"))
+    assert (await fetch(consultant, url)).code == 200

@@ -137,7 +137,7 @@ class SignedMediaHandler(MediaBody):
             raise NotFound("no such media", code="media_not_found")
         if media["status"] != "ready":
             raise gone()
-        if not await self.kpay.access.allowed(grant.user_id, "view", grant.resource):
+        if not await self.kpay.access.allowed(grant.user_id, grant.action, grant.resource):
             raise Forbidden("no access to this media", code="no_access")
         remaining = max(0, int(grant.expires - now))
         variant = "full" if media["kind"] == "image" else "original"
