@@ -1,10 +1,10 @@
 """Signed URLs of paid media: short-lived, bound to a user and a resource.
 
 A token is ``<media id>.<expiry>.<user>.<resource>.<action>.<signature>``: user,
-resource and action base64url-encoded, the expiry in whole seconds of the app clock, the signature an
-HMAC-SHA256 (truncated to 128 bits) of the rest under a key derived from the app's
-secret. It names no secret and proves only what kpay signed; serving it still asks
-``app.access`` (kpay/core/media/serving.py).
+resource and action base64url-encoded, the expiry in whole seconds of the app clock,
+the signature an HMAC-SHA256 (truncated to 128 bits) of the rest under a key derived
+from the app's secret. It names no secret and proves only what kpay signed; serving it
+still asks ``app.access`` (kpay/core/media/serving.py).
 """
 
 from __future__ import annotations
