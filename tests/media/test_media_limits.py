@@ -123,6 +123,7 @@ class TestUploadRates:
                                     "size": len(data)}, "test")
         status, body = await start(consultant, data)
         assert status == 429 and body["error"]["code"] == "rate_limited"
+        assert 3590 <= body["error"]["retry_after"] <= 3600
         await clock.advance(3601)
         status, body = await start(consultant, data)
         assert status == 201

@@ -124,3 +124,5 @@ async def test_quota_exceeded(consultant, kpay_app, io_loop):
     assert status == 201
     status, body = await start(consultant, b"", size=60_000)
     assert status == 413 and body["error"]["used"] == 60_000
+    status, body = await consultant.get("/api/v1/media/usage")
+    assert body == {"used": 60_000, "quota": 100_000}
