@@ -177,3 +177,18 @@ async def test_signed_url_for_another_action(kpay_app, student, consultant, tape
     url = path_of(kpay_app.media.signed_url(tape["id"], user_id="carol", resource="tape:t1",
                                             action="enter"))
     assert (await fetch(consultant, url)).code == 200
+
+
+def test_range_headers_parsed():
+    from kpay.core.media.serving import Unsatisfiable, parse_range
+
+    assert parse_range(None, 1000) is None
+    assert parse_range("bytes=0-0", 1000) == (0, 0)
+    assert parse_range("bytes=990-", 1000) == (990, 999)
+    assert parse_range("bytes=-2000", 1000) == (0, 999)
+    assert parse_range("bytes=10-5", 1000) is None  # invalid: ignored
+    assert parse_range("bytes=0-1,5-6", 1000) is None  # several: the whole file
+    assert parse_range("items=0-1", 1000) is None
+    for unsatisfiable in ("bytes=1000-", "bytes=-0"):
+        with pytest.raises(Unsatisfiable):
+            parse_range(unsatisfiable, 1000)

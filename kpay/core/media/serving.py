@@ -40,10 +40,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    if last and int(last) < start:
+        return None  # not a valid range: ignored, as RFC 9110 allows
+    if start >= size:
         raise Unsatisfiable()
-    return start, end
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def gone() -> ApiError:
