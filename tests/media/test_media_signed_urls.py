@@ -192,3 +192,22 @@ def test_range_headers_parsed():
     for unsatisfiable in ("bytes=1000-", "bytes=-0"):
         with pytest.raises(Unsatisfiable):
             parse_range(unsatisfiable, 1000)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_player_hanging_up_is_not_an_error(kpay_app, consultant, caplog):
+    import asyncio
+    import logging
+
+    VIEWERS["t2"] = {"carol"}
+    media = await upload(consultant, wav_bytes(60.0), kind="audio", purpose="lesson")
+    url = path_of(kpay_app.media.signed_url(media["id"], user_id="carol", resource="tape:t2"))
+    caplog.set_level(logging.WARNING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", kpay_app.port)
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.read(1000)).startswith(b"HTTP/1.1 200")
+    writer.transport.abort()  # gone mid-file
+    await asyncio.sleep(0.5)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

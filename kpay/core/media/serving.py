@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.iostream
+
 from kpay.core.errors import ApiError, Forbidden, NotFound
-from kpay.core.media.service import IMAGE_VARIANTS, MediaService, is_public
+from kpay.core.media.service import IMAGE_VARIANTS, is_public
 from kpay.core.web import BaseHandler, api
 
 RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
@@ -54,7 +56,6 @@ def gone() -> ApiError:
 class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
-    media: MediaService
     #: The file's size when a range beyond it was asked (416 names it).
     unsatisfiable_size: int | None = None
 
@@ -99,9 +100,12 @@ class MediaBody(BaseHandler):
         if self.request.method == "HEAD" or size == 0:
             self.finish()
             return
-        async for block in storage.read(key, start, end):
-            self.write(block)
-            await self.flush()
+        try:
+            async for block in storage.read(key, start, end):
+                self.write(block)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the player moved on (a seek, a closed page): not an error
         self.finish()
 
 
