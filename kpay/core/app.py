@@ -16,7 +16,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from kpay.core import attention, audit, users
+from kpay.core import attention, audit, search, users
 from kpay.core import config as config_module
 from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
@@ -100,6 +100,7 @@ class KPay:
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
+        self.search = search.Search(self.store, self.clock, settings.storefront.categories)
         self.routes: list[Route] = []
         # Who owns which collection (``register_collections``), known at start-up;
         # ``check_collections`` (tests: kpay.testing) makes the store refuse a plugin
@@ -200,7 +201,7 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes()]
+                *self.money.indexes(), *search.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -17,7 +17,7 @@ from functools import partial
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms, store
+from plugins.live_qa import handlers, kinds, refunds, rooms, store, storefront
 from plugins.live_qa.settings import SECTION, LiveQASettings
 
 
@@ -59,6 +59,11 @@ def register_indexes(app):
 @hookimpl
 def register_jobs(app):
     return [PeriodicJob("live_qa.refund_sweep", partial(refunds.sweep, app), 60)]
+
+
+@hookimpl
+async def on_startup(app):
+    await storefront.backfill(app)
 
 
 @hookimpl
