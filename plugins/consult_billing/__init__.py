@@ -92,6 +92,7 @@ async def on_startup(app):
     finally:
         # Even if the recovery failed: a process that does not beat is taken as gone.
         tracker.beating = app.spawn(restarts.keep_beating(app, tracker))
+    await profiles.backfill(app)
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +30,8 @@ class ProfileUpdate(BaseModel):
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
     title: str = Field("", max_length=120)
+    #: One of ``[storefront] categories``, optional (checked by ``app.search``).
+    category: str | None = Field(None, max_length=16)
 
     @model_validator(mode="after")
     def minimum_within_maximum(self) -> ProfileUpdate:
@@ -43,6 +46,7 @@ def public_profile(doc: dict[str, Any], busy: bool = False) -> dict[str, Any]:
         "title": doc.get("title", ""), "rate_per_minute": doc["rate_per_minute"],
         "min_minutes": doc["min_minutes"], "max_minutes": doc["max_minutes"],
         "available": doc["available"], "busy": busy, "updated_at": doc.get("updated_at"),
+        "category": doc.get("category"),
     }
 
 
@@ -62,13 +66,37 @@ def check_bounds(app: KPay, update: ProfileUpdate) -> None:
 async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> dict[str, Any]:
     """Create or replace the profile. Running sessions keep the rate they started with."""
     check_bounds(app, update)
+    update.category = app.search.check_category(update.category)
     user = await app.users.profile(consultant_id) or {}
     now = app.clock.now()
     doc = {**update.model_dump(), "name": user.get("name", consultant_id), "updated_at": now}
     await app.store[PROFILES].update_one(
         {"_id": consultant_id}, {"$set": doc, "$setOnInsert": {"created_at": now}},
         upsert=True)
-    return {"_id": consultant_id, **doc}
+    saved = {"_id": consultant_id, **doc}
+    await app.search.put(SEARCH_KIND, **search_item(saved))
+    return saved
+
+
+SEARCH_KIND = "consultant"
+
+
+def search_item(doc: dict[str, Any]) -> dict[str, Any]:
+    """``app.search.put`` arguments for a profile: found by name and title while the
+    consultant takes requests (docs/consult_billing.md "Storefront")."""
+    name = doc.get("name") or doc["_id"]
+    return {"item_id": doc["_id"], "title": doc.get("title") or name, "author_id": doc["_id"],
+            "author_name": name, "category": doc.get("category"),
+            "visible": doc["available"],
+            "extra": {"rate_per_minute": doc["rate_per_minute"], "title": doc.get("title", "")}}
+
+
+async def backfill(app: KPay) -> None:
+    """Profiles saved before search existed, once (``on_startup``)."""
+    async def items() -> AsyncIterator[dict[str, Any]]:
+        async for doc in app.store[PROFILES].find({}):
+            yield search_item(doc)
+    await app.search.backfill(SEARCH_KIND, items())
 
 
 async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
@@ -78,6 +106,10 @@ async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
     return doc
 
 
-async def available_profiles(app: KPay, limit: int) -> list[dict[str, Any]]:
-    cursor = app.store[PROFILES].find({"available": True}).sort("rate_per_minute", 1).limit(limit)
+async def available_profiles(app: KPay, limit: int,
+                             category: str | None = None) -> list[dict[str, Any]]:
+    query: dict[str, Any] = {"available": True}
+    if category:
+        query["category"] = category
+    cursor = app.store[PROFILES].find(query).sort("rate_per_minute", 1).limit(limit)
     return [doc async for doc in cursor]

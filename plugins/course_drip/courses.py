@@ -80,6 +80,8 @@ class CourseIn(Strict):
     price: int = Field(strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
     lessons: list[LessonIn] = Field(default_factory=list)
+    #: One of ``[storefront] categories`` (checked by ``app.search.check_category``).
+    category: str | None = Field(None, max_length=16)
 
 
 class CoursePatch(Strict):
@@ -87,6 +89,8 @@ class CoursePatch(Strict):
     description: str | None = Field(None, max_length=20_000)
     price: int | None = Field(None, strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
+    #: "" clears it.
+    category: str | None = Field(None, max_length=16)
 
 
 # -- building documents ----------------------------------------------------------------
@@ -150,6 +154,7 @@ async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, An
         "price": data.price, "cover": data.cover, "status": "draft", "lessons": lessons,
         "rev": 1, "schedule_version": 1, "recompute_pending": False,
         "created_at": now, "updated_at": now, "published_at": None,
+        "category": app.search.check_category(data.category),
     }
     await app.store[COURSES].insert_one(course)
     return course
@@ -225,7 +230,7 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
 def patch_course(data: CoursePatch) -> Edit:
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         changes = {name: getattr(data, name) for name in data.model_fields_set
-                   if name == "cover" or getattr(data, name) is not None}
+                   if name in ("cover", "category") or getattr(data, name) is not None}
         if "description" in changes:
             changes["description_html"] = render_markdown(changes["description"])
         return changes, False
@@ -297,6 +302,7 @@ def course_view(course: dict[str, Any]) -> dict[str, Any]:
         "lessons": [{"id": lesson["id"], "title": lesson["title"],
                      "release": lesson["release"]} for lesson in course["lessons"]],
         "created_at": course["created_at"], "published_at": course.get("published_at"),
+        "category": course.get("category"),
     }
 
 

@@ -16,6 +16,7 @@ from kpay.core.web import BaseHandler, Route, api
 from plugins.course_drip import courses as course_store
 from plugins.course_drip import enrollments as enrollment_store
 from plugins.course_drip import responses as r
+from plugins.course_drip import storefront
 from plugins.course_drip.access import reader
 from plugins.course_drip.courses import (
     CourseIn,
@@ -75,18 +76,24 @@ class CoursesHandler(CourseHandlerBase):
     async def post(self) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await course_store.create_course(self.kpay, user, self.body(CourseIn))
+        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)}, 201)
 
-    @api("Published courses, newest first; mine=1: the caller's own, drafts included",
-         query=("mine", "limit"), response=r.CourseList)
+    @api("Published courses, newest first, of one category if given, with their "
+         "authors' names; mine=1: the caller's own, drafts included",
+         query=("mine", "category", "limit"), response=r.CourseList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
         mine = self.query_int("mine", 0, 0, 1)
-        query = {"author_id": user.id} if mine else {"status": "published"}
+        query: dict[str, Any] = {"author_id": user.id} if mine else {"status": "published"}
+        category = self.kpay.search.check_category(self.get_query_argument("category", None))
+        if category:
+            query["category"] = category
         cursor = self.kpay.store[course_store.COURSES].find(
             query, course_store.WITHOUT_BODIES).sort("created_at", -1).limit(limit)
-        self.write_json({"courses": [course_view(c) async for c in cursor]})
+        listed = [course_view(c) async for c in cursor]
+        self.write_json({"courses": await storefront.with_authors(self.kpay, listed)})
 
 
 class CourseHandler(CourseHandlerBase):
@@ -105,8 +112,12 @@ class CourseHandler(CourseHandlerBase):
          roles=AUTHOR_ROLES, response=r.CourseResult)
     async def patch(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        edit = course_store.patch_course(self.body(CoursePatch))
+        change = self.body(CoursePatch)
+        if "category" in change.model_fields_set:
+            change.category = self.kpay.search.check_category(change.category)
+        edit = course_store.patch_course(change)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
+        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)})
 
 
@@ -119,6 +130,7 @@ class PublishHandler(CourseHandlerBase):
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.set_published(self.kpay, self.published)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
+        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)})
 
 
@@ -146,6 +158,7 @@ class LessonsHandler(CourseHandlerBase):
         edit = course_store.add_lesson(self.kpay, self.body(LessonIn))
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
         self.after_edit(course)
+        await storefront.index_course(self.kpay, course)
         lesson = course["lessons"][-1]
         self.write_json({"lesson": author_lesson_view(lesson, len(course["lessons"]) - 1)}, 201)
 
@@ -281,6 +294,7 @@ class MyCoursesHandler(BaseHandler):
                 view = progress_view(course, enrollment, now, tz)
                 view.pop("lessons")
                 out.append({"course": course_view(course), "progress": view})
+        await storefront.with_authors(self.kpay, [o["course"] for o in out])
         self.write_json({"courses": out})
 
 
