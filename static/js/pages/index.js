@@ -1,14 +1,18 @@
-// The entry page: who is logged in, dev login for newcomers, links to the feature pages
-// (only those whose plugin routes the server has), live notifications on user:<id>.
+// The home page: the storefront (search, categories, live and upcoming rooms, courses,
+// consultants: storefront-home.js), who is logged in, dev login for newcomers, links to
+// the feature pages (only those whose plugin routes the server has), live notifications
+// on user:<id>.
 
 import { KPay } from "../kpay.js";
 import {
   $, ROLE_NAMES, bindConnectionBadge, el, formatTime, inWeChat, show, showError, whileBusy,
 } from "../ui.js";
+import { Storefront } from "./storefront-home.js";
 
 const kpay = new KPay();
 const socket = kpay.socket();
 const errorBox = $("#error");
+const store = new Storefront(kpay, errorBox);
 const OAUTH_START = "/api/v1/wechat/oauth/start";
 
 const NOTICE_TITLES = {
@@ -42,6 +46,7 @@ async function render() {
     show($("#open-in-wechat"), !inWeChat());
     show($("#dev-wechat-login"), oauth && dev);
     showFeatures(user, paths);
+    await store.show(user, paths, dev);
     if (user) listenForNotices(user);
   } catch (error) {
     show($("#loading"), false);
@@ -136,13 +141,5 @@ $("#logout").addEventListener("click", () => {
   show($("#notices"), false);
   render();
 });
-
-for (const [formId, page] of [["#room-form", "room.html"], ["#course-form", "course.html"]]) {
-  $(formId).addEventListener("submit", (event) => {
-    event.preventDefault();
-    const id = new FormData(event.target).get("id").trim();
-    if (id) location.href = `/static/${page}?id=${encodeURIComponent(id)}`;
-  });
-}
 
 render();
