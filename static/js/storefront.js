@@ -138,3 +138,21 @@ export function resultCard(item, nowMs, boughtCourses = new Set()) {
   }
   return null; // a kind a newer plugin adds: not shown until this page knows it
 }
+
+/** The console's "分类（可选）" field: a select of GET /api/v1/categories (none chosen:
+ * no category). Resolves to null when the list cannot be read (the form works without). */
+export async function categoryField(kpay, id) {
+  try {
+    const { categories } = await kpay.get("/api/v1/categories");
+    const select = el("select", { id, name: "category" }, el("option", { value: "" }, "不选择"),
+      categories.map((name) => el("option", { value: name }, name)));
+    return el("div", { class: "field" }, el("label", { for: id }, "分类（可选）"), select);
+  } catch {
+    return null;
+  }
+}
+
+/** `{category}` for a create body from the select made by categoryField, or `{}`. */
+export function categoryOf(select) {
+  return select && select.value ? { category: select.value } : {};
+}

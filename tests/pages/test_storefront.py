@@ -171,3 +171,32 @@ async def test_mine_shows_what_was_bought_and_the_orders_in_chinese(pages, api, 
     # Reopened with #orders, the page comes back to the same tab.
     await page.reload()
     await expect(page.get_by_role("tab", name="订单")).to_have_attribute("aria-selected", "true")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_authors_pick_a_category_in_the_console(pages, api):
+    token = await api.login("zhou", "consultant", name="周老师")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/console.html")
+    await expect(page.get_by_role("tab", name="直播间")).to_have_attribute("aria-selected", "true")
+    if not await page.locator("#create").evaluate("(d) => d.open"):
+        await page.locator("#create-title").click()
+    await page.get_by_label("标题").fill("理财入门直播")
+    await page.locator("#room-category").select_option("财经")
+    await page.get_by_role("button", name="创建", exact=True).click()
+    await expect(page.locator("#room-list")).to_contain_text("理财入门直播")
+    _, body = await api.get("/api/v1/rooms?host_id=me", token)
+    assert [r["category"] for r in body["rooms"]] == ["财经"]
+
+    await page.get_by_role("tab", name="课程").click()
+    if not await page.locator("#course-create").evaluate("(d) => d.open"):
+        await page.locator("#course-create summary").click()
+    await expect(page.locator("#course-category option")).to_have_count(9)  # 不选择 + 8
+    await page.get_by_label("课程名称").fill("基金定投")
+    await page.locator("#course-category").select_option("财经")
+    await page.locator("#lesson-editors fieldset").first.get_by_label("课时标题").fill("第一课")
+    await page.locator("#lesson-editors fieldset").first.get_by_label("正文（Markdown）").fill("内容")
+    await page.get_by_role("button", name="创建课程（草稿）").click()
+    await expect(page.locator("#course-list")).to_contain_text("基金定投")
+    _, body = await api.get("/api/v1/courses?mine=1", token)
+    assert [c["category"] for c in body["courses"]] == ["财经"]

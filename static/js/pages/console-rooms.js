@@ -8,6 +8,7 @@
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
+import { categoryField, categoryOf } from "../storefront.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath, speaker,
 } from "./live-room.js";
@@ -23,6 +24,7 @@ export async function mount(panel, { kpay, socket, me }) {
   let subscription = null; // its channel on the shared socket
   const drafts = new Map(); // question id -> answer typed so far (kept across redraws)
   const confirming = new Set(); // "remove:<user>" buttons waiting for a second tap
+  categoryField(kpay, "room-category").then((field) => field && q("#create-error").before(field));
 
   // -- my rooms and income ---------------------------------------------------------------
 
@@ -95,6 +97,7 @@ export async function mount(panel, { kpay, socket, me }) {
     const body = {
       title, description: q("#room-description").value.trim(), ticket_price: ticket,
       question_min_price: least, free_questions: q("#room-free-questions").checked,
+      ...categoryOf(q("#room-category")),
     };
     const capacity = q("#room-capacity").value.trim();
     if (capacity) {
