@@ -194,8 +194,9 @@ async def test_authors_pick_a_category_in_the_console(pages, api):
     await expect(page.locator("#course-category option")).to_have_count(9)  # 不选择 + 8
     await page.get_by_label("课程名称").fill("基金定投")
     await page.locator("#course-category").select_option("财经")
-    await page.locator("#lesson-editors fieldset").first.get_by_label("课时标题").fill("第一课")
-    await page.locator("#lesson-editors fieldset").first.get_by_label("正文（Markdown）").fill("内容")
+    editor = page.locator("#lesson-editors fieldset").first
+    await editor.get_by_label("课时标题").fill("第一课")
+    await editor.get_by_label("正文（Markdown）").fill("内容")
     await page.get_by_role("button", name="创建课程（草稿）").click()
     await expect(page.locator("#course-list")).to_contain_text("基金定投")
     _, body = await api.get("/api/v1/courses?mine=1", token)
