@@ -40,6 +40,7 @@ SEARCH = "search_items"
 INDEXES = [
     IndexSpec.of(SEARCH, "grams", "visible"),
     IndexSpec.of(SEARCH, "kind", "visible", ("updated_at", DESCENDING)),
+    IndexSpec.of(SEARCH, "visible", ("updated_at", DESCENDING)),
 ]
 MAX_QUERY_CHARS = 50
 MAX_WORD_CHARS = 20
@@ -162,12 +163,11 @@ class Search:
         check_kind(kind)
         title = title[:MAX_TITLE_CHARS]
         author_name = (author_name or author_id)[:MAX_NAME_CHARS]
-        title_grams = index_grams(title)
-        grams = title_grams | index_grams(author_name)
+        grams = index_grams(title) | index_grams(author_name)
         doc = {"kind": kind, "item_id": item_id, "title": title, "author_id": author_id,
                "author_name": author_name, "category": category, "cover_url": cover_url,
                "extra": _bounded_extra(extra), "visible": visible,
-               "title_grams": sorted(title_grams), "grams": sorted(grams),
+               "grams": sorted(grams),
                "updated_at": self.clock.now()}
         await self.collection.replace_one({"_id": f"{kind}:{item_id}"}, doc, upsert=True)
 
@@ -211,8 +211,9 @@ class Search:
             "updated_at", DESCENDING).limit(MAX_CANDIDATES)
         found = [doc async for doc in cursor]
         wanted = set(grams)
-        # sorted() is stable: newest first stays within title hits and author hits.
-        found.sort(key=lambda doc: not wanted <= set(doc["title_grams"]))
+        # A title hit: the title alone has every gram (recomputed from the title, so the
+        # grams need not travel). sort() is stable: newest first stays within each group.
+        found.sort(key=lambda doc: not wanted <= index_grams(doc["title"]))
         page = found[offset:offset + limit]
         end = offset + len(page)
         return [public(doc) for doc in page], end if end < len(found) else None
