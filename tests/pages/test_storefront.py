@@ -201,3 +201,25 @@ async def test_authors_pick_a_category_in_the_console(pages, api):
     await expect(page.locator("#course-list")).to_contain_text("基金定投")
     _, body = await api.get("/api/v1/courses?mine=1", token)
     assert [c["category"] for c in body["courses"]] == ["财经"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_visitor_searches_and_browses_a_category_before_logging_in(pages, api, kpay_app):
+    await seed(api, kpay_app)
+    page = await pages.new_page()
+    await pages.open(page, "/")
+    await expect(page.locator("#dev-login")).to_be_visible()
+    await expect(page.locator("#browse")).to_be_hidden()
+    await page.get_by_label("搜索", exact=True).fill("林老师")
+    await page.get_by_role("button", name="搜索", exact=True).click()
+    await expect(page.locator("#result-list li")).to_have_count(2)  # both of 林老师's courses
+    await page.get_by_role("button", name="返回首页").click()
+    await expect(page.locator("#results")).to_be_hidden()
+
+    await page.get_by_role("button", name="亲子", exact=True).click()
+    await expect(page.locator("#results-title")).to_have_text("亲子")
+    await expect(page.locator("#result-list li")).to_contain_text("明天 20:00")
+    await page.get_by_role("button", name="返回首页").click()
+    await expect(page.locator("#results")).to_be_hidden()
+    await expect(page.get_by_role("button", name="全部", exact=True)).to_have_attribute(
+        "aria-pressed", "true")

@@ -30,7 +30,9 @@ export class Storefront {
     });
     $("#clear-search").addEventListener("click", () => {
       $("#search-input").value = "";
-      this.search("");
+      this.query = "";
+      if (!this.user && this.category) this.pick(null);
+      else this.refresh();
     });
     $("#more-results").addEventListener("click", (event) => {
       whileBusy(event.currentTarget, () => this.loadResults(false), "加载中…");
@@ -79,7 +81,9 @@ export class Storefront {
   }
 
   async refresh() {
-    const searching = Boolean(this.query);
+    // Before login the shelves (which need a user) are hidden: a category is then
+    // browsed through the public search.
+    const searching = Boolean(this.query) || (!this.user && Boolean(this.category));
     show($("#results"), searching);
     show($("#browse"), !searching && Boolean(this.user));
     try {
@@ -107,7 +111,7 @@ export class Storefront {
     const list = $("#result-list");
     if (fresh) list.replaceChildren(...cards);
     else list.append(...cards);
-    $("#results-title").textContent = `“${this.query}”的搜索结果`;
+    $("#results-title").textContent = this.query ? `“${this.query}”的搜索结果` : this.category;
     show($("#result-empty"), list.children.length === 0);
     this.cursor = page.next_cursor;
     show($("#more-results"), Boolean(this.cursor));
