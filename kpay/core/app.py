@@ -16,7 +16,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from kpay.core import attention, audit, search, users
+from kpay.core import attention, audit, users
 from kpay.core import config as config_module
 from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
@@ -46,6 +46,8 @@ from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.socket import SocketHandler, keep_alive
 from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
+from kpay.core.search import INDEXES as SEARCH_INDEXES
+from kpay.core.search import Search
 from kpay.core.sessions import watch_standing
 from kpay.core.store import CollectionGuard, EmbeddedMongo, IndexSpec, Store
 from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
@@ -56,6 +58,7 @@ T = TypeVar("T")
 
 CORE_INDEXES = [
     IndexSpec.of("dev_state", "name", unique=True),
+    *SEARCH_INDEXES,  # app.search's collection (kpay/core/search.py)
 ]
 # Core collections that have no index of their own (the others are named by
 # ``KPay.core_indexes``): no plugin may declare one of these.
@@ -97,10 +100,11 @@ class KPay:
         # HTTP request limits ([limits]), per process; BaseHandler.prepare takes from it.
         self.limiter = RateLimiter(settings.limits)
         self.money = MoneyService(self)
+        # Finding rooms, courses and consultants from the home page (docs/plugins.md).
+        self.search = Search(self.store, self.clock, settings.storefront.categories)
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
-        self.search = search.Search(self.store, self.clock, settings.storefront.categories)
         self.routes: list[Route] = []
         # Who owns which collection (``register_collections``), known at start-up;
         # ``check_collections`` (tests: kpay.testing) makes the store refuse a plugin
@@ -201,7 +205,7 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes(), *search.INDEXES]
+                *self.money.indexes()]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -242,6 +242,10 @@ class LimitSettings(Section):
     max_keys: int = Field(100_000, ge=1)
 
 
+class LoggingSettings(Section):
+    level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
 class StorefrontSettings(Section):
     """What the home page sells by (kpay/core/search.py): the categories authors pick
     for their rooms, courses and consultant profiles, in the order pages show them."""
@@ -258,10 +262,6 @@ class StorefrontSettings(Section):
         return value
 
 
-class LoggingSettings(Section):
-    level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
-
-
 CORE_SECTIONS: dict[str, type[Section]] = {
     "server": ServerSettings,
     "mongodb": MongoSettings,
@@ -272,9 +272,9 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "scheduler": SchedulerSettings,
     "money": MoneySettings,
     "payouts": PayoutSettings,
+    "storefront": StorefrontSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
-    "storefront": StorefrontSettings,
 }
 
 
@@ -294,9 +294,9 @@ class Settings:
     scheduler: SchedulerSettings
     money: MoneySettings
     payouts: PayoutSettings
+    storefront: StorefrontSettings
     limits: LimitSettings
     logging: LoggingSettings
-    storefront: StorefrontSettings
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -108,12 +108,12 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
         Route("/api/v1/me", MeHandler, tags=("core",)),
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
+        *search_routes(),
         *account_routes(),
         *money_routes(app),
         *admin_money_routes(),
         *statement_routes(),
         *payout_routes(app),
-        *search_routes(),
     ]
     if app.dev:
         routes += [
