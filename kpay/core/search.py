@@ -23,6 +23,7 @@ Plugins own their items: they ``put`` one when it is created or changed, and
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ from kpay.core.store import IndexSpec
 if TYPE_CHECKING:
     from kpay.core.clock import Clock
     from kpay.core.store import Store
+
+log = logging.getLogger("kpay.search")
 
 SEARCH = "search_items"
 INDEXES = [
@@ -178,15 +181,21 @@ class Search:
         """Index existing items once per kind (a plugin's ``on_startup`` for data from
         before search existed): each item is the keyword arguments of :meth:`put` with
         ``item_id``. Does nothing when ``kind`` was backfilled before; returns how many
-        items it put."""
+        items it put. Never raises: a failure is logged and tried again next start."""
         marker = {"_id": f"backfilled:{check_kind(kind)}"}
-        if await self.collection.find_one(marker, {"_id": 1}):
-            return 0
         count = 0
-        async for item in items:
-            await self.put(kind, **item)
-            count += 1
-        await self.collection.replace_one(marker, {**marker, "marker": True}, upsert=True)
+        try:
+            if await self.collection.find_one(marker, {"_id": 1}):
+                return 0
+            async for item in items:
+                await self.put(kind, **item)
+                count += 1
+            await self.collection.replace_one(marker, {**marker, "marker": True}, upsert=True)
+        except Exception:
+            # An index can be rebuilt: a failure here must not stop the plugin's own
+            # start-up work (its recovery runs in the same on_startup). Without the
+            # marker, the next start tries again.
+            log.exception("search: backfilling %s failed after %d items", kind, count)
         return count
 
     async def find(self, query: str = "", *, kind: str | None = None,

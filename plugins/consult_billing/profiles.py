@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.store import IndexSpec
 from plugins.consult_billing.settings import settings_of
+from plugins.consult_billing.storefront import indexed
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -26,12 +26,12 @@ class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_per_minute: int = Field(strict=True, gt=0)
+    #: One of ``[storefront] categories``, optional (checked by ``app.search``).
+    category: str | None = Field(None, max_length=16)
     min_minutes: int = Field(1, strict=True, ge=1)
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
     title: str = Field("", max_length=120)
-    #: One of ``[storefront] categories``, optional (checked by ``app.search``).
-    category: str | None = Field(None, max_length=16)
 
     @model_validator(mode="after")
     def minimum_within_maximum(self) -> ProfileUpdate:
@@ -73,30 +73,7 @@ async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> 
     await app.store[PROFILES].update_one(
         {"_id": consultant_id}, {"$set": doc, "$setOnInsert": {"created_at": now}},
         upsert=True)
-    saved = {"_id": consultant_id, **doc}
-    await app.search.put(SEARCH_KIND, **search_item(saved))
-    return saved
-
-
-SEARCH_KIND = "consultant"
-
-
-def search_item(doc: dict[str, Any]) -> dict[str, Any]:
-    """``app.search.put`` arguments for a profile: found by name and title while the
-    consultant takes requests (docs/consult_billing.md "Storefront")."""
-    name = doc.get("name") or doc["_id"]
-    return {"item_id": doc["_id"], "title": doc.get("title") or name, "author_id": doc["_id"],
-            "author_name": name, "category": doc.get("category"),
-            "visible": doc["available"],
-            "extra": {"rate_per_minute": doc["rate_per_minute"], "title": doc.get("title", "")}}
-
-
-async def backfill(app: KPay) -> None:
-    """Profiles saved before search existed, once (``on_startup``)."""
-    async def items() -> AsyncIterator[dict[str, Any]]:
-        async for doc in app.store[PROFILES].find({}):
-            yield search_item(doc)
-    await app.search.backfill(SEARCH_KIND, items())
+    return await indexed(app, {"_id": consultant_id, **doc})
 
 
 async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kpay.core.store import IndexSpec
 from plugins.course_drip.content import check_media_url, render_markdown
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
 from plugins.course_drip.settings import settings_of, zone
+from plugins.course_drip.storefront import index_course
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -86,11 +87,11 @@ class CourseIn(Strict):
 
 class CoursePatch(Strict):
     title: str | None = Field(None, min_length=1, max_length=200)
+    #: "" clears it.
+    category: str | None = Field(None, max_length=16)
     description: str | None = Field(None, max_length=20_000)
     price: int | None = Field(None, strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
-    #: "" clears it.
-    category: str | None = Field(None, max_length=16)
 
 
 # -- building documents ----------------------------------------------------------------
@@ -157,6 +158,7 @@ async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, An
         "category": app.search.check_category(data.category),
     }
     await app.store[COURSES].insert_one(course)
+    await index_course(app, course)
     return course
 
 
@@ -214,6 +216,8 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
     for _ in range(EDIT_ATTEMPTS):
         course = await authored_course(app, course_id, user)
         changes, schedule_changed = edit(course)
+        if "category" in changes:  # [storefront] categories; "" clears it
+            changes["category"] = app.search.check_category(changes["category"])
         update: dict[str, Any] = {"$set": {**changes, "updated_at": app.clock.now()},
                                   "$inc": {"rev": 1}}
         if schedule_changed:
@@ -223,6 +227,7 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
             {"_id": course_id, "rev": course["rev"]}, update,
             return_document=ReturnDocument.AFTER)
         if updated is not None:
+            await index_course(app, updated)  # what the home page finds
             return updated
     raise Conflict("the course changed while saving; try again", code="course_changed")
 
@@ -230,7 +235,7 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
 def patch_course(data: CoursePatch) -> Edit:
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         changes = {name: getattr(data, name) for name in data.model_fields_set
-                   if name in ("cover", "category") or getattr(data, name) is not None}
+                   if name == "cover" or getattr(data, name) is not None}
         if "description" in changes:
             changes["description_html"] = render_markdown(changes["description"])
         return changes, False

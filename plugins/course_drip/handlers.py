@@ -16,7 +16,6 @@ from kpay.core.web import BaseHandler, Route, api
 from plugins.course_drip import courses as course_store
 from plugins.course_drip import enrollments as enrollment_store
 from plugins.course_drip import responses as r
-from plugins.course_drip import storefront
 from plugins.course_drip.access import reader
 from plugins.course_drip.courses import (
     CourseIn,
@@ -42,6 +41,7 @@ from plugins.course_drip.enrollments import (
     progress_view,
 )
 from plugins.course_drip.stats import course_stats
+from plugins.course_drip.storefront import with_authors
 from plugins.course_drip.sweep import start_recompute
 
 if TYPE_CHECKING:
@@ -76,12 +76,11 @@ class CoursesHandler(CourseHandlerBase):
     async def post(self) -> None:
         user = self.require_user(*AUTHOR_ROLES)
         course = await course_store.create_course(self.kpay, user, self.body(CourseIn))
-        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)}, 201)
 
-    @api("Published courses, newest first, of one category if given, with their "
-         "authors' names; mine=1: the caller's own, drafts included",
-         query=("mine", "category", "limit"), response=r.CourseList)
+    @api("Published courses, newest first, of one category if given; mine=1: the "
+         "caller's own, drafts included", query=("mine", "category", "limit"),
+         response=r.CourseList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
@@ -92,8 +91,7 @@ class CoursesHandler(CourseHandlerBase):
             query["category"] = category
         cursor = self.kpay.store[course_store.COURSES].find(
             query, course_store.WITHOUT_BODIES).sort("created_at", -1).limit(limit)
-        listed = [course_view(c) async for c in cursor]
-        self.write_json({"courses": await storefront.with_authors(self.kpay, listed)})
+        self.write_json({"courses": [course_view(c) async for c in cursor]})
 
 
 class CourseHandler(CourseHandlerBase):
@@ -112,12 +110,8 @@ class CourseHandler(CourseHandlerBase):
          roles=AUTHOR_ROLES, response=r.CourseResult)
     async def patch(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        change = self.body(CoursePatch)
-        if "category" in change.model_fields_set:
-            change.category = self.kpay.search.check_category(change.category)
-        edit = course_store.patch_course(change)
+        edit = course_store.patch_course(self.body(CoursePatch))
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
-        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)})
 
 
@@ -130,7 +124,6 @@ class PublishHandler(CourseHandlerBase):
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.set_published(self.kpay, self.published)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
-        await storefront.index_course(self.kpay, course)
         self.write_json({"course": course_view(course)})
 
 
@@ -158,7 +151,6 @@ class LessonsHandler(CourseHandlerBase):
         edit = course_store.add_lesson(self.kpay, self.body(LessonIn))
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
         self.after_edit(course)
-        await storefront.index_course(self.kpay, course)
         lesson = course["lessons"][-1]
         self.write_json({"lesson": author_lesson_view(lesson, len(course["lessons"]) - 1)}, 201)
 
@@ -294,7 +286,7 @@ class MyCoursesHandler(BaseHandler):
                 view = progress_view(course, enrollment, now, tz)
                 view.pop("lessons")
                 out.append({"course": course_view(course), "progress": view})
-        await storefront.with_authors(self.kpay, [o["course"] for o in out])
+        await with_authors(self.kpay, [o["course"] for o in out])  # names for 已购
         self.write_json({"courses": out})
 
 

@@ -60,7 +60,7 @@ class Course(BaseModel):
     published_at: datetime | None
     #: One of ``[storefront] categories``, None when the author chose none.
     category: str | None = None
-    #: In ``GET /courses``: the author's nickname and avatar.
+    #: In ``GET /me/courses``: the author's nickname and avatar.
     author_name: str | None = None
     author_avatar_url: str | None = None
 

@@ -1,12 +1,11 @@
 """What the home page needs of courses (docs/course_drip.md "Storefront"): published
-courses in ``app.search``, and author names on listed courses."""
+courses in ``app.search`` (kept in step by :func:`plugins.course_drip.courses.edit_course`
+and ``create_course``), and author names for 已购."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
-
-from plugins.course_drip.courses import COURSES, WITHOUT_BODIES
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -28,10 +27,10 @@ async def index_course(app: KPay, course: dict[str, Any]) -> None:
     await app.search.put(KIND, **search_item(course, profile.get("name") or course["author_id"]))
 
 
-async def backfill(app: KPay) -> None:
-    """Courses made before search existed, once (``on_startup``)."""
+async def backfill(app: KPay, published: AsyncIterable[dict[str, Any]]) -> None:
+    """The ``published`` courses made before search existed, once (``on_startup``)."""
     async def items() -> AsyncIterator[dict[str, Any]]:
-        async for course in app.store[COURSES].find({"status": "published"}, WITHOUT_BODIES):
+        async for course in published:
             profile = await app.users.profile(course["author_id"]) or {}
             yield search_item(course, profile.get("name") or course["author_id"])
     await app.search.backfill(KIND, items())

@@ -17,8 +17,9 @@ from functools import partial
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms, store, storefront
+from plugins.live_qa import handlers, kinds, refunds, rooms, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
+from plugins.live_qa.storefront import backfill as backfill_search
 
 
 @hookimpl
@@ -63,7 +64,7 @@ def register_jobs(app):
 
 @hookimpl
 async def on_startup(app):
-    await storefront.backfill(app)
+    await backfill_search(app)
 
 
 @hookimpl

@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
-from plugins.live_qa import history, moderation, questions, refunds, rooms, storefront
+from plugins.live_qa import history, moderation, questions, refunds, rooms
 from plugins.live_qa import responses as r
 from plugins.live_qa.channel import MediaUrl
+from plugins.live_qa.storefront import index_room, storefront_routes, with_hosts
 
 TAGS = ("live_qa",)
 MAX_SEQ = 2**62
@@ -40,7 +41,7 @@ class RoomsHandler(BaseHandler):
     async def post(self) -> None:
         user = self.require_user("consultant")
         room = await rooms.create(self.kpay, user, self.body(rooms.RoomCreate))
-        await storefront.index_room(self.kpay, room)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)}, 201)
 
     @api("Rooms: a host's (host_id, 'me' for yours) newest first, else rooms soonest "
@@ -59,7 +60,7 @@ class RoomsHandler(BaseHandler):
                              code="invalid_field", field="status")
         category = self.kpay.search.check_category(self.get_query_argument("category", None))
         listed = await rooms.listing(self.kpay, host_id, limit, status, category)
-        self.write_json({"rooms": await storefront.with_hosts(self.kpay, listed)})
+        self.write_json({"rooms": await with_hosts(self.kpay, listed)})
 
 
 class RoomHandler(BaseHandler):
@@ -79,7 +80,7 @@ class RoomHandler(BaseHandler):
         user = self.require_user()
         change = self.body(rooms.RoomUpdate)
         room = await rooms.update(self.kpay, await rooms.get(self.kpay, room_id), user, change)
-        await storefront.index_room(self.kpay, room)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)})
 
 
@@ -88,7 +89,7 @@ class StartHandler(BaseHandler):
     async def post(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.start(self.kpay, await rooms.get(self.kpay, room_id), user)
-        await storefront.index_room(self.kpay, room)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)})
 
 
@@ -99,7 +100,7 @@ class EndHandler(BaseHandler):
         user = self.require_user()
         room, refunded = await refunds.end_room(
             self.kpay, await rooms.get(self.kpay, room_id), user)
-        await storefront.index_room(self.kpay, room)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room), "refunded": refunded})
 
 
@@ -219,5 +220,5 @@ def routes() -> list[Route]:
         Route(base + "/{room_id}/members/{user_id}", MemberHandler, tags=TAGS),
         Route(base + "/{room_id}/members/{user_id}/mute", MuteHandler, tags=TAGS),
         Route(base + "/{room_id}/members/{user_id}/unmute", UnmuteHandler, tags=TAGS),
-        *storefront.routes(),
+        *storefront_routes(),
     ]

@@ -68,5 +68,5 @@ class MyRoomsHandler(BaseHandler):
         self.write_json({"rooms": await with_hosts(self.kpay, listed)})
 
 
-def routes() -> list[Route]:
+def storefront_routes() -> list[Route]:
     return [Route("/api/v1/me/rooms", MyRoomsHandler, tags=("live_qa",))]

@@ -124,3 +124,18 @@ async def test_the_search_route_is_public_and_checks_its_input(api, kpay_app):
         assert status == 400 and body["error"]["code"] == "invalid_field", bad
     status, body = await api.get("/api/v1/categories")
     assert status == 200 and body["categories"][0] == "职场" and "其他" in body["categories"]
+
+
+@pytest.mark.gen_test
+async def test_a_failing_backfill_is_logged_and_tried_again(kpay_app, caplog):
+    async def broken():
+        yield {"item_id": "c1", "title": "写作", "author_id": "a", "author_name": "作者"}
+        raise RuntimeError("database went away")
+
+    async def fine():
+        yield {"item_id": "c2", "title": "阅读", "author_id": "a", "author_name": "作者"}
+
+    assert await kpay_app.search.backfill("course", broken()) == 1
+    assert "backfilling course failed" in caplog.text
+    assert await kpay_app.search.backfill("course", fine()) == 1  # no marker: tried again
+    assert await kpay_app.search.backfill("course", fine()) == 0

@@ -1,12 +1,11 @@
-// The home page: the storefront (search, categories, live and upcoming rooms, courses,
-// consultants: storefront-home.js), who is logged in, dev login for newcomers, links to
-// the feature pages (only those whose plugin routes the server has), live notifications
-// on user:<id>.
+// The entry page: who is logged in, dev login for newcomers, links to the feature pages
+// (only those whose plugin routes the server has), live notifications on user:<id>.
 
 import { KPay } from "../kpay.js";
 import {
   $, ROLE_NAMES, bindConnectionBadge, el, formatTime, inWeChat, show, showError, whileBusy,
 } from "../ui.js";
+// The storefront (search, categories, rooms, courses, consultants) is its own module.
 import { Storefront } from "./storefront-home.js";
 
 const kpay = new KPay();
@@ -45,8 +44,8 @@ async function render() {
     show($("#wechat-login"), oauth && inWeChat());
     show($("#open-in-wechat"), !inWeChat());
     show($("#dev-wechat-login"), oauth && dev);
-    showFeatures(user, paths);
     await store.show(user, paths, dev);
+    showFeatures(user, paths);
     if (user) listenForNotices(user);
   } catch (error) {
     show($("#loading"), false);

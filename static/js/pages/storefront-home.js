@@ -1,13 +1,11 @@
 // The storefront part of the home page (index.js): search (GET /api/v1/search, public),
 // category chips (GET /api/v1/categories), and for a logged-in user the shelves:
 // 正在直播 / 即将开始 (GET /api/v1/rooms?status=live|upcoming), 精选课程
-// (GET /api/v1/courses, 已购 from GET /api/v1/me/courses) and 找咨询师
+// (GET /api/v1/search?kind=course, 已购 from GET /api/v1/me/courses) and 找咨询师
 // (GET /api/v1/consultants). Each shelf shows only when its plugin's routes exist.
 
 import { $, el, show, showError, whileBusy } from "../ui.js";
-import {
-  consultantCard, courseCard, resultCard, roomCard, serverNow,
-} from "../storefront.js";
+import { consultantCard, resultCard, roomCard, serverNow } from "../storefront.js";
 
 const SHELF_SIZE = 10;
 const PAGE_SIZE = 20;
@@ -124,7 +122,8 @@ export class Storefront {
     const [live, upcoming, courses, consultants] = await Promise.all([
       has("/api/v1/rooms") ? get("/api/v1/rooms", "&status=live") : null,
       has("/api/v1/rooms") ? get("/api/v1/rooms", "&status=upcoming") : null,
-      has("/api/v1/courses") ? get("/api/v1/courses") : null,
+      // Courses from the search index: it has the authors' names, covers and counts.
+      has("/api/v1/courses") ? get("/api/v1/search", "&kind=course") : null,
       has("/api/v1/consultants") ? get("/api/v1/consultants") : null,
     ]);
     const now = this.now();
@@ -136,8 +135,8 @@ export class Storefront {
     let shown = 0;
     shown += shelf("#live-now", "#live-list", live?.rooms, (room) => roomCard(room, now));
     shown += shelf("#upcoming", "#upcoming-list", upcoming?.rooms, (room) => roomCard(room, now));
-    shown += shelf("#courses", "#course-list", courses?.courses,
-      (course) => courseCard(course, { bought: this.bought.has(course.id) }));
+    shown += shelf("#courses", "#course-list", courses?.items,
+      (item) => resultCard(item, now, this.bought));
     shown += shelf("#consultants", "#consultant-list", consultants?.consultants, consultantCard);
     $("#browse-empty").textContent = this.category ? "这个分类还没有内容" : "还没有上架的内容，稍后再来看看";
     show($("#browse-empty"), shown === 0);
