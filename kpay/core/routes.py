@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Literal
 import prometheus_client
 from pydantic import BaseModel, Field
 
-from kpay.core import openapi, responses
+from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
 from kpay.core.money.admin_routes import admin_money_routes
 from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.money.statements import statement_routes
-from kpay.core.search_routes import search_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
@@ -108,7 +107,7 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
         Route("/api/v1/me", MeHandler, tags=("core",)),
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
-        *search_routes(),
+        *search_routes.routes(),
         *account_routes(),
         *money_routes(app),
         *admin_money_routes(),

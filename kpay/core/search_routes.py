@@ -67,6 +67,6 @@ class CategoriesHandler(BaseHandler):
         self.write_json({"categories": list(self.kpay.search.categories)})
 
 
-def search_routes() -> list[Route]:
+def routes() -> list[Route]:
     return [Route("/api/v1/search", SearchHandler, tags=("core",)),
             Route("/api/v1/categories", CategoriesHandler, tags=("core",))]

@@ -19,12 +19,12 @@ const HANDLED = new Set(["answered", "refunding", "refunded"]);
 /** Fill the rooms panel. context: {kpay, socket, me} (see console.js). */
 export async function mount(panel, { kpay, socket, me }) {
   const q = (selector) => $(selector, panel);
+  categoryField(kpay, "room-category").then((field) => field && q("#create-error").before(field));
   let rooms = [];
   let model = null; // the room being run
   let subscription = null; // its channel on the shared socket
   const drafts = new Map(); // question id -> answer typed so far (kept across redraws)
   const confirming = new Set(); // "remove:<user>" buttons waiting for a second tap
-  categoryField(kpay, "room-category").then((field) => field && q("#create-error").before(field));
 
   // -- my rooms and income ---------------------------------------------------------------
 
