@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pagekit import STATIC
+from pagekit import SCREENSHOTS, STATIC
 from playwright.async_api import expect
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -20,6 +20,14 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 def kpay_overrides() -> dict[str, dict[str, Any]]:
     return {"server": {"static_path": str(STATIC)},
             "plugins": {"enabled": ["live_qa", "course_drip", "consult_billing"]}}
+
+
+async def first_screen(page, name: str) -> None:
+    """What the phone shows first (390x844): a full-page shot draws the sticky tab bar
+    where the first screen ends, not at the bottom."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
 async def seed(api, kpay_app) -> dict[str, Any]:
@@ -89,6 +97,7 @@ async def test_a_student_finds_a_course_by_a_chinese_search_and_opens_it(pages, 
         await expect(page.locator("#browse")).not_to_contain_text(raw)
     await pages.check_accessibility(page)
     await pages.screenshot(page, "store-home")
+    await first_screen(page, "store-home-screen")
 
     # A category chip narrows every shelf.
     await page.get_by_role("button", name="亲子", exact=True).click()
