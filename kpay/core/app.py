@@ -48,6 +48,8 @@ from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.socket import SocketHandler, keep_alive
 from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
+from kpay.core.search import INDEXES as SEARCH_INDEXES
+from kpay.core.search import Search
 from kpay.core.sessions import watch_standing
 from kpay.core.store import CollectionGuard, EmbeddedMongo, IndexSpec, Store
 from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
@@ -58,6 +60,7 @@ T = TypeVar("T")
 
 CORE_INDEXES = [
     IndexSpec.of("dev_state", "name", unique=True),
+    *SEARCH_INDEXES,  # app.search's collection (kpay/core/search.py)
 ]
 # Core collections that have no index of their own (the others are named by
 # ``KPay.core_indexes``): no plugin may declare one of these.
@@ -99,6 +102,8 @@ class KPay:
         # HTTP request limits ([limits]), per process; BaseHandler.prepare takes from it.
         self.limiter = RateLimiter(settings.limits)
         self.money = MoneyService(self)
+        # Finding rooms, courses and consultants from the home page (docs/plugins.md).
+        self.search = Search(self.store, self.clock, settings.storefront.categories)
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)

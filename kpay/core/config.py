@@ -296,6 +296,22 @@ class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
 
+class StorefrontSettings(Section):
+    """What the home page sells by (kpay/core/search.py): the categories authors pick
+    for their rooms, courses and consultant profiles, in the order pages show them."""
+
+    categories: list[str] = Field(
+        default_factory=lambda: ["职场", "心理", "亲子", "财经", "健康", "语言", "技术", "其他"],
+        max_length=30)
+
+    @field_validator("categories")
+    @classmethod
+    def short_and_distinct(cls, value: list[str]) -> list[str]:
+        if any(not 1 <= len(name) <= 8 for name in value) or len(set(value)) != len(value):
+            raise ValueError("categories must be distinct names of 1 to 8 characters")
+        return value
+
+
 CORE_SECTIONS: dict[str, type[Section]] = {
     "server": ServerSettings,
     "mongodb": MongoSettings,
@@ -306,6 +322,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "scheduler": SchedulerSettings,
     "money": MoneySettings,
     "payouts": PayoutSettings,
+    "storefront": StorefrontSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
     "media": MediaSettings,
@@ -328,6 +345,7 @@ class Settings:
     scheduler: SchedulerSettings
     money: MoneySettings
     payouts: PayoutSettings
+    storefront: StorefrontSettings
     limits: LimitSettings
     logging: LoggingSettings
     media: MediaSettings

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import prometheus_client
 from pydantic import BaseModel, Field
 
-from kpay.core import openapi, responses
+from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
 from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes
@@ -108,6 +108,7 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
         Route("/api/v1/me", MeHandler, tags=("core",)),
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
+        *search_routes.routes(),
         *account_routes(),
         *money_routes(app),
         *admin_money_routes(),

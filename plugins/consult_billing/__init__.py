@@ -26,6 +26,7 @@ from plugins.consult_billing.meter import ENGINE_STATE, BillingEngine
 from plugins.consult_billing.nodes import NODES
 from plugins.consult_billing.settings import ConsultBillingSettings
 from plugins.consult_billing.signalling import CONSULT_CHANNEL
+from plugins.consult_billing.storefront import backfill as backfill_search
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -86,6 +87,7 @@ def register_jobs(app):
 
 @hookimpl
 async def on_startup(app):
+    await backfill_search(app, app.store[profiles.PROFILES].find({}))
     tracker = tracker_for(app)
     try:
         await restarts.recover(app, engine_for(app), tracker)

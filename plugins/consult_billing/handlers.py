@@ -43,11 +43,12 @@ class MyProfileHandler(BaseHandler):
 
 
 class ConsultantsHandler(BaseHandler):
-    @api("Available consultants, cheapest first (public)", auth=False, query=("limit",),
-         response=r.ConsultantList)
+    @api("Available consultants, cheapest first, of one category if given (public)",
+         auth=False, query=("category", "limit"), response=r.ConsultantList)
     async def get(self) -> None:
         limit = self.query_int("limit", 50, 1, 200)
-        docs = await profiles.available_profiles(self.kpay, limit)
+        category = self.kpay.search.check_category(self.get_query_argument("category", None))
+        docs = await profiles.available_profiles(self.kpay, limit, category)
         busy = {d["busy_consultant"] async for d in self.kpay.store[sessions.CONSULTATIONS].find(
             {"busy_consultant": {"$in": [d["_id"] for d in docs]}}, {"busy_consultant": 1})}
         self.write_json({"consultants": [profiles.public_profile(d, d["_id"] in busy)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.store import IndexSpec
 from plugins.consult_billing.settings import settings_of
+from plugins.consult_billing.storefront import indexed
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -25,6 +26,8 @@ class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rate_per_minute: int = Field(strict=True, gt=0)
+    #: One of ``[storefront] categories``, optional (checked by ``app.search``).
+    category: str | None = Field(None, max_length=16)
     min_minutes: int = Field(1, strict=True, ge=1)
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
@@ -43,6 +46,7 @@ def public_profile(doc: dict[str, Any], busy: bool = False) -> dict[str, Any]:
         "title": doc.get("title", ""), "rate_per_minute": doc["rate_per_minute"],
         "min_minutes": doc["min_minutes"], "max_minutes": doc["max_minutes"],
         "available": doc["available"], "busy": busy, "updated_at": doc.get("updated_at"),
+        "category": doc.get("category"),
     }
 
 
@@ -62,13 +66,14 @@ def check_bounds(app: KPay, update: ProfileUpdate) -> None:
 async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> dict[str, Any]:
     """Create or replace the profile. Running sessions keep the rate they started with."""
     check_bounds(app, update)
+    update.category = app.search.check_category(update.category)
     user = await app.users.profile(consultant_id) or {}
     now = app.clock.now()
     doc = {**update.model_dump(), "name": user.get("name", consultant_id), "updated_at": now}
     await app.store[PROFILES].update_one(
         {"_id": consultant_id}, {"$set": doc, "$setOnInsert": {"created_at": now}},
         upsert=True)
-    return {"_id": consultant_id, **doc}
+    return await indexed(app, {"_id": consultant_id, **doc})
 
 
 async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
@@ -78,6 +83,10 @@ async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
     return doc
 
 
-async def available_profiles(app: KPay, limit: int) -> list[dict[str, Any]]:
-    cursor = app.store[PROFILES].find({"available": True}).sort("rate_per_minute", 1).limit(limit)
+async def available_profiles(app: KPay, limit: int,
+                             category: str | None = None) -> list[dict[str, Any]]:
+    query: dict[str, Any] = {"available": True}
+    if category:
+        query["category"] = category
+    cursor = app.store[PROFILES].find(query).sort("rate_per_minute", 1).limit(limit)
     return [doc async for doc in cursor]

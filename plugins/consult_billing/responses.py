@@ -24,6 +24,8 @@ class ConsultantProfile(BaseModel):
     #: In a running consultation now.
     busy: bool
     updated_at: datetime | None
+    #: One of ``[storefront] categories``, None when not chosen.
+    category: str | None = None
 
 
 class ConsultantProfileResult(BaseModel):

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from kpay import hookimpl
 from plugins.course_drip import courses, enrollments
 from plugins.course_drip.access import RESOURCES
-from plugins.course_drip.courses import COURSES
+from plugins.course_drip.courses import COURSES, WITHOUT_BODIES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
 from plugins.course_drip.handlers import routes
 from plugins.course_drip.settings import SECTION, CourseDripSettings
+from plugins.course_drip.storefront import backfill as backfill_search
 from plugins.course_drip.sweep import resume_recomputes, sweep_job
 
 if TYPE_CHECKING:
@@ -61,4 +62,5 @@ def register_jobs(app: KPay):
 
 @hookimpl
 async def on_startup(app: KPay):
+    await backfill_search(app, app.store[COURSES].find({"status": "published"}, WITHOUT_BODIES))
     await resume_recomputes(app)

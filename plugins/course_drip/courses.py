@@ -26,6 +26,7 @@ from kpay.core.store import IndexSpec
 from plugins.course_drip.content import check_media_url, render_markdown
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
 from plugins.course_drip.settings import settings_of, zone
+from plugins.course_drip.storefront import index_course
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -80,10 +81,14 @@ class CourseIn(Strict):
     price: int = Field(strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
     lessons: list[LessonIn] = Field(default_factory=list)
+    #: One of ``[storefront] categories`` (checked by ``app.search.check_category``).
+    category: str | None = Field(None, max_length=16)
 
 
 class CoursePatch(Strict):
     title: str | None = Field(None, min_length=1, max_length=200)
+    #: "" clears it.
+    category: str | None = Field(None, max_length=16)
     description: str | None = Field(None, max_length=20_000)
     price: int | None = Field(None, strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
@@ -150,8 +155,10 @@ async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, An
         "price": data.price, "cover": data.cover, "status": "draft", "lessons": lessons,
         "rev": 1, "schedule_version": 1, "recompute_pending": False,
         "created_at": now, "updated_at": now, "published_at": None,
+        "category": app.search.check_category(data.category),
     }
     await app.store[COURSES].insert_one(course)
+    await index_course(app, course)
     return course
 
 
@@ -209,6 +216,8 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
     for _ in range(EDIT_ATTEMPTS):
         course = await authored_course(app, course_id, user)
         changes, schedule_changed = edit(course)
+        if "category" in changes:  # [storefront] categories; "" clears it
+            changes["category"] = app.search.check_category(changes["category"])
         update: dict[str, Any] = {"$set": {**changes, "updated_at": app.clock.now()},
                                   "$inc": {"rev": 1}}
         if schedule_changed:
@@ -218,6 +227,7 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
             {"_id": course_id, "rev": course["rev"]}, update,
             return_document=ReturnDocument.AFTER)
         if updated is not None:
+            await index_course(app, updated)  # what the home page finds
             return updated
     raise Conflict("the course changed while saving; try again", code="course_changed")
 
@@ -297,6 +307,7 @@ def course_view(course: dict[str, Any]) -> dict[str, Any]:
         "lessons": [{"id": lesson["id"], "title": lesson["title"],
                      "release": lesson["release"]} for lesson in course["lessons"]],
         "created_at": course["created_at"], "published_at": course.get("published_at"),
+        "category": course.get("category"),
     }
 
 

@@ -41,6 +41,7 @@ from plugins.course_drip.enrollments import (
     progress_view,
 )
 from plugins.course_drip.stats import course_stats
+from plugins.course_drip.storefront import with_authors
 from plugins.course_drip.sweep import start_recompute
 
 if TYPE_CHECKING:
@@ -77,13 +78,17 @@ class CoursesHandler(CourseHandlerBase):
         course = await course_store.create_course(self.kpay, user, self.body(CourseIn))
         self.write_json({"course": course_view(course)}, 201)
 
-    @api("Published courses, newest first; mine=1: the caller's own, drafts included",
-         query=("mine", "limit"), response=r.CourseList)
+    @api("Published courses, newest first, of one category if given; mine=1: the "
+         "caller's own, drafts included", query=("mine", "category", "limit"),
+         response=r.CourseList)
     async def get(self) -> None:
         user = self.require_user()
         limit = self.query_int("limit", 50, 1, 200)
         mine = self.query_int("mine", 0, 0, 1)
-        query = {"author_id": user.id} if mine else {"status": "published"}
+        query: dict[str, Any] = {"author_id": user.id} if mine else {"status": "published"}
+        category = self.kpay.search.check_category(self.get_query_argument("category", None))
+        if category:
+            query["category"] = category
         cursor = self.kpay.store[course_store.COURSES].find(
             query, course_store.WITHOUT_BODIES).sort("created_at", -1).limit(limit)
         self.write_json({"courses": [course_view(c) async for c in cursor]})
@@ -281,6 +286,7 @@ class MyCoursesHandler(BaseHandler):
                 view = progress_view(course, enrollment, now, tz)
                 view.pop("lessons")
                 out.append({"course": course_view(course), "progress": view})
+        await with_authors(self.kpay, [o["course"] for o in out])  # names for 已购
         self.write_json({"courses": out})
 
 

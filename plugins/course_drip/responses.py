@@ -58,6 +58,11 @@ class Course(BaseModel):
     lessons: list[SyllabusLesson]
     created_at: datetime
     published_at: datetime | None
+    #: One of ``[storefront] categories``, None when the author chose none.
+    category: str | None = None
+    #: In ``GET /me/courses``: the author's nickname and avatar.
+    author_name: str | None = None
+    author_avatar_url: str | None = None
 
 
 class CourseResult(BaseModel):

@@ -19,6 +19,7 @@ from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
 from plugins.live_qa import handlers, kinds, refunds, rooms, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
+from plugins.live_qa.storefront import backfill as backfill_search
 
 
 @hookimpl
@@ -59,6 +60,11 @@ def register_indexes(app):
 @hookimpl
 def register_jobs(app):
     return [PeriodicJob("live_qa.refund_sweep", partial(refunds.sweep, app), 60)]
+
+
+@hookimpl
+async def on_startup(app):
+    await backfill_search(app)
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from kpay.core.web import BaseHandler, Route, api
 from plugins.live_qa import history, moderation, questions, refunds, rooms
 from plugins.live_qa import responses as r
 from plugins.live_qa.channel import MediaUrl
+from plugins.live_qa.storefront import index_room, storefront_routes, with_hosts
 
 TAGS = ("live_qa",)
 MAX_SEQ = 2**62
@@ -40,17 +41,26 @@ class RoomsHandler(BaseHandler):
     async def post(self) -> None:
         user = self.require_user("consultant")
         room = await rooms.create(self.kpay, user, self.body(rooms.RoomCreate))
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)}, 201)
 
-    @api("Rooms: a host's (host_id, 'me' for yours) newest first, else upcoming and live "
-         "rooms soonest first", query=("host_id", "limit"), response=r.LiveRoomList)
+    @api("Rooms: a host's (host_id, 'me' for yours) newest first, else rooms soonest "
+         "first by status (open: upcoming and live, live, upcoming) and category, each "
+         "with its host's name", query=("host_id", "status", "category", "limit"),
+         response=r.LiveRoomList)
     async def get(self) -> None:
         user = self.require_user()
         host_id = self.get_query_argument("host_id", None) or None
         if host_id == "me":
             host_id = user.id
         limit = self.query_int("limit", 50, 1, 200)
-        self.write_json({"rooms": await rooms.listing(self.kpay, host_id, limit)})
+        status = self.get_query_argument("status", "open")
+        if status not in rooms.LISTED_STATES:
+            raise BadRequest(f"status must be one of {', '.join(rooms.LISTED_STATES)}",
+                             code="invalid_field", field="status")
+        category = self.kpay.search.check_category(self.get_query_argument("category", None))
+        listed = await rooms.listing(self.kpay, host_id, limit, status, category)
+        self.write_json({"rooms": await with_hosts(self.kpay, listed)})
 
 
 class RoomHandler(BaseHandler):
@@ -70,6 +80,7 @@ class RoomHandler(BaseHandler):
         user = self.require_user()
         change = self.body(rooms.RoomUpdate)
         room = await rooms.update(self.kpay, await rooms.get(self.kpay, room_id), user, change)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)})
 
 
@@ -78,6 +89,7 @@ class StartHandler(BaseHandler):
     async def post(self, room_id: str) -> None:
         user = self.require_user()
         room = await rooms.start(self.kpay, await rooms.get(self.kpay, room_id), user)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room)})
 
 
@@ -88,6 +100,7 @@ class EndHandler(BaseHandler):
         user = self.require_user()
         room, refunded = await refunds.end_room(
             self.kpay, await rooms.get(self.kpay, room_id), user)
+        await index_room(self.kpay, room)
         self.write_json({"room": rooms.public(room), "refunded": refunded})
 
 
@@ -207,4 +220,5 @@ def routes() -> list[Route]:
         Route(base + "/{room_id}/members/{user_id}", MemberHandler, tags=TAGS),
         Route(base + "/{room_id}/members/{user_id}/mute", MuteHandler, tags=TAGS),
         Route(base + "/{room_id}/members/{user_id}/unmute", UnmuteHandler, tags=TAGS),
+        *storefront_routes(),
     ]

@@ -26,6 +26,11 @@ class LiveRoom(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    #: One of ``[storefront] categories``, None when the host chose none.
+    category: str | None = None
+    #: In lists (``GET /rooms``, ``GET /me/rooms``): the host's nickname and avatar.
+    host_name: str | None = None
+    host_avatar_url: str | None = None
 
 
 class LiveRoomResult(BaseModel):

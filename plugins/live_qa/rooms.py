@@ -31,6 +31,8 @@ SCHEDULED, LIVE, ENDED = "scheduled", "live", "ended"
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Fen = Annotated[int, Field(strict=True, ge=0)]
+#: One of ``[storefront] categories`` (checked by ``app.search.check_category``).
+Category = Annotated[str, StringConstraints(max_length=16)]
 
 
 class RoomCreate(BaseModel):
@@ -42,6 +44,7 @@ class RoomCreate(BaseModel):
     free_questions: bool = True
     chat: bool = False
     capacity: Annotated[int, Field(strict=True, gt=0)] | None = None
+    category: Category | None = None
 
 
 class RoomUpdate(BaseModel):
@@ -53,6 +56,7 @@ class RoomUpdate(BaseModel):
     free_questions: bool | None = None
     chat: bool | None = None
     capacity: Annotated[int, Field(strict=True, gt=0)] | None = None
+    category: Category | None = None
 
 
 def new_id(prefix: str) -> str:
@@ -68,6 +72,7 @@ def public(room: dict[str, Any]) -> dict[str, Any]:
         "capacity": room["capacity"], "sold": room["sold"], "state": room["state"],
         "answered": room.get("answered", 0), "created_at": room["created_at"],
         "started_at": room.get("started_at"), "ended_at": room.get("ended_at"),
+        "category": room.get("category"),
     }
 
 
@@ -81,6 +86,8 @@ def check_limits(app: KPay, values: dict[str, Any]) -> None:
     if values.get("capacity") is not None and values["capacity"] > config.max_capacity:
         raise BadRequest(f"capacity must be at most {config.max_capacity}",
                          code="invalid_field", field="capacity")
+    if values.get("category") is not None:
+        values["category"] = app.search.check_category(values["category"])
 
 
 async def create(app: KPay, host: User, request: RoomCreate) -> dict[str, Any]:
@@ -98,7 +105,7 @@ async def create(app: KPay, host: User, request: RoomCreate) -> dict[str, Any]:
         "ticket_price": request.ticket_price, "question_min_price": request.question_min_price,
         "free_questions": request.free_questions, "chat": request.chat,
         "capacity": capacity, "sold": 0, "seats_left": capacity, "answered": 0,
-        "state": SCHEDULED, "created_at": now,
+        "state": SCHEDULED, "created_at": now, "category": values["category"],
     }
     await app.store[ROOMS].insert_one(room)
     return room
@@ -181,13 +188,22 @@ async def mark_ended(app: KPay, room: dict[str, Any], user: User) -> dict[str, A
     return ended
 
 
-async def listing(app: KPay, host_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """A host's rooms newest first, or (no host) rooms not yet ended, soonest first."""
+#: ``status`` filters of the room list: not yet ended, live now, or not yet started.
+LISTED_STATES = {"open": [SCHEDULED, LIVE], "live": [LIVE], "upcoming": [SCHEDULED]}
+
+
+async def listing(app: KPay, host_id: str | None, limit: int, status: str = "open",
+                  category: str | None = None) -> list[dict[str, Any]]:
+    """A host's rooms newest first, or (no host) rooms in ``status``
+    (:data:`LISTED_STATES`) soonest first, of one category if given."""
     rooms = app.store[ROOMS]
     if host_id is not None:
         cursor = rooms.find({"host_id": host_id}).sort("created_at", -1)
     else:
-        cursor = rooms.find({"state": {"$in": [SCHEDULED, LIVE]}}).sort("starts_at", 1)
+        query: dict[str, Any] = {"state": {"$in": LISTED_STATES[status]}}
+        if category:
+            query["category"] = category
+        cursor = rooms.find(query).sort("starts_at", 1)
     return [public(r) async for r in cursor.limit(limit)]
 
 

@@ -20,6 +20,7 @@ INDEXES = [
     IndexSpec.of(ROOMS, "state", "starts_at"),
     IndexSpec.of(ROOMS, "state", "refunds_done"),
     IndexSpec.of(TICKETS, "room_id", "status"),
+    IndexSpec.of(TICKETS, "user_id", ("created_at", -1)),
     IndexSpec.of(QUESTIONS, "room_id", "status", ("bounty", -1), "created_at"),
     IndexSpec.of(MESSAGES, "room_id", "seq", unique=True),
 ]

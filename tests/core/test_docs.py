@@ -94,7 +94,7 @@ def test_every_error_class_is_in_the_internals():
     "app.access", "app.tell_user", "app.users", "app.clock", "app.money",
     "app.plugin_state", "app.collections", "require_user", "self.body", "query_int",
     "write_json", "@api", "enforce_cap", "orders.get", "orders.refund", "purpose",
-    "adjustments.price", "earnings_credits", "ledger.post",
+    "adjustments.price", "earnings_credits", "ledger.post", "app.search",
     "app.media", "media.attach", "signed_url", "public_url", "describe",
 ])
 def test_each_service_and_helper_is_in_the_internals(name):

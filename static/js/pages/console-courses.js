@@ -5,6 +5,7 @@
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
+import { categoryField, categoryOf } from "../storefront.js";
 
 export const RELEASE_KINDS = {
   now: "购买后立即开放",
@@ -55,6 +56,8 @@ function layout() {
 export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
   panel.replaceChildren(...layout());
   const q = (selector) => $(selector, panel);
+  categoryField(kpay, "course-category").then(
+    (field) => field && q("#course-price").closest(".field").after(field));
   let editors = 0; // numbering of lesson editors (ids stay unique after removals)
 
   // -- the create form ----------------------------------------------------------------------
@@ -155,6 +158,7 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
       try {
         await kpay.post("/api/v1/courses", {
           title, price, description: q("#course-description").value, lessons,
+          ...categoryOf(q("#course-category")),
         });
         event.target.reset();
         q("#lesson-editors").replaceChildren();

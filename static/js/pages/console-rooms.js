@@ -8,6 +8,7 @@
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
+import { categoryField, categoryOf } from "../storefront.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath, speaker,
 } from "./live-room.js";
@@ -18,6 +19,7 @@ const HANDLED = new Set(["answered", "refunding", "refunded"]);
 /** Fill the rooms panel. context: {kpay, socket, me} (see console.js). */
 export async function mount(panel, { kpay, socket, me }) {
   const q = (selector) => $(selector, panel);
+  categoryField(kpay, "room-category").then((field) => field && q("#create-error").before(field));
   let rooms = [];
   let model = null; // the room being run
   let subscription = null; // its channel on the shared socket
@@ -95,6 +97,7 @@ export async function mount(panel, { kpay, socket, me }) {
     const body = {
       title, description: q("#room-description").value.trim(), ticket_price: ticket,
       question_min_price: least, free_questions: q("#room-free-questions").checked,
+      ...categoryOf(q("#room-category")),
     };
     const capacity = q("#room-capacity").value.trim();
     if (capacity) {

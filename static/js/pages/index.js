@@ -5,10 +5,13 @@ import { KPay } from "../kpay.js";
 import {
   $, ROLE_NAMES, bindConnectionBadge, el, formatTime, inWeChat, show, showError, whileBusy,
 } from "../ui.js";
+// The storefront (search, categories, rooms, courses, consultants) is its own module.
+import { Storefront } from "./storefront-home.js";
 
 const kpay = new KPay();
 const socket = kpay.socket();
 const errorBox = $("#error");
+const store = new Storefront(kpay, errorBox);
 const OAUTH_START = "/api/v1/wechat/oauth/start";
 
 const NOTICE_TITLES = {
@@ -41,6 +44,7 @@ async function render() {
     show($("#wechat-login"), oauth && inWeChat());
     show($("#open-in-wechat"), !inWeChat());
     show($("#dev-wechat-login"), oauth && dev);
+    await store.show(user, paths, dev);
     showFeatures(user, paths);
     if (user) listenForNotices(user);
   } catch (error) {
@@ -136,13 +140,5 @@ $("#logout").addEventListener("click", () => {
   show($("#notices"), false);
   render();
 });
-
-for (const [formId, page] of [["#room-form", "room.html"], ["#course-form", "course.html"]]) {
-  $(formId).addEventListener("submit", (event) => {
-    event.preventDefault();
-    const id = new FormData(event.target).get("id").trim();
-    if (id) location.href = `/static/${page}?id=${encodeURIComponent(id)}`;
-  });
-}
 
 render();
