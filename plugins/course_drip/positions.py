@@ -32,8 +32,8 @@ class PositionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    position_seconds: float = Field(ge=0, le=MAX_SECONDS)
-    duration_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    position_seconds: float = Field(strict=True, ge=0, le=MAX_SECONDS)
+    duration_seconds: float | None = Field(None, strict=True, gt=0, le=MAX_SECONDS)
 
     @model_validator(mode="after")
     def within_duration(self) -> PositionIn:
