@@ -229,6 +229,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             {"title": "now", "body": "# open"},
             {"title": "later", "body": "in three days", "release": {"after_days": 3}},
             {"title": "next", "body": "after the first", "release": {"after_previous": True}},
+            {"title": "hidden", "body": "withdrawn, to be deleted", "published": False},
         ]}, consultant, 201))["course"]
     await call("POST", f"/api/v1/courses/{course['id']}/publish", {}, consultant)
     await call("POST", f"/api/v1/courses/{course['id']}/enrollments",
@@ -315,6 +316,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
             ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
             ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
+            # Only an unpublished lesson can be deleted (GET and PATCH read it too).
+            ("/api/v1/courses/{course_id}/lessons/{lesson_id}", "lesson_id"):
+                course["lessons"][3]["id"],
         },
         bodies={
             ("POST", "/api/v1/orders"): {
@@ -335,6 +339,10 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 "amount": 1, "reason": "fuzz", "to": "wallet", "purpose": "adjust"},
             ("POST", "/api/v1/courses/{course_id}/lessons"): {
                 "title": "fuzz lesson", "body": "more", "release": {"after_days": 1}},
+            ("PUT", "/api/v1/courses/{course_id}/lesson-order"): {
+                "lesson_ids": [lesson["id"] for lesson in course["lessons"]]},
+            ("PUT", "/api/v1/courses/{course_id}/lessons/{lesson_id}/progress"): {
+                "position_seconds": 12.5, "duration_seconds": 60},
         })
 
 
