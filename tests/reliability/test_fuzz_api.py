@@ -182,8 +182,9 @@ class Seeded:
 
     path: dict[str, list[str]]
     query: dict[str, list[str]]
-    #: ``(path, parameter)``: the value the seeded run sends there instead of the first.
-    only: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: ``(path, parameter)`` or ``(METHOD, path, parameter)``: the value the seeded run
+    #: sends there instead of the first.
+    only: dict[tuple[str, ...], str] = field(default_factory=dict)
     #: ``(METHOD, path)``: a body the seeded run sends.
     bodies: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -316,8 +317,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
             ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
             ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
-            # Only an unpublished lesson can be deleted (GET and PATCH read it too).
-            ("/api/v1/courses/{course_id}/lessons/{lesson_id}", "lesson_id"):
+            # Only an unpublished lesson can be deleted (keyed by method too: the
+            # lesson's GET and PATCH keep the first lesson).
+            ("DELETE", "/api/v1/courses/{course_id}/lessons/{lesson_id}", "lesson_id"):
                 course["lessons"][3]["id"],
         },
         bodies={
@@ -368,7 +370,8 @@ def offer(document: dict[str, Any], seeded: Seeded, kinds: list[str]) -> dict[st
                 if known and parameter["schema"] == {"type": "string"}:
                     parameter["schema"] = either(known, {"type": "string"})
                     parameter["x-kpay-seeded"] = seeded.only.get(
-                        (path, parameter["name"]), known[0])
+                        (method.upper(), path, parameter["name"]),
+                        seeded.only.get((path, parameter["name"]), known[0]))
     schemas = document["components"]["schemas"]
     bodies = {content["schema"]["$ref"].rsplit("/", 1)[1]
               for item in document["paths"].values() for operation in item.values()
