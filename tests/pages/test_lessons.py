@@ -15,7 +15,7 @@ from pagekit import CHROMIUM, CHROMIUM_ARGS, STATIC
 from playwright.async_api import expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "course_drip"))
-from media_files import png_bytes, wav_bytes  # noqa: E402
+from media_files import png_bytes, upload, wav_bytes
 
 
 @pytest.fixture
@@ -154,3 +154,40 @@ async def test_author_uploads_cover_and_audio_student_resumes_after_reload(pages
     await pages.open(page, f"/static/course.html?id={course_id}")
     await page.get_by_role("button", name="继续学习：开篇：为什么要练声").click()
     await expect(page.locator("#reader-title")).to_have_text("开篇：为什么要练声")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_an_expired_media_url_is_refetched_by_the_player(pages, api, kpay_app):
+    teacher = await api.login("teacher", "consultant", name="李老师")
+    audio = await upload(api, teacher, "audio", "lesson", wav_bytes(6), "a.wav")
+    status, created = await api.post("/api/v1/courses", {
+        "title": "晨读", "price": 0,
+        "lessons": [{"title": "第一天", "body": "", "audio_media_id": audio["id"]}]}, teacher)
+    assert status == 201, created
+    course_id, lesson_id = created["course"]["id"], created["course"]["lessons"][0]["id"]
+    await api.post(f"/api/v1/courses/{course_id}/publish", token=teacher)
+    await api.post(f"/api/v1/courses/{course_id}/enrollments", {"user_id": "sam"}, teacher)
+    student = await api.login("sam", "student", name="小山")
+    page = await pages.new_page(token=student)
+    await pages.open(page, f"/static/course.html?id={course_id}&lesson={lesson_id}")
+    player = page.locator("#reader-player audio")
+    await page.wait_for_function(
+        "() => document.querySelector('#reader-player audio')?.readyState >= 1")
+    first = await player.evaluate("a => a.src")
+
+    # Ten minutes on: the URL is refused; the player asks for the lesson again.
+    await kpay_app.advance_clock(11 * 60)
+    response = await api.http.fetch(first, raise_error=False)
+    assert response.code == 403
+    # The element has the whole file buffered; a phone meets the refusal on its next
+    # range request. Here: ask for the same (expired) URL again, bypassing the cache.
+    await player.evaluate("a => { a.src = a.src + '?again=1'; a.load(); }")
+    await page.wait_for_function(
+        "() => !document.querySelector('#reader-player audio').src.includes('?again=1')")
+    await page.wait_for_function(
+        "() => document.querySelector('#reader-player audio').readyState >= 1")
+    fresh = await player.evaluate("a => a.src")
+    assert fresh != first
+    assert (await api.http.fetch(fresh, raise_error=False)).code == 200
+    # The refused load is the point of this test, not a page error.
+    pages.problems[:] = [p for p in pages.problems if "status of 403" not in p]
