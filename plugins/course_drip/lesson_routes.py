@@ -3,7 +3,7 @@ a reader stopped, reordering lessons, and previewing a body as students will see
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,8 @@ class LessonOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Every lesson id of the course, once, in the new order.
-    lesson_ids: list[str] = Field(min_length=1, max_length=2000)
+    lesson_ids: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1,
+                                                                   max_length=2000)
 
 
 class LessonOrderHandler(CourseHandlerBase):

@@ -125,3 +125,26 @@ async def test_slides_are_signed_per_reader_and_covers_are_public(drip, api):
     status, preview = await api.post(f"/api/v1/courses/{course['id']}/preview",
                                      {"body": f"![图](media:{slide['id']})"}, author)
     assert "/media/s/" in preview["html"]
+
+
+#: The start of an MP4 (an ftyp box): enough for the media service, which sniffs the
+#: type of a video and keeps it as uploaded.
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 2048
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_video_lesson_gets_a_signed_video_url(drip, api):
+    author = await drip.author()
+    video = await upload(api, author, "video", "lesson", MP4_HEAD, "lesson.mp4")
+    course = await drip.course(author, [{"title": "看一看", "video_media_id": video["id"]}])
+    assert course["lessons"][0]["media"]["kind"] == "video"
+    student = await drip.student("sam", course)
+    _, read = await api.get(
+        f"/api/v1/courses/{course['id']}/lessons/{course['lessons'][0]['id']}", student)
+    assert read["lesson"]["audio_url"] is None
+    assert await fetch(api, read["lesson"]["video_url"]) == 200
+    # Removing the medium of a lesson without a body is refused (nothing left to show).
+    status, body = await drip.patch(
+        f"/api/v1/courses/{course['id']}/lessons/{course['lessons'][0]['id']}",
+        {"video_media_id": None}, author)
+    assert (status, body["error"]["code"]) == (400, "invalid_field")

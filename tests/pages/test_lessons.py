@@ -155,6 +155,14 @@ async def test_author_uploads_cover_and_audio_student_resumes_after_reload(pages
     await page.get_by_role("button", name="继续学习：开篇：为什么要练声").click()
     await expect(page.locator("#reader-title")).to_have_text("开篇：为什么要练声")
 
+    # The list: the cover beside the title, and 已购 instead of the price.
+    await pages.open(page, "/static/course.html")
+    item = page.locator("#catalog-list li").filter(has_text="声音的力量")
+    await expect(item.locator(".owned")).to_have_text("已购")
+    await expect(item.locator("img.course-thumb")).to_be_visible()
+    await pages.check_accessibility(page)
+    await pages.screenshot(page, "course-list-bought")
+
 
 @pytest.mark.gen_test(timeout=120)
 async def test_an_expired_media_url_is_refetched_by_the_player(pages, api, kpay_app):

@@ -89,15 +89,23 @@ async function showCatalog() {
     kpay.get("/api/v1/me/courses"), kpay.get("/api/v1/courses?limit=50"),
   ]);
   const link = (c) => el("a", { href: `/static/course.html?id=${encodeURIComponent(c.id)}` }, c.title);
-  $("#mine-list").replaceChildren(...mine.courses.map(({ course: c, progress }) => el("li", {},
-    el("p", {}, el("strong", {}, link(c))),
-    el("p", { class: "muted small" }, `已完成 ${progress.completed}/${progress.total}` +
-      (progress.next_unlock_at ? ` · 下一课 ${formatTime(progress.next_unlock_at)} 解锁` : "")))));
+  // The cover is decoration beside the linked title: empty alt.
+  const thumb = (c) => (c.cover ? el("img", { class: "course-thumb", src: c.cover, alt: "" }) : null);
+  const owned = new Set(mine.courses.map(({ course: c }) => c.id));
+  $("#mine-list").replaceChildren(...mine.courses.map(({ course: c, progress }) => el("li", { class: "with-thumb" },
+    thumb(c),
+    el("div", {},
+      el("p", {}, el("strong", {}, link(c))),
+      el("p", { class: "muted small" }, `已完成 ${progress.completed}/${progress.total}` +
+        (progress.next_unlock_at ? ` · 下一课 ${formatTime(progress.next_unlock_at)} 解锁` : ""))))));
   show($("#mine-empty"), mine.courses.length === 0);
-  $("#catalog-list").replaceChildren(...published.courses.map((c) => el("li", {},
-    el("p", { class: "history-head" }, el("strong", {}, link(c)),
-      el("span", { class: "price" }, c.price ? formatFen(c.price) : "免费")),
-    el("p", { class: "muted small" }, `${c.lessons.length} 课时`))));
+  $("#catalog-list").replaceChildren(...published.courses.map((c) => el("li", { class: "with-thumb" },
+    thumb(c),
+    el("div", {},
+      el("p", { class: "history-head" }, el("strong", {}, link(c)),
+        owned.has(c.id) ? el("span", { class: "owned" }, "已购")
+          : el("span", { class: "price" }, c.price ? formatFen(c.price) : "免费")),
+      el("p", { class: "muted small" }, `${c.lessons.length} 课时`)))));
   show($("#catalog-empty"), published.courses.length === 0);
   show($("#mine"), true);
   show($("#catalog"), true);
