@@ -197,5 +197,9 @@ async def test_an_expired_media_url_is_refetched_by_the_player(pages, api, kpay_
     fresh = await player.evaluate("a => a.src")
     assert fresh != first
     assert (await api.http.fetch(fresh, raise_error=False)).code == 200
+    # A link to a lesson that is gone (an old notification) says so in words.
+    await pages.open(page, f"/static/course.html?id={course_id}&lesson=lgone0000")
+    await expect(page.locator("#lessons-error")).to_have_text("该课时已下架或不存在")
+    await expect(page.locator("#lessons li")).to_have_count(1)
     # The refused load is the point of this test, not a page error.
     pages.problems[:] = [p for p in pages.problems if "status of 403" not in p]

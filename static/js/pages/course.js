@@ -67,7 +67,9 @@ async function start() {
     const returning = params.get("order"); // back from WeChat H5 pay
     if (returning && !course.enrolled) await panel.resume(returning);
     const lessonId = params.get("lesson");
-    if (lessonId && (course.enrolled || course.author_id === me.id)) await openLesson(lessonId);
+    if (lessonId && (course.enrolled || course.author_id === me.id)) {
+      await openLesson(lessonId).catch((e) => showLessonError($("#lessons-error"), e));
+    }
   } catch (error) {
     show($("#loading"), false);
     showError(errorBox, error);
@@ -247,7 +249,7 @@ function renderLessons() {
     const when = el("span", { class: "muted small countdown", "data-unlocks-at": lesson.unlocks_at || "" });
     const open = el("button", { class: "btn secondary", type: "button",
       "aria-label": `阅读：${lesson.title}` }, "阅读");
-    open.addEventListener("click", () => openLesson(lesson.id).catch((e) => showError($("#lessons-error"), e)));
+    open.addEventListener("click", () => openLesson(lesson.id).catch((e) => showLessonError($("#lessons-error"), e)));
     show(open, lesson.unlocked);
     return el("li", { "data-id": lesson.id, "data-unlocked": String(lesson.unlocked),
       "data-current": String(reading?.id === lesson.id) },
@@ -312,6 +314,13 @@ async function personal({ type, data }) {
 }
 
 // -- reading ---------------------------------------------------------------------------------------
+
+/** A lesson that cannot be opened, said in words (a link from a notification may be old). */
+function showLessonError(region, error) {
+  showError(region, error);
+  if (error?.code === "lesson_locked") region.textContent = "该课时还未解锁";
+  if (error?.code === "lesson_not_found") region.textContent = "该课时已下架或不存在";
+}
 
 const lessonPath = (lessonId) => coursePath(`/lessons/${encodeURIComponent(lessonId)}`);
 
