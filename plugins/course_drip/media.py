@@ -103,12 +103,16 @@ def signed_media(app: KPay, course_id: str, lesson: dict[str, Any], user_id: str
     """The reader's view of a lesson's media: ``audio_url``, ``video_url`` and
     ``body_html`` with its slides signed for ``user_id``."""
     resource = f"lesson:{course_id}/{lesson['id']}"
+    # Only the slides checked as the author's when saved: a placeholder typed as raw HTML
+    # (``<img src="/media-slide/<someone else's id>">``) is never signed.
+    checked = set(lesson.get("slides") or ())
     return {
         "audio_url": signed_or_none(app, lesson.get("audio_media_id"), user_id, resource),
         "video_url": signed_or_none(app, lesson.get("video_media_id"), user_id, resource),
-        "body_html": sign_slides(lesson["body_html"],
-                                 lambda media_id: signed_or_none(app, media_id, user_id,
-                                                                 resource)),
+        "body_html": sign_slides(
+            lesson["body_html"],
+            lambda media_id: signed_or_none(app, media_id, user_id, resource)
+            if media_id in checked else None),
     }
 
 

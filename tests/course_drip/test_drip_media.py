@@ -115,8 +115,15 @@ async def test_slides_are_signed_per_reader_and_covers_are_public(drip, api):
     src = html.split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
     assert await fetch(api, src) == 200
 
-    # The preview signs only the author's own slides.
+    # A placeholder typed as raw HTML is not a checked slide: never signed.
     other = await drip.author("other-author")
+    raw = f'<img src="/media-slide/{slide["id"]}" alt="x">'
+    sneaky = await drip.course(other, [lesson("偷图", body=raw)])
+    _, read = await api.get(f"/api/v1/courses/{sneaky['id']}/lessons/{sneaky['lessons'][0]['id']}",
+                            other)
+    assert "/media/s/" not in read["lesson"]["body_html"]
+
+    # The preview signs only the author's own slides.
     their_course = await drip.course(other, [lesson("x")], publish=False)
     status, preview = await api.post(f"/api/v1/courses/{their_course['id']}/preview",
                                      {"body": f"![偷](media:{slide['id']})"}, other)
