@@ -203,3 +203,32 @@ async def test_an_expired_media_url_is_refetched_by_the_player(pages, api, kpay_
     await expect(page.locator("#lessons li")).to_have_count(1)
     # The refused load is the point of this test, not a page error.
     pages.problems[:] = [p for p in pages.problems if "status of 403" not in p]
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_the_watermark_lies_over_a_paid_video(pages, api):
+    teacher = await api.login("teacher", "consultant", name="李老师")
+    # The start of an MP4: the media service keeps videos as uploaded (sniffed type).
+    head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 2048
+    video = await upload(api, teacher, "video", "lesson", head, "v.mp4")
+    status, created = await api.post("/api/v1/courses", {
+        "title": "镜头前的表达", "price": 0,
+        "lessons": [{"title": "站姿", "body": "对着镜头练习。", "video_media_id": video["id"]}]},
+        teacher)
+    assert status == 201, created
+    course_id, lesson_id = created["course"]["id"], created["course"]["lessons"][0]["id"]
+    await api.post(f"/api/v1/courses/{course_id}/publish", token=teacher)
+    await api.post(f"/api/v1/courses/{course_id}/enrollments", {"user_id": "sam"}, teacher)
+    page = await pages.new_page(token=await api.login("sam", "student", name="小山"))
+    await pages.open(page, f"/static/course.html?id={course_id}&lesson={lesson_id}")
+    frame = page.locator("#reader-player .player.video")
+    await expect(frame.locator("video")).to_be_visible()
+    mark = frame.locator(".watermark")
+    await expect(mark.locator("span").first).to_have_text("小山 · sam")
+    await expect(page.locator("#course-price")).to_have_text("已报名")  # free: not bought
+    # Over the picture, and never in the way of a tap.
+    assert await mark.evaluate("m => getComputedStyle(m).pointerEvents") == "none"
+    box, picture = await mark.bounding_box(), await frame.locator("video").bounding_box()
+    assert box["width"] >= picture["width"] - 1 and box["height"] >= picture["height"] - 1
+    await pages.check_accessibility(page)
+    await pages.screenshot(page, "lesson-video-watermark")

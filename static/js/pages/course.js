@@ -105,13 +105,16 @@ async function showCatalog() {
     thumb(c),
     el("div", {},
       el("p", { class: "history-head" }, el("strong", {}, link(c)),
-        owned.has(c.id) ? el("span", { class: "owned" }, "已购")
+        owned.has(c.id) ? el("span", { class: "owned" }, ownedText(c))
           : el("span", { class: "price" }, c.price ? formatFen(c.price) : "免费")),
       el("p", { class: "muted small" }, `${c.lessons.length} 课时`)))));
   show($("#catalog-empty"), published.courses.length === 0);
   show($("#mine"), true);
   show($("#catalog"), true);
 }
+
+/** 已购 for a paid course, 已报名 for a free one. */
+const ownedText = (c) => (c.price ? "已购" : "已报名");
 
 // -- one course ---------------------------------------------------------------------------------
 
@@ -124,7 +127,7 @@ async function loadCourse() {
   $("#course-cover").src = course.cover || "";
   show($("#course-cover"), Boolean(course.cover));
   // Bought: the price is no longer news; say it is theirs.
-  $("#course-price").replaceChildren(course.enrolled ? el("span", { class: "owned" }, "已购")
+  $("#course-price").replaceChildren(course.enrolled ? el("span", { class: "owned" }, ownedText(course))
     : course.price ? formatFen(course.price) : "免费");
   lastLessonId = reply.last_lesson_id || null;
   // description_html is Markdown rendered and then sanitised by the server (nh3: no
@@ -338,7 +341,7 @@ async function openLesson(lessonId) {
     kpay, me, path: lessonPath(lesson.id),
     refetch: async () => (await kpay.get(lessonPath(lesson.id))).lesson,
   });
-  $("#reader .watermark")?.remove();
+  $("#reader > .watermark")?.remove();
   $("#reader").append(watermark(me));
   // body_html is rendered from Markdown and sanitised on the server when the author saves
   // it (nh3: no <script>/<style>/<iframe>, no on* attributes, only http/https/mailto
