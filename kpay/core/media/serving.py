@@ -1,5 +1,6 @@
 """Serving media: public images at ``/media/<id>/<variant>``, paid media at signed URLs
-``/media/s/<token>`` (docs/media.md, "Serving").
+``/media/s?token=<token>`` (docs/media.md, "Serving"). The token rides in the query, which
+no log line shows (kpay/core/logs.py).
 
 Local storage is streamed by kpay with HTTP range requests (audio and video seek); S3
 storage is a 302 to a presigned URL, made only after kpay's own checks.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.iostream
+
 from kpay.core.errors import ApiError, Forbidden, NotFound
-from kpay.core.media.service import IMAGE_VARIANTS, MediaService, is_public
+from kpay.core.media.service import IMAGE_VARIANTS, is_public
 from kpay.core.web import BaseHandler, api
 
 RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
@@ -39,10 +42,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    if last and int(last) < start:
+        return None  # not a valid range: ignored, as RFC 9110 allows
+    if start >= size:
         raise Unsatisfiable()
-    return start, end
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def gone() -> ApiError:
@@ -52,29 +56,38 @@ def gone() -> ApiError:
 class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
-    media: MediaService
+    #: The file's size when a range beyond it was asked (416 names it).
+    unsatisfiable_size: int | None = None
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 416 and self.unsatisfiable_size is not None:
+            self.set_header("Content-Range", f"bytes */{self.unsatisfiable_size}")
+        super().write_error(status_code, **kwargs)
+
     async def send(self, media: dict[str, Any], variant: str, cache: str) -> None:
         storage = self.kpay.media.storage
         key = f"{media['_id']}/{variant}"
         if storage.redirects:
-            url = await storage.presigned_url(key, media["content_type"],
-                                              self.kpay.settings.media.s3_presign_seconds)
-            self.set_header("Cache-Control", "private, no-store")
+            ttl = self.kpay.settings.media.s3_presign_seconds
+            url = await storage.presigned_url(key, media["content_type"], ttl)
+            # A public image's redirect may be cached while its target still works; a
+            # paid file's never (each request is checked).
+            public = cache.startswith("public")
+            self.set_header("Cache-Control",
+                            f"public, max-age={ttl // 2}" if public else "private, no-store")
             self.redirect(url, status=302)
             return
         size = media["files"][variant]
         try:
             wanted = parse_range(self.request.headers.get("Range"), size)
         except Unsatisfiable:
-            self.set_status(416)
-            self.set_header("Content-Range", f"bytes */{size}")
-            self.finish()
-            return
+            self.unsatisfiable_size = size
+            raise ApiError(f"the range lies beyond the file's {size} bytes",
+                           code="range_not_satisfiable", status=416, size=size) from None
         start, end = wanted if wanted is not None else (0, size - 1)
         self.set_header("Content-Type", media["content_type"])
         self.set_header("Content-Disposition", "inline")
@@ -87,9 +100,12 @@ class MediaBody(BaseHandler):
         if self.request.method == "HEAD" or size == 0:
             self.finish()
             return
-        async for block in storage.read(key, start, end):
-            self.write(block)
-            await self.flush()
+        try:
+            async for block in storage.read(key, start, end):
+                self.write(block)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the player moved on (a seek, a closed page): not an error
         self.finish()
 
 
@@ -108,10 +124,10 @@ class PublicMediaHandler(MediaBody):
 
 class SignedMediaHandler(MediaBody):
     @api("Paid media at a URL kpay signed (range requests; S3: a redirect)", auth=False,
-         media_type="application/octet-stream")
-    async def get(self, token: str) -> None:
+         media_type="*/*", query=("token",))
+    async def get(self) -> None:
         service = self.kpay.media
-        grant = service.signer.verify(token)
+        grant = service.signer.verify(self.get_query_argument("token", ""))
         now = self.kpay.clock.time()
         if grant.expires < now:
             raise Forbidden("this media URL has expired; reload the page",
@@ -126,7 +142,7 @@ class SignedMediaHandler(MediaBody):
             raise NotFound("no such media", code="media_not_found")
         if media["status"] != "ready":
             raise gone()
-        if not await self.kpay.access.allowed(grant.user_id, "view", grant.resource):
+        if not await self.kpay.access.allowed(grant.user_id, grant.action, grant.resource):
             raise Forbidden("no access to this media", code="no_access")
         remaining = max(0, int(grant.expires - now))
         variant = "full" if media["kind"] == "image" else "original"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import shutil
 import uuid
@@ -47,7 +48,7 @@ def size_limit(service: MediaService, kind: str) -> int:
 
 def public_upload(service: MediaService, upload: dict[str, Any]) -> dict[str, Any]:
     return {"id": upload["_id"], "offset": upload["offset"], "size": upload["size"],
-            "chunk_size": service.settings.chunk_bytes, "kind": upload["kind"],
+            "chunk_size": service.chunk_size, "kind": upload["kind"],
             "purpose": upload["purpose"], "status": upload["status"],
             "expires_at": upload["expires_at"]}
 
@@ -71,8 +72,13 @@ async def start_upload(service: MediaService, user: User, kind: str, purpose: st
         {"user_id": user.id, "created_at": {"$gt": now - timedelta(hours=1)}},
         limit=settings.uploads_per_hour)
     if started >= settings.uploads_per_hour:
+        # Free again when the oldest start of the hour leaves it.
+        window = uploads.find({"user_id": user.id, "created_at": {
+            "$gt": now - timedelta(hours=1)}}).sort("created_at", 1).limit(1)
+        oldest = [u["created_at"] async for u in window]
+        wait = (oldest[0] + timedelta(hours=1) - now).total_seconds() if oldest else 60
         raise RateLimited(f"at most {settings.uploads_per_hour} uploads an hour",
-                          retry_after=600)
+                          retry_after=max(1, math.ceil(wait)))
     await enforce_cap(uploads, {"user_id": user.id, "status": {"$in": list(OPEN)}},
                       settings.max_open_uploads, "media_uploads",
                       "too many uploads in progress; finish or wait for one")
@@ -134,10 +140,14 @@ async def put_chunk(service: MediaService, user: User, upload_id: str, content_r
         if len(data) != end - start + 1:
             raise BadRequest("the body's length does not match Content-Range",
                              code="invalid_range")
-        if len(data) > service.settings.chunk_bytes:
-            raise ApiError(f"a chunk may be at most {service.settings.chunk_bytes} bytes",
-                           code="payload_too_large", status=413,
-                           limit=service.settings.chunk_bytes)
+        chunk = service.chunk_size
+        if len(data) > chunk:
+            raise ApiError(f"a chunk may be at most {chunk} bytes",
+                           code="payload_too_large", status=413, limit=chunk)
+        if len(data) != chunk and end + 1 != upload["size"]:
+            # Whole chunks but the last: the first one is what the type is read from.
+            raise BadRequest(f"every chunk but the last is {chunk} bytes",
+                             code="invalid_range", chunk_size=chunk)
         if start != upload["offset"]:
             raise Conflict(f"the upload continues at byte {upload['offset']}",
                            code="offset_mismatch", offset=upload["offset"])
