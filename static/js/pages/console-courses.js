@@ -298,7 +298,7 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
         el("span", { class: "price" }, course.price ? formatFen(course.price) : "免费")),
       el("p", { class: "muted small" },
         `${course.status === "published" ? "已发布" : "草稿"} · ${course.lessons.length} 课时 · ${formatTime(course.created_at)}`),
-      course.cover ? el("img", { class: "course-cover", src: course.cover, alt: "" }) : null,
+      course.cover ? el("img", { class: "course-thumb", src: course.cover, alt: "" }) : null,
       el("ol", { class: "small lesson-rules" }, ...course.lessons.map((lesson) =>
         el("li", {}, `${lesson.title}：${releaseText(lesson.release)}`))),
       el("p", { class: "small" }, "学生入口：", el("a", { href: link }, link)),
