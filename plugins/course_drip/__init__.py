@@ -17,6 +17,9 @@ from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES, WITHOUT_BODIES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
 from plugins.course_drip.handlers import routes
+from plugins.course_drip.lesson_routes import lesson_routes
+from plugins.course_drip.positions import INDEXES as POSITION_INDEXES
+from plugins.course_drip.positions import POSITIONS
 from plugins.course_drip.settings import SECTION, CourseDripSettings
 from plugins.course_drip.storefront import backfill as backfill_search
 from plugins.course_drip.sweep import resume_recomputes, sweep_job
@@ -32,7 +35,7 @@ def register_settings():
 
 @hookimpl
 def register_routes(app: KPay):
-    return routes(app)
+    return [*routes(app), *lesson_routes("/api/v1/courses", ("courses",))]
 
 
 @hookimpl
@@ -47,12 +50,12 @@ def register_order_kinds(app: KPay):
 
 @hookimpl
 def register_collections(app: KPay):
-    return [COURSES, ENROLLMENTS]
+    return [COURSES, ENROLLMENTS, POSITIONS]
 
 
 @hookimpl
 def register_indexes(app: KPay):
-    return [*courses.INDEXES, *enrollments.INDEXES]
+    return [*courses.INDEXES, *enrollments.INDEXES, *POSITION_INDEXES]
 
 
 @hookimpl

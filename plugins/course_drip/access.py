@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kpay.core.access import ResourceRule
 from kpay.core.auth import User
-from plugins.course_drip.courses import find_course, is_author
+from plugins.course_drip.courses import find_course, is_author, visible_lessons
 from plugins.course_drip.enrollments import active_enrollment, lesson_state
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ async def lesson_owner(app: KPay, ident: str) -> str | None:
 
 async def lesson_allows(app: KPay, user: User, action: str, ident: str) -> bool:
     """``view``: the lesson is open to ``user`` now (the author always; a student once
-    it unlocked for them), as ``GET /courses/{id}/lessons/{lesson_id}`` judges it."""
+    it unlocked for them, and while it is published), as
+    ``GET /courses/{id}/lessons/{lesson_id}`` judges it."""
     found = await lesson_course(app, ident)
     if found is None:
         return False
@@ -63,7 +64,11 @@ async def lesson_allows(app: KPay, user: User, action: str, ident: str) -> bool:
     may, enrollment = await reader(app, course, user)
     if not may:
         return False
-    return enrollment is None or lesson_state(app, course, enrollment, lesson_id).unlocked
+    if enrollment is None:
+        return True
+    if all(lesson["id"] != lesson_id for lesson in visible_lessons(course["lessons"])):
+        return False  # unpublished: the author's alone
+    return lesson_state(app, course, enrollment, lesson_id).unlocked
 
 
 RESOURCES = [ResourceRule("course", course_owner, course_allows, actions=("view", "edit")),

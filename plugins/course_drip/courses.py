@@ -23,7 +23,8 @@ from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
 from kpay.core.store import IndexSpec
-from plugins.course_drip.content import check_media_url, render_markdown
+from plugins.course_drip.content import MEDIA_ID, check_media_url, render_markdown
+from plugins.course_drip.media import media_summary
 from plugins.course_drip.release import ReleaseRuleError, check_chain, parse_rule
 from plugins.course_drip.settings import settings_of, zone
 from plugins.course_drip.storefront import index_course
@@ -52,26 +53,47 @@ class Strict(BaseModel):
 
 #: An absolute http(s) URL of at most 2000 characters (covers, lesson media).
 MediaUrl = Annotated[str, Field(max_length=2000), AfterValidator(check_media_url)]
+#: The id of a file uploaded through the media service (docs/api.md, "Media").
+MediaId = Annotated[str, Field(pattern=f"^{MEDIA_ID}$")]
+
+
+def visible_lessons(lessons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lessons students see: an unpublished lesson is the author's alone (stored
+    lessons from before lessons could be unpublished have no flag: published)."""
+    return [lesson for lesson in lessons if lesson.get("published", True)]
 
 
 class LessonIn(Strict):
     title: str = Field(min_length=1, max_length=200)
     body: str = Field("", max_length=200_000)
     media_url: MediaUrl | None = None
+    #: Uploaded with purpose "lesson" (kind audio / video) by the course's author.
+    audio_media_id: MediaId | None = None
+    video_media_id: MediaId | None = None
+    published: bool = True
     #: Checked against the configured zone by :func:`build_lesson`; default: at once.
     release: Any = Field(default_factory=lambda: {"after_days": 0})
 
     @model_validator(mode="after")
     def has_content(self) -> LessonIn:
-        if not self.body.strip() and not self.media_url:
-            raise ValueError("a lesson needs a body or a media_url")
+        if not self.body.strip() and not has_media(self.model_dump()):
+            raise ValueError("a lesson needs a body, audio, video or a media_url")
         return self
+
+
+def has_media(lesson: dict[str, Any]) -> bool:
+    return bool(lesson.get("media_url") or lesson.get("audio_media_id")
+                or lesson.get("video_media_id"))
 
 
 class LessonPatch(Strict):
     title: str | None = Field(None, min_length=1, max_length=200)
     body: str | None = Field(None, max_length=200_000)
     media_url: MediaUrl | None = None
+    audio_media_id: MediaId | None = None
+    video_media_id: MediaId | None = None
+    #: False hides the lesson from students (docs/course_drip.md, "Editing a course").
+    published: bool | None = None
     release: Any = None
 
 
@@ -80,6 +102,8 @@ class CourseIn(Strict):
     description: str = Field("", max_length=20_000)
     price: int = Field(strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
+    #: An uploaded image (purpose "cover"); sets ``cover`` to its public URL.
+    cover_media_id: MediaId | None = None
     lessons: list[LessonIn] = Field(default_factory=list)
     #: One of ``[storefront] categories`` (checked by ``app.search.check_category``).
     category: str | None = Field(None, max_length=16)
@@ -92,6 +116,7 @@ class CoursePatch(Strict):
     description: str | None = Field(None, max_length=20_000)
     price: int | None = Field(None, strict=True, ge=0, le=MAX_PRICE)
     cover: MediaUrl | None = None
+    cover_media_id: MediaId | None = None
 
 
 # -- building documents ----------------------------------------------------------------
@@ -105,8 +130,11 @@ def rule_or_400(raw: Any, tz: ZoneInfo, field: str) -> dict[str, Any]:
 
 
 def chain_or_400(lessons: list[dict[str, Any]], field: str = "lessons") -> None:
+    """The release chain holds for the author's list and for the students' (where an
+    unpublished first lesson would leave an after_previous one first)."""
     try:
         check_chain([lesson["release"] for lesson in lessons], field)
+        check_chain([lesson["release"] for lesson in visible_lessons(lessons)], field)
     except ReleaseRuleError as e:
         raise BadRequest(f"{e.field}: {e}", code="invalid_release", field=e.field) from None
 
@@ -118,13 +146,22 @@ def new_lesson_id(taken: set[str]) -> str:
             return lesson_id
 
 
-def build_lesson(app: KPay, lesson: LessonIn, field: str, taken: set[str]) -> dict[str, Any]:
+def check_body(app: KPay, body: str, field: str) -> None:
     limit = settings_of(app).max_body_chars
-    if len(lesson.body) > limit:
-        raise BadRequest(f"{field}.body: over {limit} characters", code="invalid_field",
-                         field=f"{field}.body")
+    if len(body) > limit:
+        raise BadRequest(f"{field}: over {limit} characters", code="invalid_field",
+                         field=field)
+
+
+def build_lesson(app: KPay, lesson: LessonIn, field: str, taken: set[str],
+                 media: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored lesson; ``media`` are its checked media fields
+    (:func:`plugins.course_drip.media.lesson_media`)."""
+    check_body(app, lesson.body, f"{field}.body")
     return {"id": new_lesson_id(taken), "title": lesson.title, "body": lesson.body,
             "body_html": render_markdown(lesson.body), "media_url": lesson.media_url,
+            "audio_media_id": None, "video_media_id": None, "duration_seconds": None,
+            "slides": [], "published": lesson.published, **(media or {}),
             "release": rule_or_400(lesson.release, zone(app), f"{field}.release")}
 
 
@@ -135,7 +172,10 @@ def check_lesson_count(app: KPay, count: int) -> None:
                          field="lessons")
 
 
-async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, Any]:
+async def create_course(app: KPay, author: User, data: CourseIn,
+                        media: list[dict[str, Any]], cover: dict[str, Any]) -> dict[str, Any]:
+    """A draft course; ``media`` per lesson and ``cover`` checked by the caller
+    (:mod:`plugins.course_drip.media`)."""
     check_lesson_count(app, len(data.lessons))
     limit = settings_of(app).max_draft_courses_per_author
     await enforce_cap(app.store[COURSES], {"author_id": author.id, "status": "draft"}, limit,
@@ -144,7 +184,7 @@ async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, An
     taken: set[str] = set()
     lessons = []
     for i, lesson in enumerate(data.lessons):
-        built = build_lesson(app, lesson, f"lessons.{i}", taken)
+        built = build_lesson(app, lesson, f"lessons.{i}", taken, media[i])
         taken.add(built["id"])
         lessons.append(built)
     chain_or_400(lessons)
@@ -152,7 +192,8 @@ async def create_course(app: KPay, author: User, data: CourseIn) -> dict[str, An
     course = {
         "_id": "crs" + secrets.token_hex(8), "author_id": author.id, "title": data.title,
         "description": data.description, "description_html": render_markdown(data.description),
-        "price": data.price, "cover": data.cover, "status": "draft", "lessons": lessons,
+        "price": data.price, "cover": data.cover, "cover_media_id": None, **cover,
+        "status": "draft", "lessons": lessons,
         "rev": 1, "schedule_version": 1, "recompute_pending": False,
         "created_at": now, "updated_at": now, "published_at": None,
         "category": app.search.check_category(data.category),
@@ -232,50 +273,57 @@ async def edit_course(app: KPay, course_id: str, user: User, edit: Edit) -> dict
     raise Conflict("the course changed while saving; try again", code="course_changed")
 
 
-def patch_course(data: CoursePatch) -> Edit:
+def patch_course(data: CoursePatch, cover: dict[str, Any]) -> Edit:
+    """``cover``: the checked fields of a new ``cover_media_id`` (or {})."""
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         changes = {name: getattr(data, name) for name in data.model_fields_set
                    if name == "cover" or getattr(data, name) is not None}
+        changes.pop("cover_media_id", None)
+        if "cover" in changes:  # a typed URL replaces an uploaded cover
+            changes["cover_media_id"] = None
+        changes.update(cover)
         if "description" in changes:
             changes["description_html"] = render_markdown(changes["description"])
         return changes, False
     return edit
 
 
-def add_lesson(app: KPay, data: LessonIn) -> Edit:
+def add_lesson(app: KPay, data: LessonIn, media: dict[str, Any]) -> Edit:
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         check_lesson_count(app, len(course["lessons"]) + 1)
         taken = {lesson["id"] for lesson in course["lessons"]}
-        lesson = build_lesson(app, data, f"lessons.{len(course['lessons'])}", taken)
+        lesson = build_lesson(app, data, f"lessons.{len(course['lessons'])}", taken, media)
         lessons = [*course["lessons"], lesson]
         chain_or_400(lessons)
         return {"lessons": lessons}, True
     return edit
 
 
-def patch_lesson(app: KPay, lesson_id: str, data: LessonPatch) -> Edit:
+def patch_lesson(app: KPay, lesson_id: str, data: LessonPatch, media: dict[str, Any]) -> Edit:
+    """``media``: the checked media fields of the patch (or {})."""
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         index, lesson = find_lesson(course, lesson_id)
-        lesson = dict(lesson)
+        lesson = {**lesson, **media}
         given = data.model_fields_set
         if data.title is not None:
             lesson["title"] = data.title
         if data.body is not None:
-            limit = settings_of(app).max_body_chars
-            if len(data.body) > limit:
-                raise BadRequest(f"body: over {limit} characters", code="invalid_field",
-                                 field="body")
+            check_body(app, data.body, "body")
             lesson["body"] = data.body
             lesson["body_html"] = render_markdown(data.body)
         if "media_url" in given:
             lesson["media_url"] = data.media_url
-        if not lesson["body"].strip() and not lesson.get("media_url"):
-            raise BadRequest("a lesson needs a body or a media_url", code="invalid_field",
-                             field="body")
+        if not lesson["body"].strip() and not has_media(lesson):
+            raise BadRequest("a lesson needs a body, audio, video or a media_url",
+                             code="invalid_field", field="body")
+        # Hiding or showing a lesson changes what students' schedules count.
         schedule_changed = False
+        if data.published is not None and data.published != lesson.get("published", True):
+            lesson["published"] = data.published
+            schedule_changed = True
         if "release" in given:
             rule = rule_or_400(data.release, zone(app), "release")
-            schedule_changed = rule != lesson["release"]
+            schedule_changed = schedule_changed or rule != lesson["release"]
             lesson["release"] = rule
         lessons = list(course["lessons"])
         lessons[index] = lesson
@@ -284,9 +332,35 @@ def patch_lesson(app: KPay, lesson_id: str, data: LessonPatch) -> Edit:
     return edit
 
 
+def reorder_lessons(lesson_ids: list[str]) -> Edit:
+    """The lessons in the order of ``lesson_ids``, which must name each lesson once."""
+    def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        by_id = {lesson["id"]: lesson for lesson in course["lessons"]}
+        if sorted(lesson_ids) != sorted(by_id):
+            raise BadRequest("lesson_ids must list every lesson of the course once",
+                             code="invalid_field", field="lesson_ids")
+        lessons = [by_id[lesson_id] for lesson_id in lesson_ids]
+        chain_or_400(lessons)
+        return {"lessons": lessons}, lessons != course["lessons"]
+    return edit
+
+
+def delete_lesson(lesson_id: str) -> Edit:
+    """Remove an unpublished lesson (409 ``lesson_published`` for a published one:
+    students may have it; unpublish it first)."""
+    def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        _, lesson = find_lesson(course, lesson_id)
+        if lesson.get("published", True):
+            raise Conflict("unpublish the lesson before deleting it", code="lesson_published")
+        lessons = [other for other in course["lessons"] if other["id"] != lesson_id]
+        chain_or_400(lessons)
+        return {"lessons": lessons}, False
+    return edit
+
+
 def set_published(app: KPay, published: bool) -> Edit:
     def edit(course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        if published and not course["lessons"]:
+        if published and not visible_lessons(course["lessons"]):
             raise Conflict("add a lesson before publishing", code="course_empty")
         changes: dict[str, Any] = {"status": "published" if published else "draft"}
         if published and not course.get("published_at"):
@@ -298,14 +372,18 @@ def set_published(app: KPay, published: bool) -> Edit:
 # -- views -------------------------------------------------------------------------------
 
 
-def course_view(course: dict[str, Any]) -> dict[str, Any]:
-    """What anyone who may see the course gets: the syllabus, never a lesson body."""
+def course_view(course: dict[str, Any], author: bool = False) -> dict[str, Any]:
+    """What anyone who may see the course gets: the syllabus, never a lesson body.
+    Unpublished lessons are listed for the author only (``author``)."""
+    lessons = course["lessons"] if author else visible_lessons(course["lessons"])
     return {
         "id": course["_id"], "author_id": course["author_id"], "title": course["title"],
         "description": course["description"], "description_html": course["description_html"],
-        "price": course["price"], "cover": course["cover"], "status": course["status"],
+        "price": course["price"], "cover": course["cover"],
+        "cover_media_id": course.get("cover_media_id"), "status": course["status"],
         "lessons": [{"id": lesson["id"], "title": lesson["title"],
-                     "release": lesson["release"]} for lesson in course["lessons"]],
+                     "release": lesson["release"], "media": media_summary(lesson),
+                     "published": lesson.get("published", True)} for lesson in lessons],
         "created_at": course["created_at"], "published_at": course.get("published_at"),
         "category": course.get("category"),
     }
@@ -314,4 +392,8 @@ def course_view(course: dict[str, Any]) -> dict[str, Any]:
 def author_lesson_view(lesson: dict[str, Any], position: int) -> dict[str, Any]:
     return {"id": lesson["id"], "position": position, "title": lesson["title"],
             "body": lesson["body"], "body_html": lesson["body_html"],
-            "media_url": lesson.get("media_url"), "release": lesson["release"]}
+            "media_url": lesson.get("media_url"),
+            "audio_media_id": lesson.get("audio_media_id"),
+            "video_media_id": lesson.get("video_media_id"),
+            "duration_seconds": lesson.get("duration_seconds"),
+            "published": lesson.get("published", True), "release": lesson["release"]}

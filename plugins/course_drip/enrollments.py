@@ -29,7 +29,7 @@ from kpay.core.auth import User
 from kpay.core.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
 from kpay.core.store import IndexSpec
-from plugins.course_drip.courses import find_course
+from plugins.course_drip.courses import find_course, visible_lessons
 from plugins.course_drip.release import LessonState, due_lessons, lesson_states, next_unlock
 from plugins.course_drip.settings import zone
 
@@ -55,7 +55,9 @@ def enrollment_id(course_id: str, user_id: str) -> str:
 
 def states_of(course: dict[str, Any], enrollment: dict[str, Any], now: datetime,
               tz: ZoneInfo) -> list[LessonState]:
-    return lesson_states(course["lessons"], enrollment["enrolled_at"],
+    # Unpublished lessons do not exist for students: an after_previous lesson follows
+    # the previous lesson they can see.
+    return lesson_states(visible_lessons(course["lessons"]), enrollment["enrolled_at"],
                          enrollment.get("completed") or {}, enrollment.get("unlocked_all_at"),
                          now, tz)
 
@@ -311,13 +313,13 @@ def lesson_list(course: dict[str, Any], enrollment: dict[str, Any] | None, now: 
     return [{"id": lesson["id"], "title": lesson["title"], "unlocked": state.unlocked,
              "unlocks_at": local_iso(state.unlocks_at, tz),
              "completed": lesson["id"] in (enrollment.get("completed") or {})}
-            for lesson, state in zip(course["lessons"], states, strict=True)]
+            for lesson, state in zip(visible_lessons(course["lessons"]), states, strict=True)]
 
 
 def progress_view(course: dict[str, Any], enrollment: dict[str, Any], now: datetime,
                   tz: ZoneInfo) -> dict[str, Any]:
     completed = enrollment.get("completed") or {}
-    lessons = course["lessons"]
+    lessons = visible_lessons(course["lessons"])
     done = sum(1 for lesson in lessons if lesson["id"] in completed)
     return {
         "course_id": course["_id"], "user_id": enrollment["user_id"],

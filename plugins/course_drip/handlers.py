@@ -29,6 +29,7 @@ from plugins.course_drip.courses import (
     find_lesson,
     is_author,
     lesson_with_body,
+    visible_lessons,
     zone,
 )
 from plugins.course_drip.enrollments import (
@@ -40,6 +41,8 @@ from plugins.course_drip.enrollments import (
     locked_error,
     progress_view,
 )
+from plugins.course_drip.media import cover_fields, lesson_media, signed_media
+from plugins.course_drip.positions import forget_lesson, read_position, touch_lesson
 from plugins.course_drip.stats import course_stats
 from plugins.course_drip.storefront import with_authors
 from plugins.course_drip.sweep import start_recompute
@@ -75,8 +78,13 @@ class CoursesHandler(CourseHandlerBase):
          status=201, response=r.CourseResult)
     async def post(self) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        course = await course_store.create_course(self.kpay, user, self.body(CourseIn))
-        self.write_json({"course": course_view(course)}, 201)
+        data = self.body(CourseIn)
+        course_store.check_lesson_count(self.kpay, len(data.lessons))
+        media = [await lesson_media(self.kpay, lesson, user.id) for lesson in data.lessons]
+        cover = (await cover_fields(self.kpay, data.cover_media_id, user.id)
+                 if data.cover_media_id else {})
+        course = await course_store.create_course(self.kpay, user, data, media, cover)
+        self.write_json({"course": course_view(course, author=True)}, 201)
 
     @api("Published courses, newest first, of one category if given; mine=1: the "
          "caller's own, drafts included", query=("mine", "category", "limit"),
@@ -91,7 +99,7 @@ class CoursesHandler(CourseHandlerBase):
             query["category"] = category
         cursor = self.kpay.store[course_store.COURSES].find(
             query, course_store.WITHOUT_BODIES).sort("created_at", -1).limit(limit)
-        self.write_json({"courses": [course_view(c) async for c in cursor]})
+        self.write_json({"courses": [course_view(c, author=bool(mine)) async for c in cursor]})
 
 
 class CourseHandler(CourseHandlerBase):
@@ -104,15 +112,22 @@ class CourseHandler(CourseHandlerBase):
         if course is None or (course["status"] != "published" and not is_author(course, user)
                               and enrollment is None):
             raise NotFound(f"no course {course_id}", code="course_not_found")
-        self.write_json({"course": course_view(course), "enrolled": enrollment is not None})
+        self.write_json({"course": course_view(course, author=is_author(course, user)),
+                         "enrolled": enrollment is not None,
+                         "last_lesson_id": (enrollment or {}).get("last_lesson_id")})
 
     @api("Edit a course's title, description, price or cover (author)", body=CoursePatch,
          roles=AUTHOR_ROLES, response=r.CourseResult)
     async def patch(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        edit = course_store.patch_course(self.body(CoursePatch))
+        data = self.body(CoursePatch)
+        cover = {}
+        if data.cover_media_id is not None:
+            course = await authored_course(self.kpay, course_id, user)
+            cover = await cover_fields(self.kpay, data.cover_media_id, course["author_id"])
+        edit = course_store.patch_course(data, cover)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
-        self.write_json({"course": course_view(course)})
+        self.write_json({"course": course_view(course, author=True)})
 
 
 class PublishHandler(CourseHandlerBase):
@@ -124,7 +139,7 @@ class PublishHandler(CourseHandlerBase):
         user = self.require_user(*AUTHOR_ROLES)
         edit = course_store.set_published(self.kpay, self.published)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
-        self.write_json({"course": course_view(course)})
+        self.write_json({"course": course_view(course, author=True)})
 
 
 class UnpublishHandler(PublishHandler):
@@ -148,7 +163,10 @@ class LessonsHandler(CourseHandlerBase):
          response=r.AuthorLessonResult)
     async def post(self, course_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        edit = course_store.add_lesson(self.kpay, self.body(LessonIn))
+        data = self.body(LessonIn)
+        author_id = (await authored_course(self.kpay, course_id, user))["author_id"]
+        edit = course_store.add_lesson(self.kpay, data,
+                                       await lesson_media(self.kpay, data, author_id))
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
         self.after_edit(course)
         lesson = course["lessons"][-1]
@@ -161,20 +179,29 @@ class LessonHandler(CourseHandlerBase):
         user = self.require_user()
         # Read without bodies first: a locked lesson's body is never even loaded.
         course, enrollment = await self.course_for_student(course_id, user)
-        position, _ = find_lesson(course, lesson_id)
         tz = zone(self.kpay)
+        saved = await read_position(self.kpay, course_id, lesson_id, user.id)
         if enrollment is None:
+            position, _ = find_lesson(course, lesson_id)
             lesson = await lesson_with_body(self.kpay, course_id, lesson_id)
-            self.write_json({"lesson": author_lesson_view(lesson, position)})
+            self.write_json({"lesson": {
+                **author_lesson_view(lesson, position),
+                **signed_media(self.kpay, course_id, lesson, user.id), "progress": saved}})
             return
+        # An unpublished lesson is not there for students (404 lesson_not_found).
+        position, _ = find_lesson({**course, "lessons": visible_lessons(course["lessons"])},
+                                  lesson_id)
         state = lesson_state(self.kpay, course, enrollment, lesson_id)
         if not state.unlocked:
             raise locked_error(state, tz)
         lesson = await lesson_with_body(self.kpay, course_id, lesson_id)
+        await touch_lesson(self.kpay, course_id, lesson_id, user.id)
         completed_at = (enrollment.get("completed") or {}).get(lesson_id)
         self.write_json({"lesson": {
             "id": lesson["id"], "position": position, "title": lesson["title"],
-            "body_html": lesson["body_html"], "media_url": lesson.get("media_url"),
+            "media_url": lesson.get("media_url"),
+            **signed_media(self.kpay, course_id, lesson, user.id),
+            "duration_seconds": lesson.get("duration_seconds"), "progress": saved,
             "unlocked": True, "unlocks_at": local_iso(state.unlocks_at, tz),
             "completed": completed_at is not None, "completed_at": local_iso(completed_at, tz)}})
 
@@ -182,11 +209,24 @@ class LessonHandler(CourseHandlerBase):
          body=LessonPatch, roles=AUTHOR_ROLES, response=r.AuthorLessonResult)
     async def patch(self, course_id: str, lesson_id: str) -> None:
         user = self.require_user(*AUTHOR_ROLES)
-        edit = course_store.patch_lesson(self.kpay, lesson_id, self.body(LessonPatch))
+        data = self.body(LessonPatch)
+        current = await authored_course(self.kpay, course_id, user)
+        _, stored = find_lesson(current, lesson_id)
+        media = await lesson_media(self.kpay, data, current["author_id"], stored)
+        edit = course_store.patch_lesson(self.kpay, lesson_id, data, media)
         course = await course_store.edit_course(self.kpay, course_id, user, edit)
         self.after_edit(course)
         position, lesson = find_lesson(course, lesson_id)
         self.write_json({"lesson": author_lesson_view(lesson, position)})
+
+    @api("Delete an unpublished lesson (author); 409 lesson_published for a published one",
+         roles=AUTHOR_ROLES, response=r.CourseResult)
+    async def delete(self, course_id: str, lesson_id: str) -> None:
+        user = self.require_user(*AUTHOR_ROLES)
+        edit = course_store.delete_lesson(lesson_id)
+        course = await course_store.edit_course(self.kpay, course_id, user, edit)
+        await forget_lesson(self.kpay, course_id, lesson_id)
+        self.write_json({"course": course_view(course, author=True)})
 
 
 class CompleteHandler(CourseHandlerBase):

@@ -38,10 +38,20 @@ class AfterPrevious(BaseModel):
 Release = AfterDays | AtDate | AfterPrevious
 
 
+class LessonMedia(BaseModel):
+    """A lesson's uploaded medium, for the syllabus ("音频 12:30")."""
+
+    kind: Literal["audio", "video"]
+    duration_seconds: float | None
+
+
 class SyllabusLesson(BaseModel):
     id: str
     title: str
     release: Release
+    media: LessonMedia | None = None
+    #: False: hidden from students (listed to the author only).
+    published: bool = True
 
 
 class Course(BaseModel):
@@ -54,6 +64,8 @@ class Course(BaseModel):
     description_html: str
     price: int
     cover: str | None
+    #: The uploaded cover image, when ``cover`` is its public URL.
+    cover_media_id: str | None = None
     status: Literal["draft", "published"]
     lessons: list[SyllabusLesson]
     created_at: datetime
@@ -73,6 +85,8 @@ class CourseView(BaseModel):
     course: Course
     #: The caller holds an active enrollment.
     enrolled: bool
+    #: The lesson the caller opened last ("继续学习"); None before the first.
+    last_lesson_id: str | None = None
 
 
 class CourseList(BaseModel):
@@ -92,6 +106,23 @@ class LessonList(RootModel[list[LessonListItem]]):
     """The caller's lessons, a bare list."""
 
 
+class SavedPosition(BaseModel):
+    """Where the caller stopped in the lesson's audio or video."""
+
+    position_seconds: float
+    duration_seconds: float | None
+    updated_at: datetime
+
+
+class PositionResult(BaseModel):
+    progress: SavedPosition
+
+
+class PreviewResult(BaseModel):
+    #: Rendered and cleaned as a lesson body is; slides signed for the author.
+    html: str
+
+
 class AuthorLesson(BaseModel):
     """A lesson as its author sees it: the Markdown and the release rule."""
 
@@ -101,6 +132,14 @@ class AuthorLesson(BaseModel):
     body: str
     body_html: str
     media_url: str | None
+    audio_media_id: str | None = None
+    video_media_id: str | None = None
+    duration_seconds: float | None = None
+    published: bool = True
+    #: Short-lived signed URLs (on ``GET`` of the lesson only).
+    audio_url: str | None = None
+    video_url: str | None = None
+    progress: SavedPosition | None = None
     release: Release
 
 
@@ -116,6 +155,11 @@ class StudentLesson(BaseModel):
     title: str
     body_html: str
     media_url: str | None
+    #: Short-lived URLs signed for the caller; fetch the lesson again when they expire.
+    audio_url: str | None = None
+    video_url: str | None = None
+    duration_seconds: float | None = None
+    progress: SavedPosition | None = None
     unlocked: Literal[True]
     unlocks_at: datetime | None
     completed: bool

@@ -198,8 +198,9 @@ class Seeded:
 
     path: dict[str, list[str]]
     query: dict[str, list[str]]
-    #: ``(path, parameter)``: the value the seeded run sends there instead of the first.
-    only: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: ``(path, parameter)`` or ``(METHOD, path, parameter)``: the value the seeded run
+    #: sends there instead of the first.
+    only: dict[tuple[str, ...], str] = field(default_factory=dict)
     #: ``(METHOD, path)``: a body the seeded run sends.
     bodies: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -245,6 +246,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             {"title": "now", "body": "# open"},
             {"title": "later", "body": "in three days", "release": {"after_days": 3}},
             {"title": "next", "body": "after the first", "release": {"after_previous": True}},
+            {"title": "hidden", "body": "withdrawn, to be deleted", "published": False},
         ]}, consultant, 201))["course"]
     await call("POST", f"/api/v1/courses/{course['id']}/publish", {}, consultant)
     await call("POST", f"/api/v1/courses/{course['id']}/enrollments",
@@ -347,6 +349,10 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
             ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
             ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
+            # Only an unpublished lesson can be deleted (keyed by method too: the
+            # lesson's GET and PATCH keep the first lesson).
+            ("DELETE", "/api/v1/courses/{course_id}/lessons/{lesson_id}", "lesson_id"):
+                course["lessons"][3]["id"],
         },
         bodies={
             ("POST", "/api/v1/orders"): {
@@ -367,6 +373,10 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 "amount": 1, "reason": "fuzz", "to": "wallet", "purpose": "adjust"},
             ("POST", "/api/v1/courses/{course_id}/lessons"): {
                 "title": "fuzz lesson", "body": "more", "release": {"after_days": 1}},
+            ("PUT", "/api/v1/courses/{course_id}/lesson-order"): {
+                "lesson_ids": [lesson["id"] for lesson in course["lessons"]]},
+            ("PUT", "/api/v1/courses/{course_id}/lessons/{lesson_id}/progress"): {
+                "position_seconds": 12.5, "duration_seconds": 60},
         })
 
 
@@ -392,7 +402,8 @@ def offer(document: dict[str, Any], seeded: Seeded, kinds: list[str]) -> dict[st
                 if known and parameter["schema"] == {"type": "string"}:
                     parameter["schema"] = either(known, {"type": "string"})
                     parameter["x-kpay-seeded"] = seeded.only.get(
-                        (path, parameter["name"]), known[0])
+                        (method.upper(), path, parameter["name"]),
+                        seeded.only.get((path, parameter["name"]), known[0]))
     schemas = document["components"]["schemas"]
     bodies = {content["schema"]["$ref"].rsplit("/", 1)[1]
               for item in document["paths"].values() for operation in item.values()

@@ -1,7 +1,8 @@
 // The console's 课程 section (console.html #panel-courses): create a course with lessons and
 // their release rules (at once, n days after enrolling at HH:MM, on a date, after the
 // previous lesson), my courses (drafts included) with 发布, per-course stats (enrollments,
-// completion per lesson) and gifting an enrollment to a student by id.
+// completion per lesson) and gifting an enrollment to a student by id. 编辑 opens the course
+// editor (console-course-editor.js): cover, lessons added later, reordered, withdrawn, media.
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
@@ -23,10 +24,82 @@ export function releaseText(rule) {
   return RELEASE_KINDS.now;
 }
 
-function field(id, label, input, hint = null) {
+const STYLESHEET = "/static/css/course.css";
+
+/** console.html does not link course.css itself; the 课程 section brings it along. */
+export function ensureStylesheet() {
+  if (document.querySelector(`link[href="${STYLESHEET}"]`)) return;
+  document.head.append(el("link", { rel: "stylesheet", href: STYLESHEET }));
+}
+
+export function field(id, label, input, hint = null) {
   if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
   return el("div", { class: "field" }, el("label", { for: id }, label), input,
     hint ? el("p", { class: "hint", id: `${id}-hint` }, hint) : null);
+}
+
+/** "2030-01-02T20:00" in this browser's zone, for a datetime-local input. */
+function localInputValue(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return "";
+  const two = (n) => String(n).padStart(2, "0");
+  return `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())}T${two(at.getHours())}:${two(at.getMinutes())}`;
+}
+
+/**
+ * The release rule inputs of one lesson (ids `${id}-release`, `-days`, `-at`, `-date`):
+ * {node, kind (the select), set(rule), read(label, first, fail) -> rule or null}.
+ * Used by the create form and the course editor (console-course-editor.js).
+ */
+export function releaseInputs(id) {
+  const kind = el("select", { id: `${id}-release` },
+    ...Object.entries(RELEASE_KINDS).map(([value, text]) => el("option", { value }, text)));
+  const daysInput = el("input", { id: `${id}-days`, type: "number", inputmode: "numeric",
+    min: "1", step: "1", value: "1" });
+  const atInput = el("input", { id: `${id}-at`, type: "time", value: "08:00" });
+  const dateInput = el("input", { id: `${id}-date`, type: "datetime-local" });
+  const dayFields = el("div", { class: "release-fields" },
+    field(`${id}-days`, "第几天", daysInput), field(`${id}-at`, "几点（可选）", atInput, "留空：按购买时刻"));
+  const date = field(`${id}-date`, "开放时间", dateInput);
+  const sync = () => {
+    show(dayFields, kind.value === "after_days");
+    show(date, kind.value === "at_date");
+  };
+  kind.addEventListener("change", sync);
+  sync();
+  return {
+    node: el("div", {}, field(`${id}-release`, "开放规则", kind), dayFields, date),
+    kind,
+    set(rule) {
+      kind.value = rule?.after_previous ? "after_previous" : rule?.at_date ? "at_date"
+        : rule?.after_days ? "after_days" : "now";
+      if (rule?.after_days) {
+        daysInput.value = String(rule.after_days);
+        atInput.value = rule.at || "";
+      }
+      if (rule?.at_date) dateInput.value = localInputValue(rule.at_date);
+      sync();
+    },
+    /** The rule as the API takes it; `label` names the lesson in messages ("第 2 课"). */
+    read(label, first, fail) {
+      if (kind.value === "after_days") {
+        const days = daysInput.value.trim();
+        if (!/^\d{1,4}$/.test(days)) return fail(`${label}：天数须为整数`, daysInput);
+        const at = atInput.value; // empty: the time of day the student bought the course
+        return at ? { after_days: Number(days), at } : { after_days: Number(days) };
+      }
+      if (kind.value === "at_date") {
+        const at = new Date(dateInput.value); // datetime-local: the author's own time zone
+        if (Number.isNaN(at.getTime())) return fail(`${label}：请选择开放时间`, dateInput);
+        return { at_date: at.toISOString() };
+      }
+      if (kind.value === "after_previous") {
+        if (first) return fail(`${label}不能设为完成上一课后开放`, kind);
+        return { after_previous: true };
+      }
+      return { after_days: 0 };
+    },
+  };
 }
 
 function layout() {
@@ -54,11 +127,13 @@ function layout() {
 
 /** Fill the courses panel. context: {kpay, refreshEarnings} (see console.js). */
 export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
+  ensureStylesheet();
   panel.replaceChildren(...layout());
   const q = (selector) => $(selector, panel);
   categoryField(kpay, "course-category").then(
     (field) => field && q("#course-price").closest(".field").after(field));
   let editors = 0; // numbering of lesson editors (ids stay unique after removals)
+  const releases = new WeakMap(); // lesson editor box -> its releaseInputs
 
   // -- the create form ----------------------------------------------------------------------
 
@@ -66,31 +141,19 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
     editors += 1;
     const n = editors;
     const id = (name) => `lesson-${n}-${name}`;
-    const kind = el("select", { id: id("release") },
-      ...Object.entries(RELEASE_KINDS).map(([value, text]) => el("option", { value }, text)));
-    const days = field(id("days"), "第几天", el("input", { id: id("days"), type: "number",
-      inputmode: "numeric", min: "1", step: "1", value: "1" }));
-    const at = field(id("at"), "几点（可选）", el("input", { id: id("at"), type: "time", value: "08:00" }),
-      "留空：按购买时刻");
-    const date = field(id("date"), "开放时间", el("input", { id: id("date"), type: "datetime-local" }));
-    const dayFields = el("div", { class: "release-fields" }, days, at);
+    const release = releaseInputs(`lesson-${n}`);
     const remove = el("button", { class: "btn plain", type: "button" }, "删除此课时");
     const box = el("fieldset", { class: "lesson-editor", "data-lesson": String(n) },
       el("legend", {}, "课时"),
       field(id("title"), "课时标题", el("input", { id: id("title"), type: "text", maxlength: "200" })),
-      field(id("body"), "正文（Markdown）", el("textarea", { id: id("body"), rows: "4" })),
-      field(id("release"), "开放规则", kind),
-      dayFields, date, remove);
-    const sync = () => {
-      show(dayFields, kind.value === "after_days");
-      show(date, kind.value === "at_date");
-    };
-    kind.addEventListener("change", sync);
+      field(id("body"), "正文（Markdown）", el("textarea", { id: id("body"), rows: "3" }),
+        "音频、视频、图片和预览：创建后在“编辑”里添加"),
+      release.node, remove);
+    releases.set(box, release);
     remove.addEventListener("click", () => {
       box.remove();
       renumber();
     });
-    sync();
     q("#lesson-editors").append(box);
     renumber();
   }
@@ -110,22 +173,8 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
     if (!title) return fail(`请填写第 ${i + 1} 课的标题`, get("title"));
     const body = get("body").value;
     if (!body.trim()) return fail(`请填写第 ${i + 1} 课的正文`, get("body"));
-    const kind = get("release").value;
-    let release = { after_days: 0 };
-    if (kind === "after_days") {
-      const days = get("days").value.trim();
-      if (!/^\d{1,4}$/.test(days)) return fail(`第 ${i + 1} 课：天数须为整数`, get("days"));
-      const at = get("at").value; // empty: the time of day the student bought the course
-      release = at ? { after_days: Number(days), at } : { after_days: Number(days) };
-    } else if (kind === "at_date") {
-      const at = new Date(get("date").value); // datetime-local: the author's own time zone
-      if (Number.isNaN(at.getTime())) return fail(`第 ${i + 1} 课：请选择开放时间`, get("date"));
-      release = { at_date: at.toISOString() };
-    } else if (kind === "after_previous") {
-      if (i === 0) return fail("第 1 课不能设为完成上一课后开放", get("release"));
-      release = { after_previous: true };
-    }
-    return { title, body, release };
+    const release = releases.get(box).read(`第 ${i + 1} 课`, i === 0, fail);
+    return release ? { title, body, release } : null;
   }
 
   q("#add-lesson").addEventListener("click", addLessonEditor);
@@ -196,6 +245,18 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
       el("label", { for: `gift-${course.id}` }, "赠送课程给学生"),
       el("div", { class: "row" }, giftInput, giftButton));
     show(publish, course.status !== "published");
+    const edit = el("button", { class: "btn secondary", type: "button", "aria-label": `编辑：${course.title}` }, "编辑");
+    edit.addEventListener("click", () => whileBusy(edit, async () => {
+      showError(error, null);
+      try {
+        const { openEditor } = await import("./console-course-editor.js");
+        await openEditor(panel, { kpay, courseId: course.id,
+          hide: [q("#my-courses"), q("#course-create")],
+          onClose: () => loadCourses().catch((e) => showError(q("#courses-error"), e)) });
+      } catch (e) {
+        showError(error, e);
+      }
+    }));
 
     publish.addEventListener("click", () => whileBusy(publish, async () => {
       showError(error, null);
@@ -241,11 +302,12 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
         el("span", { class: "price" }, course.price ? formatFen(course.price) : "免费")),
       el("p", { class: "muted small" },
         `${course.status === "published" ? "已发布" : "草稿"} · ${course.lessons.length} 课时 · ${formatTime(course.created_at)}`),
+      course.cover ? el("img", { class: "course-thumb", src: course.cover, alt: "" }) : null,
       el("ol", { class: "small lesson-rules" }, ...course.lessons.map((lesson) =>
         el("li", {}, `${lesson.title}：${releaseText(lesson.release)}`))),
       el("p", { class: "small" }, "学生入口：", el("a", { href: link }, link)),
       error,
-      el("div", { class: "course-actions" }, publish, statsButton),
+      el("div", { class: "course-actions" }, edit, publish, statsButton),
       stats, gift, giftDone);
   }
 

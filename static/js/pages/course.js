@@ -1,13 +1,16 @@
 // Courses (course.html): without ?id= the student's courses and the published ones; with
 // ?id=<course> the course, buying it (wallet, or WeChat Pay through the PaymentPanel),
 // its lessons with lock badges and countdowns to unlocks_at, reading a lesson, marking it
-// completed, and progress. lesson_unlocked on user:<id> updates the list live.
+// completed, and progress. lesson_unlocked on user:<id> updates the list live. Once bought
+// the price says 已购 and 继续学习 opens the lesson touched last; ?lesson=<id> is the lesson
+// page (player that resumes, watermark, body, prev/next), so a reload comes back to it.
 
 import { KPay, formatFen } from "../kpay.js";
 import { PaymentPanel } from "../pay.js";
 import { $, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
 import { releaseText } from "./console-courses.js";
 import { shortfallText } from "./consult-call.js";
+import { clockText, mountPlayer, watermark } from "./lesson-player.js";
 
 const kpay = new KPay();
 const socket = kpay.socket();
@@ -18,12 +21,14 @@ const coursePath = (suffix = "") => `/api/v1/courses/${encodeURIComponent(course
 
 let me = null;
 let course = null;
+let lastLessonId = null; // the lesson this student opened last (继续学习)
 let lessons = [];
 let reading = null; // the lesson open in the reader
 let serverOffsetMs = 0; // the server clock minus ours (the dev clock can be ahead)
 let devMode = false;
 const askedAt = new Set(); // unlocks_at times already refetched for (once each)
 let panel = null;
+let player = null; // the open lesson's player (lesson-player.js)
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -61,6 +66,10 @@ async function start() {
     await loadCourse();
     const returning = params.get("order"); // back from WeChat H5 pay
     if (returning && !course.enrolled) await panel.resume(returning);
+    const lessonId = params.get("lesson");
+    if (lessonId && (course.enrolled || course.author_id === me.id)) {
+      await openLesson(lessonId).catch((e) => showLessonError($("#lessons-error"), e));
+    }
   } catch (error) {
     show($("#loading"), false);
     showError(errorBox, error);
@@ -82,19 +91,30 @@ async function showCatalog() {
     kpay.get("/api/v1/me/courses"), kpay.get("/api/v1/courses?limit=50"),
   ]);
   const link = (c) => el("a", { href: `/static/course.html?id=${encodeURIComponent(c.id)}` }, c.title);
-  $("#mine-list").replaceChildren(...mine.courses.map(({ course: c, progress }) => el("li", {},
-    el("p", {}, el("strong", {}, link(c))),
-    el("p", { class: "muted small" }, `已完成 ${progress.completed}/${progress.total}` +
-      (progress.next_unlock_at ? ` · 下一课 ${formatTime(progress.next_unlock_at)} 解锁` : "")))));
+  // The cover is decoration beside the linked title: empty alt.
+  const thumb = (c) => (c.cover ? el("img", { class: "course-thumb", src: c.cover, alt: "" }) : null);
+  const owned = new Set(mine.courses.map(({ course: c }) => c.id));
+  $("#mine-list").replaceChildren(...mine.courses.map(({ course: c, progress }) => el("li", { class: "with-thumb" },
+    thumb(c),
+    el("div", {},
+      el("p", {}, el("strong", {}, link(c))),
+      el("p", { class: "muted small" }, `已完成 ${progress.completed}/${progress.total}` +
+        (progress.next_unlock_at ? ` · 下一课 ${formatTime(progress.next_unlock_at)} 解锁` : ""))))));
   show($("#mine-empty"), mine.courses.length === 0);
-  $("#catalog-list").replaceChildren(...published.courses.map((c) => el("li", {},
-    el("p", { class: "history-head" }, el("strong", {}, link(c)),
-      el("span", { class: "price" }, c.price ? formatFen(c.price) : "免费")),
-    el("p", { class: "muted small" }, `${c.lessons.length} 课时`))));
+  $("#catalog-list").replaceChildren(...published.courses.map((c) => el("li", { class: "with-thumb" },
+    thumb(c),
+    el("div", {},
+      el("p", { class: "history-head" }, el("strong", {}, link(c)),
+        owned.has(c.id) ? el("span", { class: "owned" }, ownedText(c))
+          : el("span", { class: "price" }, c.price ? formatFen(c.price) : "免费")),
+      el("p", { class: "muted small" }, `${c.lessons.length} 课时`)))));
   show($("#catalog-empty"), published.courses.length === 0);
   show($("#mine"), true);
   show($("#catalog"), true);
 }
+
+/** 已购 for a paid course, 已报名 for a free one. */
+const ownedText = (c) => (c.price ? "已购" : "已报名");
 
 // -- one course ---------------------------------------------------------------------------------
 
@@ -104,7 +124,12 @@ async function loadCourse() {
   document.title = `${course.title} - kpay`;
   $("#page-title").textContent = "课程";
   $("#course-title").textContent = course.title;
-  $("#course-price").textContent = course.price ? formatFen(course.price) : "免费";
+  $("#course-cover").src = course.cover || "";
+  show($("#course-cover"), Boolean(course.cover));
+  // Bought: the price is no longer news; say it is theirs.
+  $("#course-price").replaceChildren(course.enrolled ? el("span", { class: "owned" }, ownedText(course))
+    : course.price ? formatFen(course.price) : "免费");
+  lastLessonId = reply.last_lesson_id || null;
   // description_html is Markdown rendered and then sanitised by the server (nh3: no
   // scripts, no event handlers, only http/https/mailto links), so it may go in as HTML.
   $("#course-description").innerHTML = course.description_html || "";
@@ -175,7 +200,36 @@ async function loadLessons() {
   lessons = await kpay.get(coursePath("/lessons"));
   renderLessons();
   show($("#lessons-card"), true);
+  renderContinue();
   if (course.author_id !== me.id) await loadProgress();
+}
+
+/** 继续学习: the lesson touched last, else the first open one not completed. */
+function continueTarget() {
+  const open = lessons.filter((lesson) => lesson.unlocked);
+  return open.find((lesson) => lesson.id === lastLessonId)
+    || open.find((lesson) => !lesson.completed) || open[0] || null;
+}
+
+function renderContinue() {
+  const target = continueTarget();
+  const button = $("#continue");
+  show(button, Boolean(target) && course.enrolled);
+  if (target) button.setAttribute("aria-label", `继续学习：${target.title}`);
+}
+
+$("#continue").addEventListener("click", () => {
+  const target = continueTarget();
+  if (target) openLesson(target.id).catch((e) => showError($("#lessons-error"), e));
+});
+
+/** "音频 12:30" / "视频": the lesson's medium from the syllabus. */
+function mediaTag(lessonId) {
+  const media = course.lessons.find((lesson) => lesson.id === lessonId)?.media;
+  if (!media) return null;
+  const name = media.kind === "video" ? "视频" : "音频";
+  return el("span", { class: "media-tag" },
+    media.duration_seconds ? `${name} ${clockText(media.duration_seconds)}` : name);
 }
 
 async function loadProgress() {
@@ -198,13 +252,15 @@ function renderLessons() {
     const when = el("span", { class: "muted small countdown", "data-unlocks-at": lesson.unlocks_at || "" });
     const open = el("button", { class: "btn secondary", type: "button",
       "aria-label": `阅读：${lesson.title}` }, "阅读");
-    open.addEventListener("click", () => openLesson(lesson.id).catch((e) => showError($("#lessons-error"), e)));
+    open.addEventListener("click", () => openLesson(lesson.id).catch((e) => showLessonError($("#lessons-error"), e)));
     show(open, lesson.unlocked);
-    return el("li", { "data-id": lesson.id, "data-unlocked": String(lesson.unlocked) },
-      el("span", { class: "lesson-name" },
-        el("strong", {}, `${i + 1}. ${lesson.title}`), badge, " ", when),
-      open);
+    return el("li", { "data-id": lesson.id, "data-unlocked": String(lesson.unlocked),
+      "data-current": String(reading?.id === lesson.id) },
+    el("span", { class: "lesson-name" },
+      el("strong", {}, `${i + 1}. ${lesson.title}`), badge, mediaTag(lesson.id), " ", when),
+    open);
   }));
+  if (reading) renderNeighbours();
   tickCountdowns();
 }
 
@@ -262,20 +318,65 @@ async function personal({ type, data }) {
 
 // -- reading ---------------------------------------------------------------------------------------
 
+/** A lesson that cannot be opened, said in words (a link from a notification may be old). */
+function showLessonError(region, error) {
+  showError(region, error);
+  if (error?.code === "lesson_locked") region.textContent = "该课时还未解锁";
+  if (error?.code === "lesson_not_found") region.textContent = "该课时已下架或不存在";
+}
+
+const lessonPath = (lessonId) => coursePath(`/lessons/${encodeURIComponent(lessonId)}`);
+
 async function openLesson(lessonId) {
   showError($("#reader-error"), null);
-  const { lesson } = await kpay.get(coursePath(`/lessons/${encodeURIComponent(lessonId)}`));
+  const { lesson } = await kpay.get(lessonPath(lessonId));
+  if (player) player.destroy();
   reading = lesson;
+  lastLessonId = lesson.id;
+  const url = new URL(location.href);
+  url.searchParams.set("lesson", lesson.id);
+  history.replaceState(null, "", url);
   $("#reader-title").textContent = lesson.title;
+  player = mountPlayer($("#reader-player"), lesson, {
+    kpay, me, path: lessonPath(lesson.id),
+    refetch: async () => (await kpay.get(lessonPath(lesson.id))).lesson,
+  });
+  $("#reader > .watermark")?.remove();
+  $("#reader").append(watermark(me));
   // body_html is rendered from Markdown and sanitised on the server when the author saves
   // it (nh3: no <script>/<style>/<iframe>, no on* attributes, only http/https/mailto
   // links), so inserting it as HTML is safe; nothing else on this page is ever HTML.
   $("#reader-body").innerHTML = lesson.body_html || "";
-  show($("#reader-media"), Boolean(lesson.media_url));
+  // A URL typed by hand before uploads existed: still offered as a link.
+  show($("#reader-media"), Boolean(lesson.media_url) && !player);
   if (lesson.media_url) $("#reader-media-link").href = lesson.media_url;
   renderReaderDone();
+  renderLessons();
+  renderContinue();
   show($("#reader"), true);
   $("#reader").scrollIntoView({ block: "start" });
+}
+
+/** 上一课 / 下一课: the neighbours in the list, usable when they are open. */
+function neighbours() {
+  const index = lessons.findIndex((lesson) => lesson.id === reading?.id);
+  return [lessons[index - 1] || null, index >= 0 ? lessons[index + 1] || null : null];
+}
+
+function renderNeighbours() {
+  const [prev, next] = neighbours();
+  for (const [button, lesson, word] of [[$("#reader-prev"), prev, "上一课"], [$("#reader-next"), next, "下一课"]]) {
+    button.disabled = !lesson || !lesson.unlocked;
+    button.textContent = lesson && !lesson.unlocked ? `${word}（未解锁）` : word;
+    button.setAttribute("aria-label", lesson ? `${word}：${lesson.title}` : `${word}：没有了`);
+  }
+}
+
+for (const [id, pick] of [["#reader-prev", 0], ["#reader-next", 1]]) {
+  $(id).addEventListener("click", () => {
+    const lesson = neighbours()[pick];
+    if (lesson?.unlocked) openLesson(lesson.id).catch((e) => showError($("#reader-error"), e));
+  });
 }
 
 function renderReaderDone() {
@@ -300,6 +401,12 @@ $("#complete").addEventListener("click", (event) => whileBusy(event.currentTarge
 
 $("#reader-close").addEventListener("click", () => {
   reading = null;
+  if (player) player.destroy();
+  player = null;
+  const url = new URL(location.href);
+  url.searchParams.delete("lesson");
+  history.replaceState(null, "", url);
+  renderLessons();
   show($("#reader"), false);
   $("#lessons-card").scrollIntoView({ block: "start" });
 });
