@@ -123,7 +123,8 @@ async def test_poster_overlay_and_copy_link_outside_wechat(pages, api, kpay_app)
 @pytest.mark.gen_test(timeout=90)
 async def test_room_page_has_the_share_bar(pages, api, kpay_app):
     host = await api.login("carol", "consultant", name="卡萝")
-    status, reply = await api.post("/api/v1/rooms", {"title": "周五晚答疑", "ticket_price": 0}, host)
+    status, reply = await api.post("/api/v1/rooms", {"title": "周五晚答疑", "ticket_price": 0},
+                                   host)
     assert status == 201
     room_id = reply["room"]["id"]
     token = await api.login("alice", "student")

@@ -2,7 +2,7 @@
 // the ledger with "加载更多" paging.
 
 import { KPay, formatFen, parseYuan } from "../kpay.js";
-import { PaymentPanel, safeReturnPath } from "../pay.js";
+import { PAID_STATUSES, PaymentPanel, safeReturnPath } from "../pay.js";
 import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
 
 const LEDGER_PAGE = 20;
@@ -37,7 +37,11 @@ async function start() {
     socket.subscribe(`user:${user.id}`, { onEvent: refresh, onResync: refresh });
     socket.connect();
     const returning = new URLSearchParams(location.search).get("order");
-    if (returning) await panel.resume(returning);
+    if (returning) {
+      // Back from WeChat H5 pay: the order may already be paid (then no change comes).
+      const order = await panel.resume(returning);
+      if (PAID_STATUSES.has(order.status)) await paid(order);
+    }
   } catch (error) {
     showError(errorBox, error);
   }
@@ -97,6 +101,7 @@ async function paid(order) {
     if (returnPath) {
       $("#return-link").href = returnPath;
       show($("#return-box"), true);
+      show($("#return-hint"), false);
       $("#return-box").scrollIntoView({ block: "start" });
     }
   }
