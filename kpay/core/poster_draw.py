@@ -61,7 +61,10 @@ def font_path() -> str | None:
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     path = font_path()
     if path is None:
-        return ImageFont.load_default(size)
+        try:
+            return ImageFont.load_default(size)
+        except TypeError:  # Pillow before 10.1: one size only
+            return ImageFont.load_default()
     return ImageFont.truetype(path, size)
 
 
