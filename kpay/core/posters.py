@@ -20,11 +20,9 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-import tornado.httpclient
 
 from kpay.core.errors import BadRequest, NotFound
+from kpay.core.media.service import is_public
 from kpay.core.plugins import close_awaitables, each_implementation
 from kpay.core.poster_draw import PosterContent, draw_poster
 from kpay.core.web import BaseHandler, Route, api
@@ -41,8 +39,10 @@ PAGE_PATH = re.compile(r"^/(?!/)[\x21-\x7e]{0,500}$")
 DRAWING_VERSION = "1"
 CACHE_DIR = "posters"
 CACHE_BYTES = 64 * 1024 * 1024
-#: Largest cover fetched from this server's own media route.
+#: Largest cover read from media storage, and the size read (750 px wide).
 MAX_COVER_BYTES = 8 * 1024 * 1024
+COVER_VARIANT = "card"
+PUBLIC_MEDIA = re.compile(r"^(?:https?://[^/]+)?/media/([A-Za-z0-9_-]{1,64})/(?:thumb|card|full)$")
 TITLE_CHARS, DESCRIPTION_CHARS, NAME_CHARS = 200, 300, 64
 
 
@@ -99,26 +99,37 @@ def clip(value: Any, limit: int) -> str:
     return str(value or "").strip()[:limit]
 
 
-async def cover_bytes(app: KPay, card: dict[str, Any]) -> bytes | None:
-    """The cover, read through this server's own public media route (never another
-    host: a poster must not make kpay fetch URLs a user chose)."""
-    path = None
-    media = getattr(app, "media", None)
-    if card.get("cover_media_id") and media is not None:
-        path = urlsplit(media.public_url(card["cover_media_id"], variant="card")).path
-    elif isinstance(card.get("cover_url"), str) and card["cover_url"].startswith("/media/"):
-        path = card["cover_url"]
-    if not path or not PAGE_PATH.match(path):
+async def usable_cover(app: KPay, card: dict[str, Any]) -> dict[str, Any] | None:
+    """The media document of the card's cover if it may be drawn now: a public image,
+    ready (not taken down), of a bounded size. ``cover_url`` counts only as a URL of this
+    server's public images (``/media/<id>/<variant>``): a poster never makes kpay fetch
+    an address a user chose."""
+    media_id = card.get("cover_media_id")
+    if not media_id and isinstance(card.get("cover_url"), str):
+        found = PUBLIC_MEDIA.match(card["cover_url"])
+        media_id = found.group(1) if found else None
+    service = getattr(app, "media", None)
+    if not isinstance(media_id, str) or service is None:
         return None
-    client = tornado.httpclient.AsyncHTTPClient()
+    media = await service.find(media_id)
+    if media is None or media["status"] != "ready" or not is_public(media):
+        return None  # taken down, unfinished, or not a public image: the placeholder
+    size = media.get("files", {}).get(COVER_VARIANT, 0)
+    return media if 0 < size <= MAX_COVER_BYTES else None
+
+
+async def cover_bytes(app: KPay, media: dict[str, Any] | None) -> bytes | None:
+    """The cover's 750 px image from kpay's own media storage (local disk or S3)."""
+    if media is None:
+        return None
+    size = media["files"][COVER_VARIANT]
     try:
-        response = await client.fetch(f"http://127.0.0.1:{app.port}{path}", raise_error=False,
-                                      request_timeout=5, max_body_size=MAX_COVER_BYTES,
-                                      follow_redirects=False)
-    except (OSError, tornado.httpclient.HTTPError) as e:
-        log.info("posters: cover %s unavailable: %s", path, e)
+        blocks = [block async for block in app.media.storage.read(
+            f"{media['_id']}/{COVER_VARIANT}", 0, size - 1)]
+    except Exception as e:  # storage down: a poster with the placeholder beats none
+        log.warning("posters: cover %s unreadable: %s", media["_id"], e)
         return None
-    return response.body if response.code == 200 else None
+    return b"".join(blocks)
 
 
 class PosterCache:
@@ -167,10 +178,13 @@ async def poster_png(app: KPay, card: dict[str, Any], url: str) -> tuple[bytes, 
     if card.get("author_id"):
         profile = await app.users.profile(str(card["author_id"]))
         author = clip(profile["name"], NAME_CHARS) if profile else None
+    cover = await usable_cover(app, card)
     drawn = {"v": DRAWING_VERSION, "title": clip(card.get("title"), TITLE_CHARS),
              "description": clip(card.get("description"), DESCRIPTION_CHARS),
              "price": card.get("price"), "author": author, "url": url,
-             "cover": [card.get("cover_media_id"), card.get("cover_url")]}
+             # The cover as it may be drawn now: a taken-down cover changes the key, so
+             # a cached poster never shows it again.
+             "cover": cover["_id"] if cover else None}
     key = hashlib.sha256(json.dumps(drawn, sort_keys=True, default=str).encode()).hexdigest()
     cache = poster_cache(app)
     cached = await asyncio.to_thread(cache.get, key)
@@ -180,7 +194,7 @@ async def poster_png(app: KPay, card: dict[str, Any], url: str) -> tuple[bytes, 
     content = PosterContent(
         title=drawn["title"], description=drawn["description"],
         price=price if isinstance(price, int) and price >= 0 else None,
-        author=author, url=url, cover=await cover_bytes(app, card))
+        author=author, url=url, cover=await cover_bytes(app, cover))
     png = await asyncio.to_thread(draw_poster, content)
     await asyncio.to_thread(cache.put, key, png)
     return png, False

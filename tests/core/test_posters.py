@@ -36,6 +36,9 @@ class GiftShelf:
 
         async def card() -> dict[str, Any] | None:
             ident = resource.removeprefix("gift:")
+            if ident.startswith("md"):  # gift:<media id>: a gift with that cover
+                return {"title": "有封面的礼物", "price": 0, "cover_media_id": ident,
+                        "path": "/static/gift.html"}
             if ident == "g1" or (ident == "g2" and user_id == "bob"):
                 return {"title": "零基础学会手冲咖啡：从选豆到拉花的二十一天", "description":
                         "每天十分钟", "price": 990, "author_id": "carol",
@@ -194,3 +197,33 @@ def test_cache_stays_under_its_size(tmp_path):
         cache.put(f"k{n}", bytes(1000))
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and cache.get("k4") == bytes(1000) and cache.get("k0") is None
+
+
+async def upload_cover(api: Any, token: str, color: str) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 450), color).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    status, body = await api.post("/api/v1/media/uploads", {
+        "kind": "image", "purpose": "cover", "size": len(data)}, token)
+    assert status == 201, body
+    status, body = await api.request(
+        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+                 "Content-Type": "application/octet-stream"})
+    assert status == 200 and "media" in body, body
+    return body["media"]["id"]
+
+
+@pytest.mark.gen_test
+async def test_the_cover_is_read_from_media_storage(api, kpay_app):
+    token = await api.login("carol", "consultant")
+    media_id = await upload_cover(api, token, "#d02020")
+    status, png, _ = await fetch_png(api, f"/api/v1/posters/gift:{media_id}", token)
+    assert status == 200
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    red, green, blue = image.getpixel((375, 200))
+    assert red > 180 and green < 80 and blue < 80, (red, green, blue)  # the cover, drawn
+    # Taken down: the placeholder instead (never the removed image).
+    await kpay_app.store["media"].update_one({"_id": media_id}, {"$set": {"status": "taken_down"}})
+    _, png, _ = await fetch_png(api, f"/api/v1/posters/gift:{media_id}", token)
+    assert Image.open(io.BytesIO(png)).convert("RGB").getpixel((375, 200)) != (red, green, blue)
