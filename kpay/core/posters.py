@@ -74,8 +74,11 @@ async def consultant_card(app: KPay, user_id: str) -> dict[str, Any] | None:
     card: dict[str, Any] = {"title": profile["name"], "description": description,
                             "price": None, "author_id": None,
                             "path": f"/static/profile.html?id={user_id}"}
+    # The avatar as the cover: by id, or by its public URL (/media/<id>/thumb).
     if profile.get("avatar_media_id"):
         card["cover_media_id"] = profile["avatar_media_id"]
+    elif profile.get("avatar_url"):
+        card["cover_url"] = profile["avatar_url"]
     return card
 
 
