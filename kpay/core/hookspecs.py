@@ -287,8 +287,9 @@ def share_card(app, resource, user_id):
     poster is then a 404. Otherwise return a dict: ``title`` (str), ``description``
     (str, may be empty), ``price`` (fen, 0 for free, None when there is no price),
     ``author_id`` (whose nickname the poster names, or None), ``cover_media_id`` (a
-    public image uploaded through app.media) or ``cover_url`` (a path on this server,
-    ``/media/...``; other URLs are not fetched), and ``path``: the page's path on this
+    public image uploaded through app.media) or ``cover_url`` (a URL of one of this
+    server's public images, ``/media/<id>/<variant>``; nothing else is fetched, the
+    poster then has a placeholder), and ``path``: the page's path on this
     server (``/static/course.html?id=crs1``), which the poster's QR code points at.
     The first non-None answer, in pluggy's order, is used.
 

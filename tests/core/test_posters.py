@@ -227,3 +227,19 @@ async def test_the_cover_is_read_from_media_storage(api, kpay_app):
     await kpay_app.store["media"].update_one({"_id": media_id}, {"$set": {"status": "taken_down"}})
     _, png, _ = await fetch_png(api, f"/api/v1/posters/gift:{media_id}", token)
     assert Image.open(io.BytesIO(png)).convert("RGB").getpixel((375, 200)) != (red, green, blue)
+
+
+class TestRateLimited:
+    """Drawing costs CPU: the route is in the ``write`` class, not ``read``."""
+
+    @pytest.fixture
+    def kpay_overrides(self) -> dict[str, Any]:
+        return {"plugins": {"enabled": []},
+                "limits": {"enabled": True, "write_burst": 2, "write_per_second": 0.01}}
+
+    @pytest.mark.gen_test
+    async def test_third_poster_in_a_row_is_429(self, api, kpay_app):
+        token = await api.login("alice", "student")
+        statuses = [(await fetch_png(api, "/api/v1/posters/gift:g1", token))[0]
+                    for _ in range(3)]
+        assert statuses == [200, 200, 429]
