@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 from typing import Any
 
 import pytest
 from pagekit import PHONE_UA, STATIC, WECHAT_UA
+from PIL import Image, ImageDraw
 from playwright.async_api import expect
 
 from plugins.wechat_pay import runtime_of
@@ -89,9 +91,36 @@ async def test_share_card_is_signed_for_the_page_inside_wechat(pages, api, kpay_
     await expect(page.locator("#share-hint")).to_contain_text("点击右上角 ··· 分享给朋友或朋友圈")
 
 
+async def upload_cover(api: Any, token: str) -> str:
+    """A warm gradient as a course cover, uploaded through the media API."""
+    image = Image.new("RGB", (1200, 675))
+    draw = ImageDraw.Draw(image)
+    for x in range(1200):
+        draw.line((x, 0, x, 675), fill=(120 + x // 12, 70 + x // 24, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    data = buffer.getvalue()
+    status, body = await api.post("/api/v1/media/uploads", {
+        "kind": "image", "purpose": "cover", "size": len(data)}, token)
+    assert status == 201, body
+    upload_id, chunk = body["upload"]["id"], body["upload"]["chunk_size"]
+    for start in range(0, len(data), chunk):
+        part = data[start:start + chunk]
+        status, body = await api.request(
+            "PUT", f"/api/v1/media/uploads/{upload_id}", raw=part, token=token,
+            headers={"Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}",
+                     "Content-Type": "application/octet-stream"})
+        assert status == 200, body
+    return body["media"]["id"]
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_poster_overlay_and_copy_link_outside_wechat(pages, api, kpay_app):
-    course_id, _ = await published_course(api)
+    course_id, author = await published_course(api)
+    # The course's uploaded cover (the field course_drip keeps for an uploaded one).
+    cover = await upload_cover(api, author)
+    await kpay_app.store["courses"].update_one({"_id": course_id},
+                                               {"$set": {"cover_media_id": cover}})
     token = await api.login("alice", "student", name="爱丽丝")
     page = await pages.new_page(token=token, user_agent=PHONE_UA)
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -115,6 +144,14 @@ async def test_poster_overlay_and_copy_link_outside_wechat(pages, api, kpay_app)
     await expect(page.locator("#poster-tip")).to_have_text("长按或右键保存图片，发给朋友")
     size = await image.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
     assert size == [750, 1200]
+    drawn = await image.evaluate("""(img) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 750; canvas.height = 1200;
+      const context = canvas.getContext("2d");
+      context.drawImage(img, 0, 0);
+      return Array.from(context.getImageData(375, 200, 1, 1).data.slice(0, 3));
+    }""")
+    assert drawn[0] > 140 and drawn[2] < 80, drawn  # the uploaded cover, not a placeholder
     box = await image.bounding_box()
     assert box["width"] <= 390 and box["y"] >= 0 and box["y"] + box["height"] <= 844
     await pages.screenshot(page, "poster")
