@@ -28,6 +28,8 @@ run: $(VENV)/.installed-run
 EXAMPLE_SITE := var/example-plugins
 
 test: $(VENV)/.installed-test
+	@$(PY) -c "from kpay.core.poster_draw import font_path; assert font_path()" 2>/dev/null \
+		|| { echo "no CJK font for the posters and page tests (apt-get install fonts-wqy-microhei)"; exit 1; }
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	rm -rf $(EXAMPLE_SITE)

@@ -42,6 +42,12 @@ class Clock:
         self._offset += seconds
         return self.now()
 
+    def reset(self) -> datetime:
+        """Dev mode: back to the wall clock (offset 0), the one move backwards allowed:
+        times stored while it ran ahead stay in the future."""
+        self._offset = 0.0
+        return self.now()
+
 
 def offset_to(moment: datetime) -> float:
     """The offset that makes a clock read ``moment`` now (an aware datetime)."""

@@ -268,3 +268,30 @@ def register_collections(app):
 
     On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     """
+
+
+# ---------------------------------------------------------------------------
+# Sharing
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def share_card(app, resource, user_id):
+    """Describe a resource for a share poster (``GET /api/v1/posters/{resource}``).
+
+    Called for ``resource`` (``<prefix>:<id>``, e.g. ``room:r1``, ``course:crs1``) when
+    ``user_id`` asks for its poster; ``user:<id>`` is answered by the core itself.
+    Answer only for a prefix the plugin owns, and return None (not an awaitable of
+    None) for any other, so the others are asked cheaply. Return None as well when there
+    is no such resource, it is not published, or ``user_id`` may not see it: the
+    poster is then a 404. Otherwise return a dict: ``title`` (str), ``description``
+    (str, may be empty), ``price`` (fen, 0 for free, None when there is no price),
+    ``author_id`` (whose nickname the poster names, or None), ``cover_media_id`` (a
+    public image uploaded through app.media) or ``cover_url`` (a URL of one of this
+    server's public images, ``/media/<id>/<variant>``; nothing else is fetched, the
+    poster then has a placeholder), and ``path``: the page's path on this
+    server (``/static/course.html?id=crs1``), which the poster's QR code points at.
+    The first non-None answer, in pluggy's order, is used.
+
+    On failure: the poster request fails (fails closed, nothing is drawn or cached).
+    """

@@ -10,11 +10,13 @@ from pydantic import BaseModel, Field
 
 from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
+from kpay.core.dev_routes import dev_tool_routes
 from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes
 from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.money.statements import statement_routes
+from kpay.core.posters import poster_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
@@ -114,11 +116,13 @@ def core_routes(app: KPay) -> list[Route]:
         *admin_money_routes(),
         *statement_routes(),
         *payout_routes(app),
+        *poster_routes(),
         *media_routes(app),
     ]
     if app.dev:
         routes += [
             Route("/api/v1/dev/login", DevLoginHandler, tags=("dev",)),
             Route("/api/v1/dev/clock", DevClockHandler, tags=("dev",)),
+            *dev_tool_routes(),
         ]
     return routes

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kpay import hookimpl
-from plugins.course_drip import courses, enrollments
+from plugins.course_drip import courses, enrollments, sharing
 from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES, WITHOUT_BODIES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
@@ -67,3 +67,11 @@ def register_jobs(app: KPay):
 async def on_startup(app: KPay):
     await backfill_search(app, app.store[COURSES].find({"status": "published"}, WITHOUT_BODIES))
     await resume_recomputes(app)
+
+
+@hookimpl
+def share_card(app: KPay, resource: str, user_id: str):
+    # Only courses: any other prefix is answered None at once (docs/plugins.md share_card).
+    if not resource.startswith("course:"):
+        return None
+    return sharing.share_card(app, resource.removeprefix("course:"), user_id)

@@ -17,7 +17,7 @@ from functools import partial
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms, store
+from plugins.live_qa import handlers, kinds, refunds, rooms, sharing, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
 from plugins.live_qa.storefront import backfill as backfill_search
 
@@ -75,3 +75,11 @@ def on_presence(app, channel):
 @hookimpl
 def on_shutdown(app):
     room_channel.stop(app)
+
+
+@hookimpl
+def share_card(app, resource, user_id):
+    # Only rooms: any other prefix is answered None at once (docs/plugins.md share_card).
+    if not resource.startswith("room:"):
+        return None
+    return sharing.share_card(app, resource.removeprefix("room:"))

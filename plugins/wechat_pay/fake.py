@@ -11,7 +11,8 @@ sorted non-empty parameters + ``&key=``), answers signed XML, and serves:
   and encrypted refund notifies;
 - OAuth (``connect/oauth2/authorize``, ``sns/oauth2/access_token``, ``sns/userinfo``) and
   the JS-SDK back end (``cgi-bin/token``, ``cgi-bin/ticket/getticket``);
-- ``POST /_fake/pay?out_trade_no=`` to "pay" an order from a demo page or curl.
+- ``POST /_fake/pay?out_trade_no=`` to "pay" an order from a demo page or curl, and the
+  H5 cashier an ``mweb_url`` leads to (fake_cashier.py).
 
 Counters in ``calls`` (per endpoint) let tests check what reached it. The HTTP
 handlers are in fake_routes.py.
@@ -70,6 +71,7 @@ class FakeOrder:
     transaction_id: str = ""
     sign_type: str = signing.MD5
     refunded: int = 0
+    description: str = ""  # the order's body, shown by the H5 cashier
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The HTTP side of the fake WeChat (see fake.py): the pay API v2 endpoints, OAuth, the
-JS-SDK back end and two demo pages. Each request is checked as WeChat checks it."""
+JS-SDK back end, a demo pay route and the H5 cashier (fake_cashier.py). Each request is
+checked as WeChat checks it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tornado.escape
 import tornado.web
 
 from plugins.wechat_pay import signing
+from plugins.wechat_pay.fake_cashier import cashier_routes
 
 if TYPE_CHECKING:
     from plugins.wechat_pay.fake import FakeWeChat
@@ -90,7 +92,8 @@ def unifiedorder(fake: FakeWeChat, p: dict[str, str]) -> dict[str, Any]:
         from plugins.wechat_pay.fake import FakeOrder
 
         order = FakeOrder(p["out_trade_no"], int(p["total_fee"]), trade_type, p["notify_url"],
-                          p.get("openid", ""), sign_type=p.get("sign_type", signing.MD5))
+                          p.get("openid", ""), sign_type=p.get("sign_type", signing.MD5),
+                          description=p["body"])
         fake.orders[order.out_trade_no] = order
     result = {"result_code": "SUCCESS", "trade_type": trade_type, "prepay_id": order.prepay_id}
     if trade_type == "NATIVE":
@@ -233,22 +236,6 @@ class DemoPayHandler(FakeHandler):
         self.finish({"paid": out_trade_no})
 
 
-class DemoMwebHandler(FakeHandler):
-    """Where an mweb_url leads: a page with one button that pays the order (demos)."""
-
-    def get(self) -> None:
-        prepay_id = self.get_query_argument("prepay_id", "")
-        order = next((o for o in self.fake.orders.values() if o.prepay_id == prepay_id), None)
-        if order is None:
-            raise tornado.web.HTTPError(404, "unknown prepay_id")
-        self.finish(
-            "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-            f"<h1>模拟微信支付 (fake)</h1><p>{order.total_fee / 100:.2f} 元</p>"
-            "<form method=post action='/_fake/pay?"
-            f"{tornado.escape.xhtml_escape(urlencode({'out_trade_no': order.out_trade_no}))}'>"
-            "<button>确认支付</button></form>")
-
-
 def routes(fake: FakeWeChat) -> list[Any]:
     args = {"fake": fake}
     return [
@@ -259,5 +246,6 @@ def routes(fake: FakeWeChat) -> list[Any]:
         (r"/cgi-bin/token", AccessTokenHandler, args),
         (r"/cgi-bin/ticket/getticket", TicketHandler, args),
         (r"/_fake/pay", DemoPayHandler, args),
-        (r"/_fake/mweb", DemoMwebHandler, args),
+        # Where an mweb_url leads: the cashier, back to redirect_url after paying.
+        *cashier_routes(r"/_fake/mweb", fake),
     ]

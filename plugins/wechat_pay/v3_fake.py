@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from plugins.wechat_pay import v3_signing
 from plugins.wechat_pay.fake import RETRY_INTERVALS, Delivery, serve_locally
+from plugins.wechat_pay.fake_cashier import cashier_routes
 from plugins.wechat_pay.v3_client import V3Merchant
 from plugins.wechat_pay.v3_fake_bills import FakeBills
 from plugins.wechat_pay.v3_fake_transfers import TRANSFER_ROUTES, FakeTransfers
@@ -86,6 +87,7 @@ class FakeV3Order:
     transaction_id: str = ""
     refunded: int = 0
     paid_at: datetime | None = None  # when the payer paid (``fake.now``): for its bills
+    description: str = ""  # shown by the H5 cashier
 
 
 class FakeWeChatV3:
@@ -275,5 +277,7 @@ def routes(fake: FakeWeChatV3) -> list[Any]:
     from plugins.wechat_pay.v3_fake_bills import ROUTES as BILL_ROUTES
     from plugins.wechat_pay.v3_fake_routes import ROUTES
 
-    return [(pattern, handler, {"fake": fake})
-            for pattern, handler in (*ROUTES, *TRANSFER_ROUTES, *BILL_ROUTES)]
+    return [*((pattern, handler, {"fake": fake})
+              for pattern, handler in (*ROUTES, *TRANSFER_ROUTES, *BILL_ROUTES)),
+            # Where an h5_url leads: the cashier, back to redirect_url after paying.
+            *cashier_routes(r"/_fake/v3/mweb", fake)]

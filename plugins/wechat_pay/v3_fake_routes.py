@@ -102,7 +102,8 @@ def type_order(fake: FakeWeChatV3, kind: str, p: dict[str, Any], total: int) -> 
     from plugins.wechat_pay.v3_fake import FakeV3Order
 
     return FakeV3Order(p["out_trade_no"], total, TRADE_TYPES[kind], p["notify_url"],
-                       openid=(p.get("payer") or {}).get("openid", ""))
+                       openid=(p.get("payer") or {}).get("openid", ""),
+                       description=str(p["description"]))
 
 
 class QueryHandler(V3Handler):

@@ -109,6 +109,35 @@ export function mwebUrl(mwebUrlFromServer, returnUrl) {
   return `${mwebUrlFromServer}${joiner}redirect_url=${encodeURIComponent(returnUrl)}`;
 }
 
+/** Where a page that sells something sends the user to top up: the wallet, with
+ * `?return=` this page (its path and query, without a WeChat `order=` left from H5 pay),
+ * so the wallet offers 返回继续购买 after the top-up (docs/pages.md "Paying"). */
+export function walletUrl(returnPath = null) {
+  let back = returnPath;
+  if (back === null) {
+    const query = new URLSearchParams(location.search);
+    query.delete("order");
+    const rest = query.toString();
+    back = location.pathname + (rest ? `?${rest}` : "");
+  }
+  return `/static/wallet.html?return=${encodeURIComponent(back)}`;
+}
+
+/** `value` if it is a path on this site to go back to (same origin, relative, at most
+ * 512 characters), else null: a `return` parameter must never send anyone elsewhere. */
+export function safeReturnPath(value) {
+  if (typeof value !== "string" || value.length === 0 || value.length > 512) return null;
+  // One leading slash: "//host" and "/\host" are other sites to a browser.
+  if (!/^\/(?![/\\])/.test(value) || /[\u0000-\u001f\u007f\\]/.test(value)) return null;
+  try {
+    const url = new URL(value, location.origin);
+    if (url.origin !== location.origin) return null;
+    return url.pathname + url.search + url.hash;
+  } catch {
+    return null;
+  }
+}
+
 /** Draw `text` as a QR code (SVG) inside `container`. */
 export function renderQr(container, text) {
   // The SVG is built by the vendored encoder from module data only (no text of ours in
@@ -216,6 +245,9 @@ export class PaymentPanel {
     show(this.devPay, this.dev && order.status === "pending");
     this._status(order);
     show(this.root, true);
+    // The panel may sit below the fold (the wallet's under the top-up form): bring it
+    // into view, below the sticky header (kpay.css .card scroll-margin-top).
+    this.root.scrollIntoView({ block: "start" });
   }
 
   _status(order) {

@@ -3,6 +3,8 @@
 
 import { mediaErrorText } from "./media.js";
 import { formatFen } from "./money.js";
+// Dev mode only: the 开发 chip and its clock controls on every page (docs/pages.md).
+import "./devpanel.js";
 
 /** Build an element: el("a", {href: "/x", class: "btn"}, "text", child, ...). Attributes
  * named on* are not allowed (no handlers in markup); use addEventListener. */

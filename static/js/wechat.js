@@ -24,9 +24,11 @@ function loadScript() {
 /** The configured ``wx`` for ``jsApiList``, or null outside WeChat. */
 export async function wechatSdk(kpay, jsApiList) {
   if (!inWeChat()) return null;
-  const wx = await loadScript();
   const url = location.href.split("#")[0];
+  // The signature first: a server that cannot sign (no wechat_pay plugin: 404) costs no
+  // SDK download.
   const config = await kpay.get(`/api/v1/wechat/jssdk?url=${encodeURIComponent(url)}`);
+  const wx = await loadScript();
   await new Promise((resolve, reject) => {
     wx.config({ debug: false, ...config, jsApiList });
     wx.ready(resolve);

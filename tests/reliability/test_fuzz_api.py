@@ -81,6 +81,9 @@ ROLES = ("student", "consultant", "admin")
 ROLES_AND_NOBODY = (*ROLES, "nobody")
 #: Moves the clock of the whole app (billing, drip release, expiry): called once, bounded.
 NOT_FUZZED = {("POST", "/api/v1/dev/clock")}
+#: The dev panel's resets (back to real time; wipe every document): called once each, last.
+RESETS = (("/api/v1/dev/clock/reset", {}), ("/api/v1/dev/reset", {"confirm": "reset"}))
+NOT_FUZZED |= {("POST", path) for path, _ in RESETS}
 #: End the caller's tokens: each call gets a token of its own, from a user of its own.
 ENDS_TOKENS = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-everywhere")}
 #: Cannot succeed without a refund WeChat encrypted, or the browser's login state cookie.
@@ -316,6 +319,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             # Members and enrollments: the seeded student. The admin routes get a user
             # of their own (blocking the fuzzer's own users would end the run's tokens).
             "user_id": ["fuzz-student"],
+            "resource": [f"room:{live['id']}", "user:fuzz-consultant"],
             "path": ["index.html", "js/kpay.js", "css/kpay.css", "../README.md"],
         },
         query={
@@ -524,6 +528,17 @@ def fuzz(document: dict[str, Any], base_url: str, tokens: dict[str, str]) -> Rep
         # The dev clock, once, bounded: a second forward.
         case = schema["/api/v1/dev/clock"]["POST"].Case(body={"advance": 1})
         headers = {"Authorization": f"Bearer {tokens['student']}"}
+        response = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+        report.requests += 1
+        report.statuses[response.status_code] += 1
+        case.validate_response(response, checks=CHECKS, headers=headers)
+        assert response.status_code == 200, response.text
+    for reset, body in RESETS:
+        if reset not in document["paths"] or ONLY:
+            continue
+        case = schema[reset]["POST"].Case(body=body)
+        # A token issued now: the clock reset leaves the run's tokens far in the past.
+        headers = {"Authorization": f"Bearer {fresh_token('student')}"}
         response = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
         report.requests += 1
         report.statuses[response.status_code] += 1

@@ -6,7 +6,8 @@
 // page (player that resumes, watermark, body, prev/next), so a reload comes back to it.
 
 import { KPay, formatFen } from "../kpay.js";
-import { PaymentPanel } from "../pay.js";
+import { PaymentPanel, walletUrl } from "../pay.js";
+import { mountShareBar } from "../share.js";
 import { $, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
 import { releaseText } from "./console-courses.js";
 import { shortfallText } from "./consult-call.js";
@@ -135,6 +136,10 @@ async function loadCourse() {
   $("#course-description").innerHTML = course.description_html || "";
   show($("#course-description"), Boolean(course.description_html));
   show($("#course"), true);
+  $("#buy-topup").href = walletUrl(); // back here after the top-up (返回继续购买)
+  mountShareBar($("#course"), { resource: `course:${course.id}`, card: {
+    title: course.title, desc: course.description, imgUrl: course.cover_url || course.cover,
+    link: `/static/course.html?id=${encodeURIComponent(course.id)}` } });
   const author = course.author_id === me.id;
   if (course.enrolled || author) {
     show($("#buy"), false);

@@ -5,7 +5,8 @@
 // on a resync (events possibly missed) the page pages the replay from where it was.
 
 import { KPay, formatFen, parseYuan } from "../kpay.js";
-import { PaymentPanel } from "../pay.js";
+import { PaymentPanel, walletUrl } from "../pay.js";
+import { mountShareBar } from "../share.js";
 import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath,
@@ -253,6 +254,10 @@ function renderInfo() {
   $("#room-when").textContent = when;
   $("#feed-title").textContent = room.state === "ended" ? "回放" : "直播内容";
   show($("#room-info"), true);
+  for (const link of [$("#join-topup"), $("#ask-topup")]) link.href = walletUrl(); // 返回继续购买
+  mountShareBar($("#room-info"), { resource: `room:${room.id}`, card: {
+    title: room.title, desc: room.description, imgUrl: room.cover_url,
+    link: `/static/room.html?id=${encodeURIComponent(room.id)}` } });
 }
 
 function renderPresence() {

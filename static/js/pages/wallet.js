@@ -2,7 +2,7 @@
 // the ledger with "加载更多" paging.
 
 import { KPay, formatFen, parseYuan } from "../kpay.js";
-import { PaymentPanel } from "../pay.js";
+import { PAID_STATUSES, PaymentPanel, safeReturnPath } from "../pay.js";
 import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
 
 const LEDGER_PAGE = 20;
@@ -12,6 +12,9 @@ const socket = kpay.socket();
 const errorBox = $("#error");
 let panel = null;
 let oldestShown = null; // created_at of the last ledger entry shown: the next page's `before`
+// Where to go back after topping up (?return=, from a course or room page): checked to be
+// a path on this site, so a crafted link cannot send the payer elsewhere.
+const returnPath = safeReturnPath(new URLSearchParams(location.search).get("return"));
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -27,16 +30,28 @@ async function start() {
       return;
     }
     for (const id of ["#wallet", "#topup", "#ledger"]) show($(id), true);
-    panel = new PaymentPanel($("#payment"), { kpay, dev, onPaid: paid });
+    panel = new PaymentPanel($("#payment"), { kpay, dev, onPaid: paid, returnUrl: backFromWeChat });
+    show($("#return-hint"), Boolean(returnPath));
     await Promise.all([loadWallet(), loadLedger(true)]);
     // Anything told to this user (refunds, paid orders...) may change the balance.
     socket.subscribe(`user:${user.id}`, { onEvent: refresh, onResync: refresh });
     socket.connect();
     const returning = new URLSearchParams(location.search).get("order");
-    if (returning) await panel.resume(returning);
+    if (returning) {
+      // Back from WeChat H5 pay: the order may already be paid (then no change comes).
+      const order = await panel.resume(returning);
+      if (PAID_STATUSES.has(order.status)) await paid(order);
+    }
   } catch (error) {
     showError(errorBox, error);
   }
+}
+
+/** Where WeChat H5 pay sends the payer back: this page watching the order, keeping ?return=. */
+function backFromWeChat(order) {
+  const query = new URLSearchParams({ order: order.id });
+  if (returnPath) query.set("return", returnPath);
+  return `${location.origin}${location.pathname}?${query}`;
 }
 
 async function loadWallet() {
@@ -82,6 +97,12 @@ async function paid(order) {
     $("#topup-amount").value = "";
     for (const chip of document.querySelectorAll(".chips button")) {
       chip.setAttribute("aria-pressed", "false");
+    }
+    if (returnPath) {
+      $("#return-link").href = returnPath;
+      show($("#return-box"), true);
+      show($("#return-hint"), false);
+      $("#return-box").scrollIntoView({ block: "start" });
     }
   }
 }
