@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kpay import hookimpl
-from plugins.course_drip import courses, enrollments
+from plugins.course_drip import courses, enrollments, notices
 from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
@@ -62,3 +62,8 @@ def register_jobs(app: KPay):
 @hookimpl
 async def on_startup(app: KPay):
     await resume_recomputes(app)
+
+
+@hookimpl
+def describe_notification(kind, data):
+    return notices.describe(kind, data)

@@ -17,7 +17,7 @@ from functools import partial
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms, store
+from plugins.live_qa import handlers, kinds, notices, refunds, rooms, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
 
 
@@ -69,3 +69,8 @@ def on_presence(app, channel):
 @hookimpl
 def on_shutdown(app):
     room_channel.stop(app)
+
+
+@hookimpl
+def describe_notification(app, kind, data):
+    return notices.describe(app, kind, data)

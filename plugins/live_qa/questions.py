@@ -192,4 +192,7 @@ async def answer(app: KPay, room: dict[str, Any], user: User, question_id: str,
     await history.publish(app, room["_id"], "answer",
                           {"question_id": question_id, "text": text, "audio_url": audio_url,
                            "question": public(answered)})
+    await app.tell_user(answered["asker_id"], "question_answered",
+                        {"room_id": room["_id"], "question_id": question_id,
+                         "text": answered["text"], "voice": bool(audio_url)})
     return answered
