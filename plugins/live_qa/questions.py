@@ -192,6 +192,8 @@ async def answer(app: KPay, room: dict[str, Any], user: User, question_id: str,
     await history.publish(app, room["_id"], "answer",
                           {"question_id": question_id, "text": text, "audio_url": audio_url,
                            "question": public(answered)})
+    if answered["paid"] and answered["bounty"]:
+        await app.money.announce_earnings([accounts.earnings(room["host_id"])])
     await app.tell_user(answered["asker_id"], "question_answered",
                         {"room_id": room["_id"], "question_id": question_id,
                          "text": answered["text"], "voice": bool(audio_url)})
