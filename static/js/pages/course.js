@@ -61,6 +61,11 @@ async function start() {
     await loadCourse();
     const returning = params.get("order"); // back from WeChat H5 pay
     if (returning && !course.enrolled) await panel.resume(returning);
+    // ?lesson=<id>: a notification's link (第 3 课已解锁) opens that lesson.
+    const wanted = params.get("lesson");
+    if (wanted && lessons.some((l) => l.id === wanted && l.unlocked)) {
+      await openLesson(wanted).catch((e) => showError($("#reader-error"), e));
+    }
   } catch (error) {
     show($("#loading"), false);
     showError(errorBox, error);
