@@ -120,8 +120,8 @@ class QuestionsHandler(BaseHandler):
 
 
 class AnswerHandler(BaseHandler):
-    @api("Answer a question with text or an audio URL (host), once", body=AnswerBody,
-         response=r.LiveQuestionResult)
+    @api("Answer a question with text, an audio URL or a voice recording (host), once",
+         body=AnswerBody, response=r.LiveQuestionResult)
     async def post(self, room_id: str, question_id: str) -> None:
         user = self.require_user()
         body = self.body(AnswerBody)
