@@ -222,7 +222,7 @@ export function uploadButton(kpay, { kind, purpose, text = "选择文件", accep
         kind, purpose,
         onProgress: (sent, total) => { bar.value = total ? Math.round((sent / total) * 100) : 0; },
       });
-      caption.textContent = "已上传";
+      caption.textContent = "已上传 · 点此更换";
       onDone?.(media);
     } catch (error) {
       caption.textContent = text;

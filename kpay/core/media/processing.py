@@ -9,7 +9,6 @@ kept as uploaded. These functions block: call them in a thread.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,27 +79,24 @@ class Processed:
 
 def process_image(source: Path, work: Path, max_pixels: int) -> Processed:
     """Decode, orient and re-encode an image into JPEG variants thumb, card and full."""
-    with warnings.catch_warnings():
-        # Pillow's own bomb guard warns between MAX_IMAGE_PIXELS and twice it and
-        # raises beyond; kpay's cap (checked before decoding) is the one that counts.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(source) as image:
-                if image.format not in ("JPEG", "PNG", "WEBP", "GIF"):
-                    raise invalid("the file is not an accepted image", kind="image")
-                width, height = image.size
-                if width * height > max_pixels or width < 1 or height < 1:
-                    raise invalid(f"the image is too large ({width}x{height} pixels)",
-                                  kind="image", max_pixels=max_pixels)
-                image.seek(0)
-                image.load()
-                picture = ImageOps.exif_transpose(image)
-                picture = flatten(picture)
-        except BadRequest:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning, EOFError):
-            raise invalid("the file is not a readable image", kind="image") from None
+    # kpay's pixel cap is checked on the header, before anything is decoded; Pillow's
+    # own guard (Image.MAX_IMAGE_PIXELS, process-wide, left at its default) stays behind
+    # it and refuses at Image.open what is past twice its limit.
+    try:
+        with Image.open(source) as image:
+            if image.format not in ("JPEG", "PNG", "WEBP", "GIF"):
+                raise invalid("the file is not an accepted image", kind="image")
+            width, height = image.size
+            if width * height > max_pixels or width < 1 or height < 1:
+                raise invalid(f"the image is too large ({width}x{height} pixels)",
+                              kind="image", max_pixels=max_pixels)
+            image.seek(0)
+            image.load()
+            picture = flatten(ImageOps.exif_transpose(image))
+    except BadRequest:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
+        raise invalid("the file is not a readable image", kind="image") from None
     result = Processed("image/jpeg", width=picture.width, height=picture.height)
     work.mkdir(parents=True, exist_ok=True)
     for name, target_width in (*VARIANTS.items(), ("full", None)):
