@@ -144,13 +144,20 @@ PAYOUT_LINK = "/static/console.html"
 
 
 def describe_core(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
-    """The core's own kinds (payouts, docs/money.md "Payouts")."""
+    """The core's own kinds: payouts (docs/money.md "Payouts") and operators' refunds."""
     if kind == "payout_waiting_confirmation":
         return {"title": f"提现 {money_text(data['amount'])} 待确认收款",
                 "body": "请在微信中确认收款，逾期未确认的提现将退回收入。", "link": PAYOUT_LINK}
     if kind == "payout_succeeded":
         return {"title": f"提现 {money_text(data['amount'])} 已到账",
                 "body": "已转入你的微信零钱。", "link": PAYOUT_LINK}
+    if kind == "order_refunded":
+        to_wallet = data.get("to") == "wallet"
+        done = "已退回钱包" if to_wallet else (
+            "已原路退回" if data.get("status") == "succeeded" else "将原路退回")
+        return {"title": f"退款 {money_text(data['amount'])} {done}",
+                "body": f"订单「{data.get('title', '')}」已由客服退款。",
+                "link": "/static/wallet.html" if to_wallet else None}
     if kind == "payout_returned":
         return {"title": f"提现 {money_text(data['amount'])} 已退回",
                 "body": "提现未完成，金额已退回你的收入，可重新提现。", "link": PAYOUT_LINK}
