@@ -144,6 +144,8 @@ class KPay:
         Each is tried even if another fails: a failed publish or save is logged (raised
         after the hook in dev mode); the hook isolates plugins as ``notify`` does.
         """
+        if kind in notifications.RESERVED_KINDS:
+            raise ValueError(f"{kind!r} is the core's own event on user:<id>; pick another kind")
         failed: Exception | None = None
         try:
             await self.publish(f"user:{user_id}", kind, data)

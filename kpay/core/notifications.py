@@ -34,6 +34,8 @@ MAX_TITLE = 60
 MAX_BODY = 300
 MAX_LINK = 300
 MAX_KIND = 64
+# Event types the core sends on user:<id> itself: no plugin may tell a user one.
+RESERVED_KINDS = frozenset({"notification", "earnings_changed"})
 # The title of a kind no plugin describes: never the raw English kind.
 NEUTRAL_TITLE = "新消息"
 # A link is a path inside kpay: "/" then no second "/" or "\" (a browser reads "//x"

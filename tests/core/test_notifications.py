@@ -187,3 +187,11 @@ class TestRateLimited:
         statuses = [(await student.post("/api/v1/notifications/read", {"all": True}))[0]
                     for _ in range(3)]
         assert statuses == [200, 200, 429]
+
+
+@pytest.mark.gen_test
+async def test_the_cores_own_event_types_cannot_be_told(kpay_app):
+    for kind in ("notification", "earnings_changed"):
+        with pytest.raises(ValueError, match="core's own event"):
+            await kpay_app.tell_user("bob", kind, {"id": "forged"})
+    assert await kpay_app.notifications.unread_count("bob") == 0
