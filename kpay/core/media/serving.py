@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.iostream
+
 from kpay.core.errors import ApiError, Forbidden, NotFound
-from kpay.core.media.service import IMAGE_VARIANTS, MediaService, is_public
+from kpay.core.media.service import IMAGE_VARIANTS, is_public
 from kpay.core.web import BaseHandler, api
 
 RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
@@ -40,10 +42,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    if last and int(last) < start:
+        return None  # not a valid range: ignored, as RFC 9110 allows
+    if start >= size:
         raise Unsatisfiable()
-    return start, end
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def gone() -> ApiError:
@@ -53,7 +56,6 @@ def gone() -> ApiError:
 class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
-    media: MediaService
     #: The file's size when a range beyond it was asked (416 names it).
     unsatisfiable_size: int | None = None
 
@@ -70,9 +72,13 @@ class MediaBody(BaseHandler):
         storage = self.kpay.media.storage
         key = f"{media['_id']}/{variant}"
         if storage.redirects:
-            url = await storage.presigned_url(key, media["content_type"],
-                                              self.kpay.settings.media.s3_presign_seconds)
-            self.set_header("Cache-Control", "private, no-store")
+            ttl = self.kpay.settings.media.s3_presign_seconds
+            url = await storage.presigned_url(key, media["content_type"], ttl)
+            # A public image's redirect may be cached while its target still works; a
+            # paid file's never (each request is checked).
+            public = cache.startswith("public")
+            self.set_header("Cache-Control",
+                            f"public, max-age={ttl // 2}" if public else "private, no-store")
             self.redirect(url, status=302)
             return
         size = media["files"][variant]
@@ -94,9 +100,12 @@ class MediaBody(BaseHandler):
         if self.request.method == "HEAD" or size == 0:
             self.finish()
             return
-        async for block in storage.read(key, start, end):
-            self.write(block)
-            await self.flush()
+        try:
+            async for block in storage.read(key, start, end):
+                self.write(block)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the player moved on (a seek, a closed page): not an error
         self.finish()
 
 
@@ -133,7 +142,7 @@ class SignedMediaHandler(MediaBody):
             raise NotFound("no such media", code="media_not_found")
         if media["status"] != "ready":
             raise gone()
-        if not await self.kpay.access.allowed(grant.user_id, "view", grant.resource):
+        if not await self.kpay.access.allowed(grant.user_id, grant.action, grant.resource):
             raise Forbidden("no access to this media", code="no_access")
         remaining = max(0, int(grant.expires - now))
         variant = "full" if media["kind"] == "image" else "original"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from kpay.testing import make_bucket
 from tests.media.conftest import fetch, jpeg_with_exif, upload, wav_bytes
-from tests.media.test_signed_urls import VIEWERS, TapePlugin, path_of
+from tests.media.test_media_signed_urls import VIEWERS, TapePlugin, path_of
 
 
 @pytest.fixture
@@ -39,6 +39,7 @@ async def test_public_image_redirects_to_a_presigned_url(kpay_app, consultant):
     media = await upload(consultant, jpeg_with_exif(900, 600))
     response = await fetch(consultant, f"/media/{media['id']}/card")
     assert response.code == 302
+    assert response.headers["Cache-Control"] == "public, max-age=150"
     location = response.headers["Location"]
     assert location.startswith(kpay_app.settings.media.s3_endpoint_url)
     assert "Signature" in location or "X-Amz-Signature" in location
@@ -57,6 +58,7 @@ async def test_signed_audio_redirects_after_the_access_check(kpay_app, consultan
     url = path_of(kpay_app.media.signed_url(media["id"], user_id="alice", resource="tape:t1"))
     response = await fetch(alice, url)
     assert response.code == 302
+    assert response.headers["Cache-Control"] == "private, no-store"
     stored = await follow(response.headers["Location"])
     assert stored.code == 200 and stored.body == data
     assert stored.headers["Content-Type"] == "audio/wav"
