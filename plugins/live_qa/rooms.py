@@ -247,9 +247,7 @@ async def host_of(app: KPay, room_id: str) -> str | None:
 
 
 async def room_allows(app: KPay, user: User, action: str, room_id: str) -> bool:
-    # "enter" and "view" (the room's media: voice answers, signed by the core) are one
-    # rule: whoever may be in the room.
-    return await may_enter(app, user, room_id)
+    return await may_enter(app, user, room_id)  # "enter", the rule's one action
 
 
-RESOURCE = ResourceRule("room", host_of, room_allows, actions=("enter", "view"))
+RESOURCE = ResourceRule("room", host_of, room_allows, actions=("enter",))

@@ -1,6 +1,6 @@
 """Voice answers (docs/live_qa.md "Voice answers"): the host records or uploads audio
 (core media, purpose ``answer``) and answers with its id; members of the room fetch a
-short-lived signed URL of it, which the core checks against ``view`` of ``room:<id>``."""
+short-lived signed URL of it, which the core checks against ``enter`` of ``room:<id>``."""
 
 from __future__ import annotations
 
@@ -34,5 +34,7 @@ async def audio_url(app: KPay, room: dict[str, Any], user: User,
     if not media_id:
         raise NotFound("this question has no voice answer", code="no_voice_answer")
     resource = f"room:{room['_id']}"
-    return {"url": app.media.signed_url(media_id, user_id=user.id, resource=resource),
+    # Checked again when it is fetched: a member removed meanwhile is refused.
+    url = app.media.signed_url(media_id, user_id=user.id, resource=resource, action="enter")
+    return {"url": url,
             "duration_seconds": question["answer"].get("duration_seconds")}

@@ -79,7 +79,7 @@ async def test_a_recorded_voice_answer_plays_for_a_student(mic_browser, kpay_app
         await pages.screenshot(room, "room-voice-answer")
         await play.click()
         audio = answered.locator("audio")
-        await expect(audio).to_have_attribute("src", re.compile(r"^/media/s/\S+$"))
+        await expect(audio).to_have_attribute("src", re.compile(r"^/media/s\?token=\S+$"))
         # It loads and plays: the signed URL was served (ranges and all) to this student.
         await room.wait_for_function(
             "() => { const a = document.querySelector('#questions audio');"
