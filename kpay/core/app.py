@@ -16,7 +16,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from kpay.core import attention, audit, users
+from kpay.core import attention, audit, notifications, users
 from kpay.core import config as config_module
 from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
@@ -107,6 +107,8 @@ class KPay:
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
+        # Each user's saved notifications (tell_user saves one; operators add them).
+        self.notifications = notifications.Notifications(self.store, self.clock)
         # Uploads, storage and serving of images, audio and video (docs/media.md).
         self.media = media_service.MediaService(self)
         self.routes: list[Route] = []
@@ -141,16 +143,29 @@ class KPay:
 
     async def tell_user(self, user_id: str, kind: str, data: dict[str, Any]) -> None:
         """Tell a user something: event ``kind`` with ``data`` on ``user:<id>`` (the open
-        pages) and the ``on_user_notification`` hook (forwarders, such as WeChat template
-        messages). Each is tried even if the other fails: a failed publish is logged
-        (raised after the hook in dev mode); the hook isolates plugins as ``notify`` does.
+        pages), a saved notification worded by ``describe_notification`` (published as
+        event ``notification`` on ``user:<id>``, for the bell and the list) and the
+        ``on_user_notification`` hook (forwarders, such as WeChat template messages).
+        Each is tried even if another fails: a failed publish or save is logged (raised
+        after the hook in dev mode); the hook isolates plugins as ``notify`` does.
         """
+        if kind in notifications.RESERVED_KINDS:
+            raise ValueError(f"{kind!r} is the core's own event on user:<id>; pick another kind")
         failed: Exception | None = None
         try:
             await self.publish(f"user:{user_id}", kind, data)
         except Exception as e:
             log.exception("telling user %s %s: the publish failed", user_id, kind)
             failed = e
+        try:
+            described = await notifications.describe(self, user_id, kind, data)
+            saved = await self.notifications.add(user_id, described["title"],
+                                                 described["body"], described["link"], kind)
+            await self.publish(f"user:{user_id}", "notification", saved)
+        except Exception as e:
+            log.exception("telling user %s %s: saving the notification failed",
+                          user_id, kind)
+            failed = failed or e
         await self.notify("on_user_notification", user_id=user_id, kind=kind, data=data)
         if failed is not None and self.dev:
             raise failed
@@ -210,7 +225,7 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes(), *media_service.INDEXES]
+                *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -295,3 +295,27 @@ def share_card(app, resource, user_id):
 
     On failure: the poster request fails (fails closed, nothing is drawn or cached).
     """
+
+
+# ---------------------------------------------------------------------------
+# Saved notifications (docs/plugins.md, "app.notifications")
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def describe_notification(app, user_id, kind, data):
+    """Word a notification the plugin sends: called by ``app.tell_user(user_id, kind,
+    data)`` to save it in ``user_id``'s notification list.
+
+    Return ``{"title": str, "body": str, "link": str | None}`` in Chinese for the kinds
+    this plugin tells (``link`` a path inside kpay, such as
+    ``/static/course.html?id=c1``; anything else is refused), or None for a kind it
+    does not know. The first answer that is not None wins, in pluggy's order; a kind
+    nobody describes is saved as "新消息" without a link. Titles over 60 and bodies
+    over 300 characters are cut.
+
+    On failure (an exception, a bad link): logged with the kind; nothing is saved for
+    that notification (no wording is guessed), while the socket event and
+    ``on_user_notification`` still go. In dev mode the exception is re-raised to the
+    caller of ``tell_user``.
+    """

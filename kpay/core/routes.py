@@ -17,6 +17,7 @@ from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.money.statements import statement_routes
 from kpay.core.posters import poster_routes
+from kpay.core.notification_routes import notification_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
@@ -117,6 +118,7 @@ def core_routes(app: KPay) -> list[Route]:
         *statement_routes(),
         *payout_routes(app),
         *poster_routes(),
+        *notification_routes(),
         *media_routes(app),
     ]
     if app.dev:

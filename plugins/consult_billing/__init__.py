@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
-from plugins.consult_billing import handlers, presence, profiles, restarts, sessions
+from plugins.consult_billing import handlers, notices, presence, profiles, restarts, sessions
 from plugins.consult_billing.meter import ENGINE_STATE, BillingEngine
 from plugins.consult_billing.nodes import NODES
 from plugins.consult_billing.settings import ConsultBillingSettings
@@ -105,3 +105,8 @@ async def on_shutdown(app):
 async def on_presence(app, channel, user_id, present):
     if channel.startswith("consult:"):
         await tracker_for(app).changed(channel, user_id)
+
+
+@hookimpl
+def describe_notification(app, user_id, kind, data):
+    return notices.describe(app, user_id, kind, data)

@@ -166,6 +166,8 @@ async def announce_charge(app: KPay, doc: dict[str, Any], available: int | None 
         "amount": minute_price(doc, doc["minute"])[0],
         "balance": available, "minutes_left": minutes_left,
         "paid_until": doc["paid_until"].isoformat()})
+    # The consultant's console shows earnings, whichever page is open (not saved).
+    await app.money.announce_earnings([accounts.earnings(doc["consultant_id"])])
     low = settings_of(app).low_balance_minutes
     if minutes_left <= low and minutes_left < left_in_session:
         await app.publish(channel, "low_balance", {

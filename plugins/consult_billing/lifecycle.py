@@ -153,6 +153,9 @@ async def accept(app: KPay, user: User, consultation_id: str) -> dict[str, Any]:
         if new is not None:
             await app.publish(channel_of(consultation_id), "accepted",
                               {"consultation": public(new)})
+            await app.tell_user(new["student_id"], "consult_accepted",
+                                {"consultation_id": consultation_id,
+                                 "consultant_id": new["consultant_id"]})
             await announce_charge(app, new)
             return new
         # Changed since it was read (a party joined or left): decide again.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kpay import hookimpl
-from plugins.course_drip import courses, enrollments, sharing
+from plugins.course_drip import courses, enrollments, notices, sharing
 from plugins.course_drip.access import RESOURCES
 from plugins.course_drip.courses import COURSES, WITHOUT_BODIES
 from plugins.course_drip.enrollments import ENROLLMENTS, CourseOrderKind
@@ -75,3 +75,8 @@ def share_card(app: KPay, resource: str, user_id: str):
     if not resource.startswith("course:"):
         return None
     return sharing.share_card(app, resource.removeprefix("course:"), user_id)
+
+
+@hookimpl
+def describe_notification(kind, data):
+    return notices.describe(kind, data)

@@ -292,12 +292,15 @@ async def announce_due(app: KPay, key: str, course: dict[str, Any] | None = None
 
 async def push_unlocks(app: KPay, course: dict[str, Any], user_id: str,
                        lesson_ids: list[str]) -> None:
-    titles = {lesson["id"]: lesson["title"] for lesson in course["lessons"]}
+    # The lesson's number and title, so the notification can name it (第 3 课《…》).
+    lessons = {lesson["id"]: (number, lesson["title"])
+               for number, lesson in enumerate(course["lessons"], start=1)}
     for lesson_id in lesson_ids:
+        number, title = lessons.get(lesson_id, (None, ""))
         await app.tell_user(user_id, "lesson_unlocked",
                             {"course_id": course["_id"], "lesson_id": lesson_id,
-                             "course_title": course["title"],
-                             "lesson_title": titles.get(lesson_id, "")})
+                             "course_title": course["title"], "lesson_title": title,
+                             "lesson_number": number})
 
 
 # -- views --------------------------------------------------------------------------------

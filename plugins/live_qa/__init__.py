@@ -17,7 +17,7 @@ from functools import partial
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, refunds, rooms, sharing, store
+from plugins.live_qa import handlers, kinds, notices, refunds, rooms, sharing, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
 from plugins.live_qa.storefront import backfill as backfill_search
 
@@ -83,3 +83,8 @@ def share_card(app, resource, user_id):
     if not resource.startswith("room:"):
         return None
     return sharing.share_card(app, resource.removeprefix("room:"))
+
+
+@hookimpl
+def describe_notification(app, kind, data):
+    return notices.describe(app, kind, data)

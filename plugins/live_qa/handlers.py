@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
-from plugins.live_qa import history, moderation, questions, refunds, rooms
+from plugins.live_qa import history, moderation, questions, refunds, rooms, voice
 from plugins.live_qa import responses as r
 from plugins.live_qa.channel import MediaUrl
 from plugins.live_qa.storefront import index_room, storefront_routes, with_hosts
@@ -33,6 +33,9 @@ class AnswerBody(BaseModel):
 
     text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)] | None = None
     audio_url: MediaUrl | None = None
+    #: A voice answer: an uploaded recording (POST /api/v1/media/uploads, kind audio,
+    #: purpose answer), checked with app.media.attach.
+    audio_media_id: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class RoomsHandler(BaseHandler):
@@ -130,18 +133,30 @@ class QuestionsHandler(BaseHandler):
 
 
 class AnswerHandler(BaseHandler):
-    @api("Answer a question with text or an audio URL (host), once", body=AnswerBody,
-         response=r.LiveQuestionResult)
+    @api("Answer a question with text, an audio URL or a voice recording (host), once",
+         body=AnswerBody, response=r.LiveQuestionResult)
     async def post(self, room_id: str, question_id: str) -> None:
         user = self.require_user()
         body = self.body(AnswerBody)
-        if not body.text and not body.audio_url:
-            raise BadRequest("an answer needs text or audio_url", code="invalid_field",
-                             field="text")
+        if not body.text and not body.audio_url and not body.audio_media_id:
+            raise BadRequest("an answer needs text, audio_url or audio_media_id",
+                             code="invalid_field", field="text")
         room = await rooms.get(self.kpay, room_id)
+        rooms.require_host(room, user)
+        recorded = (await voice.attach(self.kpay, user, body.audio_media_id)
+                    if body.audio_media_id else None)
         answered = await questions.answer(self.kpay, room, user, question_id,
-                                          body.text or None, body.audio_url)
+                                          body.text or None, body.audio_url, recorded)
         self.write_json({"question": questions.public(answered)})
+
+
+class AnswerAudioHandler(BaseHandler):
+    @api("A short-lived signed URL of a question's voice answer (members)",
+         response=r.LiveAnswerAudio)
+    async def get(self, room_id: str, question_id: str) -> None:
+        user = self.require_user()
+        room = await rooms.get(self.kpay, room_id)
+        self.write_json(await voice.audio_url(self.kpay, room, user, question_id))
 
 
 class UpvoteHandler(BaseHandler):
@@ -215,6 +230,8 @@ def routes() -> list[Route]:
         Route(base + "/{room_id}/questions", QuestionsHandler, tags=TAGS),
         Route(base + "/{room_id}/questions/{question_id}/answer", AnswerHandler, tags=TAGS),
         Route(base + "/{room_id}/questions/{question_id}/upvote", UpvoteHandler, tags=TAGS),
+        Route(base + "/{room_id}/questions/{question_id}/audio", AnswerAudioHandler,
+              tags=TAGS),
         Route(base + "/{room_id}/messages", MessagesHandler, tags=TAGS),
         Route(base + "/{room_id}/messages/{seq}", MessageHandler, tags=TAGS),
         Route(base + "/{room_id}/members/{user_id}", MemberHandler, tags=TAGS),

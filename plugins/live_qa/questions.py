@@ -147,14 +147,16 @@ async def upvote(app: KPay, room: dict[str, Any], user: User,
 
 
 async def answer(app: KPay, room: dict[str, Any], user: User, question_id: str,
-                 text: str | None, audio_url: str | None) -> dict[str, Any]:
+                 text: str | None, audio_url: str | None,
+                 voice: dict[str, Any] | None = None) -> dict[str, Any]:
     """The host answers an open question once. A paid question's bounty moves from
-    escrow to the host's earnings (less the platform fee) in the same transaction."""
+    escrow to the host's earnings (less the platform fee) in the same transaction.
+    ``voice``: the recording's fields (voice.attach), for a voice answer."""
     rooms.require_host(room, user)
     rooms.require_live(room)
     await get(app, room["_id"], question_id)
     now = app.clock.now()
-    reply = {"text": text, "audio_url": audio_url, "at": now}
+    reply = {"text": text, "audio_url": audio_url, **(voice or {}), "at": now}
 
     async def write(session: Any) -> dict[str, Any] | None:
         answered = await app.store[QUESTIONS].find_one_and_update(
@@ -191,5 +193,10 @@ async def answer(app: KPay, room: dict[str, Any], user: User, question_id: str,
                        status_now=current["status"])
     await history.publish(app, room["_id"], "answer",
                           {"question_id": question_id, "text": text, "audio_url": audio_url,
-                           "question": public(answered)})
+                           **(voice or {}), "question": public(answered)})
+    if answered["paid"] and answered["bounty"]:
+        await app.money.announce_earnings([accounts.earnings(room["host_id"])])
+    await app.tell_user(answered["asker_id"], "question_answered",
+                        {"room_id": room["_id"], "question_id": question_id,
+                         "text": answered["text"], "voice": bool(audio_url or voice)})
     return answered

@@ -66,7 +66,16 @@ class LiveAnswer(BaseModel):
 
     text: str | None
     audio_url: str | None
+    #: A voice answer's recording (core media) and its length; its URL is
+    #: GET /rooms/{id}/questions/{qid}/audio.
+    audio_media_id: str | None = None
+    duration_seconds: float | None = None
     at: datetime
+
+
+class LiveAnswerAudio(BaseModel):
+    url: str
+    duration_seconds: float | None
 
 
 class LiveQuestion(BaseModel):

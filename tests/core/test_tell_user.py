@@ -1,5 +1,5 @@
-"""app.tell_user: the event on ``user:<id>`` and the ``on_user_notification`` hook, once
-each, and neither stopped by the other's failure."""
+"""app.tell_user: the event on ``user:<id>``, the saved notification and the
+``on_user_notification`` hook, once each, and none stopped by another's failure."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ async def test_publishes_and_calls_the_hook_once(api, kpay_app, forwarder):
     event = await ws.event("lesson_unlocked")
     assert (event["ch"], event["data"]) == ("user:alice", {"course_id": "c1"})
     assert forwarder.told == [("alice", "lesson_unlocked", {"course_id": "c1"})]
-    # Nothing else was sent on the channel.
+    # Then the saved notification (kind "notification"), and nothing else.
+    saved = await ws.event()
+    assert (saved["type"], saved["data"]["kind"]) == ("notification", "lesson_unlocked")
     await kpay_app.publish("user:alice", "sentinel", {})
     assert (await ws.event())["type"] == "sentinel"
 

@@ -89,7 +89,11 @@ async def test_after_previous_opens_on_completion_and_is_announced_at_once(drip,
     assert status == 200 and body["progress"]["completed"] == 1, body
     event = await ws.event("lesson_unlocked")
     assert event["data"] == {"course_id": cid, "lesson_id": b, "course_title": "Drip course",
-                             "lesson_title": "B"} and event["ch"] == "user:stu"
+                             "lesson_title": "B", "lesson_number": 2} and event["ch"] == "user:stu"
+    # Saved for the notification list, in Chinese with the lesson's name and a link to it.
+    saved = (await ws.event("notification"))["data"]
+    assert (saved["title"], saved["link"]) == (
+        "《Drip course》第 2 课《B》已解锁", f"/static/course.html?id={cid}&lesson={b}")
     # Completing again is a no-op, and announces nothing new.
     status, again = await api.post(f"/api/v1/courses/{cid}/lessons/{a}/complete",
                                    token=student)

@@ -112,6 +112,12 @@ async def test_wallet_refunds_credit_the_buyer(api, kpay_app):
                                                           "to": "wallet"})
     assert status == 200 and body["refund"]["to"] == "wallet", body
     assert (await kpay_app.money.ledger.wallet("amy"))["balance"] == 100
+    # The buyer is told, in Chinese, with a link to the wallet.
+    _, page = await api.get("/api/v1/notifications", amy)
+    told = page["notifications"][0]
+    assert (told["kind"], told["title"], told["link"]) == (
+        "order_refunded", "退款 ¥1.00 已退回钱包", "/static/wallet.html")
+    assert "退款" in told["body"]
 
 
 @pytest.mark.gen_test

@@ -234,7 +234,8 @@ async def test_database_round_trips_of_each_payout_step(api, kpay_app, clock, fa
     print()
     for name, commands in steps.items():
         print(f"{commands:3}  {name}")
-    assert max(steps.values()) <= 18, steps
+    # 20: each booked step also saves the consultant's notification (insert, trim).
+    assert max(steps.values()) <= 20, steps
 
 
 @pytest.mark.books_may_break

@@ -113,6 +113,22 @@ def tiny_png() -> bytes:
 FUZZ_PNG = tiny_png()
 
 
+def tiny_wav() -> bytes:
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(b"\x00\x01" * 8000)
+    return out.getvalue()
+
+
+FUZZ_WAV = tiny_wav()
+
+
 @pytest.fixture
 def kpay_overrides():
     # A long run (KPAY_FUZZ_EXAMPLES=100) takes longer than a consultation request waits
@@ -300,6 +316,18 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
         "kind": "audio", "purpose": "lesson", "size": 1000}, consultant, 201))["upload"]
     signed = app.media.signed_url(cover_id, user_id="fuzz-consultant",
                                   resource=f"course:{course['id']}", ttl=24 * 3600)
+    # A question answered by voice (live_qa): its signed audio URL for members.
+    voiced = (await call("POST", f"/api/v1/rooms/{live['id']}/questions",
+                         {"text": "fuzz voice question"}, asker, 201))["question"]
+    recording = (await call("POST", "/api/v1/media/uploads", {
+        "kind": "audio", "purpose": "answer", "size": len(FUZZ_WAV)}, consultant,
+        201))["upload"]
+    status, recorded = await api.request(
+        "PUT", f"/api/v1/media/uploads/{recording['id']}", raw=FUZZ_WAV, token=consultant,
+        headers={"Content-Range": f"bytes 0-{len(FUZZ_WAV) - 1}/{len(FUZZ_WAV)}"})
+    assert status == 200, recorded
+    await call("POST", f"/api/v1/rooms/{live['id']}/questions/{voiced['id']}/answer",
+               {"audio_media_id": recorded["media"]["id"]}, consultant)
     base = f"http://127.0.0.1:{app.port}"
     return Seeded(
         path={
@@ -346,6 +374,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 question["id"],
             # Removed from the room: the other ticket holder (the student gets muted).
             ("/api/v1/rooms/{room_id}/members/{user_id}", "user_id"): "fuzz-asker",
+            ("/api/v1/rooms/{room_id}/questions/{question_id}/audio", "question_id"):
+                voiced["id"],
+            ("/api/v1/rooms/{room_id}/questions/{question_id}/audio", "room_id"): live["id"],
             # Operators' refunds: a paid wallet order, and the order paid after close.
             ("/api/v1/admin/orders/{order_id}/refund", "order_id"): bought["order"]["id"],
             ("/api/v1/admin/attention/{entry_id}/refund", "entry_id"): late_entry["_id"],

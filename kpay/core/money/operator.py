@@ -197,6 +197,13 @@ async def refund_order(app: KPay, actor: str, source: str, order_id: str, amount
     await app.audit.record(actor, "order.refund", f"order:{order_id}", reason=reason,
                            source=source, **result, purpose_applied=refund.get("purpose"),
                            refund_id=refund["_id"], result=refund["status"])
+    if refund["status"] != "failed":
+        # The buyer hears of an operator's refund (a kind's own refunds, such as
+        # live_qa's question_refunded, are told by the kind).
+        order = await app.money.orders.get(order_id)
+        await app.tell_user(order["user_id"], "order_refunded", {
+            "order_id": order_id, "refund_id": refund["_id"], "title": order["title"],
+            "amount": refund["amount"], "to": refund["to"], "status": refund["status"]})
     return refund
 
 

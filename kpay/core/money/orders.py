@@ -338,6 +338,7 @@ class Orders:
             return await self.get(order["_id"])
         metrics.ORDERS.labels(done["kind"], "fulfilled").inc()
         await self.app.notify("on_order_paid", order=done)
+        await self.app.money.announce_earnings(account for account, _ in done["credits"])
         return done
 
     async def give_up_fulfilment(self, order: dict[str, Any], error: Exception | str) -> None:

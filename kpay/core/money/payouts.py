@@ -260,7 +260,20 @@ class Payouts:
         payout = await self.collection.find_one({"_id": payout_id})
         if payout is None:
             raise NotFound(f"no payout {payout_id}", code="payout_not_found")
+        if booked:
+            await self._tell(payout)
         return payout, booked
+
+    async def _tell(self, payout: dict[str, Any]) -> None:
+        """Tell the consultant a payout changed: the console's figures, and a saved
+        notification (kpay/core/notifications.py words the payout kinds)."""
+        user_id = payout["user_id"]
+        await self.app.money.announce_earnings([accounts.earnings(user_id)])
+        kind = {"waiting_confirmation": "payout_waiting_confirmation",
+                "succeeded": "payout_succeeded"}.get(payout["status"], "payout_returned")
+        await self.app.tell_user(user_id, kind, {"payout_id": payout["_id"],
+                                                 "amount": payout["amount"],
+                                                 "status": payout["status"]})
 
     async def _finish(self, session: AsyncClientSession, payout_id: str,
                       state: TransferState, leaving: tuple[str, ...], now: datetime) -> bool:

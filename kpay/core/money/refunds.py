@@ -297,6 +297,7 @@ class Refunds:
         metrics.ORDERS.labels(order["kind"], "refunded").inc()
         await self.app.notify("on_order_refunded", order=now_order,
                               refund=public_refund(done))
+        await self.app.money.announce_earnings(account for account, _ in order["credits"])
         return await self.collection.find_one_and_update(
             {"_id": refund["_id"]}, {"$set": {"finished": True}, "$unset": {"finish_lease": ""}},
             return_document=ReturnDocument.AFTER) or done

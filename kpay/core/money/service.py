@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,19 @@ class MoneyService:
                            "/api/v1/pay/<url_name>/notify")
                 warnings.warn(message, DeprecationWarning, stacklevel=2)
                 log.warning("%s", message)
+
+    async def announce_earnings(self, accounts_touched: Iterable[str]) -> None:
+        """Event ``earnings_changed`` (no data, not saved) on ``user:<id>`` of each user
+        whose ``earnings:<id>`` is in ``accounts_touched``: the console refetches its
+        figures (docs/websocket.md). Call it after the change is committed; a failed
+        publish is logged, never raised: the money already moved."""
+        users = sorted({account.partition(":")[2] for account in accounts_touched
+                        if accounts.kind_of(account) == "earnings"})
+        for user_id in users:
+            try:
+                await self.app.publish(f"user:{user_id}", "earnings_changed", {})
+            except Exception:
+                log.warning("earnings_changed for %s not published", user_id, exc_info=True)
 
     def notify_providers(self) -> list[PaymentProvider]:
         """The registered providers whose notify routes the core serves (by url_name)."""

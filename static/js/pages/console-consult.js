@@ -6,6 +6,7 @@
 
 import { formatFen, parseYuan } from "../money.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
+import { onUserEvent } from "../user-channel.js";
 import {
   END_REASON_TEXT, STATUS_TEXT, VoiceCall, callErrorText, callSupported, summaryRows,
 } from "./consult-call.js";
@@ -387,7 +388,8 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
       el("span", { class: entry.amount < 0 ? "amount-out" : "amount-in" }, formatFen(entry.amount, { sign: true })))));
   }
 
-  socket.subscribe(`user:${me.id}`, { onEvent: personal,
+  // Shared with the console's bell and earnings (one subscription per channel).
+  onUserEvent(socket, me.id, { onEvent: personal,
     onResync: () => loadOpen().catch((e) => showError(q("#requests-error"), e)) });
 
   async function loadOpen() {

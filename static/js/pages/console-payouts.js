@@ -224,5 +224,6 @@ export function mountPayouts(root, { kpay, dev, onChange = () => {} }) {
     }, "保存中…").catch((e) => say(payoutErrorText(e), true));
   });
 
-  return refresh();
+  // {refresh}: console.js reads the block again when the server says earnings changed.
+  return refresh().then(() => ({ refresh }));
 }

@@ -12,6 +12,7 @@ import { categoryField, categoryOf } from "../storefront.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath, speaker,
 } from "./live-room.js";
+import { voiceControls } from "./voice-answer.js";
 
 const POST_LABELS = { text: "发言内容", image_url: "图片地址（http 或 https）", audio_url: "语音地址（http 或 https）" };
 const HANDLED = new Set(["answered", "refunding", "refunded"]);
@@ -24,6 +25,7 @@ export async function mount(panel, { kpay, socket, me }) {
   let model = null; // the room being run
   let subscription = null; // its channel on the shared socket
   const drafts = new Map(); // question id -> answer typed so far (kept across redraws)
+  const recordings = new Map(); // question id -> a voice answer being recorded (voice-answer.js)
   const confirming = new Set(); // "remove:<user>" buttons waiting for a second tap
 
   // -- my rooms and income ---------------------------------------------------------------
@@ -241,7 +243,12 @@ export async function mount(panel, { kpay, socket, me }) {
     const button = el("button", { class: "btn", type: "submit" }, "回答");
     const form = el("form", { class: "answer-form", novalidate: true },
       el("label", { for: id, class: "small" }, `回答 ${speaker(question.asker_id, people())} 的提问`),
-      box, button);
+      box, button, voiceControls(kpay, question, {
+        recordings,
+        send: (mediaId) => sendAnswer(question, { audio_media_id: mediaId }),
+        onError: (error) => showError(q("#queue-error"), error),
+        redraw: renderLists,
+      }));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const text = box.value.trim();
@@ -254,18 +261,23 @@ export async function mount(panel, { kpay, socket, me }) {
       showError(q("#queue-error"), null);
       await whileBusy(button, async () => {
         try {
-          const reply = await kpay.post(
-            roomPath(model.room.id, `/questions/${encodeURIComponent(question.id)}/answer`), { text });
-          drafts.delete(question.id);
-          model.upsertQuestion(reply.question);
-          renderLists();
-          await loadRooms();
+          await sendAnswer(question, { text });
         } catch (error) {
           showError(q("#queue-error"), error);
         }
       }, "提交中…");
     });
     return form;
+  }
+
+  /** Answer with text or a recording ({audio_media_id}); the queue moves on. */
+  async function sendAnswer(question, body) {
+    const reply = await kpay.post(
+      roomPath(model.room.id, `/questions/${encodeURIComponent(question.id)}/answer`), body);
+    drafts.delete(question.id);
+    model.upsertQuestion(reply.question);
+    renderLists();
+    await loadRooms();
   }
 
   /** Mute / unmute and remove buttons for a student of the room. */

@@ -3,9 +3,12 @@
 // the first time its tab opens. To add a section: its tab and tabpanel in console.html,
 // an entry below, and js/pages/console-<name>.js.
 
+import { mountBell } from "../bell.js";
+import { loadEarnings } from "../earnings.js";
 import { KPay, errorFromEnvelope } from "../kpay.js";
 import { formatFen } from "../money.js";
 import { $, bindConnectionBadge, show, showError } from "../ui.js";
+import { onUserEvent } from "../user-channel.js";
 
 /** Each section: the API path that shows its plugin is loaded, and its module (null: the
  * panel keeps its placeholder). */
@@ -20,6 +23,7 @@ const socket = kpay.socket();
 const errorBox = $("#error");
 const mounted = new Map(); // section -> promise of its mount
 let context = null;
+let payouts = null; // {refresh} of the 提现 block, once mounted
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -40,9 +44,21 @@ async function start() {
     }
     context = { kpay, socket, me: user, dev, errorBox, refreshEarnings };
     refreshEarnings();
+    mountBell($("#bell"), { kpay, socket, me: user });
+    // Sales, answered bounties, consultation minutes, refunds and payouts (on any page or
+    // device) say earnings_changed; after missed events read everything again.
+    onUserEvent(socket, user.id, {
+      onEvent: (frame) => { if (frame.type === "earnings_changed") earningsChanged(); },
+      onResync: earningsChanged,
+    });
     if (paths.has("/api/v1/payouts")) {
       import("./console-payouts.js")
         .then(({ mountPayouts }) => mountPayouts($("#payouts"), { kpay, dev, onChange: refreshEarnings }))
+        .then((mounted) => {
+          payouts = mounted || null;
+          // From the wallet page's 去提现: show the withdrawal form.
+          if (location.hash === "#payouts") $("#payouts").scrollIntoView();
+        })
         .catch((error) => showError(errorBox, error));
     }
     const tabs = tabButtons().filter((tab) => paths.has(SECTIONS[tab.dataset.section].needs));
@@ -62,12 +78,27 @@ async function start() {
   }
 }
 
-/** The earnings block above the tabs; sections call it when they know money came in. */
+/** The earnings block above the tabs (and the spending wallet under it); sections call it
+ * when they know money came in. Overlapping calls: only the latest answer is drawn. */
+let earningsAsked = 0;
 function refreshEarnings() {
-  kpay.get("/api/v1/earnings?limit=1").then(({ balance }) => {
-    $("#console-earnings-balance").textContent = formatFen(balance);
+  const mine = ++earningsAsked;
+  loadEarnings(kpay).then((earnings) => {
+    if (mine !== earningsAsked || !earnings) return; // no route on an older server: no block
+    $("#console-earnings-balance").textContent = formatFen(earnings.balance);
     show($("#console-earnings"), true);
-  }, () => {}); // an older server without the route: no block
+  }, () => {});
+  kpay.get("/api/v1/wallet").then((wallet) => {
+    if (mine !== earningsAsked) return;
+    $("#console-wallet-balance").textContent = formatFen(wallet.balance);
+    show($("#console-wallet"), true);
+  }, () => {});
+}
+
+/** The server said the earnings changed: the figures and the 提现 block (可提现, history). */
+function earningsChanged() {
+  refreshEarnings();
+  payouts?.refresh().catch(() => {});
 }
 
 /** "下载月度账单": the chosen month's statement (this month if none) as a CSV file. */

@@ -1,9 +1,10 @@
 // The entry page: who is logged in, dev login for newcomers, links to the feature pages
-// (only those whose plugin routes the server has), live notifications on user:<id>.
+// (only those whose plugin routes the server has), the notification bell.
 
+import { mountBell } from "../bell.js";
 import { KPay } from "../kpay.js";
 import {
-  $, ROLE_NAMES, bindConnectionBadge, el, formatTime, inWeChat, show, showError, whileBusy,
+  $, ROLE_NAMES, bindConnectionBadge, inWeChat, show, showError, whileBusy,
 } from "../ui.js";
 // The storefront (search, categories, rooms, courses, consultants) is its own module.
 import { Storefront } from "./storefront-home.js";
@@ -13,12 +14,6 @@ const socket = kpay.socket();
 const errorBox = $("#error");
 const store = new Storefront(kpay, errorBox);
 const OAUTH_START = "/api/v1/wechat/oauth/start";
-
-const NOTICE_TITLES = {
-  lesson_unlocked: "新课时已解锁",
-  order_paid: "订单已支付",
-  refund: "退款到账",
-};
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -46,7 +41,7 @@ async function render() {
     show($("#dev-wechat-login"), oauth && dev);
     await store.show(user, paths, dev);
     showFeatures(user, paths);
-    if (user) listenForNotices(user);
+    if (user) showBell(user);
   } catch (error) {
     show($("#loading"), false);
     showError(errorBox, error);
@@ -73,40 +68,13 @@ function showFeatures(user, paths) {
   }
 }
 
-let subscribedFor = null;
+let bellFor = null;
 
-function listenForNotices(user) {
-  show($("#notices"), true);
-  if (subscribedFor === user.id) return;
-  subscribedFor = user.id;
-  socket.subscribe(`user:${user.id}`, {
-    onEvent: addNotice,
-    onResync: () => {
-      show($("#resync-note"), true);
-      refreshAccount();
-    },
-    onError: (error) => showError(errorBox, error),
-  });
+function showBell(user) {
+  if (bellFor === user.id) return;
+  bellFor = user.id;
+  mountBell($("#bell"), { kpay, socket, me: user });
   socket.connect();
-}
-
-async function refreshAccount() {
-  try {
-    showAccount(await kpay.me());
-  } catch (error) {
-    showError(errorBox, error);
-  }
-}
-
-function addNotice(frame) {
-  const data = frame.data && typeof frame.data === "object" ? frame.data : {};
-  const title = NOTICE_TITLES[frame.type] || data.title || frame.type;
-  const text = data.text || data.message || "";
-  const item = el("li", { "data-seq": frame.seq, "data-type": frame.type },
-    el("span", {}, el("strong", {}, title), text ? el("span", { class: "desc" }, ` ${text}`) : null),
-    el("span", { class: "muted small" }, formatTime(new Date().toISOString())));
-  $("#notice-list").prepend(item);
-  show($("#notice-empty"), false);
 }
 
 $("#dev-form").addEventListener("submit", async (event) => {
@@ -133,11 +101,9 @@ $("#dev-form").addEventListener("submit", async (event) => {
 
 $("#logout").addEventListener("click", () => {
   kpay.logout();
-  socket.subscriptions.get(`user:${subscribedFor}`)?.unsubscribe();
-  subscribedFor = null;
-  $("#notice-list").replaceChildren();
-  show($("#notice-empty"), true);
-  show($("#notices"), false);
+  socket.close();
+  show($("#bell"), false);
+  bellFor = null;
   render();
 });
 

@@ -5,6 +5,7 @@
 
 import { formatFen } from "../money.js";
 import { el, formatTime } from "../ui.js";
+import { voicePlayer } from "./voice-answer.js";
 
 export const ROOM_STATE_TEXT = { scheduled: "未开始", live: "直播中", ended: "已结束" };
 
@@ -181,7 +182,8 @@ export function questionParts(question, people, roomState) {
       reply.text ? el("p", { class: "answer-text" }, reply.text) : null,
       reply.audio_url
         ? el("audio", { controls: true, preload: "none", src: reply.audio_url, "aria-label": "语音回答" })
-        : null));
+        : null,
+      reply.audio_media_id ? voicePlayer(question) : null));
   }
   return parts;
 }

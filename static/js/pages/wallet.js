@@ -1,6 +1,7 @@
 // The wallet page: balance and held, top-up through WeChat Pay (or the dev simulator),
 // the ledger with "加载更多" paging.
 
+import { mountEarningsCard } from "../earnings.js";
 import { KPay, formatFen, parseYuan } from "../kpay.js";
 import { PAID_STATUSES, PaymentPanel, safeReturnPath } from "../pay.js";
 import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
@@ -11,6 +12,7 @@ const kpay = new KPay();
 const socket = kpay.socket();
 const errorBox = $("#error");
 let panel = null;
+let refreshEarnings = async () => {}; // consultants: the 我的收入 card
 let oldestShown = null; // created_at of the last ledger entry shown: the next page's `before`
 // Where to go back after topping up (?return=, from a course or room page): checked to be
 // a path on this site, so a crafted link cannot send the payer elsewhere.
@@ -32,7 +34,8 @@ async function start() {
     for (const id of ["#wallet", "#topup", "#ledger"]) show($(id), true);
     panel = new PaymentPanel($("#payment"), { kpay, dev, onPaid: paid, returnUrl: backFromWeChat });
     show($("#return-hint"), Boolean(returnPath));
-    await Promise.all([loadWallet(), loadLedger(true)]);
+    if (user.role === "consultant") refreshEarnings = mountEarningsCard($("#earnings-card"), { kpay });
+    await Promise.all([loadWallet(), loadLedger(true), refreshEarnings()]);
     // Anything told to this user (refunds, paid orders...) may change the balance.
     socket.subscribe(`user:${user.id}`, { onEvent: refresh, onResync: refresh });
     socket.connect();
@@ -84,7 +87,7 @@ function ledgerLine(entry) {
 
 async function refresh() {
   try {
-    await Promise.all([loadWallet(), loadLedger(true)]);
+    await Promise.all([loadWallet(), loadLedger(true), refreshEarnings()]);
   } catch (error) {
     showError(errorBox, error);
   }

@@ -1,0 +1,189 @@
+"""Saved notifications: what a user was told, in Chinese, each linking to what it is
+about (docs/api.md "Notifications", docs/plugins.md "app.notifications").
+
+Every ``app.tell_user`` saves one here, worded by the plugin that knows its kind (hook
+``describe_notification``); the operators send into the same list with ``add``. Each
+user keeps the newest ``KEEP_PER_USER``: an insert deletes what falls off the end, so
+the list, the unread count and the read-all update stay bounded by that number.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from kpay.core.errors import BadRequest
+from kpay.core.money.statements import yuan
+from kpay.core.plugins import close_awaitables, each_implementation
+from kpay.core.store import IndexSpec
+
+if TYPE_CHECKING:
+    from kpay.core.clock import Clock
+    from kpay.core.store import Store
+
+NOTIFICATIONS = "notifications"
+INDEXES = [IndexSpec.of(NOTIFICATIONS, "user_id", ("created_at", -1), ("_id", -1)),
+           IndexSpec.of(NOTIFICATIONS, "user_id", "read_at")]
+KEEP_PER_USER = 200
+# One page of the list, and one read request's ids, at most.
+MAX_PAGE = 50
+MAX_TITLE = 60
+MAX_BODY = 300
+MAX_LINK = 300
+MAX_KIND = 64
+# Event types the core sends on user:<id> itself: no plugin may tell a user one.
+RESERVED_KINDS = frozenset({"notification", "earnings_changed"})
+# The title of a kind no plugin describes: never the raw English kind.
+NEUTRAL_TITLE = "新消息"
+# A link is a path inside kpay: "/" then no second "/" or "\" (a browser reads "//x"
+# and "/\x" as another host), no scheme, no spaces or control characters.
+LINK = re.compile(r"^/(?![/\\])[^\s\\\x00-\x1f\x7f]*$")
+
+
+def check_link(link: str | None) -> str | None:
+    """``link`` if it is a relative path inside kpay (or None); else 400 ``invalid_link``.
+    Checked when a notification is saved, so a page can open it as it is."""
+    if link is None:
+        return None
+    parts = urlsplit(link)
+    if (len(link) > MAX_LINK or not LINK.fullmatch(link) or parts.scheme or parts.netloc):
+        raise BadRequest("a notification's link must be a path inside kpay, such as "
+                         "/static/course.html?id=c1", code="invalid_link", field="link")
+    return link
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with "…": titles and bodies quote what users
+    wrote (a question), which may be long."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "kind": doc["kind"], "title": doc["title"],
+            "body": doc["body"], "link": doc.get("link"), "created_at": doc["created_at"],
+            "read": doc.get("read_at") is not None}
+
+
+class Notifications:
+    """``app.notifications``: each user's saved notifications."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.keep = KEEP_PER_USER
+
+    @property
+    def collection(self) -> Any:
+        return self.store[NOTIFICATIONS]
+
+    async def add(self, user_id: str, title: str, body: str = "", link: str | None = None,
+                  kind: str = "message") -> dict[str, Any]:
+        """Save one notification for ``user_id`` and return it as the API shows it.
+        ``title`` and ``body`` are Chinese text (cut to ``MAX_TITLE``/``MAX_BODY``);
+        ``link`` a path inside kpay or None (400 ``invalid_link`` otherwise)."""
+        now = self.clock.now()
+        doc = {"_id": "ntf" + secrets.token_hex(10), "user_id": user_id,
+               "kind": clip(kind, MAX_KIND), "title": clip(title, MAX_TITLE) or NEUTRAL_TITLE,
+               "body": clip(body, MAX_BODY), "link": check_link(link),
+               "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+               "read_at": None}
+        await self.collection.insert_one(doc)
+        await self._trim(user_id)
+        return public(doc)
+
+    async def _trim(self, user_id: str) -> None:
+        # The oldest one kept; everything older goes. One indexed read per insert.
+        kept = self.collection.find({"user_id": user_id}, {"created_at": 1}).sort(
+            [("created_at", -1), ("_id", -1)]).skip(self.keep - 1).limit(1)
+        async for last in kept:
+            at = last["created_at"]
+            await self.collection.delete_many(
+                {"user_id": user_id, "$or": [{"created_at": {"$lt": at}},
+                                             {"created_at": at, "_id": {"$lt": last["_id"]}}]})
+
+    async def list(self, user_id: str, limit: int = 20,
+                   cursor: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``cursor`` the id of the last one of the previous page
+        (400 ``invalid_cursor`` for an id that is not this user's)."""
+        query: dict[str, Any] = {"user_id": user_id}
+        if cursor:
+            anchor = await self.collection.find_one({"_id": cursor, "user_id": user_id},
+                                                    {"created_at": 1})
+            if anchor is None:
+                raise BadRequest("cursor: no such notification", code="invalid_cursor",
+                                 field="cursor")
+            at: datetime = anchor["created_at"]
+            query["$or"] = [{"created_at": {"$lt": at}},
+                            {"created_at": at, "_id": {"$lt": cursor}}]
+        found = self.collection.find(query).sort(
+            [("created_at", -1), ("_id", -1)]).limit(min(limit, MAX_PAGE))
+        return [public(doc) async for doc in found]
+
+    async def unread_count(self, user_id: str) -> int:
+        return await self.collection.count_documents({"user_id": user_id, "read_at": None})
+
+    async def mark_read(self, user_id: str, ids: list[str] | None = None) -> int:
+        """Mark ``ids`` (at most ``MAX_PAGE``; others' ids match nothing), or every unread
+        one when ``ids`` is None, read. Returns how many changed."""
+        query: dict[str, Any] = {"user_id": user_id, "read_at": None}
+        if ids is not None:
+            query["_id"] = {"$in": list(ids)[:MAX_PAGE]}
+        result = await self.collection.update_many(query,
+                                                   {"$set": {"read_at": self.clock.now()}})
+        return result.modified_count
+
+
+def money_text(fen: int) -> str:
+    """"¥12.34" for a notification's text (integer fen, no float)."""
+    return "-¥" + yuan(-fen) if fen < 0 else "¥" + yuan(fen)
+
+
+PAYOUT_LINK = "/static/console.html"
+
+
+def describe_core(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The core's own kinds: payouts (docs/money.md "Payouts") and operators' refunds."""
+    if kind == "payout_waiting_confirmation":
+        return {"title": f"提现 {money_text(data['amount'])} 待确认收款",
+                "body": "请在微信中确认收款，逾期未确认的提现将退回收入。", "link": PAYOUT_LINK}
+    if kind == "payout_succeeded":
+        return {"title": f"提现 {money_text(data['amount'])} 已到账",
+                "body": "已转入你的微信零钱。", "link": PAYOUT_LINK}
+    if kind == "order_refunded":
+        to_wallet = data.get("to") == "wallet"
+        done = "已退回钱包" if to_wallet else (
+            "已原路退回" if data.get("status") == "succeeded" else "将原路退回")
+        return {"title": f"退款 {money_text(data['amount'])} {done}",
+                "body": f"订单「{data.get('title', '')}」已由客服退款。",
+                "link": "/static/wallet.html" if to_wallet else None}
+    if kind == "payout_returned":
+        return {"title": f"提现 {money_text(data['amount'])} 已退回",
+                "body": "提现未完成，金额已退回你的收入，可重新提现。", "link": PAYOUT_LINK}
+    return None
+
+
+async def describe(app: Any, user_id: str, kind: str, data: dict[str, Any]
+                   ) -> dict[str, Any]:
+    """``{"title", "body", "link"}`` for a ``tell_user`` event: the first plugin's
+    ``describe_notification`` answer that is not None (pluggy's order), else the neutral
+    title. An implementation that raises raises here (the caller logs it and saves
+    nothing: no guessed wording)."""
+    core = describe_core(kind, data)
+    if core is not None:
+        return core
+    calls = each_implementation(app.pm, "describe_notification",
+                                {"app": app, "user_id": user_id, "kind": kind,
+                                  "data": data})
+    try:
+        for called in calls:
+            answer = await called.result()
+            if answer is not None:
+                return {"title": str(answer["title"]), "body": str(answer.get("body") or ""),
+                        "link": answer.get("link")}
+    finally:
+        close_awaitables(calls)
+    return {"title": NEUTRAL_TITLE, "body": "", "link": None}
