@@ -16,8 +16,8 @@ from kpay.core.money.admin_routes import admin_money_routes
 from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
 from kpay.core.money.statements import statement_routes
-from kpay.core.posters import poster_routes
 from kpay.core.notification_routes import notification_routes
+from kpay.core.posters import poster_routes
 from kpay.core.users import issue_token
 from kpay.core.web import BaseHandler, Route, api
 
