@@ -181,3 +181,30 @@ export async function whileBusy(button, task, busyText = null) {
     else button.disabled = false;
   }
 }
+
+// Background classes of the default avatar (kpay.css `.avatar.c0` to `.c5`): dark enough
+// for white text (contrast 4.5:1 and more).
+const AVATAR_COLOURS = 6;
+
+/** A person's face: their avatar image (`profile.avatar_url`), or by default the first
+ * character of their nickname on a coloured circle (the colour from the id, so one person
+ * keeps one colour). `profile` is an entry of `app.users` profiles ({id, name,
+ * avatar_url}); `size` in CSS pixels. The image is decorative (alt=""): put the name next
+ * to it. */
+export function avatar(profile, size = 40) {
+  const name = (profile?.name || "").trim();
+  const url = profile?.avatar_url;
+  let node;
+  if (typeof url === "string" && url.startsWith("/")) {
+    node = el("img", { class: "avatar", src: url, alt: "", loading: "lazy", decoding: "async" });
+  } else {
+    let hash = 0;
+    for (const char of String(profile?.id || name)) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+    node = el("span", { class: `avatar c${hash % AVATAR_COLOURS}`, "aria-hidden": "true" },
+      Array.from(name)[0] || "?");
+    node.style.fontSize = `${Math.round(size * 0.45)}px`;
+  }
+  node.style.width = `${size}px`;
+  node.style.height = `${size}px`;
+  return node;
+}
