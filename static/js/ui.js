@@ -195,7 +195,7 @@ export function avatar(profile, size = 40) {
   const name = (profile?.name || "").trim();
   const url = profile?.avatar_url;
   let node;
-  if (typeof url === "string" && url.startsWith("/")) {
+  if (typeof url === "string" && /^(\/(?!\/)|https:\/\/)/.test(url)) {
     node = el("img", { class: "avatar", src: url, alt: "", loading: "lazy", decoding: "async" });
   } else {
     let hash = 0;
