@@ -18,6 +18,7 @@ import tornado.web
 
 from kpay.core import attention, audit, users
 from kpay.core import config as config_module
+from kpay.core import follows as follows_module
 from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
@@ -100,6 +101,9 @@ class KPay:
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
+        # Avatars are media ids; the users service asks app.media for their URLs.
+        self.users.media_source = self
+        self.follows = follows_module.Follows(self.store, self.clock, self.users)
         self.routes: list[Route] = []
         # Who owns which collection (``register_collections``), known at start-up;
         # ``check_collections`` (tests: kpay.testing) makes the store refuse a plugin
@@ -200,7 +204,7 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes()]
+                *self.money.indexes(), *follows_module.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

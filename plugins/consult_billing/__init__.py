@@ -103,3 +103,8 @@ async def on_shutdown(app):
 async def on_presence(app, channel, user_id, present):
     if channel.startswith("consult:"):
         await tracker_for(app).changed(channel, user_id)
+
+
+@hookimpl
+async def public_profile_sections(app, user_id):
+    return await profiles.profile_section(app, user_id)

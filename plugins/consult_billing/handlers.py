@@ -30,7 +30,8 @@ class MyProfileHandler(BaseHandler):
     async def get(self) -> None:
         user = self.require_user("consultant")
         doc = await profiles.get_profile(self.kpay, user.id)
-        self.write_json({"profile": profiles.public_profile(doc)})
+        person = await self.kpay.users.profile(user.id)
+        self.write_json({"profile": profiles.public_profile(doc, person=person)})
 
     @api("Set the caller's rate (fen per minute), minimum and maximum minutes, availability",
          body=profiles.ProfileUpdate, roles=("consultant",),
@@ -39,7 +40,8 @@ class MyProfileHandler(BaseHandler):
         user = self.require_user("consultant")
         update = self.body(profiles.ProfileUpdate)
         doc = await profiles.save_profile(self.kpay, user.id, update)
-        self.write_json({"profile": profiles.public_profile(doc)})
+        person = await self.kpay.users.profile(user.id)
+        self.write_json({"profile": profiles.public_profile(doc, person=person)})
 
 
 class ConsultantsHandler(BaseHandler):
@@ -50,8 +52,9 @@ class ConsultantsHandler(BaseHandler):
         docs = await profiles.available_profiles(self.kpay, limit)
         busy = {d["busy_consultant"] async for d in self.kpay.store[sessions.CONSULTATIONS].find(
             {"busy_consultant": {"$in": [d["_id"] for d in docs]}}, {"busy_consultant": 1})}
-        self.write_json({"consultants": [profiles.public_profile(d, d["_id"] in busy)
-                                         for d in docs]})
+        people = await profiles.people_of(self.kpay, docs)
+        self.write_json({"consultants": [
+            profiles.public_profile(d, d["_id"] in busy, people.get(d["_id"])) for d in docs]})
 
 
 class ConsultantHandler(BaseHandler):
@@ -60,7 +63,8 @@ class ConsultantHandler(BaseHandler):
         doc = await profiles.get_profile(self.kpay, consultant_id)
         busy = await self.kpay.store[sessions.CONSULTATIONS].find_one(
             {"busy_consultant": consultant_id}, {"_id": 1})
-        self.write_json({"profile": profiles.public_profile(doc, busy is not None)})
+        person = await self.kpay.users.profile(consultant_id)
+        self.write_json({"profile": profiles.public_profile(doc, busy is not None, person)})
 
 
 class ConsultationsHandler(BaseHandler):

@@ -62,3 +62,8 @@ def register_jobs(app: KPay):
 @hookimpl
 async def on_startup(app: KPay):
     await resume_recomputes(app)
+
+
+@hookimpl
+async def public_profile_sections(app: KPay, user_id: str):
+    return await courses.profile_section(app, user_id)

@@ -69,3 +69,8 @@ def on_presence(app, channel):
 @hookimpl
 def on_shutdown(app):
     room_channel.stop(app)
+
+
+@hookimpl
+async def public_profile_sections(app, user_id):
+    return await rooms.profile_section(app, user_id)
