@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymongo import ReturnDocument
 
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.store import IndexSpec
@@ -30,8 +31,9 @@ class ProfileUpdate(BaseModel):
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
     title: str = Field("", max_length=120)
-    #: A few lines about the consultant, shown on their profile page (plain text).
-    bio: str = Field("", max_length=1000)
+    #: A few lines about the consultant, shown on their profile page (plain text);
+    #: left out (null), the saved one is kept.
+    bio: str | None = Field(None, max_length=1000)
 
     @model_validator(mode="after")
     def minimum_within_maximum(self) -> ProfileUpdate:
@@ -73,11 +75,12 @@ async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> 
     check_bounds(app, update)
     user = await app.users.profile(consultant_id) or {}
     now = app.clock.now()
-    doc = {**update.model_dump(), "name": user.get("name", consultant_id), "updated_at": now}
-    await app.store[PROFILES].update_one(
+    doc = {**update.model_dump(exclude_none=True), "name": user.get("name", consultant_id),
+           "updated_at": now}
+    saved = await app.store[PROFILES].find_one_and_update(
         {"_id": consultant_id}, {"$set": doc, "$setOnInsert": {"created_at": now}},
-        upsert=True)
-    return {"_id": consultant_id, **doc}
+        upsert=True, return_document=ReturnDocument.AFTER)
+    return saved
 
 
 async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:

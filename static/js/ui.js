@@ -97,6 +97,16 @@ export function errorText(error) {
       return "登录已失效（已在其他地方退出或账号有变动），请重新登录";
     case "token_expired":
       return "登录已过期，请重新登录";
+    case "invalid_name":
+      return "昵称须为 1–20 个字，不能含换行或不可见字符";
+    case "invalid_media":
+      return "图片不可用，请重新上传自己的图片";
+    case "not_followable":
+      return "只能关注咨询师";
+    case "cannot_follow_self":
+      return "不能关注自己";
+    case "user_not_found":
+      return "找不到这位用户";
     case "unauthorized":
     case "invalid_token":
       return STATUS_TEXT[401];
@@ -127,6 +137,7 @@ const OPEN_CAP_TEXT = {
   consultant_requests: () => "这位咨询师排队的请求已满，请稍后再试",
   open_rooms: (n) => `未结束的直播间太多（最多 ${n} 个），请先结束一个`,
   draft_courses: (n) => `未发布的课程太多（最多 ${n} 门），请先发布一门`,
+  following: (n) => `关注的人太多（最多 ${n} 位），请先取消关注一些`,
 };
 
 function tooManyOpenText(details) {
