@@ -25,6 +25,8 @@ from kpay.core.clock import Clock
 from kpay.core.config import Settings
 from kpay.core.httpserver import KPayHTTPServer
 from kpay.core.logs import configure_logging, log_request
+from kpay.core.media import service as media_service
+from kpay.core.media.routes import CHUNK_PATH
 from kpay.core.money.notify import notify_routes
 from kpay.core.money.service import MoneyService
 from kpay.core.plugin_static import static_rules
@@ -101,6 +103,8 @@ class KPay:
         self.attention = attention.Attention(self.store, self.clock)
         self.users = users.Users(self.store, self.clock, settings.auth.standing_cache_seconds)
         self.audit = audit.AuditLog(self.store, self.clock)
+        # Uploads, storage and serving of images, audio and video (docs/media.md).
+        self.media = media_service.MediaService(self)
         # Avatars are media ids; the users service asks app.media for their URLs.
         self.users.media_source = self
         self.follows = follows_module.Follows(self.store, self.clock, self.users)
@@ -196,7 +200,8 @@ class KPay:
         # The core serves each provider's notify routes (docs/money.md, "Notify routes").
         self.routes += notify_routes(self)
         self.access = Access(self, await register_all(self.pm, "register_resources", self))
-        core = {spec.collection for spec in self.core_indexes()} | CORE_COLLECTIONS_WITHOUT_INDEXES
+        core = ({spec.collection for spec in self.core_indexes()} | CORE_COLLECTIONS_WITHOUT_INDEXES
+                | media_service.COLLECTIONS_WITHOUT_INDEXES)
         self.collections = await collection_owners(self.pm, self, core)
         if self.check_collections:
             self.store.guard = self.collections
@@ -204,7 +209,7 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes(), *follows_module.INDEXES]
+                *self.money.indexes(), *media_service.INDEXES, *follows_module.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port
@@ -242,7 +247,8 @@ class KPay:
         await self.store.create_indexes(indexes)
         if self.dev:
             await self._restore_dev_clock()
-        jobs = self.money.jobs() + await register_all(self.pm, "register_jobs", self)
+        jobs = (self.money.jobs() + self.media.jobs()
+                + await register_all(self.pm, "register_jobs", self))
         self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled)
         await self.broker.start()
         await self.notify("on_startup")
@@ -254,7 +260,8 @@ class KPay:
         # so is one accepted beyond max_connections.
         self.server = KPayHTTPServer(
             self.make_application(),
-            max_body_size=max(server.max_discard_bytes, server.max_body_bytes),
+            max_body_size=max(server.max_discard_bytes, server.max_body_bytes,
+                              self.settings.media.chunk_bytes),
             idle_connection_timeout=server.idle_connection_timeout_seconds,
             body_timeout=server.body_timeout_seconds,
             max_connections=server.max_connections,
@@ -275,6 +282,8 @@ class KPay:
         return KPayApplication(
             handlers,
             max_body_bytes=self.settings.server.max_body_bytes,
+            # Upload chunks have their own limit ([media] chunk_bytes).
+            large_bodies=((CHUNK_PATH, self.settings.media.chunk_bytes),),
             # img-src and media-src of the Content-Security-Policy every response carries.
             media_origins=self.settings.server.media_origins,
             kpay=self,
@@ -299,6 +308,7 @@ class KPay:
         for task in tuple(self._tasks):
             task.cancel()
         await self.broker.stop()
+        await self.media.close()
         await self.store.close()
         self._plugin_state.clear()
 

@@ -242,6 +242,56 @@ class LimitSettings(Section):
     max_keys: int = Field(100_000, ge=1)
 
 
+MIB = 1_048_576
+
+
+class MediaSettings(Section):
+    """Uploaded images, audio and video (docs/media.md). Sizes in bytes."""
+
+    # Where files are kept: "local" (a folder on this node) or "s3" (any S3-compatible
+    # store: AWS S3, Tencent COS, Aliyun OSS, MinIO).
+    storage: str = Field("local", pattern="^(local|s3)$")
+    # Local storage and the staging of uploads in progress; empty: <var>/media.
+    path: str = ""
+    # The most one upload may be, by kind (checked against the declared size at the
+    # start and against every chunk).
+    max_image_bytes: int = Field(10 * MIB, gt=0)
+    max_audio_bytes: int = Field(50 * MIB, gt=0)
+    max_video_bytes: int = Field(500 * MIB, gt=0)
+    # The size of each chunk of an upload (the last may be shorter); a chunk's body may
+    # be this large whatever [server] max_body_bytes says.
+    chunk_bytes: int = Field(MIB, ge=64 * 1024, le=16 * MIB)
+    # An upload not finished this long after it started is dropped with its chunks.
+    upload_ttl_hours: int = Field(24, ge=1, le=24 * 7)
+    # Upload starts per user per hour, and uploads one user may have open at once.
+    uploads_per_hour: int = Field(60, ge=1)
+    max_open_uploads: int = Field(10, ge=1)
+    # Chunks refused (wrong offset, bad range) before the upload is given up.
+    max_refused_chunks: int = Field(50, ge=1)
+    # Storage each user may fill, by role (a consultant's or admin's covers, lessons).
+    quota_student_bytes: int = Field(200 * MIB, ge=0)
+    quota_consultant_bytes: int = Field(5 * 1024 * MIB, ge=0)
+    # Images larger than this many pixels are refused before they are decoded.
+    max_image_pixels: int = Field(40_000_000, ge=1_000_000, le=200_000_000)
+    # How long a signed URL of paid media works unless the plugin asks otherwise.
+    signed_url_ttl_seconds: int = Field(600, ge=10, le=24 * 3600)
+    # Cache-Control max-age of public images (covers, avatars). A takedown cannot reach
+    # copies already cached by browsers or a CDN for this long.
+    public_cache_seconds: int = Field(86_400, ge=0, le=365 * 86_400)
+    # S3-compatible storage ([media] storage = "s3"); keys may come from the env as
+    # KPAY_MEDIA__S3_ACCESS_KEY and KPAY_MEDIA__S3_SECRET_KEY.
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    # Key prefix of every object kpay stores in the bucket.
+    s3_prefix: str = Field("kpay/", max_length=200)
+    # How long a presigned S3 URL kpay redirects to stays valid (S3 judges it on its
+    # own, real, clock).
+    s3_presign_seconds: int = Field(300, ge=10, le=3600)
+
+
 class LoggingSettings(Section):
     level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -258,6 +308,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "payouts": PayoutSettings,
     "limits": LimitSettings,
     "logging": LoggingSettings,
+    "media": MediaSettings,
 }
 
 
@@ -279,6 +330,7 @@ class Settings:
     payouts: PayoutSettings
     limits: LimitSettings
     logging: LoggingSettings
+    media: MediaSettings
 
     def __getattr__(self, name: str) -> Any:
         try:

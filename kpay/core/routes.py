@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from kpay.core import openapi, responses
 from kpay.core.account_routes import account_routes
+from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes
 from kpay.core.money.payout_routes import payout_routes
 from kpay.core.money.routes import money_routes
@@ -103,6 +104,7 @@ def core_routes(app: KPay) -> list[Route]:
         *admin_money_routes(),
         *statement_routes(),
         *payout_routes(app),
+        *media_routes(app),
     ]
     if app.dev:
         routes += [

@@ -274,9 +274,12 @@ class KPayApplication(tornado.web.Application):
 
     def __init__(self, handlers: list[Any], max_body_bytes: int,
                  media_origins: list[str] | tuple[str, ...] = ("'self'", "https:"),
+                 large_bodies: tuple[tuple[str, int], ...] = (),
                  **settings: Any) -> None:
         super().__init__(handlers, **settings)
         self.max_body_bytes = max_body_bytes
+        # (path pattern, limit): routes whose bodies may be larger (media upload chunks).
+        self.large_bodies = tuple((re.compile(p), limit) for p, limit in large_bodies)
         self.media_origins = tuple(media_origins)
         # Tornado makes each transform with ``transform(request)``: bind the origins.
         self.add_transform(functools.partial(SecurityHeaders,  # type: ignore[arg-type]
@@ -286,7 +289,8 @@ class KPayApplication(tornado.web.Application):
                       request_conn: tornado.httputil.HTTPConnection
                       ) -> tornado.httputil.HTTPMessageDelegate:
         inner = super().start_request(server_conn, request_conn)
-        return BodyLimit(inner, request_conn, self.max_body_bytes, self.media_origins)
+        return BodyLimit(inner, request_conn, self.max_body_bytes, self.media_origins,
+                         self.large_bodies)
 
 
 class BodyLimit(tornado.httputil.HTTPMessageDelegate):
@@ -296,8 +300,10 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
 
     def __init__(self, inner: tornado.httputil.HTTPMessageDelegate,
                  connection: tornado.httputil.HTTPConnection, limit: int,
-                 media_origins: tuple[str, ...] = ()) -> None:
+                 media_origins: tuple[str, ...] = (),
+                 large_bodies: tuple[tuple[re.Pattern[str], int], ...] = ()) -> None:
         self.inner = inner
+        self.large_bodies = large_bodies
         self.connection = connection
         self.limit = limit
         self.media_origins = media_origins
@@ -311,6 +317,10 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
         self.method = getattr(start_line, "method", "?")
         self.host = headers.get("Host", "")
+        path = getattr(start_line, "path", "").partition("?")[0]
+        for pattern, limit in self.large_bodies:
+            if pattern.fullmatch(path):
+                self.limit = limit
         length = headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.limit:
             self.refused = True

@@ -1,6 +1,7 @@
 // Small DOM helpers shared by the pages: safe element building, Chinese error messages,
 // the connection badge and time formatting. Data is always set as text, never as HTML.
 
+import { mediaErrorText } from "./media.js";
 import { formatFen } from "./money.js";
 
 /** Build an element: el("a", {href: "/x", class: "btn"}, "text", child, ...). Attributes
@@ -59,6 +60,8 @@ const STATUS_TEXT = {
 /** A message in Chinese for an ApiError (or any Error), for people, not for logs. */
 export function errorText(error) {
   const details = error?.details || {};
+  const media = mediaErrorText(error); // uploads and media URLs (media.js)
+  if (media) return media;
   switch (error?.code) {
     case "invalid_amount":
       if (Number.isSafeInteger(details.min) && Number.isSafeInteger(details.max)) {

@@ -1,0 +1,133 @@
+"""Serving media: public images at ``/media/<id>/<variant>``, paid media at signed URLs
+``/media/s/<token>`` (docs/media.md, "Serving").
+
+Local storage is streamed by kpay with HTTP range requests (audio and video seek); S3
+storage is a 302 to a presigned URL, made only after kpay's own checks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kpay.core.errors import ApiError, Forbidden, NotFound
+from kpay.core.media.service import IMAGE_VARIANTS, MediaService, is_public
+from kpay.core.web import BaseHandler, api
+
+RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (inclusive) of a single-range ``Range`` header, or None to send
+    the whole file (no header, several ranges, or one kpay does not read: RFC 9110 lets a
+    server ignore Range). :class:`Unsatisfiable` when it lies beyond the file."""
+    if not header:
+        return None
+    match = RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise Unsatisfiable()
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise Unsatisfiable()
+    return start, end
+
+
+def gone() -> ApiError:
+    return ApiError("this media was taken down", code="media_taken_down", status=410)
+
+
+class MediaBody(BaseHandler):
+    """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
+
+    media: MediaService
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    async def send(self, media: dict[str, Any], variant: str, cache: str) -> None:
+        storage = self.kpay.media.storage
+        key = f"{media['_id']}/{variant}"
+        if storage.redirects:
+            url = await storage.presigned_url(key, media["content_type"],
+                                              self.kpay.settings.media.s3_presign_seconds)
+            self.set_header("Cache-Control", "private, no-store")
+            self.redirect(url, status=302)
+            return
+        size = media["files"][variant]
+        try:
+            wanted = parse_range(self.request.headers.get("Range"), size)
+        except Unsatisfiable:
+            self.set_status(416)
+            self.set_header("Content-Range", f"bytes */{size}")
+            self.finish()
+            return
+        start, end = wanted if wanted is not None else (0, size - 1)
+        self.set_header("Content-Type", media["content_type"])
+        self.set_header("Content-Disposition", "inline")
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Cache-Control", cache)
+        if wanted is not None:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.set_header("Content-Length", str(end - start + 1))
+        if self.request.method == "HEAD" or size == 0:
+            self.finish()
+            return
+        async for block in storage.read(key, start, end):
+            self.write(block)
+            await self.flush()
+        self.finish()
+
+
+class PublicMediaHandler(MediaBody):
+    @api("A public image (cover, avatar) in one size: thumb, card or full", auth=False,
+         media_type="image/jpeg")
+    async def get(self, media_id: str, variant: str) -> None:
+        media = await self.kpay.media.find(media_id)
+        if media is None or not is_public(media) or variant not in IMAGE_VARIANTS:
+            raise NotFound("no such image", code="media_not_found")
+        if media["status"] != "ready":
+            raise gone()
+        cache = f"public, max-age={self.kpay.settings.media.public_cache_seconds}"
+        await self.send(media, variant, cache)
+
+
+class SignedMediaHandler(MediaBody):
+    @api("Paid media at a URL kpay signed (range requests; S3: a redirect)", auth=False,
+         media_type="application/octet-stream")
+    async def get(self, token: str) -> None:
+        service = self.kpay.media
+        grant = service.signer.verify(token)
+        now = self.kpay.clock.time()
+        if grant.expires < now:
+            raise Forbidden("this media URL has expired; reload the page",
+                            code="url_expired")
+        # A URL given away still names its user: one opened with someone else's token
+        # is refused (the page of that user gets its own URL).
+        caller = self.token_claims.user.id if self.token_claims is not None else None
+        if caller is not None and caller != grant.user_id:
+            raise Forbidden("this media URL was made for another user", code="wrong_user")
+        media = await service.find(grant.media_id)
+        if media is None:
+            raise NotFound("no such media", code="media_not_found")
+        if media["status"] != "ready":
+            raise gone()
+        if not await self.kpay.access.allowed(grant.user_id, "view", grant.resource):
+            raise Forbidden("no access to this media", code="no_access")
+        remaining = max(0, int(grant.expires - now))
+        variant = "full" if media["kind"] == "image" else "original"
+        await self.send(media, variant, f"private, max-age={remaining}")
