@@ -102,8 +102,6 @@ export function errorText(error) {
       return "登录已过期，请重新登录";
     case "invalid_name":
       return "昵称须为 1–20 个字，不能含换行或不可见字符";
-    case "invalid_media":
-      return "图片不可用，请重新上传自己的图片";
     case "not_followable":
       return "只能关注咨询师";
     case "cannot_follow_self":
@@ -209,8 +207,11 @@ export function avatar(profile, size = 40) {
   const name = (profile?.name || "").trim();
   const url = profile?.avatar_url;
   let node;
-  if (typeof url === "string" && /^(\/(?!\/)|https:\/\/)/.test(url)) {
+  if (typeof url === "string" && (/^(\/(?!\/)|https:\/\/)/.test(url) || url.startsWith(`${location.origin}/`))) {
     node = el("img", { class: "avatar", src: url, alt: "", loading: "lazy", decoding: "async" });
+    // A file taken down (or gone) is not served: the default face stands in.
+    node.addEventListener("error", () => node.replaceWith(avatar({ ...profile, avatar_url: null }, size)),
+      { once: true });
   } else {
     let hash = 0;
     for (const char of String(profile?.id || name)) hash = (hash * 31 + char.codePointAt(0)) >>> 0;

@@ -3,10 +3,12 @@ sections, and the batched profiles lookup (docs/api.md "Me", "Follow", "Profiles
 
 from __future__ import annotations
 
+import io
 import types
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from kpay import hookimpl
 from kpay.core import follows
@@ -15,8 +17,27 @@ PLUGINS = {"plugins": {"enabled": ["live_qa", "consult_billing", "course_drip"]}
 
 
 @pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return PLUGINS
+def kpay_overrides(tmp_path: Any) -> dict[str, dict[str, Any]]:
+    return {**PLUGINS, "media": {"path": str(tmp_path / "media")}}
+
+
+def png(width: int = 200, height: int = 200) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (5, 112, 63)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def upload(api: Any, token: str, data: bytes, purpose: str = "avatar") -> str:
+    """Upload ``data`` as one chunk (it is small); the media id."""
+    status, body = await api.post("/api/v1/media/uploads", {
+        "kind": "image", "purpose": purpose, "size": len(data)}, token)
+    assert status == 201, body
+    status, body = await api.request(
+        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+                 "Content-Type": "application/octet-stream"})
+    assert status == 200 and "media" in body, body
+    return body["media"]["id"]
 
 
 async def patch_me(api: Any, token: str, body: Any) -> tuple[int, Any]:
@@ -63,11 +84,28 @@ async def test_patch_me_takes_only_its_fields_and_a_user(api):
 
 
 @pytest.mark.gen_test
-async def test_an_avatar_must_be_a_media_the_user_uploaded(api, kpay_app):
-    token = await api.login("lin", "student", name="林")
-    status, body = await patch_me(api, token, {"avatar_media_id": "m_not_there"})
-    assert status == 400 and body["error"]["code"] == "invalid_media", body
+async def test_an_avatar_must_be_an_avatar_image_the_user_uploaded(api, kpay_app):
+    token = await api.login("lin", "consultant", name="林")
+    other = await api.login("amy", "student", name="艾米")
+    mine = await upload(api, token, png())
+    cover = await upload(api, token, png(), purpose="cover")
+    theirs = await upload(api, other, png())
+    for media_id in ("m_not_there", cover, theirs, "../../etc/passwd"):
+        status, body = await patch_me(api, token, {"avatar_media_id": media_id})
+        assert status == 400 and body["error"]["code"] == "invalid_media", (media_id, body)
     assert (await api.get("/api/v1/me", token))[1]["avatar_url"] is None
+
+    status, me = await patch_me(api, token, {"avatar_media_id": mine})
+    assert status == 200, me
+    assert me["avatar_url"] == f"/media/{mine}/thumb"
+    assert (await api.get("/api/v1/me", token))[1]["avatar_url"] == me["avatar_url"]
+    found = (await api.get("/api/v1/users/profiles?ids=lin"))[1]["profiles"]["lin"]
+    assert found["avatar_url"] == me["avatar_url"]
+    assert (await kpay_app.users.profile("lin"))["avatar_url"] == me["avatar_url"]
+    # The image is served publicly, resized for a face.
+    response = await api.http.fetch(api.base + me["avatar_url"], raise_error=False)
+    assert response.code == 200
+    assert Image.open(io.BytesIO(response.body)).width <= 160
 
 
 @pytest.mark.gen_test
