@@ -269,7 +269,8 @@ function renderInfo() {
   $("#room-host").replaceChildren(el("a", {
     class: "person", href: `/static/profile.html?id=${encodeURIComponent(room.host_id)}`,
     "aria-label": `主持人 ${host.name} 的主页`,
-  }, avatar(host, 32), el("span", { class: "name" }, host.name)));
+  }, avatar(host, 32), el("span", { class: "name" }, host.name),
+  el("span", { class: "muted small role" }, "主持人 · 主页 ›")));
   $("#feed-title").textContent = room.state === "ended" ? "回放" : "直播内容";
   show($("#room-info"), true);
 }
