@@ -148,8 +148,8 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
     const list = q("#request-list");
     names.load([...requests.values()].map((c) => c.student_id)).then((learnt) => learnt && renderRequests());
     list.replaceChildren(...[...requests.values()].map((c) => {
-      const accept = el("button", { class: "btn", type: "button", "aria-label": `接受 ${student(c)} 的咨询请求` }, "接受");
-      const decline = el("button", { class: "btn plain", type: "button", "aria-label": `婉拒 ${student(c)} 的咨询请求` }, "婉拒");
+      const accept = el("button", { class: "btn", type: "button", "aria-label": `接受 ${names.name(c.student_id, "学生")} 的咨询请求` }, "接受");
+      const decline = el("button", { class: "btn plain", type: "button", "aria-label": `婉拒 ${names.name(c.student_id, "学生")} 的咨询请求` }, "婉拒");
       accept.addEventListener("click", () => whileBusy(accept, () => answer(c, "accept"), "接受中…"));
       decline.addEventListener("click", () => whileBusy(decline, () => answer(c, "decline")));
       return el("li", { "data-id": c.id },
