@@ -58,6 +58,18 @@ export class People {
     return this.get(id)?.name || fallback;
   }
 
+  /** A link to the person's public page (profile.html): `a.person` with avatar, nickname
+   * and a muted `role` word (主持人, 讲师). */
+  link(id, { size = 32, fallback = "用户", role = "" } = {}) {
+    const profile = this.get(id);
+    const name = profile?.name || fallback;
+    return el("a", {
+      class: "person", href: `/static/profile.html?id=${encodeURIComponent(id)}`,
+      "aria-label": `${role ? `${role} ` : ""}${name} 的主页`,
+    }, avatar(profile || { id, name }, size), el("span", { class: "name" }, name),
+    role ? el("span", { class: "muted small role" }, `${role} · 主页 ›`) : null);
+  }
+
   /** A person as `span.person`: avatar and `label` (default their nickname). */
   badge(id, { size = 28, label = null, fallback = "用户" } = {}) {
     const profile = this.get(id);

@@ -154,6 +154,12 @@ async def test_student_opens_a_profile_follows_and_opens_a_room(pages, api, kpay
     await expect(page).to_have_url(f"{pages.base}/static/room.html?id={room_id}")
     await expect(page.locator("#room-host")).to_contain_text("林晓")
 
+    # The course page names its author the same way, linked back to the profile.
+    await pages.open(page, f"/static/course.html?id={course_id}")
+    await expect(page.locator("#course-author .name")).to_have_text("林晓")
+    await expect(page.locator("#course-author a")).to_have_attribute(
+        "href", "/static/profile.html?id=lin")
+
     # Without a login the page still reads, and asks to log in to follow.
     anonymous = await pages.new_page()
     await pages.open(anonymous, "/static/profile.html?id=lin")

@@ -5,6 +5,7 @@
 
 import { KPay, formatFen } from "../kpay.js";
 import { PaymentPanel } from "../pay.js";
+import { People } from "../people.js";
 import { $, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
 import { releaseText } from "./console-courses.js";
 import { shortfallText } from "./consult-call.js";
@@ -24,6 +25,7 @@ let serverOffsetMs = 0; // the server clock minus ours (the dev clock can be ahe
 let devMode = false;
 const askedAt = new Set(); // unlocks_at times already refetched for (once each)
 let panel = null;
+const names = new People(kpay);
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
@@ -104,6 +106,10 @@ async function loadCourse() {
   document.title = `${course.title} - kpay`;
   $("#page-title").textContent = "课程";
   $("#course-title").textContent = course.title;
+  await names.load([course.author_id]); // the author by nickname and face, linked to their page
+  $("#course-author")?.remove();
+  $("#course-title").after(el("p", { id: "course-author", class: "course-author" },
+    names.link(course.author_id, { fallback: "讲师", role: "讲师" })));
   $("#course-price").textContent = course.price ? formatFen(course.price) : "免费";
   // description_html is Markdown rendered and then sanitised by the server (nh3: no
   // scripts, no event handlers, only http/https/mailto links), so it may go in as HTML.

@@ -7,7 +7,7 @@
 import { KPay, formatFen, parseYuan } from "../kpay.js";
 import { PaymentPanel } from "../pay.js";
 import { People } from "../people.js";
-import { $, avatar, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
+import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath,
 } from "./live-room.js";
@@ -265,12 +265,7 @@ function renderInfo() {
   else if (room.state === "live" && room.started_at) when = `开始于 ${formatTime(room.started_at)}`;
   else if (room.state === "ended") when = "直播已结束，以下为回放";
   $("#room-when").textContent = when;
-  const host = names.get(room.host_id) || { id: room.host_id, name: "主持人" };
-  $("#room-host").replaceChildren(el("a", {
-    class: "person", href: `/static/profile.html?id=${encodeURIComponent(room.host_id)}`,
-    "aria-label": `主持人 ${host.name} 的主页`,
-  }, avatar(host, 32), el("span", { class: "name" }, host.name),
-  el("span", { class: "muted small role" }, "主持人 · 主页 ›")));
+  $("#room-host").replaceChildren(names.link(room.host_id, { fallback: "主持人", role: "主持人" }));
   $("#feed-title").textContent = room.state === "ended" ? "回放" : "直播内容";
   show($("#room-info"), true);
 }
