@@ -298,6 +298,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "scope": ["snsapi_base", "snsapi_userinfo"],
             "before": ["2026-03-01T00:00:00+08:00"],
             "month": ["2026-03"],
+            "ids": ["fuzz-student,fuzz-consultant"],
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],
@@ -315,6 +316,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
             ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
             ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
+            # Follow a consultant (the only ones who can be followed).
+            ("/api/v1/users/{user_id}/follow", "user_id"): "fuzz-consultant",
         },
         bodies={
             ("POST", "/api/v1/orders"): {
