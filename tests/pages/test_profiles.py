@@ -210,3 +210,25 @@ async def test_a_room_shows_people_by_nickname_and_face_never_by_id(pages, api):
     assert "学员 " not in text
     await pages.check_accessibility(page)
     await pages.screenshot(page, "room-nicknames")
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_student_edits_their_own_page(pages, api, tmp_path):
+    student = await api.login("stu_9c1d", "student", name="stu_9c1d")
+    page = await pages.new_page(token=student)
+    await pages.open(page, "/static/profile.html?id=stu_9c1d")
+    await expect(page.locator("#follow")).to_be_hidden()  # not a consultant, and oneself
+    await page.get_by_role("button", name="编辑资料").click()
+    await expect(page.get_by_label("头衔")).to_be_hidden()  # a consultant's
+    await page.get_by_label("昵称").fill("小周同学")
+    await page.get_by_role("button", name="保存资料").click()
+    await expect(page.locator("#profile-name")).to_have_text("小周同学")
+    picture = tmp_path / "me.png"
+    picture.write_bytes(face_png())
+    await page.locator("#pf-avatar-file").set_input_files(str(picture))
+    await expect(page.locator("#profile-avatar img.avatar")).to_have_attribute(
+        "src", re.compile(r"^/media/[^/]+/thumb$"))
+    await pages.check_accessibility(page)
+    await pages.screenshot(page, "profile-own-edit")
+    _, me = await api.get("/api/v1/me", student)
+    assert me["name"] == "小周同学" and me["avatar_url"]

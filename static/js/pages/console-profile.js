@@ -24,7 +24,7 @@ function layout(me) {
       el("div", { class: "field" },
         el("label", { for: "pf-name" }, "昵称"),
         el("input", { id: "pf-name", type: "text", maxlength: 40, autocomplete: "nickname", value: me.name || "" }),
-        el("p", { class: "hint" }, `1–${NAME_MAX} 个字，学员在直播间、咨询和课程里看到的名字`)),
+        el("p", { class: "hint" }, `1–${NAME_MAX} 个字，别人在直播间、咨询和课程里看到的名字`)),
       el("div", { class: "field", id: "pf-title-field", hidden: true },
         el("label", { for: "pf-title" }, "头衔"),
         el("input", { id: "pf-title", type: "text", maxlength: 120, placeholder: "例如：资深职业规划师" })),
@@ -39,17 +39,19 @@ function layout(me) {
     el("a", { class: "btn secondary", id: "pf-public", href: `/static/profile.html?id=${encodeURIComponent(me.id)}` }, "查看我的主页"));
 }
 
-/** Fill the profile panel. context: {kpay, me} (see console.js). */
-export async function mount(panel, { kpay, me }) {
+/** Fill the profile panel. context: {kpay, me} (see console.js); profile.html mounts it
+ * too for the reader's own page, with `onSaved(profile)` to draw the page again. */
+export async function mount(panel, { kpay, me, onSaved = () => {}, publicLink = true }) {
   const q = (selector) => $(selector, panel);
   panel.replaceChildren(layout(me));
+  show(q("#pf-public"), publicLink);
   let profile = { ...me };
   let consult = null; // the consultant profile (consult_billing), when there is one
   const drawAvatar = () => q("#pf-avatar").replaceChildren(avatar(profile, 72));
   drawAvatar();
 
   const paths = await kpay.apiPaths().catch(() => new Set());
-  if (paths.has("/api/v1/consultants/me")) {
+  if (me.role === "consultant" && paths.has("/api/v1/consultants/me")) {
     try {
       ({ profile: consult } = await kpay.get("/api/v1/consultants/me"));
     } catch (error) {
@@ -94,6 +96,7 @@ export async function mount(panel, { kpay, me }) {
       profile = await kpay.request("PATCH", "/api/v1/me", { avatar_media_id: uploaded.id });
       drawAvatar();
       state.textContent = "头像已更新";
+      onSaved(profile);
     } catch (error) {
       state.textContent = "";
       showError(q("#pf-error"), error);
@@ -127,6 +130,7 @@ export async function mount(panel, { kpay, me }) {
         drawAvatar();
         q("#pf-saved").textContent = "资料已保存";
         show(q("#pf-saved"), true);
+        onSaved(profile, consult);
       } catch (error) {
         showError(region, error);
       }

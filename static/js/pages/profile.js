@@ -46,11 +46,15 @@ function render() {
   $("#profile-title").textContent = title;
   show($("#profile-title"), Boolean(title));
   renderFollow();
+  show($("#edit"), me?.id === profile.id);
   show($("#hero"), true);
   renderConsult(sections.consult);
   renderRooms(sections.rooms || []);
   renderCourses(sections.courses || []);
-  show($("#empty"), !sections.consult && !sections.rooms?.length && !sections.courses?.length);
+  // Followers, and "nothing yet", mean something only for a consultant (who can be followed).
+  const consultant = profile.role === "consultant";
+  show($("#empty"), consultant && !sections.consult && !sections.rooms?.length && !sections.courses?.length);
+  show($(".profile-stats"), consultant);
 }
 
 // -- follow ------------------------------------------------------------------------------
@@ -78,6 +82,28 @@ $("#follow").addEventListener("click", (event) => whileBusy(event.currentTarget,
   }
   renderFollow();
 }));
+
+// -- one's own page: edit it here ------------------------------------------------------------
+
+let editing = null; // the editor's mount, once opened
+
+$("#edit").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  const open = button.getAttribute("aria-expanded") !== "true";
+  button.setAttribute("aria-expanded", String(open));
+  button.textContent = open ? "收起" : "编辑资料";
+  show($("#editor"), open);
+  if (!open || editing) return;
+  editing = import("./console-profile.js").then(({ mount }) => mount($("#editor"), {
+    kpay, me, publicLink: false, onSaved: async () => {
+      ({ profile } = await kpay.get(`/api/v1/users/${encodeURIComponent(userId)}/profile`));
+      render();
+    },
+  })).catch((error) => {
+    editing = null;
+    showError($("#error"), error);
+  });
+});
 
 // -- consultation and bio -----------------------------------------------------------------------
 
