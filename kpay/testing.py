@@ -48,8 +48,8 @@ from kpay.testclients import ApiClient, DevClock, SocketClient, UserClient, wait
 from kpay.testproviders import FakePayoutProvider, FakeProvider, FakeProviderPlugin
 
 __all__ = ["ApiClient", "DevClock", "FakePayoutProvider", "FakeProvider", "FakeProviderPlugin",
-           "SocketClient", "TestDeployment", "UserClient", "assert_books_balanced", "run_kpay",
-           "wait_until"]
+           "SocketClient", "TestDeployment", "UserClient", "assert_books_balanced", "make_bucket",
+           "run_kpay", "wait_until"]
 
 # Random-looking: with dev mode off, a padded secret ("...-" + "x" * 32) is refused.
 TEST_SECRET = "kpay-test-secret-Qm7vT2xR9cLp4WzN8aHs3KdJ6fYb1UeG"
@@ -348,3 +348,28 @@ def redis_url() -> Iterator[str]:
         process.terminate()
         process.wait(10)
 
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 emulator (moto's server mode) for the whole session, on a free port:
+    its URL, for ``[media] s3_endpoint_url``. Give each test its own bucket
+    (:func:`make_bucket`). Needs the test extra's ``moto[server]``."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def make_bucket(endpoint: str, name: str, region: str = "us-east-1") -> None:
+    """Create an S3 bucket on the emulator (boto3 comes with aioboto3 and moto)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_bucket(Bucket=name)

@@ -260,8 +260,7 @@ class KPay:
         # so is one accepted beyond max_connections.
         self.server = KPayHTTPServer(
             self.make_application(),
-            max_body_size=max(server.max_discard_bytes, server.max_body_bytes,
-                              self.settings.media.chunk_bytes),
+            max_body_size=max(server.max_discard_bytes, server.max_body_bytes),
             idle_connection_timeout=server.idle_connection_timeout_seconds,
             body_timeout=server.body_timeout_seconds,
             max_connections=server.max_connections,
@@ -283,7 +282,7 @@ class KPay:
             handlers,
             max_body_bytes=self.settings.server.max_body_bytes,
             # Upload chunks have their own limit ([media] chunk_bytes).
-            large_bodies=((CHUNK_PATH, self.settings.media.chunk_bytes),),
+            large_bodies=((CHUNK_PATH, self.media.chunk_size),),
             # img-src and media-src of the Content-Security-Policy every response carries.
             media_origins=self.settings.server.media_origins,
             kpay=self,

@@ -74,6 +74,11 @@ export async function uploadFile(kpay, file, { kind, purpose, onProgress, signal
   let tries = 0;
   while (true) {
     if (signal?.aborted) throw aborted();
+    if (offset >= total) { // the last chunk is in: its answer was lost, or it is processed
+      const media = await completed(kpay, id, signal);
+      onProgress?.(total, total);
+      return media;
+    }
     const chunk = file.slice(offset, Math.min(offset + chunkSize, total));
     try {
       const result = await sendChunk(kpay, id, chunk, offset, total, signal);
@@ -93,20 +98,37 @@ export async function uploadFile(kpay, file, { kind, purpose, onProgress, signal
       if (!retriable(error) || tries >= CHUNK_TRIES) throw error;
       await sleep(FIRST_WAIT_MS * 2 ** (tries - 1), signal);
       offset = await serverOffset(kpay, id, offset);
-      if (offset === null) return (await kpay.get(`/api/v1/media/uploads/${id}`)).media;
     }
   }
 }
 
-/** Where the server's copy of an upload ends (null: it is already complete). */
+/** Where the server's copy of an upload ends (`Infinity`: complete, or being
+ * completed; `fallback` while the server cannot be reached). */
 async function serverOffset(kpay, uploadId, fallback) {
   try {
     const state = await kpay.get(`/api/v1/media/uploads/${encodeURIComponent(uploadId)}`);
-    if (state.media) return null;
-    return state.upload.offset;
+    return state.media ? Infinity : state.upload.offset;
   } catch {
     return fallback; // still offline: try the same chunk again
   }
+}
+
+/** The MEDIA of an upload whose last chunk arrived (its answer may have been lost, or
+ * the server is still processing it): asked again every second, for up to two minutes. */
+async function completed(kpay, uploadId, signal) {
+  for (let attempt = 0; attempt < 120; attempt += 1) {
+    try {
+      const state = await kpay.get(`/api/v1/media/uploads/${encodeURIComponent(uploadId)}`);
+      if (state.media) return state.media;
+      if (!["open", "processing"].includes(state.upload.status)) {
+        throw new ApiError(409, "upload_closed", `upload ${state.upload.status}`);
+      }
+    } catch (error) {
+      if (!retriable(error)) throw error;
+    }
+    await sleep(1000, signal);
+  }
+  throw new ApiError(0, "timeout", "the upload was not completed in time");
 }
 
 /** The audio type this browser records: WebM/Opus (Android, desktop) or MP4 (iOS). */
@@ -186,6 +208,9 @@ export function formatBytes(bytes) {
 
 /** The Chinese message of a media error, or null when it is not one (ui.js errorText). */
 export function mediaErrorText(error) {
+  if (error?.code === "too_many_open" && error.details?.what === "media_uploads") {
+    return "正在上传的文件太多，请等当前上传完成";
+  }
   const text = Object.hasOwn(MEDIA_TEXT, error?.code || "") ? MEDIA_TEXT[error.code] : null;
   return text ? text(error.details || {}) : null;
 }
@@ -222,7 +247,7 @@ export function uploadButton(kpay, { kind, purpose, text = "选择文件", accep
         kind, purpose,
         onProgress: (sent, total) => { bar.value = total ? Math.round((sent / total) * 100) : 0; },
       });
-      caption.textContent = "已上传";
+      caption.textContent = "已上传 · 点此更换";
       onDone?.(media);
     } catch (error) {
       caption.textContent = text;

@@ -46,6 +46,20 @@ def wav_bytes(seconds: float = 2.0, rate: int = 8000) -> bytes:
     return out.getvalue()
 
 
+def mp3_bytes(frames: int = 100) -> bytes:
+    """Silent MPEG-1 layer III frames, 128 kbit/s at 44.1 kHz: 417 bytes and 26.12 ms
+    each (100 frames: 2.612 s)."""
+    return (b"\xff\xfb\x90\x64" + b"\0" * 413) * frames
+
+
+def webm_bytes(padding: int = 3000) -> bytes:
+    """The EBML header of a WebM file (DocType "webm"), as MediaRecorder starts one."""
+    header = (bytes.fromhex("1A45DFA3") + b"\x9f\x42\x86\x81\x01\x42\xf7\x81\x01"
+              b"\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04"
+              b"\x42\x85\x81\x02")
+    return header + b"\0" * padding
+
+
 async def start(user: UserClient, data: bytes, kind: str = "image", purpose: str = "cover",
                 size: int | None = None) -> tuple[int, Any]:
     return await user.post("/api/v1/media/uploads",

@@ -20,6 +20,10 @@ class TapePlugin:
     """Owns ``tape:<id>``: a throwaway paid resource."""
 
     @hookimpl
+    def register_collections(self, app):
+        return []
+
+    @hookimpl
     def register_resources(self, app):
         def owner(app, ident):
             return "carol" if ident in VIEWERS else None

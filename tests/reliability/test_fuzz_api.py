@@ -90,8 +90,24 @@ NEED_WECHAT = {"POST /api/v1/pay/wechat/refund-notify", "GET /api/v1/wechat/oaut
                # The fake payout provider's notifies carry its signature in a header.
                "POST /api/v1/pay/fuzzpay/notify", "POST /api/v1/pay/fuzzpay/refund-notify",
                "POST /api/v1/pay/fuzzpay/transfer-notify"}
+#: A chunk of an upload needs a Content-Range header matching its body, which the
+#: OpenAPI document cannot make the fuzzer send (tests/media covers it).
+NEED_HEADERS = {"PUT /api/v1/media/uploads/{upload_id}"}
 #: Change or end the seeded objects: fuzzed after everything else.
-LAST = ("/members/", "/unpublish", "/block", "/role", "/logout", "/end")
+LAST = ("/members/", "/unpublish", "/block", "/role", "/logout", "/end", "/takedown")
+
+
+def tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (20, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+FUZZ_PNG = tiny_png()
 
 
 @pytest.fixture
@@ -267,6 +283,18 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
     payout_ids = [(await call("POST", "/api/v1/payouts", {"amount": amount}, consultant,
                               201))["payout"]["id"] for amount in (6000, 6000, 100, 100)]
     entries = (await call("GET", "/api/v1/admin/attention", token=admin))["entries"]
+    # Media: a cover (a public image), an upload in progress, a signed URL of the cover.
+    cover = (await call("POST", "/api/v1/media/uploads", {
+        "kind": "image", "purpose": "cover", "size": len(FUZZ_PNG)}, consultant, 201))["upload"]
+    status, done = await api.request(
+        "PUT", f"/api/v1/media/uploads/{cover['id']}", raw=FUZZ_PNG, token=consultant,
+        headers={"Content-Range": f"bytes 0-{len(FUZZ_PNG) - 1}/{len(FUZZ_PNG)}"})
+    assert status == 200, done
+    cover_id = done["media"]["id"]
+    upload = (await call("POST", "/api/v1/media/uploads", {
+        "kind": "audio", "purpose": "lesson", "size": 1000}, consultant, 201))["upload"]
+    signed = app.media.signed_url(cover_id, user_id="fuzz-consultant",
+                                  resource=f"course:{course['id']}", ttl=24 * 3600)
     base = f"http://127.0.0.1:{app.port}"
     return Seeded(
         path={
@@ -280,6 +308,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "order_id": [pending["order"]["id"], ticket["order"]["id"]],
             "entry_id": [entry["id"] for entry in entries],
             "payout_id": payout_ids,
+            "upload_id": [upload["id"]],
+            "media_id": [cover_id],
+            "variant": ["card", "thumb"],
             # Members and enrollments: the seeded student. The admin routes get a user
             # of their own (blocking the fuzzer's own users would end the run's tokens).
             "user_id": ["fuzz-student"],
@@ -299,6 +330,7 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "before": ["2026-03-01T00:00:00+08:00"],
             "month": ["2026-03"],
             "ids": ["fuzz-student,fuzz-consultant"],
+            "token": [signed.rsplit("token=", 1)[1]],
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],
@@ -518,7 +550,8 @@ async def test_fuzz_every_operation(api, kpay_app):
     assert not report.failures, report.text()
     # Successes were checked too, not only refusals: every operation but those that
     # need WeChat's signature (the notifies) or a browser's login cookie answered one.
-    assert fuzzed - report.succeeded <= NEED_WECHAT, sorted(fuzzed - report.succeeded)
+    missing = fuzzed - report.succeeded
+    assert missing <= NEED_WECHAT | NEED_HEADERS, sorted(missing)
 
 
 # -- the fuzzer is not blind ----------------------------------------------------------------

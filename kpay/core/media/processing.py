@@ -9,7 +9,6 @@ kept as uploaded. These functions block: call them in a thread.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +48,10 @@ def sniff(head: bytes, kind: str) -> str:
     """The MIME type of a file starting with ``head`` if it is one ``kind`` accepts;
     else 400 ``invalid_media``."""
     found = filetype.guess_mime(head[:SNIFF_BYTES])
+    if found is None and kind != "image" and head[4:8] == b"ftyp":
+        # An ISO media file of a brand filetype does not list (Safari's MediaRecorder
+        # writes "iso5"-style brands): MP4 to a player.
+        found = "video/mp4"
     if found not in ACCEPTED[kind]:
         raise invalid(f"the file is not an accepted {kind} "
                       f"({found or 'unrecognised content'})", kind=kind)
@@ -76,27 +79,24 @@ class Processed:
 
 def process_image(source: Path, work: Path, max_pixels: int) -> Processed:
     """Decode, orient and re-encode an image into JPEG variants thumb, card and full."""
-    with warnings.catch_warnings():
-        # Pillow's own bomb guard warns between MAX_IMAGE_PIXELS and twice it and
-        # raises beyond; kpay's cap (checked before decoding) is the one that counts.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(source) as image:
-                if image.format not in ("JPEG", "PNG", "WEBP", "GIF"):
-                    raise invalid("the file is not an accepted image")
-                width, height = image.size
-                if width * height > max_pixels or width < 1 or height < 1:
-                    raise invalid(f"the image is too large ({width}x{height} pixels)",
-                                  max_pixels=max_pixels)
-                image.seek(0)
-                image.load()
-                picture = ImageOps.exif_transpose(image)
-                picture = flatten(picture)
-        except BadRequest:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning, EOFError):
-            raise invalid("the file is not a readable image") from None
+    # kpay's pixel cap is checked on the header, before anything is decoded; Pillow's
+    # own guard (Image.MAX_IMAGE_PIXELS, process-wide, left at its default) stays behind
+    # it and refuses at Image.open what is past twice its limit.
+    try:
+        with Image.open(source) as image:
+            if image.format not in ("JPEG", "PNG", "WEBP", "GIF"):
+                raise invalid("the file is not an accepted image", kind="image")
+            width, height = image.size
+            if width * height > max_pixels or width < 1 or height < 1:
+                raise invalid(f"the image is too large ({width}x{height} pixels)",
+                              kind="image", max_pixels=max_pixels)
+            image.seek(0)
+            image.load()
+            picture = flatten(ImageOps.exif_transpose(image))
+    except BadRequest:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
+        raise invalid("the file is not a readable image", kind="image") from None
     result = Processed("image/jpeg", width=picture.width, height=picture.height)
     work.mkdir(parents=True, exist_ok=True)
     for name, target_width in (*VARIANTS.items(), ("full", None)):
@@ -130,8 +130,12 @@ def resized_to_width(image: Image.Image, width: int) -> Image.Image:
 
 
 def audio_duration(source: Path, mime: str) -> float | None:
-    """Seconds of audio, read by mutagen. None for WebM: mutagen cannot read Matroska,
-    and a browser's MediaRecorder writes no duration into the file anyway."""
+    """Seconds of audio, read by mutagen, or None when the file does not say.
+
+    WebM: mutagen cannot read Matroska, and a browser's MediaRecorder writes no duration
+    into it anyway. MP4 from MediaRecorder (iOS) is fragmented and may carry none. MP3,
+    WAV and Ogg, which mutagen reads fully, are refused when it cannot parse them.
+    """
     if mime in ("video/webm", "audio/webm"):
         return None
     import mutagen
@@ -141,9 +145,13 @@ def audio_duration(source: Path, mime: str) -> float | None:
     except Exception:  # mutagen raises many kinds of errors on a broken file
         parsed = None
     length = getattr(getattr(parsed, "info", None), "length", None)
-    if parsed is None or not length:
-        raise invalid("the file is not a readable audio file")
-    return round(float(length), 3)
+    if parsed is None and mime in STRICTLY_PARSED:
+        raise invalid("the file is not a readable audio file", kind="audio")
+    return round(float(length), 3) if length else None
+
+
+#: Audio types mutagen reads completely: one it cannot parse is broken or not audio.
+STRICTLY_PARSED = ("audio/mpeg", "audio/x-wav", "audio/wav", "audio/ogg")
 
 
 def process_media(source: Path, work: Path, kind: str, mime: str,

@@ -130,8 +130,7 @@ def media_routes(app: KPay) -> list[Route]:
         Route("/api/v1/media/uploads", UploadsHandler, tags=("media",)),
         Route("/api/v1/media/uploads/{upload_id}", UploadHandler, tags=("media",)),
         Route("/api/v1/admin/media/{media_id}/takedown", TakedownHandler, tags=("admin",)),
-        # The signed route first: "s" is never a media id, but the pattern would match.
-        Route("/media/s/{token}", SignedMediaHandler, tags=("media",), limit="none"),
+        Route("/media/s", SignedMediaHandler, tags=("media",), limit="none"),
         Route("/media/{media_id}/{variant}", PublicMediaHandler, tags=("media",),
               limit="none"),
     ]

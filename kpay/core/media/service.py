@@ -60,6 +60,9 @@ class MediaService:
         self.storage: Storage = make_storage(self.settings, app.var_dir)
         self.signer = UrlSigner(app.tokens.secret)
         self.quotas = Quotas(app.store, self.settings)
+        # Tornado closes the connection on any body past [server] max_discard_bytes,
+        # chunks included: a chunk is never larger.
+        self.chunk_size = min(self.settings.chunk_bytes, app.settings.server.max_discard_bytes)
 
     @property
     def collection(self) -> Any:
@@ -96,7 +99,8 @@ class MediaService:
         ttl = self.settings.signed_url_ttl_seconds if ttl is None else ttl
         expires = math.ceil(self.app.clock.time()) + max(1, int(ttl))
         token = self.signer.sign(SignedMedia(media_id, expires, user_id, resource))
-        return f"{self.app.settings.server.public_url.rstrip('/')}/media/s/{token}"
+        # In the query: no log line shows a query's token value (kpay/core/logs.py).
+        return f"{self.app.settings.server.public_url.rstrip('/')}/media/s?token={token}"
 
     async def describe(self, media_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``{id: MEDIA}`` of many at once (one query); ids of nothing, or of media taken

@@ -1,5 +1,6 @@
 """Serving media: public images at ``/media/<id>/<variant>``, paid media at signed URLs
-``/media/s/<token>`` (docs/media.md, "Serving").
+``/media/s?token=<token>`` (docs/media.md, "Serving"). The token rides in the query, which
+no log line shows (kpay/core/logs.py).
 
 Local storage is streamed by kpay with HTTP range requests (audio and video seek); S3
 storage is a 302 to a presigned URL, made only after kpay's own checks.
@@ -53,28 +54,38 @@ class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
     media: MediaService
+    #: The file's size when a range beyond it was asked (416 names it).
+    unsatisfiable_size: int | None = None
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 416 and self.unsatisfiable_size is not None:
+            self.set_header("Content-Range", f"bytes */{self.unsatisfiable_size}")
+        super().write_error(status_code, **kwargs)
+
     async def send(self, media: dict[str, Any], variant: str, cache: str) -> None:
         storage = self.kpay.media.storage
         key = f"{media['_id']}/{variant}"
         if storage.redirects:
-            url = await storage.presigned_url(key, media["content_type"],
-                                              self.kpay.settings.media.s3_presign_seconds)
-            self.set_header("Cache-Control", "private, no-store")
+            ttl = self.kpay.settings.media.s3_presign_seconds
+            url = await storage.presigned_url(key, media["content_type"], ttl)
+            # A public image's redirect may be cached while its target still works; a
+            # paid file's never (each request is checked).
+            public = cache.startswith("public")
+            self.set_header("Cache-Control",
+                            f"public, max-age={ttl // 2}" if public else "private, no-store")
             self.redirect(url, status=302)
             return
         size = media["files"][variant]
         try:
             wanted = parse_range(self.request.headers.get("Range"), size)
         except Unsatisfiable:
-            self.set_status(416)
-            self.set_header("Content-Range", f"bytes */{size}")
-            self.finish()
-            return
+            self.unsatisfiable_size = size
+            raise ApiError(f"the range lies beyond the file's {size} bytes",
+                           code="range_not_satisfiable", status=416, size=size) from None
         start, end = wanted if wanted is not None else (0, size - 1)
         self.set_header("Content-Type", media["content_type"])
         self.set_header("Content-Disposition", "inline")
@@ -108,10 +119,10 @@ class PublicMediaHandler(MediaBody):
 
 class SignedMediaHandler(MediaBody):
     @api("Paid media at a URL kpay signed (range requests; S3: a redirect)", auth=False,
-         media_type="application/octet-stream")
-    async def get(self, token: str) -> None:
+         media_type="*/*", query=("token",))
+    async def get(self) -> None:
         service = self.kpay.media
-        grant = service.signer.verify(token)
+        grant = service.signer.verify(self.get_query_argument("token", ""))
         now = self.kpay.clock.time()
         if grant.expires < now:
             raise Forbidden("this media URL has expired; reload the page",

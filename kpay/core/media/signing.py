@@ -51,7 +51,7 @@ class UrlSigner:
     def verify(self, token: str) -> SignedMedia:
         """The grant a token carries if kpay signed it; 403 ``invalid_signature`` if not.
         The expiry is the caller's to check (against the app clock)."""
-        parts = token.split(".") if len(token) <= MAX_TOKEN else []
+        parts = token.split(".") if 0 < len(token) <= MAX_TOKEN else []
         if len(parts) != 5:
             raise Forbidden("not a media URL kpay signed", code="invalid_signature")
         payload, signature = ".".join(parts[:4]), parts[4]

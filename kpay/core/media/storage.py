@@ -9,6 +9,7 @@ thread (local) or through aioboto3 (S3): never a blocking call on the event loop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -66,24 +67,29 @@ class LocalStorage:
         def copy() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(source, partial)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            try:
+                # Staging and files share a disk by default: a link, not a 500 MB copy.
+                os.link(source, partial)
+            except OSError:
+                shutil.copyfile(source, partial)
             os.replace(partial, target)
 
         await asyncio.to_thread(copy)
 
     async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        handle = await asyncio.to_thread(open, self.path(key), "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            left = end - start + 1
-            while left > 0:
-                block = await asyncio.to_thread(handle.read, min(READ_BLOCK, left))
-                if not block:
-                    return
-                left -= len(block)
-                yield block
-        finally:
-            await asyncio.to_thread(handle.close)
+        path = self.path(key)
+        position = start
+        while position <= end:
+            # One thread hop per block (open, seek, read together): a range of a few
+            # hundred KB, what a player asks, is one hop.
+            block = await asyncio.to_thread(read_block, path, position,
+                                            min(READ_BLOCK, end - position + 1))
+            if not block:
+                return
+            position += len(block)
+            yield block
 
     async def presigned_url(self, key: str, content_type: str, ttl: int) -> str:
         raise NotImplementedError("local storage is served by kpay itself")
@@ -130,8 +136,10 @@ class S3Storage:
         return self.prefix + key
 
     async def put_file(self, key: str, source: Path, content_type: str) -> None:
+        import aiofiles  # aioboto3's own dependency: it reads an async file without blocking
+
         client = await self.client()
-        with open(source, "rb") as handle:  # noqa: ASYNC230 (aioboto3 reads it in a thread)
+        async with aiofiles.open(source, "rb") as handle:
             await client.upload_fileobj(handle, self.bucket, self.key(key),
                                         ExtraArgs={"ContentType": content_type})
 
@@ -162,6 +170,12 @@ class S3Storage:
         if self._context is not None:
             await self._context.__aexit__(None, None, None)
             self._client = self._context = None
+
+
+def read_block(path: Path, position: int, length: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(position)
+        return handle.read(length)
 
 
 def media_root(settings: MediaSettings, var_dir: str) -> Path:

@@ -47,7 +47,7 @@ def size_limit(service: MediaService, kind: str) -> int:
 
 def public_upload(service: MediaService, upload: dict[str, Any]) -> dict[str, Any]:
     return {"id": upload["_id"], "offset": upload["offset"], "size": upload["size"],
-            "chunk_size": service.settings.chunk_bytes, "kind": upload["kind"],
+            "chunk_size": service.chunk_size, "kind": upload["kind"],
             "purpose": upload["purpose"], "status": upload["status"],
             "expires_at": upload["expires_at"]}
 
@@ -134,22 +134,37 @@ async def put_chunk(service: MediaService, user: User, upload_id: str, content_r
         if len(data) != end - start + 1:
             raise BadRequest("the body's length does not match Content-Range",
                              code="invalid_range")
-        if len(data) > service.settings.chunk_bytes:
-            raise ApiError(f"a chunk may be at most {service.settings.chunk_bytes} bytes",
-                           code="payload_too_large", status=413,
-                           limit=service.settings.chunk_bytes)
+        chunk = service.chunk_size
+        if len(data) > chunk:
+            raise ApiError(f"a chunk may be at most {chunk} bytes",
+                           code="payload_too_large", status=413, limit=chunk)
+        if len(data) != chunk and end + 1 != upload["size"]:
+            # Whole chunks but the last: the first one is what the type is read from.
+            raise BadRequest(f"every chunk but the last is {chunk} bytes",
+                             code="invalid_range", chunk_size=chunk)
         if start != upload["offset"]:
             raise Conflict(f"the upload continues at byte {upload['offset']}",
                            code="offset_mismatch", offset=upload["offset"])
     except ApiError:
         await refused(service, upload)
         raise
-    lock = locks(service).setdefault(upload_id, asyncio.Lock())
-    async with lock:
-        try:
-            return await write_chunk(service, upload, start, end, data)
-        finally:
-            locks(service).pop(upload_id, None)
+    # One chunk of an upload at a time on this node: a retry racing its original must
+    # not write into the staged file while the other moves the offset.
+    table = locks(service)
+    lock = table.setdefault(upload_id, asyncio.Lock())
+    try:
+        async with lock:
+            current = await service.app.store[UPLOADS].find_one({"_id": upload_id})
+            if current is None or current["offset"] != start or current["status"] != "open":
+                if current is not None and current["status"] == "done":
+                    return await put_chunk(service, user, upload_id, content_range, data)
+                offset = (current or upload)["offset"]
+                raise Conflict(f"the upload continues at byte {offset}",
+                               code="offset_mismatch", offset=offset)
+            return await write_chunk(service, current, start, end, data)
+    finally:
+        if not lock.locked():
+            table.pop(upload_id, None)
 
 
 async def refused(service: MediaService, upload: dict[str, Any]) -> None:
