@@ -34,6 +34,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.auth import ROLES, TokenClaims, TokenService, User
 from kpay.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kpay.core.follows import INDEXES as FOLLOW_INDEXES
 from kpay.core.store import IndexSpec
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ USERS = "users"
 MAX_REVOKED = 50
 CHANGES_PER_LOOK = 10_000
 INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
-           IndexSpec.of(USERS, "openid")]
+           IndexSpec.of(USERS, "openid"),
+           # Who follows whom is part of the people the users service knows (follows.py).
+           *FOLLOW_INDEXES]
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
 PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1, "avatar_media_id": 1}
 # profiles() answers one page of people at most: a bound on one query's size.

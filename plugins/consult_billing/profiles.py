@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pymongo import ReturnDocument
 
 from kpay.core.errors import BadRequest, NotFound
 from kpay.core.store import IndexSpec
-from plugins.consult_billing.sessions import CONSULTATIONS
 from plugins.consult_billing.settings import settings_of
 
 if TYPE_CHECKING:
@@ -31,9 +29,9 @@ class ProfileUpdate(BaseModel):
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
     title: str = Field("", max_length=120)
-    #: A few lines about the consultant, shown on their profile page (plain text);
-    #: left out (null), the saved one is kept.
-    bio: str | None = Field(None, max_length=1000)
+    #: A few lines about the consultant for their profile page (plain text); kept by
+    #: profile_section.save_bio, so left out (null) the saved one stays.
+    bio: str | None = Field(None, max_length=1000, exclude=True)
 
     @model_validator(mode="after")
     def minimum_within_maximum(self) -> ProfileUpdate:
@@ -42,16 +40,10 @@ class ProfileUpdate(BaseModel):
         return self
 
 
-def public_profile(doc: dict[str, Any], busy: bool = False,
-                   person: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The profile anyone may see; ``person`` is the consultant's ``app.users`` profile
-    (their nickname now and avatar), else the name kept when the profile was saved."""
-    person = person or {}
+def public_profile(doc: dict[str, Any], busy: bool = False) -> dict[str, Any]:
     return {
-        "consultant_id": doc["_id"], "name": person.get("name") or doc.get("name", doc["_id"]),
-        "avatar_url": person.get("avatar_url"),
-        "title": doc.get("title", ""), "bio": doc.get("bio", ""),
-        "rate_per_minute": doc["rate_per_minute"],
+        "consultant_id": doc["_id"], "name": doc.get("name", doc["_id"]),
+        "title": doc.get("title", ""), "rate_per_minute": doc["rate_per_minute"],
         "min_minutes": doc["min_minutes"], "max_minutes": doc["max_minutes"],
         "available": doc["available"], "busy": busy, "updated_at": doc.get("updated_at"),
     }
@@ -75,12 +67,11 @@ async def save_profile(app: KPay, consultant_id: str, update: ProfileUpdate) -> 
     check_bounds(app, update)
     user = await app.users.profile(consultant_id) or {}
     now = app.clock.now()
-    doc = {**update.model_dump(exclude_none=True), "name": user.get("name", consultant_id),
-           "updated_at": now}
-    saved = await app.store[PROFILES].find_one_and_update(
+    doc = {**update.model_dump(), "name": user.get("name", consultant_id), "updated_at": now}
+    await app.store[PROFILES].update_one(
         {"_id": consultant_id}, {"$set": doc, "$setOnInsert": {"created_at": now}},
-        upsert=True, return_document=ReturnDocument.AFTER)
-    return saved
+        upsert=True)
+    return {"_id": consultant_id, **doc}
 
 
 async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
@@ -93,20 +84,3 @@ async def get_profile(app: KPay, consultant_id: str) -> dict[str, Any]:
 async def available_profiles(app: KPay, limit: int) -> list[dict[str, Any]]:
     cursor = app.store[PROFILES].find({"available": True}).sort("rate_per_minute", 1).limit(limit)
     return [doc async for doc in cursor]
-
-
-async def people_of(app: KPay, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The ``app.users`` profiles of the consultants of ``docs`` (one query)."""
-    return await app.users.profiles(doc["_id"] for doc in docs)
-
-
-async def profile_section(app: KPay, user_id: str) -> dict[str, Any] | None:
-    """The ``consult`` section of a public profile (hook ``public_profile_sections``):
-    title, bio, rate and availability, when the user has a consultant profile."""
-    doc = await app.store[PROFILES].find_one({"_id": user_id})
-    if doc is None:
-        return None
-    busy = await app.store[CONSULTATIONS].find_one({"busy_consultant": user_id}, {"_id": 1})
-    section = public_profile(doc, busy is not None)
-    return {"consult": {key: section[key] for key in (
-        "title", "bio", "rate_per_minute", "min_minutes", "max_minutes", "available", "busy")}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.course_drip.profile_section as profile_section
 from kpay import hookimpl
 from plugins.course_drip import courses, enrollments
 from plugins.course_drip.access import RESOURCES
@@ -40,6 +41,11 @@ def register_resources(app: KPay):
 
 
 @hookimpl
+async def public_profile_sections(app: KPay, user_id: str):
+    return await profile_section.courses_section(app, user_id)
+
+
+@hookimpl
 def register_order_kinds(app: KPay):
     return [CourseOrderKind()]
 
@@ -62,8 +68,3 @@ def register_jobs(app: KPay):
 @hookimpl
 async def on_startup(app: KPay):
     await resume_recomputes(app)
-
-
-@hookimpl
-async def public_profile_sections(app: KPay, user_id: str):
-    return await courses.profile_section(app, user_id)

@@ -319,6 +319,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
         query={
             "url": [f"{base}/static/index.html", f"{base}/static/room.html?id=1"],
             "redirect": ["/static/index.html", "/static/course.html?id=1"],
+            # The people lookup (GET /api/v1/users/profiles).
+            "ids": ["fuzz-student,fuzz-consultant"],
             "host_id": ["me", "fuzz-consultant"],
             "status": ["open", "answered", "resolved", "all"],
             "role": ["student", "consultant"],
@@ -329,11 +331,12 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "scope": ["snsapi_base", "snsapi_userinfo"],
             "before": ["2026-03-01T00:00:00+08:00"],
             "month": ["2026-03"],
-            "ids": ["fuzz-student,fuzz-consultant"],
             "token": [signed.rsplit("token=", 1)[1]],
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],
+            # Follow a consultant (the only ones who can be followed).
+            ("/api/v1/users/{user_id}/follow", "user_id"): "fuzz-consultant",
             ("/api/v1/consultations/{consultation_id}/decline", "consultation_id"):
                 declined["id"],
             # The host answers the student's question; the student upvotes the other.
@@ -348,8 +351,6 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             ("/api/v1/admin/payouts/{payout_id}/reject", "payout_id"): payout_ids[1],
             ("/api/v1/payouts/{payout_id}/cancel", "payout_id"): payout_ids[2],
             ("/api/v1/dev/payouts/{payout_id}/confirm", "payout_id"): payout_ids[3],
-            # Follow a consultant (the only ones who can be followed).
-            ("/api/v1/users/{user_id}/follow", "user_id"): "fuzz-consultant",
         },
         bodies={
             ("POST", "/api/v1/orders"): {

@@ -3,9 +3,9 @@
 // its lessons with lock badges and countdowns to unlocks_at, reading a lesson, marking it
 // completed, and progress. lesson_unlocked on user:<id> updates the list live.
 
+import { People } from "../people.js";
 import { KPay, formatFen } from "../kpay.js";
 import { PaymentPanel } from "../pay.js";
-import { People } from "../people.js";
 import { $, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
 import { releaseText } from "./console-courses.js";
 import { shortfallText } from "./consult-call.js";
@@ -103,13 +103,13 @@ async function showCatalog() {
 async function loadCourse() {
   const reply = await kpay.get(coursePath());
   course = { ...reply.course, enrolled: reply.enrolled };
-  document.title = `${course.title} - kpay`;
-  $("#page-title").textContent = "课程";
-  $("#course-title").textContent = course.title;
   await names.load([course.author_id]); // the author by nickname and face, linked to their page
   $("#course-author")?.remove();
   $("#course-title").after(el("p", { id: "course-author", class: "course-author" },
     names.link(course.author_id, { fallback: "讲师", role: "讲师" })));
+  document.title = `${course.title} - kpay`;
+  $("#page-title").textContent = "课程";
+  $("#course-title").textContent = course.title;
   $("#course-price").textContent = course.price ? formatFen(course.price) : "免费";
   // description_html is Markdown rendered and then sanitised by the server (nh3: no
   // scripts, no event handlers, only http/https/mailto links), so it may go in as HTML.

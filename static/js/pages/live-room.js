@@ -4,7 +4,7 @@
 // and how a message or a question is drawn. Plugin contract: docs/live_qa.md.
 
 import { formatFen } from "../money.js";
-import { avatar, el, formatTime } from "../ui.js";
+import { el, formatTime } from "../ui.js";
 
 export const ROOM_STATE_TEXT = { scheduled: "未开始", live: "直播中", ended: "已结束" };
 
@@ -134,12 +134,10 @@ export function speaker(userId, { hostId, meId, names }) {
   return names?.name(userId, "") || (userId === hostId ? "主持人" : "学员");
 }
 
-/** The speaker with their avatar: `span.person`. */
+/** The speaker with their face (people.js `badge`): `span.person`. */
 export function speakerBadge(userId, people, size = 24) {
   const label = speaker(userId, people);
-  const profile = people.names?.get(userId);
-  return el("span", { class: "person" }, avatar(profile || { id: userId, name: label }, size),
-    el("strong", { class: "name" }, label));
+  return people.names ? people.names.badge(userId, { size, label }) : el("strong", {}, label);
 }
 
 /** The body of a message: text, an image or an audio player; a removed one says so. */

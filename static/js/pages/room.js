@@ -6,11 +6,11 @@
 
 import { KPay, formatFen, parseYuan } from "../kpay.js";
 import { PaymentPanel } from "../pay.js";
-import { People } from "../people.js";
 import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } from "../ui.js";
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath,
 } from "./live-room.js";
+import { People } from "../people.js";
 
 const kpay = new KPay();
 const socket = kpay.socket();
