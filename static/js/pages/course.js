@@ -15,6 +15,7 @@ const socket = kpay.socket();
 const params = new URLSearchParams(location.search);
 const courseId = params.get("id");
 const errorBox = $("#error");
+const names = new People(kpay); // the author's nickname and face
 const coursePath = (suffix = "") => `/api/v1/courses/${encodeURIComponent(courseId)}${suffix}`;
 
 let me = null;
@@ -25,7 +26,6 @@ let serverOffsetMs = 0; // the server clock minus ours (the dev clock can be ahe
 let devMode = false;
 const askedAt = new Set(); // unlocks_at times already refetched for (once each)
 let panel = null;
-const names = new People(kpay);
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("unauthorized", ({ reason }) => {
