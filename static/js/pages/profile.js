@@ -148,7 +148,7 @@ function renderRooms(rooms) {
 
 /** A cover only from this server or https (the page's image policy). */
 function cover(url, title) {
-  if (typeof url === "string" && /^(\/(?!\/)|https:\/\/)/.test(url)) {
+  if (typeof url === "string" && (/^(\/(?!\/)|https:\/\/)/.test(url) || url.startsWith(`${location.origin}/`))) {
     return el("img", { class: "thumb", src: url, alt: `课程「${title}」的封面`, loading: "lazy" });
   }
   return el("span", { class: "thumb blank", "aria-hidden": "true" }, "课程");
