@@ -45,6 +45,23 @@ async def consultant(api: Any, name: str = "林晓") -> str:
     return token
 
 
+async def set_avatar(api: Any, token: str) -> str:
+    """Upload a face (one chunk: it is small) and make it the user's avatar; its URL."""
+    data = face_png()
+    status, body = await api.post("/api/v1/media/uploads", {
+        "kind": "image", "purpose": "avatar", "size": len(data)}, token)
+    assert status == 201, body
+    status, body = await api.request(
+        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
+        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+                 "Content-Type": "application/octet-stream"})
+    assert status == 200 and "media" in body, body
+    status, me = await api.request("PATCH", "/api/v1/me",
+                                   {"avatar_media_id": body["media"]["id"]}, token=token)
+    assert status == 200, me
+    return me["avatar_url"]
+
+
 async def live_room(api: Any, token: str, title: str = "面试前一晚该准备什么") -> str:
     status, created = await api.post("/api/v1/rooms", {
         "title": title, "ticket_price": 0, "question_min_price": 500,
@@ -109,6 +126,7 @@ async def test_consultant_sets_nickname_avatar_title_and_bio_in_the_console(page
 @pytest.mark.gen_test(timeout=90)
 async def test_student_opens_a_profile_follows_and_opens_a_room(pages, api, kpay_app):
     token = await consultant(api)
+    face = await set_avatar(api, token)
     room_id = await live_room(api, token)
     course_id = await published_course(api, token)
     student = await api.login("amy", "student", name="艾米")
@@ -117,7 +135,8 @@ async def test_student_opens_a_profile_follows_and_opens_a_room(pages, api, kpay
     await pages.open(page, "/static/profile.html?id=lin")
     await expect(page.locator("#profile-name")).to_have_text("林晓")
     await expect(page.locator("#profile-title")).to_have_text("资深职业规划师")
-    await expect(page.locator("#profile-avatar .avatar")).to_have_text("林")
+    await expect(page.locator("#profile-avatar img.avatar")).to_have_attribute("src", face)
+    assert await page.locator("#profile-avatar img").evaluate("img => img.naturalWidth > 0")
     await expect(page.locator("#profile-followers")).to_have_text("0")
     await expect(page.locator("#consult-rate")).to_have_text("¥3.00/分钟")
     await expect(page.locator("#bio-text")).to_contain_text("十年互联网招聘经验")
