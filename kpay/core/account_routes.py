@@ -169,7 +169,7 @@ class AttentionResolveHandler(BaseHandler):
 # -- the caller's own profile, people, follows -------------------------------------------------
 
 #: Ids a profile lookup takes: what a user id looks like (dev ids, ``wx_`` ids), bounded.
-USER_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Profiles one ``GET /api/v1/users/profiles`` answers at most.
 MAX_PROFILE_IDS = 50
 
@@ -227,7 +227,7 @@ class ProfilesHandler(BaseHandler):
         raw = self.get_query_argument("ids", "")
         ids = list(dict.fromkeys(part for part in raw.split(",") if part))
         if not ids or len(ids) > MAX_PROFILE_IDS or not all(
-                re.match(USER_ID, one) for one in ids):
+                USER_ID.fullmatch(one) for one in ids):
             raise BadRequest(f"ids must be 1 to {MAX_PROFILE_IDS} user ids, comma separated",
                              code="invalid_field", field="ids", max=MAX_PROFILE_IDS)
         found = await self.kpay.users.profiles(ids)
