@@ -162,6 +162,12 @@ async def test_student_opens_a_profile_follows_and_opens_a_room(pages, api, kpay
     await pages.screenshot(page, "profile")
     _, following = await api.get("/api/v1/me/following", student)
     assert [p["id"] for p in following["following"]] == ["lin"]
+    # The student's own page lists whom they follow.
+    own = await pages.new_page(token=student)
+    await pages.open(own, "/static/profile.html?id=amy")
+    await expect(own.locator("#following-list li")).to_have_text(["林晓3月2日 10:00 关注"])
+    await own.locator("#following-list a").click()
+    await expect(own.locator("#profile-name")).to_have_text("林晓")
 
     await page.reload()
     await expect(page.locator("#follow")).to_have_text("已关注")  # kept on the server

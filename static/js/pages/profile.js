@@ -47,6 +47,7 @@ function render() {
   show($("#profile-title"), Boolean(title));
   renderFollow();
   show($("#edit"), me?.id === profile.id);
+  if (me?.id === profile.id) loadFollowing().catch((error) => showError($("#error"), error));
   show($("#hero"), true);
   renderConsult(sections.consult);
   renderRooms(sections.rooms || []);
@@ -104,6 +105,18 @@ $("#edit").addEventListener("click", async (event) => {
     showError($("#error"), error);
   });
 });
+
+/** 我的关注 on one's own page: the consultants followed, newest first (one page). */
+async function loadFollowing() {
+  const { following } = await kpay.get("/api/v1/me/following?limit=50");
+  $("#following-list").replaceChildren(...following.map((person) => el("li", {},
+    el("a", { href: `/static/profile.html?id=${encodeURIComponent(person.id)}` },
+      avatar(person, 44), el("span", { class: "item-body" },
+        el("span", { class: "item-title" }, person.name),
+        el("span", { class: "item-meta" }, `${formatTime(person.followed_at)} 关注`))))));
+  show($("#following-empty"), following.length === 0);
+  show($("#following"), true);
+}
 
 // -- consultation and bio -----------------------------------------------------------------------
 
