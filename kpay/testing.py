@@ -48,8 +48,8 @@ from kpay.testclients import ApiClient, DevClock, SocketClient, UserClient, wait
 from kpay.testproviders import FakePayoutProvider, FakeProvider, FakeProviderPlugin
 
 __all__ = ["ApiClient", "DevClock", "FakePayoutProvider", "FakeProvider", "FakeProviderPlugin",
-           "SocketClient", "TestDeployment", "UserClient", "assert_books_balanced", "make_bucket",
-           "run_kpay", "wait_until"]
+           "SocketClient", "TestDeployment", "UserClient", "assert_books_balanced", "run_kpay",
+           "wait_until"]
 
 # Random-looking: with dev mode off, a padded secret ("...-" + "x" * 32) is refused.
 TEST_SECRET = "kpay-test-secret-Qm7vT2xR9cLp4WzN8aHs3KdJ6fYb1UeG"
@@ -347,7 +347,6 @@ def redis_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
 
 
 @pytest.fixture(scope="session")

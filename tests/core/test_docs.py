@@ -95,6 +95,7 @@ def test_every_error_class_is_in_the_internals():
     "app.plugin_state", "app.collections", "require_user", "self.body", "query_int",
     "write_json", "@api", "enforce_cap", "orders.get", "orders.refund", "purpose",
     "adjustments.price", "earnings_credits", "ledger.post",
+    "app.media", "media.attach", "signed_url", "public_url", "describe",
 ])
 def test_each_service_and_helper_is_in_the_internals(name):
     assert name in internals_section(), f"docs/plugins.md 'Internals for plugins' misses {name}"

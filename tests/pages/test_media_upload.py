@@ -1,17 +1,19 @@
 """static/js/media.js in the browser: uploadFile sends chunks with progress, survives a
 dropped chunk by resuming at the server's offset and a lost answer to the last chunk by
 asking for the result, and the upload button shows the result, or a refusal in
-Chinese."""
+Chinese; a voice recorded with startRecording (chromium's fake microphone) uploads as
+WebM audio."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
 from tests.media.conftest import jpeg_with_exif
-from tests.pages.pagekit import STATIC, StandInPlugin
+from tests.pages.pagekit import CHROMIUM, CHROMIUM_ARGS, STATIC, StandInPlugin
 
 
 @pytest.fixture
@@ -142,3 +144,50 @@ async def test_upload_button_shows_the_cover_or_a_chinese_refusal(pages, api, tm
     assert await preview.evaluate("(img) => img.complete && img.naturalWidth") == 750
     await expect(page.locator("#cover-upload")).to_contain_text("已上传")
     await pages.screenshot(page, "media-upload")
+
+
+@pytest.fixture
+def browser(io_loop: Any) -> Any:
+    """Chromium with a fake microphone that needs no permission prompt."""
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    playwright = io_loop.run_sync(lambda: async_playwright().start())
+    try:
+        launched = io_loop.run_sync(lambda: playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream",
+                                            "--use-fake-ui-for-media-stream"]))
+    except BaseException:
+        io_loop.run_sync(playwright.stop)
+        raise
+    yield launched
+    io_loop.run_sync(launched.close)
+    io_loop.run_sync(playwright.stop)
+
+
+RECORD = """
+async () => {
+  const { KPay } = await import('/static/js/kpay.js');
+  const { startRecording, recordingType, uploadFile } = await import('/static/js/media.js');
+  const recording = await startRecording();
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const blob = await recording.stop();
+  const media = await uploadFile(new KPay(), blob, { kind: 'audio', purpose: 'answer' });
+  return { type: recordingType(), blobType: blob.type, size: blob.size, media };
+}
+"""
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_recorded_voice_is_uploaded_as_audio(pages, api):
+    token = await api.login("carol", "consultant", "陈老师")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/")
+    result = await page.evaluate(RECORD)
+    assert result["type"] == "audio/webm;codecs=opus"
+    assert result["blobType"].startswith("audio/webm")
+    assert result["size"] > 1000
+    media = result["media"]
+    assert media["kind"] == "audio" and media["content_type"] == "audio/webm"
+    assert media["size"] == result["size"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kpay.core.media import uploads
+from kpay.core.media.quota import quota_for
 from kpay.core.media.serving import PublicMediaHandler, SignedMediaHandler
 from kpay.core.money.admin_routes import stripped_reason
 from kpay.core.web import BaseHandler, Route, api
@@ -78,6 +79,20 @@ class TakedownResult(BaseModel):
     media: TakenDown
 
 
+class Usage(BaseModel):
+    used: int = Field(description="bytes of kept media and uploads in progress")
+    quota: int = Field(description="bytes the caller may fill")
+
+
+class UsageHandler(BaseHandler):
+    @api("The caller's storage: bytes used and their quota", response=Usage)
+    async def get(self) -> None:
+        user = self.require_user()
+        service = self.kpay.media
+        self.write_json({"used": await service.quotas.used(user.id),
+                         "quota": quota_for(service.settings, user.role)})
+
+
 class UploadsHandler(BaseHandler):
     @api("Start a resumable upload of an image, audio or video (then PUT its chunks)",
          body=UploadStart, response=UploadResult, status=201)
@@ -128,6 +143,7 @@ class TakedownHandler(BaseHandler):
 def media_routes(app: KPay) -> list[Route]:
     return [
         Route("/api/v1/media/uploads", UploadsHandler, tags=("media",)),
+        Route("/api/v1/media/usage", UsageHandler, tags=("media",)),
         Route("/api/v1/media/uploads/{upload_id}", UploadHandler, tags=("media",)),
         Route("/api/v1/admin/media/{media_id}/takedown", TakedownHandler, tags=("admin",)),
         Route("/media/s", SignedMediaHandler, tags=("media",), limit="none"),

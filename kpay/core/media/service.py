@@ -93,12 +93,13 @@ class MediaService:
         return f"{self.app.settings.server.public_url.rstrip('/')}/media/{media_id}/{variant}"
 
     def signed_url(self, media_id: str, *, user_id: str, resource: str,
-                   ttl: int | None = None) -> str:
-        """A short-lived URL of paid media for ``user_id``, who must be allowed to
-        ``view`` ``resource`` (``lesson:<course>/<lesson>``) when it is fetched."""
+                   ttl: int | None = None, action: str = "view") -> str:
+        """A short-lived URL of paid media for ``user_id``, who must be allowed to do
+        ``action`` to ``resource`` (``view`` ``lesson:<course>/<lesson>``; ``enter``
+        ``room:<id>`` for a voice answer) when it is fetched."""
         ttl = self.settings.signed_url_ttl_seconds if ttl is None else ttl
         expires = math.ceil(self.app.clock.time()) + max(1, int(ttl))
-        token = self.signer.sign(SignedMedia(media_id, expires, user_id, resource))
+        token = self.signer.sign(SignedMedia(media_id, expires, user_id, resource, action))
         # In the query: no log line shows a query's token value (kpay/core/logs.py).
         return f"{self.app.settings.server.public_url.rstrip('/')}/media/s?token={token}"
 

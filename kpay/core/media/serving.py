@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.iostream
+
 from kpay.core.errors import ApiError, Forbidden, NotFound
-from kpay.core.media.service import IMAGE_VARIANTS, MediaService, is_public
+from kpay.core.media.service import IMAGE_VARIANTS, is_public
 from kpay.core.web import BaseHandler, api
 
 RANGE = re.compile(r"bytes=(\d{0,15})-(\d{0,15})")
@@ -40,10 +42,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    if last and int(last) < start:
+        return None  # not a valid range: ignored, as RFC 9110 allows
+    if start >= size:
         raise Unsatisfiable()
-    return start, end
+    return start, min(int(last), size - 1) if last else size - 1
 
 
 def gone() -> ApiError:
@@ -53,7 +56,6 @@ def gone() -> ApiError:
 class MediaBody(BaseHandler):
     """Writes a stored file (or a range of it), or redirects to the storage's own URL."""
 
-    media: MediaService
     #: The file's size when a range beyond it was asked (416 names it).
     unsatisfiable_size: int | None = None
 
@@ -98,9 +100,12 @@ class MediaBody(BaseHandler):
         if self.request.method == "HEAD" or size == 0:
             self.finish()
             return
-        async for block in storage.read(key, start, end):
-            self.write(block)
-            await self.flush()
+        try:
+            async for block in storage.read(key, start, end):
+                self.write(block)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the player moved on (a seek, a closed page): not an error
         self.finish()
 
 
@@ -137,7 +142,7 @@ class SignedMediaHandler(MediaBody):
             raise NotFound("no such media", code="media_not_found")
         if media["status"] != "ready":
             raise gone()
-        if not await self.kpay.access.allowed(grant.user_id, "view", grant.resource):
+        if not await self.kpay.access.allowed(grant.user_id, grant.action, grant.resource):
             raise Forbidden("no access to this media", code="no_access")
         remaining = max(0, int(grant.expires - now))
         variant = "full" if media["kind"] == "image" else "original"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import shutil
 import uuid
@@ -71,8 +72,13 @@ async def start_upload(service: MediaService, user: User, kind: str, purpose: st
         {"user_id": user.id, "created_at": {"$gt": now - timedelta(hours=1)}},
         limit=settings.uploads_per_hour)
     if started >= settings.uploads_per_hour:
+        # Free again when the oldest start of the hour leaves it.
+        window = uploads.find({"user_id": user.id, "created_at": {
+            "$gt": now - timedelta(hours=1)}}).sort("created_at", 1).limit(1)
+        oldest = [u["created_at"] async for u in window]
+        wait = (oldest[0] + timedelta(hours=1) - now).total_seconds() if oldest else 60
         raise RateLimited(f"at most {settings.uploads_per_hour} uploads an hour",
-                          retry_after=600)
+                          retry_after=max(1, math.ceil(wait)))
     await enforce_cap(uploads, {"user_id": user.id, "status": {"$in": list(OPEN)}},
                       settings.max_open_uploads, "media_uploads",
                       "too many uploads in progress; finish or wait for one")

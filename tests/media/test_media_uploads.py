@@ -124,3 +124,28 @@ async def test_quota_exceeded(consultant, kpay_app, io_loop):
     assert status == 201
     status, body = await start(consultant, b"", size=60_000)
     assert status == 413 and body["error"]["used"] == 60_000
+    status, body = await consultant.get("/api/v1/media/usage")
+    assert body == {"used": 60_000, "quota": 100_000}
+
+
+@pytest.mark.gen_test
+async def test_exif_orientation_is_applied_before_it_is_dropped(consultant):
+    image = Image.new("RGB", (400, 200), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to show
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif)
+    media = await upload(consultant, out.getvalue())
+    assert (media["width"], media["height"]) == (200, 400)
+
+
+@pytest.mark.gen_test
+async def test_video_kept_as_uploaded(consultant, kpay_app):
+    # An MP4 box header ("ftyp isom") and padding: sniffed as video/mp4; its duration
+    # cannot be read, which video allows.
+    data = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 200_000
+    media = await upload(consultant, data, kind="video", purpose="lesson")
+    assert media["content_type"] == "video/mp4" and media["size"] == len(data)
+    assert "duration_seconds" not in media and "url" not in media
+    url = kpay_app.media.signed_url(media["id"], user_id="carol", resource="course:none")
+    assert "/media/s?token=" in url

@@ -123,6 +123,7 @@ class TestUploadRates:
                                     "size": len(data)}, "test")
         status, body = await start(consultant, data)
         assert status == 429 and body["error"]["code"] == "rate_limited"
+        assert 3590 <= body["error"]["retry_after"] <= 3600
         await clock.advance(3601)
         status, body = await start(consultant, data)
         assert status == 201
@@ -164,3 +165,12 @@ async def test_unfinished_upload_expires_with_its_chunks(consultant, kpay_app, c
     assert await kpay_app.media.quotas.used("carol") == 0
     status, body = await put(consultant, upload_id, data[65536:131072], 65536, len(data))
     assert status == 409 and body["error"]["code"] == "upload_closed"
+
+
+def test_s3_storage_needs_a_bucket():
+    from kpay.core.config import MediaSettings
+    from kpay.core.errors import ConfigError
+    from kpay.core.media.storage import make_storage
+
+    with pytest.raises(ConfigError, match="s3_bucket"):
+        make_storage(MediaSettings(storage="s3"), "var")

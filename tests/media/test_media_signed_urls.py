@@ -29,9 +29,11 @@ class TapePlugin:
             return "carol" if ident in VIEWERS else None
 
         def allows(app, user, action, ident):
+            if action == "enter":  # a second action: only carol may "enter"
+                return user.id == "carol"
             return user.id in VIEWERS.get(ident, set())
 
-        return [ResourceRule("tape", owner, allows, actions=("view",))]
+        return [ResourceRule("tape", owner, allows, actions=("view", "enter"))]
 
 
 @pytest.fixture
@@ -164,3 +166,48 @@ async def test_attach_and_describe(kpay_app, consultant, tape):
     described = await kpay_app.media.describe([cover["id"], tape["id"], "nope"])
     assert set(described) == {cover["id"], tape["id"]}
     assert described[tape["id"]]["duration_seconds"] == pytest.approx(3.0, abs=0.01)
+
+
+@pytest.mark.gen_test
+async def test_signed_url_for_another_action(kpay_app, student, consultant, tape):
+    url = path_of(kpay_app.media.signed_url(tape["id"], user_id="alice", resource="tape:t1",
+                                            action="enter"))
+    response = await fetch(student, url)
+    assert response.code == 403 and b"no_access" in response.body
+    url = path_of(kpay_app.media.signed_url(tape["id"], user_id="carol", resource="tape:t1",
+                                            action="enter"))
+    assert (await fetch(consultant, url)).code == 200
+
+
+def test_range_headers_parsed():
+    from kpay.core.media.serving import Unsatisfiable, parse_range
+
+    assert parse_range(None, 1000) is None
+    assert parse_range("bytes=0-0", 1000) == (0, 0)
+    assert parse_range("bytes=990-", 1000) == (990, 999)
+    assert parse_range("bytes=-2000", 1000) == (0, 999)
+    assert parse_range("bytes=10-5", 1000) is None  # invalid: ignored
+    assert parse_range("bytes=0-1,5-6", 1000) is None  # several: the whole file
+    assert parse_range("items=0-1", 1000) is None
+    for unsatisfiable in ("bytes=1000-", "bytes=-0"):
+        with pytest.raises(Unsatisfiable):
+            parse_range(unsatisfiable, 1000)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_player_hanging_up_is_not_an_error(kpay_app, consultant, caplog):
+    import asyncio
+    import logging
+
+    VIEWERS["t2"] = {"carol"}
+    media = await upload(consultant, wav_bytes(60.0), kind="audio", purpose="lesson")
+    url = path_of(kpay_app.media.signed_url(media["id"], user_id="carol", resource="tape:t2"))
+    caplog.set_level(logging.WARNING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", kpay_app.port)
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.read(1000)).startswith(b"HTTP/1.1 200")
+    writer.transport.abort()  # gone mid-file
+    await asyncio.sleep(0.5)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from kpay.testing import make_bucket
 from tests.media.conftest import fetch, jpeg_with_exif, upload, wav_bytes
-from tests.media.test_signed_urls import VIEWERS, TapePlugin, path_of
+from tests.media.test_media_signed_urls import VIEWERS, TapePlugin, path_of
 
 
 @pytest.fixture
