@@ -1,16 +1,19 @@
-"""Routes for accounts and operators: logging out, roles and blocks, the audit log and
-the needs-attention list (docs/api.md, "Accounts" and "Operators")."""
+"""Routes for accounts and operators: the caller's profile, logging out, following,
+public profiles, roles and blocks, the audit log and the needs-attention list
+(docs/api.md, "Me", "Profiles", "Follow", "Accounts" and "Operators")."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kpay.core import attention, responses
 from kpay.core.errors import BadRequest
 from kpay.core.money.routes import parse_before
+from kpay.core.profiles import public_profile
 from kpay.core.sessions import enforce_standing
 from kpay.core.web import BaseHandler, Route, api
 
@@ -163,10 +166,128 @@ class AttentionResolveHandler(BaseHandler):
 
 
 
+# -- the caller's own profile, people, follows -------------------------------------------------
+
+#: Ids a profile lookup takes: what a user id looks like (dev ids, ``wx_`` ids), bounded.
+USER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: Profiles one ``GET /api/v1/users/profiles`` answers at most.
+MAX_PROFILE_IDS = 50
+
+
+class ProfileChange(BaseModel):
+    """Body of ``PATCH /api/v1/me``: the fields to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Checked again by users.check_nickname (trimmed, no control characters).
+    name: str | None = Field(None, min_length=1, max_length=64, examples=["小林老师"])
+    avatar_media_id: str | None = Field(None, min_length=1, max_length=64)
+
+
+def person(profile: dict) -> dict:
+    """What a page shows of someone: nickname and avatar (never blocked flags)."""
+    return {"id": profile["id"], "name": profile["name"], "role": profile["role"],
+            "avatar_url": profile["avatar_url"]}
+
+
+class MeHandler(BaseHandler):
+    @api("The current user", response=responses.Me)
+    async def get(self) -> None:
+        user = self.require_user()
+        profile = await self.kpay.users.profile(user.id) or {}
+        self.write_json({"id": user.id, "role": user.role,
+                         "name": profile.get("name", user.id),
+                         "avatar_url": profile.get("avatar_url")})
+
+    @api("Change the caller's nickname and/or avatar (an image they uploaded with "
+         "purpose avatar)", body=ProfileChange, response=responses.Me)
+    async def patch(self) -> None:
+        user = self.require_user()
+        change = self.body(ProfileChange)
+        media_id = change.avatar_media_id
+        if media_id is not None:
+            media = getattr(self.kpay, "media", None)
+            if media is None:
+                raise BadRequest("this server keeps no uploads", code="invalid_media",
+                                 field="avatar_media_id")
+            # 400 invalid_media unless the caller uploaded it, as an avatar image.
+            attached = await media.attach(media_id, owner_id=user.id, kinds=("image",),
+                                          purposes=("avatar",))
+            media_id = attached["id"]
+        profile = await self.kpay.users.set_profile(user.id, name=change.name,
+                                                    avatar_media_id=media_id)
+        self.write_json({"id": user.id, "role": user.role, "name": profile["name"],
+                         "avatar_url": profile["avatar_url"]})
+
+
+class ProfilesHandler(BaseHandler):
+    @api("Nicknames and avatars of up to 50 people, by id (ids of no user are left out)",
+         auth=False, query=("ids",), response=responses.PeopleResult)
+    async def get(self) -> None:
+        raw = self.get_query_argument("ids", "")
+        ids = list(dict.fromkeys(part for part in raw.split(",") if part))
+        if not ids or len(ids) > MAX_PROFILE_IDS or not all(
+                USER_ID.fullmatch(one) for one in ids):
+            raise BadRequest(f"ids must be 1 to {MAX_PROFILE_IDS} user ids, comma separated",
+                             code="invalid_field", field="ids", max=MAX_PROFILE_IDS)
+        found = await self.kpay.users.profiles(ids)
+        self.write_json({"profiles": {user_id: person(profile)
+                                      for user_id, profile in found.items()
+                                      if not profile["blocked"]}})
+
+
+class PublicProfileHandler(BaseHandler):
+    @api("A person's public profile: nickname, avatar, followers, whether the caller "
+         "follows, and what plugins show (rooms, courses, consultation rate)", auth=False,
+         response=responses.PublicProfileResult)
+    async def get(self, user_id: str) -> None:
+        # A token is optional here: with one, "following" is the caller's.
+        viewer = self.token_claims.user.id if self.token_claims is not None else None
+        self.write_json({"profile": await public_profile(self.kpay, user_id, viewer)})
+
+
+class FollowHandler(BaseHandler):
+    async def answer(self, user_id: str, following: bool) -> None:
+        self.write_json({"user_id": user_id, "following": following,
+                         "followers": await self.kpay.follows.followers(user_id)})
+
+    @api("Follow a consultant (idempotent; at most 2,000 followed)",
+         response=responses.FollowState)
+    async def put(self, user_id: str) -> None:
+        user = self.require_user()
+        await self.kpay.follows.follow(user.id, user_id)
+        await self.answer(user_id, True)
+
+    @api("Stop following someone (idempotent)", response=responses.FollowState)
+    async def delete(self, user_id: str) -> None:
+        user = self.require_user()
+        await self.kpay.follows.unfollow(user.id, user_id)
+        await self.answer(user_id, False)
+
+
+class FollowingHandler(BaseHandler):
+    @api("Whom the caller follows, newest first", query=("limit", "before"),
+         response=responses.FollowingPage)
+    async def get(self) -> None:
+        user = self.require_user()
+        limit = self.query_int("limit", 50, 1, 100)
+        follows = await self.kpay.follows.following(user.id, limit,
+                                                    time_argument(self, "before"))
+        found = await self.kpay.users.profiles(f["user_id"] for f in follows)
+        entries = [{**person(found[f["user_id"]]), "followed_at": f["at"]}
+                   for f in follows if f["user_id"] in found]
+        next_before = follows[-1]["at"] if len(follows) == limit else None
+        self.write_json({"following": entries, "next_before": next_before})
+
 
 def account_routes() -> list[Route]:
     admin = ("admin",)
     return [
+        Route("/api/v1/me", MeHandler, tags=("core",)),
+        Route("/api/v1/me/following", FollowingHandler, tags=("core",)),
+        Route("/api/v1/users/profiles", ProfilesHandler, tags=("core",)),
+        Route("/api/v1/users/{user_id}/profile", PublicProfileHandler, tags=("core",)),
+        Route("/api/v1/users/{user_id}/follow", FollowHandler, tags=("core",)),
         Route("/api/v1/auth/logout", LogoutHandler, tags=("core",)),
         Route("/api/v1/auth/logout-everywhere", LogoutEverywhereHandler, tags=("core",)),
         Route("/api/v1/admin/users/{user_id}/role", UserRoleHandler, tags=admin),

@@ -18,6 +18,7 @@ import tornado.web
 
 from kpay.core import attention, audit, notifications, users
 from kpay.core import config as config_module
+from kpay.core import follows as follows_module
 from kpay.core.access import Access
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
@@ -111,6 +112,9 @@ class KPay:
         self.notifications = notifications.Notifications(self.store, self.clock)
         # Uploads, storage and serving of images, audio and video (docs/media.md).
         self.media = media_service.MediaService(self)
+        # Avatars are media ids; the users service asks app.media for their URLs.
+        self.users.media_source = self
+        self.follows = follows_module.Follows(self.store, self.clock, self.users)
         self.routes: list[Route] = []
         # Who owns which collection (``register_collections``), known at start-up;
         # ``check_collections`` (tests: kpay.testing) makes the store refuse a plugin

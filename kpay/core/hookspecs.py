@@ -249,6 +249,22 @@ def register_resources(app):
     """
 
 
+@hookspec
+def public_profile_sections(app, user_id):
+    """Called when someone opens a person's public profile
+    (``GET /api/v1/users/{user_id}/profile``), to add what this plugin knows of them.
+
+    Return a dict of sections by name (``{"rooms": [...]}``; the built-ins answer
+    ``consult``, ``rooms`` and ``courses``, see docs/plugins.md), or None when it has
+    nothing. Answer from the plugin's own collections, only what anyone may see (no
+    drafts, no buyers), and keep each list short (at most 20 entries). Section names are
+    the plugin's to choose; a name another plugin already answered is left out (logged).
+
+    On failure: logged with the plugin's name and the profile is shown without its
+    sections; the other plugins still answer. In dev mode the exception is re-raised.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Data ownership
 # ---------------------------------------------------------------------------

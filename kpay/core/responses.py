@@ -32,6 +32,9 @@ class Me(BaseModel):
     id: str
     role: Role
     name: str
+    #: The avatar's public image URL (variant thumb), or null: pages then draw the
+    #: first character of the name.
+    avatar_url: str | None = None
 
 
 class PluginInfo(Open):
@@ -123,3 +126,46 @@ class OpenApiDocument(Open):
     info: dict[str, Any]
     paths: dict[str, Any]
     components: dict[str, Any]
+
+
+# -- people (docs/api.md "Profiles" and "Follow") ------------------------------------------
+
+
+class Person(BaseModel):
+    """How a person is shown: nickname and avatar, never more."""
+
+    id: str
+    name: str
+    role: Role
+    avatar_url: str | None
+
+
+class PeopleResult(BaseModel):
+    profiles: dict[str, Person]
+
+
+class PublicProfile(Person):
+    followers: int
+    following: bool
+    #: What plugins show of the person, by section name (``consult``, ``rooms``,
+    #: ``courses`` from the built-ins); see docs/plugins.md "public_profile_sections".
+    sections: dict[str, Any]
+
+
+class PublicProfileResult(BaseModel):
+    profile: PublicProfile
+
+
+class FollowState(BaseModel):
+    user_id: str
+    following: bool
+    followers: int
+
+
+class Followed(Person):
+    followed_at: datetime
+
+
+class FollowingPage(BaseModel):
+    following: list[Followed]
+    next_before: datetime | None

@@ -48,14 +48,6 @@ class OpenApiHandler(BaseHandler):
         self.write_json(openapi.document(self.kpay.routes, pages=pages))
 
 
-class MeHandler(BaseHandler):
-    @api("The current user", response=responses.Me)
-    async def get(self) -> None:
-        user = self.require_user()
-        profile = await self.kpay.store["users"].find_one({"_id": user.id}) or {}
-        self.write_json({"id": user.id, "role": user.role, "name": profile.get("name", user.id)})
-
-
 class PluginsHandler(BaseHandler):
     @api("Loaded plugins with their versions and hooks", roles=("admin",),
          response=responses.PluginList)
@@ -75,11 +67,11 @@ class DevLoginHandler(BaseHandler):
          response=responses.DevLoginResult)
     async def post(self) -> None:
         login = self.body(DevLogin)
-        name = login.name or login.user_id
-        user = await self.kpay.users.sign_in(login.user_id, login.role, name)
+        # Without a name, a nickname the user set (PATCH /api/v1/me) is kept.
+        user = await self.kpay.users.sign_in(login.user_id, login.role, login.name)
         token = issue_token(self.kpay.tokens, user)
-        self.write_json({"token": token,
-                         "user": {"id": login.user_id, "role": login.role, "name": name}})
+        self.write_json({"token": token, "user": {"id": login.user_id, "role": login.role,
+                                                  "name": user.get("name") or login.user_id}})
 
 
 class ClockAdvance(BaseModel):
@@ -109,7 +101,6 @@ def core_routes(app: KPay) -> list[Route]:
         Route("/healthz", HealthHandler, tags=("core",)),
         Route("/metrics", MetricsHandler, tags=("core",)),
         Route("/api/v1/openapi.json", OpenApiHandler, tags=("core",)),
-        Route("/api/v1/me", MeHandler, tags=("core",)),
         Route("/api/v1/plugins", PluginsHandler, tags=("core",)),
         *search_routes.routes(),
         *account_routes(),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.auth import ROLES, TokenClaims, TokenService, User
 from kpay.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from kpay.core.follows import INDEXES as FOLLOW_INDEXES
 from kpay.core.store import IndexSpec
 
 if TYPE_CHECKING:
@@ -43,14 +45,22 @@ USERS = "users"
 MAX_REVOKED = 50
 CHANGES_PER_LOOK = 10_000
 INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
-           IndexSpec.of(USERS, "openid")]
+           IndexSpec.of(USERS, "openid"),
+           # Who follows whom is part of the people the users service knows (follows.py).
+           *FOLLOW_INDEXES]
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
-PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1}
+PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1, "avatar_media_id": 1}
 # profiles() answers one page of people at most: a bound on one query's size.
 MAX_PROFILES = 1000
 # A real name for payouts (docs/api.md "Payouts"): 2 to 30 Chinese or Latin letters
 # and the middle dot (少数民族 and foreign names: "阿依古丽·买买提"), trimmed.
 REAL_NAME = re.compile(r"^[\u3400-\u9fffA-Za-z·]{2,30}$")
+# A nickname (docs/api.md "Me"): 1 to 20 characters once trimmed, none of them a control,
+# format (zero-width, bidi override), private-use or unassigned character or a line break.
+NICKNAME_MAX = 20
+NICKNAME_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# What a WeChat user without a usable nickname is called.
+WECHAT_DEFAULT_NAME = "微信用户"
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class Users:
         self.store, self.clock = store, clock
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Standing | None]] = {}
+        # The application, whose media service (``app.media``, when there is one) turns
+        # an avatar's media id into its public URL; set by KPay.
+        self.media_source: Any = None
 
     @property
     def collection(self) -> Any:
@@ -96,10 +109,11 @@ class Users:
         self._cache.pop(user_id, None)
 
     async def profile(self, user_id: str) -> dict[str, Any] | None:
-        """What plugins may know of a user: ``{"id", "name", "role", "blocked"}``, or
-        None when there is no such user. Plugins ask here, never the collection."""
+        """What plugins may know of a user: ``{"id", "name", "role", "blocked",
+        "avatar_url"}``, or None when there is no such user. Plugins ask here, never the
+        collection."""
         doc = await self.collection.find_one({"_id": user_id}, PROFILE_FIELDS)
-        return profile_of(doc) if doc is not None else None
+        return self._profile_of(doc) if doc is not None else None
 
     async def profiles(self, user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """:meth:`profile` of many users in one query (a list of people to show), by
@@ -110,7 +124,35 @@ class Users:
         if not ids:
             return {}
         cursor = self.collection.find({"_id": {"$in": ids}}, PROFILE_FIELDS)
-        return {doc["_id"]: profile_of(doc) async for doc in cursor}
+        return {doc["_id"]: self._profile_of(doc) async for doc in cursor}
+
+    def _profile_of(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {**profile_of(doc), "avatar_url": self.avatar_url(doc.get("avatar_media_id"))}
+
+    def avatar_url(self, media_id: str | None) -> str | None:
+        """The public URL (variant ``thumb``) of an avatar, or None without one (or
+        without a media service to serve it)."""
+        media = getattr(self.media_source, "media", None)
+        if not media_id or media is None:
+            return None
+        return media.public_url(media_id, "thumb")
+
+    async def set_profile(self, user_id: str, *, name: str | None = None,
+                          avatar_media_id: str | None = None) -> dict[str, Any]:
+        """Change the user's nickname (checked: :func:`check_nickname`) and/or avatar (a
+        media id the caller already checked with ``app.media.attach``); returns
+        :meth:`profile`."""
+        changes: dict[str, Any] = {"profile_changed_at": self.clock.now()}
+        if name is not None:
+            changes["name"] = check_nickname(name)
+        if avatar_media_id is not None:
+            changes["avatar_media_id"] = avatar_media_id
+        done = await self.collection.update_one({"_id": user_id}, {"$set": changes})
+        if done.matched_count == 0:
+            raise NotFound(f"no user {user_id!r}", code="user_not_found")
+        profile = await self.profile(user_id)
+        assert profile is not None
+        return profile
 
     async def openid(self, user_id: str) -> str | None:
         """The WeChat openid the user last signed in with, if any."""
@@ -139,8 +181,15 @@ class Users:
 
     async def sign_in_wechat(self, openid: str, nickname: str | None = None) -> dict[str, Any]:
         """The user of a WeChat openid, created as a student on first sign-in. The id is
-        derived from the openid, so two concurrent first logins make one user."""
+        derived from the openid, so two concurrent first logins make one user.
+
+        A new user is named after their WeChat nickname (cleaned as a nickname set with
+        ``PATCH /api/v1/me``, else 微信用户); a name the user set later is kept. WeChat's
+        ``headimgurl`` is not used: pages load images only from this server (the
+        Content-Security-Policy), so the default avatar (first character) stands in until
+        the user uploads one."""
         changes: dict[str, Any] = {"openid": openid}
+        nickname = clean_wechat_nickname(nickname)
         if nickname:
             changes["wechat_nickname"] = nickname
         existing = await self.collection.find_one_and_update(
@@ -151,7 +200,7 @@ class Users:
         return await self.collection.find_one_and_update(
             {"_id": user_id},
             {"$set": changes, "$setOnInsert": {"role": "student", "created_at": self.clock.now(),
-                                               "name": nickname or "微信用户"}},
+                                               "name": nickname or WECHAT_DEFAULT_NAME}},
             upsert=True, return_document=ReturnDocument.AFTER)
 
     async def get(self, user_id: str) -> dict[str, Any]:
@@ -170,13 +219,17 @@ class Users:
             upsert=True, return_document=ReturnDocument.AFTER)
         return doc
 
-    async def sign_in(self, user_id: str, role: str, name: str) -> dict[str, Any]:
+    async def sign_in(self, user_id: str, role: str, name: str | None) -> dict[str, Any]:
         """Dev login: the user, created or switched to ``role`` (a switch ends the tokens
-        of the old role, as any role change does)."""
+        of the old role, as any role change does). A ``name`` given replaces the stored
+        one; without it a new user is named after the id and a stored name (a nickname
+        the user set) is kept."""
         check_role(role)
+        named = {"$set": {"name": name}} if name else {}
         doc = await self.collection.find_one_and_update(
-            {"_id": user_id}, {"$set": {"name": name},
-                               "$setOnInsert": {"role": role, "created_at": self.clock.now()}},
+            {"_id": user_id},
+            {**named, "$setOnInsert": {"role": role, "created_at": self.clock.now(),
+                                       **({} if name else {"name": user_id})}},
             upsert=True, return_document=ReturnDocument.AFTER)
         if doc.get("role") != role:
             doc = await self.set_role(user_id, role)
@@ -240,6 +293,29 @@ class Users:
 def profile_of(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "name": doc.get("name") or doc["_id"],
             "role": doc.get("role") or "student", "blocked": bool(doc.get("blocked"))}
+
+
+def check_nickname(name: Any) -> str:
+    """A nickname trimmed, or 400 ``invalid_name``: 1 to :data:`NICKNAME_MAX`
+    characters, none of :data:`NICKNAME_REFUSED_CATEGORIES`."""
+    name = unicodedata.normalize("NFC", name.strip()) if isinstance(name, str) else ""
+    if not 1 <= len(name) <= NICKNAME_MAX or any(
+            unicodedata.category(char) in NICKNAME_REFUSED_CATEGORIES for char in name):
+        raise BadRequest(f"name must be 1 to {NICKNAME_MAX} characters, without control "
+                         "or invisible characters", code="invalid_name", field="name",
+                         max=NICKNAME_MAX)
+    return name
+
+
+def clean_wechat_nickname(nickname: str | None) -> str | None:
+    """A WeChat nickname made a valid nickname (refused characters dropped, cut to
+    :data:`NICKNAME_MAX`), or None when nothing is left."""
+    if not isinstance(nickname, str):
+        return None
+    kept = "".join(char for char in nickname
+                   if unicodedata.category(char) not in NICKNAME_REFUSED_CATEGORIES)
+    kept = unicodedata.normalize("NFC", kept).strip()[:NICKNAME_MAX].strip()
+    return kept or None
 
 
 def mask_name(name: str) -> str:

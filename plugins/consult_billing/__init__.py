@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.consult_billing.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.consult_billing import handlers, notices, presence, profiles, restarts, sessions
@@ -60,6 +61,11 @@ def register_channels(app):
 @hookimpl
 def register_resources(app):
     return [sessions.RESOURCE]
+
+
+@hookimpl
+async def public_profile_sections(app, user_id):
+    return await profile_section.consult_section(app, user_id)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import plugins.consult_billing.profile_section as profile_section
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
 from plugins.consult_billing import history, lifecycle, profiles, sessions
@@ -30,7 +31,8 @@ class MyProfileHandler(BaseHandler):
     async def get(self) -> None:
         user = self.require_user("consultant")
         doc = await profiles.get_profile(self.kpay, user.id)
-        self.write_json({"profile": profiles.public_profile(doc)})
+        person = await self.kpay.users.profile(user.id)
+        self.write_json({"profile": profile_section.shown(doc, person=person)})
 
     @api("Set the caller's rate (fen per minute), minimum and maximum minutes, availability",
          body=profiles.ProfileUpdate, roles=("consultant",),
@@ -38,8 +40,12 @@ class MyProfileHandler(BaseHandler):
     async def put(self) -> None:
         user = self.require_user("consultant")
         update = self.body(profiles.ProfileUpdate)
-        doc = await profiles.save_profile(self.kpay, user.id, update)
-        self.write_json({"profile": profiles.public_profile(doc)})
+        await profiles.save_profile(self.kpay, user.id, update)
+        if update.bio is not None:
+            await profile_section.save_bio(self.kpay, user.id, update.bio)
+        doc = await profiles.get_profile(self.kpay, user.id)
+        person = await self.kpay.users.profile(user.id)
+        self.write_json({"profile": profile_section.shown(doc, person=person)})
 
 
 class ConsultantsHandler(BaseHandler):
@@ -51,8 +57,9 @@ class ConsultantsHandler(BaseHandler):
         docs = await profiles.available_profiles(self.kpay, limit, category)
         busy = {d["busy_consultant"] async for d in self.kpay.store[sessions.CONSULTATIONS].find(
             {"busy_consultant": {"$in": [d["_id"] for d in docs]}}, {"busy_consultant": 1})}
-        self.write_json({"consultants": [profiles.public_profile(d, d["_id"] in busy)
-                                         for d in docs]})
+        people = await profile_section.people_of(self.kpay, docs)
+        self.write_json({"consultants": [
+            profile_section.shown(d, d["_id"] in busy, people.get(d["_id"])) for d in docs]})
 
 
 class ConsultantHandler(BaseHandler):
@@ -61,7 +68,8 @@ class ConsultantHandler(BaseHandler):
         doc = await profiles.get_profile(self.kpay, consultant_id)
         busy = await self.kpay.store[sessions.CONSULTATIONS].find_one(
             {"busy_consultant": consultant_id}, {"_id": 1})
-        self.write_json({"profile": profiles.public_profile(doc, busy is not None)})
+        person = await self.kpay.users.profile(consultant_id)
+        self.write_json({"profile": profile_section.shown(doc, busy is not None, person)})
 
 
 class ConsultationsHandler(BaseHandler):

@@ -32,6 +32,9 @@ class ProfileUpdate(BaseModel):
     max_minutes: int = Field(60, strict=True, ge=1)
     available: bool = Field(True, strict=True)
     title: str = Field("", max_length=120)
+    #: A few lines about the consultant for their profile page (plain text); kept by
+    #: profile_section.save_bio, so left out (null) the saved one stays.
+    bio: str | None = Field(None, max_length=1000, exclude=True)
 
     @model_validator(mode="after")
     def minimum_within_maximum(self) -> ProfileUpdate:

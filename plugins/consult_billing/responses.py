@@ -16,7 +16,10 @@ Status = Literal["requested", "active", "paused", "ended"]
 class ConsultantProfile(BaseModel):
     consultant_id: str
     name: str
+    #: The consultant's avatar (public image URL), or null.
+    avatar_url: str | None = None
     title: str
+    bio: str = ""
     rate_per_minute: int
     min_minutes: int
     max_minutes: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.course_drip.profile_section as profile_section
 from kpay import hookimpl
 from plugins.course_drip import courses, enrollments, notices, sharing
 from plugins.course_drip.access import RESOURCES
@@ -41,6 +42,11 @@ def register_routes(app: KPay):
 @hookimpl
 def register_resources(app: KPay):
     return RESOURCES
+
+
+@hookimpl
+async def public_profile_sections(app: KPay, user_id: str):
+    return await profile_section.courses_section(app, user_id)
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import plugins.live_qa.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
@@ -40,6 +41,11 @@ def register_channels(app):
 @hookimpl
 def register_resources(app):
     return [rooms.RESOURCE]
+
+
+@hookimpl
+async def public_profile_sections(app, user_id):
+    return await profile_section.rooms_section(app, user_id)
 
 
 @hookimpl

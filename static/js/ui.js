@@ -102,6 +102,14 @@ export function errorText(error) {
       return "登录已失效（已在其他地方退出或账号有变动），请重新登录";
     case "token_expired":
       return "登录已过期，请重新登录";
+    case "invalid_name":
+      return "昵称须为 1–20 个字，不能含换行或不可见字符";
+    case "not_followable":
+      return "只能关注咨询师";
+    case "cannot_follow_self":
+      return "不能关注自己";
+    case "user_not_found":
+      return "找不到这位用户";
     case "unauthorized":
     case "invalid_token":
       return STATUS_TEXT[401];
@@ -132,6 +140,7 @@ const OPEN_CAP_TEXT = {
   consultant_requests: () => "这位咨询师排队的请求已满，请稍后再试",
   open_rooms: (n) => `未结束的直播间太多（最多 ${n} 个），请先结束一个`,
   draft_courses: (n) => `未发布的课程太多（最多 ${n} 门），请先发布一门`,
+  following: (n) => `关注的人太多（最多 ${n} 位），请先取消关注一些`,
 };
 
 function tooManyOpenText(details) {
@@ -185,4 +194,34 @@ export async function whileBusy(button, task, busyText = null) {
     if (wait) setTimeout(() => { button.disabled = false; }, wait * 1000);
     else button.disabled = false;
   }
+}
+
+// Background classes of the default avatar (kpay.css `.avatar.c0` to `.c5`): dark enough
+// for white text (contrast 4.5:1 and more).
+const AVATAR_COLOURS = 6;
+
+/** A person's face: their avatar image (`profile.avatar_url`), or by default the first
+ * character of their nickname on a coloured circle (the colour from the id, so one person
+ * keeps one colour). `profile` is an entry of `app.users` profiles ({id, name,
+ * avatar_url}); `size` in CSS pixels. The image is decorative (alt=""): put the name next
+ * to it. */
+export function avatar(profile, size = 40) {
+  const name = (profile?.name || "").trim();
+  const url = profile?.avatar_url;
+  let node;
+  if (typeof url === "string" && (/^(\/(?!\/)|https:\/\/)/.test(url) || url.startsWith(`${location.origin}/`))) {
+    node = el("img", { class: "avatar", src: url, alt: "", loading: "lazy", decoding: "async" });
+    // A file taken down (or gone) is not served: the default face stands in.
+    node.addEventListener("error", () => node.replaceWith(avatar({ ...profile, avatar_url: null }, size)),
+      { once: true });
+  } else {
+    let hash = 0;
+    for (const char of String(profile?.id || name)) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+    node = el("span", { class: `avatar c${hash % AVATAR_COLOURS}`, "aria-hidden": "true" },
+      Array.from(name)[0] || "?");
+    node.style.fontSize = `${Math.round(size * 0.45)}px`;
+  }
+  node.style.width = `${size}px`;
+  node.style.height = `${size}px`;
+  return node;
 }

@@ -7,7 +7,8 @@ async def test_health_and_login(api):
     assert status == 200 and body["database"] == "up"
     token = await api.login("alice", "student")
     status, me = await api.get("/api/v1/me", token=token)
-    assert status == 200 and me == {"id": "alice", "role": "student", "name": "alice"}
+    assert status == 200 and me == {"id": "alice", "role": "student", "name": "alice",
+                                    "avatar_url": None}
 
 
 @pytest.mark.gen_test

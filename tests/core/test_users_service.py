@@ -20,8 +20,10 @@ async def test_profile_and_profiles(api, kpay_app):
     await api.login("carol", "consultant")
     await kpay_app.users.set_blocked("carol", True)
     users = kpay_app.users
-    alice = {"id": "alice", "name": "爱丽丝", "role": "student", "blocked": False}
-    carol = {"id": "carol", "name": "carol", "role": "consultant", "blocked": True}
+    alice = {"id": "alice", "name": "爱丽丝", "role": "student", "blocked": False,
+             "avatar_url": None}
+    carol = {"id": "carol", "name": "carol", "role": "consultant", "blocked": True,
+             "avatar_url": None}
     assert await users.profile("alice") == alice
     assert await users.profile("nobody") is None
 

@@ -14,8 +14,12 @@ def kpay_overrides() -> dict[str, dict[str, Any]]:
             "live_qa": {"presence_interval_seconds": 0.05}}
 
 
+# Nicknames: pages show people by these, never by their ids.
+NAMES = {"host": "林老师", "bob": "鲍勃", "carol": "卡罗尔"}
+
+
 async def open_console(pages, api, user="host"):
-    token = await api.login(user, "consultant")
+    token = await api.login(user, "consultant", name=NAMES.get(user))
     page = await pages.new_page(token=token)
     await pages.open(page, "/static/console.html")
     await expect(page.get_by_role("tab", name="直播间")).to_have_attribute("aria-selected", "true")
@@ -42,7 +46,7 @@ async def create_room_in_console(page, title, ticket="9.9", least="5", free=True
 
 
 async def open_room_as_student(pages, api, user, room_id, funds=0):
-    token = await api.login(user, "student")
+    token = await api.login(user, "student", name=NAMES.get(user))
     if funds:
         await api.topup(token, funds)
     page = await pages.new_page(token=token)
@@ -103,7 +107,7 @@ async def test_a_live_room_end_to_end(pages, api, kpay_app):
     for page in (bob, carol):
         message = page.locator("#feed li").last
         await expect(message).to_contain_text("大家好，今天聊聊技术面试。")
-        await expect(message).to_contain_text("主持人")
+        await expect(message).to_contain_text("林老师")
 
     # carol asks first with a small bounty, bob second with a bigger one: bob's is on top.
     await ask_paid(carol, "简历上写什么项目最好？", "5")
@@ -128,7 +132,7 @@ async def test_a_live_room_end_to_end(pages, api, kpay_app):
     await pages.screenshot(carol, "room-live-questions")
 
     # The host answers the top question; bob sees the answer.
-    await host.get_by_label("回答 学员 bob 的提问").fill("每天一题，坚持两个月。")
+    await host.get_by_label("回答 鲍勃 的提问").fill("每天一题，坚持两个月。")
     await queue.first.get_by_role("button", name="回答", exact=True).click()
     await expect(queue).to_have_count(1)
     answered = bob.locator('#questions li[data-status="answered"]')
@@ -213,7 +217,7 @@ async def test_console_moderation_reaches_the_student(pages, api):
     assert access["me"]["ticket"] == "active"
     await confirm.click()
     await expect(bob.locator("#removed-notice")).to_be_visible()
-    await expect(queue.first).to_contain_text("学员 bob 已被移出")
+    await expect(queue.first).to_contain_text("鲍勃 已被移出")
     _, access = await api.get(f"/api/v1/rooms/{room_id}", token=bob_token)
     assert access["me"]["ticket"] == "revoked"
     await pages.check_accessibility(host)

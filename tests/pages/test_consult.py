@@ -152,7 +152,7 @@ async def test_a_consultation_from_request_to_funds_exhausted(pages, api, kpay_a
     # The history keeps it, with the receipt minute by minute from the ledger.
     past = page.locator("#history-list li[data-id]")
     await expect(past).to_have_count(1)
-    await expect(past).to_contain_text("咨询师 王老师")
+    await expect(past.locator(".person")).to_have_text("王王老师")  # face + nickname
     await expect(past).to_contain_text("-¥6.00")
     await past.get_by_role("button", name="查看收据").click()
     await expect(past.locator(".receipt .entries li")).to_have_count(6)

@@ -36,7 +36,8 @@ async def test_dev_login_as_student_shows_the_user(pages, api, kpay_app):
     # The token the page keeps is a real one: the server knows this user.
     token = await page.evaluate("localStorage.getItem('kpay.token')")
     status, me = await api.get("/api/v1/me", token=token)
-    assert status == 200 and me == {"id": "alice", "role": "student", "name": "小爱"}
+    assert status == 200 and me == {"id": "alice", "role": "student", "name": "小爱",
+                                    "avatar_url": None}
 
     # The session survives a reload; log out forgets it.
     await page.reload()

@@ -353,6 +353,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
         query={
             "url": [f"{base}/static/index.html", f"{base}/static/room.html?id=1"],
             "redirect": ["/static/index.html", "/static/course.html?id=1"],
+            # The people lookup (GET /api/v1/users/profiles).
+            "ids": ["fuzz-student,fuzz-consultant"],
             "host_id": ["me", "fuzz-consultant"],
             "status": ["open", "answered", "resolved", "all"],
             "role": ["student", "consultant"],
@@ -367,6 +369,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
         },
         only={
             ("/api/v1/rooms/{room_id}/start", "room_id"): scheduled["room"]["id"],
+            # Follow a consultant (the only ones who can be followed).
+            ("/api/v1/users/{user_id}/follow", "user_id"): "fuzz-consultant",
             ("/api/v1/consultations/{consultation_id}/decline", "consultation_id"):
                 declined["id"],
             # The host answers the student's question; the student upvotes the other.

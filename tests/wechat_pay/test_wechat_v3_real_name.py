@@ -165,7 +165,8 @@ async def test_only_a_consultant_sets_their_own_and_no_one_else_sees_it(api, kpa
     seen = [await api.get("/api/v1/me", carol), await api.get("/api/v1/me", dave),
             await api.get("/api/v1/admin/audit", admin)]
     assert await kpay_app.users.profile("carol") == {"id": "carol", "name": "carol",
-                                                     "role": "consultant", "blocked": False}
+                                                     "role": "consultant", "blocked": False,
+                                                     "avatar_url": None}
     assert "Anna" not in str(seen), seen
     records = [r async for r in kpay_app.store["audit_log"].find({"action": "payout.real_name"})]
     assert len(records) == 1 and records[0]["actor"] == "carol"

@@ -5,6 +5,7 @@
 // call); earnings from GET /api/v1/earnings.
 
 import { formatFen, parseYuan } from "../money.js";
+import { People } from "../people.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
 import { onUserEvent } from "../user-channel.js";
 import {
@@ -92,6 +93,8 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
   let subscription = null;
   let changes = 0; // events applied to `current` (see refresh)
   let call = null;
+  const names = new People(kpay); // students' nicknames and avatars (the lists carry ids)
+  const student = (c) => `学生 ${names.name(c.student_id, "")}`.trim();
 
   // -- profile ----------------------------------------------------------------------------
 
@@ -144,13 +147,14 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
 
   function renderRequests() {
     const list = q("#request-list");
+    names.load([...requests.values()].map((c) => c.student_id)).then((learnt) => learnt && renderRequests());
     list.replaceChildren(...[...requests.values()].map((c) => {
-      const accept = el("button", { class: "btn", type: "button", "aria-label": `接受 ${c.student_id} 的咨询请求` }, "接受");
-      const decline = el("button", { class: "btn plain", type: "button", "aria-label": `婉拒 ${c.student_id} 的咨询请求` }, "婉拒");
+      const accept = el("button", { class: "btn", type: "button", "aria-label": `接受 ${names.name(c.student_id, "学生")} 的咨询请求` }, "接受");
+      const decline = el("button", { class: "btn plain", type: "button", "aria-label": `婉拒 ${names.name(c.student_id, "学生")} 的咨询请求` }, "婉拒");
       accept.addEventListener("click", () => whileBusy(accept, () => answer(c, "accept"), "接受中…"));
       decline.addEventListener("click", () => whileBusy(decline, () => answer(c, "decline")));
       return el("li", { "data-id": c.id },
-        el("p", {}, el("strong", {}, `学生 ${c.student_id}`),
+        el("p", { class: "request-head" }, names.badge(c.student_id, { size: 32, label: student(c) }),
           el("span", { class: "muted small" }, ` · ${formatTime(c.requested_at)}`)),
         el("p", { class: "small" }, `${formatFen(c.rate_per_minute)}/分钟，最少 ${c.min_minutes} 分钟`),
         el("div", { class: "course-actions" }, accept, decline));
@@ -314,7 +318,8 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
     const state = q("#cs-state");
     state.textContent = STATUS_TEXT[c.status] || c.status;
     state.dataset.status = c.status;
-    q("#cs-with").textContent = `学生 ${c.student_id} · ${formatFen(c.rate_per_minute)}/分钟`;
+    q("#cs-with").textContent = `${student(c)} · ${formatFen(c.rate_per_minute)}/分钟`;
+    names.load([c.student_id]).then((learnt) => learnt && render());
     q("#cs-minute").textContent = `第 ${c.billed_minutes || 0} 分钟`;
     q("#cs-charged").textContent = formatFen(c.charged || 0);
     q("#cs-earned").textContent = formatFen(c.consultant_earned || 0);
@@ -368,8 +373,9 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
   async function loadPast() {
     const { consultations } = await kpay.get("/api/v1/consultations?role=consultant&limit=50");
     const past = consultations.filter((c) => c.status === "ended");
+    await names.load(past.map((c) => c.student_id));
     q("#consult-past-list").replaceChildren(...past.map((c) => el("li", { "data-id": c.id },
-      el("p", { class: "history-head" }, el("strong", {}, `学生 ${c.student_id}`),
+      el("p", { class: "history-head" }, names.badge(c.student_id, { size: 28, label: student(c) }),
         el("span", { class: "amount-in" }, formatFen(c.consultant_earned, { sign: true }))),
       el("p", { class: "muted small" },
         `${formatTime(c.requested_at)} · ${c.billed_minutes} 分钟 · ${END_REASON_TEXT[c.end_reason] || c.end_reason || ""}`))));

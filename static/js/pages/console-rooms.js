@@ -7,6 +7,7 @@
 // the bounties of answered questions, before the platform fee.
 
 import { formatFen, parseYuan } from "../money.js";
+import { People } from "../people.js";
 import { $, el, formatTime, show, showError, whileBusy } from "../ui.js";
 import { categoryField, categoryOf } from "../storefront.js";
 import {
@@ -27,6 +28,8 @@ export async function mount(panel, { kpay, socket, me }) {
   const drafts = new Map(); // question id -> answer typed so far (kept across redraws)
   const recordings = new Map(); // question id -> a voice answer being recorded (voice-answer.js)
   const confirming = new Set(); // "remove:<user>" buttons waiting for a second tap
+  const names = new People(kpay); // nicknames and avatars of the askers
+  names.remember(me);
 
   // -- my rooms and income ---------------------------------------------------------------
 
@@ -200,9 +203,12 @@ export async function mount(panel, { kpay, socket, me }) {
     show(q("#host-feed-card"), true);
   }
 
-  const people = () => ({ hostId: me.id, meId: me.id });
+  const people = () => ({ hostId: me.id, meId: me.id, names });
 
   function renderLists() {
+    names.load(model.queue().map((question) => question.asker_id)).then((learnt) => {
+      if (learnt && model) renderLists();
+    });
     const focused = document.activeElement;
     const focusId = focused && panel.contains(focused) ? focused.id : null;
     const caret = focused?.selectionStart;
@@ -309,7 +315,7 @@ export async function mount(panel, { kpay, socket, me }) {
         model.removed.add(userId);
       });
     });
-    return el("div", { class: "actions", role: "group", "aria-label": `管理学员 ${userId}` }, mute, remove);
+    return el("div", { class: "actions", role: "group", "aria-label": `管理学员 ${speaker(userId, people())}` }, mute, remove);
   }
 
   async function moderate(button, task) {

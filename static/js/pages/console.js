@@ -16,6 +16,7 @@ const SECTIONS = {
   rooms: { needs: "/api/v1/rooms", load: () => import("./console-rooms.js") },
   consult: { needs: "/api/v1/consultations", load: () => import("./console-consult.js") },
   courses: { needs: "/api/v1/courses", load: () => import("./console-courses.js") },
+  profile: { needs: "/api/v1/me", load: () => import("./console-profile.js") },
 };
 
 const kpay = new KPay();

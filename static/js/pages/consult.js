@@ -4,7 +4,8 @@
 // where the browser can; past consultations with their receipts.
 
 import { KPay, formatFen } from "../kpay.js";
-import { $, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
+import { People } from "../people.js";
+import { $, avatar, bindConnectionBadge, el, errorText, formatTime, show, showError, whileBusy } from "../ui.js";
 import {
   END_REASON_TEXT, OPEN_STATUSES, STATUS_TEXT, VoiceCall, callErrorText, callSupported,
   shortfallText, summaryRows,
@@ -18,7 +19,9 @@ let me = null;
 let current = null; // the consultation shown in #session
 let subscription = null;
 let call = null;
-const names = new Map(); // consultant id -> name, from the list (history has ids only)
+const names = new People(kpay); // consultants' nicknames and avatars (history has ids only)
+// profile.html's 发起咨询 links here with ?consultant=<id>: that one comes first, marked.
+const chosen = new URLSearchParams(location.search).get("consultant");
 let changes = 0; // events applied to `current`: a read that overlapped one may be older than it
 
 bindConnectionBadge($("#connection"), socket);
@@ -58,15 +61,21 @@ async function start() {
 
 async function loadConsultants() {
   const { consultants } = await kpay.get("/api/v1/consultants?limit=50");
-  for (const c of consultants) names.set(c.consultant_id, c.name);
+  names.remember(...consultants.map((c) => ({ id: c.consultant_id, name: c.name, avatar_url: c.avatar_url ?? null })));
   const list = $("#consultant-list");
-  list.replaceChildren(...consultants.filter((c) => c.consultant_id !== me.id).map((c) => {
+  const first = (c) => (c.consultant_id === chosen ? 0 : 1);
+  const shown = consultants.filter((c) => c.consultant_id !== me.id).sort((a, b) => first(a) - first(b));
+  list.replaceChildren(...shown.map((c) => {
     const button = el("button", { class: "btn", type: "button", "aria-label": `向 ${c.name} 发起咨询` },
       c.busy ? "咨询中，请稍后" : "发起咨询");
     button.disabled = c.busy;
     button.addEventListener("click", () => whileBusy(button, () => request(c), "发起中…"));
-    return el("li", { "data-id": c.consultant_id },
-      el("p", { class: "consultant-name" }, el("strong", {}, c.name),
+    const profile = `/static/profile.html?id=${encodeURIComponent(c.consultant_id)}`;
+    return el("li", { "data-id": c.consultant_id, class: c.consultant_id === chosen ? "chosen" : null },
+      el("p", { class: "consultant-name" },
+        el("a", { class: "person", href: profile, "aria-label": `${c.name} 的主页` },
+          avatar({ id: c.consultant_id, name: c.name, avatar_url: c.avatar_url }, 40),
+          el("strong", { class: "name" }, c.name)),
         c.title ? el("span", { class: "muted small" }, ` · ${c.title}`) : null),
       el("p", { class: "consultant-rate" },
         el("span", { class: "price" }, `${formatFen(c.rate_per_minute)}/分钟`),
@@ -74,6 +83,7 @@ async function loadConsultants() {
       button);
   }));
   show($("#consultants-empty"), list.children.length === 0);
+  list.querySelector("li.chosen")?.scrollIntoView({ block: "center" });
 }
 
 async function request(consultant) {
@@ -186,7 +196,7 @@ function render() {
   const state = $("#session-state");
   state.textContent = STATUS_TEXT[c.status] || c.status;
   state.dataset.status = c.status;
-  $("#session-with").textContent = `咨询师 ${c.consultant_name || names.get(c.consultant_id) || c.consultant_id}`;
+  $("#session-with").textContent = `咨询师 ${c.consultant_name || names.name(c.consultant_id, "")}`.trim();
   $("#session-rate").textContent =
     `${formatFen(c.rate_per_minute)}/分钟 · 最少 ${c.min_minutes} 分钟 · 最长 ${c.max_minutes} 分钟`;
   $("#meter-minute").textContent = `第 ${c.billed_minutes || 0} 分钟`;
@@ -282,6 +292,7 @@ async function loadHistory() {
 
 function renderHistory(consultations) {
   const past = consultations.filter((c) => c.status === "ended");
+  names.load(past.map((c) => c.consultant_id)).then((learnt) => learnt && renderHistory(consultations));
   $("#history-list").replaceChildren(...past.map((c) => {
     const receipt = el("div", { class: "receipt", hidden: true, id: `receipt-${c.id}` });
     const button = el("button", { class: "btn plain", type: "button", "aria-expanded": "false",
@@ -289,7 +300,7 @@ function renderHistory(consultations) {
     button.addEventListener("click", () => toggleReceipt(c.id, button, receipt));
     return el("li", { "data-id": c.id },
       el("p", { class: "history-head" },
-        el("strong", {}, `咨询师 ${names.get(c.consultant_id) || c.consultant_id}`),
+        names.badge(c.consultant_id, { size: 28, fallback: "咨询师" }),
         el("span", { class: "amount-out" }, formatFen(-c.charged))),
       el("p", { class: "muted small" },
         `${formatTime(c.requested_at)} · ${c.billed_minutes} 分钟 · ${END_REASON_TEXT[c.end_reason] || c.end_reason || ""}`),

@@ -5,6 +5,7 @@
 // the price says 已购 and 继续学习 opens the lesson touched last; ?lesson=<id> is the lesson
 // page (player that resumes, watermark, body, prev/next), so a reload comes back to it.
 
+import { People } from "../people.js";
 import { KPay, formatFen } from "../kpay.js";
 import { PaymentPanel, walletUrl } from "../pay.js";
 import { mountShareBar } from "../share.js";
@@ -18,6 +19,7 @@ const socket = kpay.socket();
 const params = new URLSearchParams(location.search);
 const courseId = params.get("id");
 const errorBox = $("#error");
+const names = new People(kpay); // the author's nickname and face
 const coursePath = (suffix = "") => `/api/v1/courses/${encodeURIComponent(courseId)}${suffix}`;
 
 let me = null;
@@ -122,6 +124,10 @@ const ownedText = (c) => (c.price ? "已购" : "已报名");
 async function loadCourse() {
   const reply = await kpay.get(coursePath());
   course = { ...reply.course, enrolled: reply.enrolled };
+  await names.load([course.author_id]); // the author by nickname and face, linked to their page
+  $("#course-author")?.remove();
+  $("#course-title").after(el("p", { id: "course-author", class: "course-author" },
+    names.link(course.author_id, { fallback: "讲师", role: "讲师" })));
   document.title = `${course.title} - kpay`;
   $("#page-title").textContent = "课程";
   $("#course-title").textContent = course.title;

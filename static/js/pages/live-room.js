@@ -128,11 +128,17 @@ export class RoomModel {
   }
 }
 
-/** Who said it, for people: the host, "我", or the student's id. */
-export function speaker(userId, { hostId, meId }) {
-  if (userId === hostId) return "主持人";
+/** Who said it, for people: "我", else the nickname (people.js `names`), else 主持人 or
+ * 学员 (never an id). */
+export function speaker(userId, { hostId, meId, names }) {
   if (userId === meId) return "我";
-  return `学员 ${userId}`;
+  return names?.name(userId, "") || (userId === hostId ? "主持人" : "学员");
+}
+
+/** The speaker with their face (people.js `badge`): `span.person`. */
+export function speakerBadge(userId, people, size = 24) {
+  const label = speaker(userId, people);
+  return people.names ? people.names.badge(userId, { size, label }) : el("strong", {}, label);
 }
 
 /** The body of a message: text, an image or an audio player; a removed one says so. */
@@ -156,7 +162,7 @@ export function messageItem(seq, data, people, extra = null) {
   const host = data.from === people.hostId;
   return el("li", { class: host ? "msg host" : "msg", "data-seq": seq },
     el("p", { class: "msg-meta small" },
-      el("strong", {}, speaker(data.from, people)),
+      speakerBadge(data.from, people, 22),
       data.at ? el("span", { class: "muted" }, ` ${formatTime(data.at)}`) : null),
     messageBody(data), extra);
 }
@@ -171,14 +177,15 @@ export function questionParts(question, people, roomState) {
   const parts = [
     el("p", { class: "q-meta small" }, bounty,
       el("span", { class: `q-status ${question.status}` }, status),
-      el("span", { class: "muted" }, `${speaker(question.asker_id, people)} · 同问 `,
+      el("span", { class: "muted" }, "同问 ",
         el("span", { class: "q-upvotes" }, String(question.upvotes)))),
+    el("p", { class: "q-asker small" }, speakerBadge(question.asker_id, people, 22)),
     el("p", { class: "q-text" }, question.text),
   ];
   if (question.answer) {
     const reply = question.answer;
     parts.push(el("div", { class: "q-answer" },
-      el("p", { class: "small" }, el("strong", {}, "主持人回答")),
+      el("p", { class: "small" }, el("strong", {}, `${speaker(people.hostId, { ...people, meId: null })}的回答`)),
       reply.text ? el("p", { class: "answer-text" }, reply.text) : null,
       reply.audio_url
         ? el("audio", { controls: true, preload: "none", src: reply.audio_url, "aria-label": "语音回答" })

@@ -11,6 +11,7 @@ import { $, bindConnectionBadge, el, formatTime, show, showError, whileBusy } fr
 import {
   ROOM_STATE_TEXT, RoomModel, messageItem, questionParts, replay, roomPath,
 } from "./live-room.js";
+import { People } from "../people.js";
 
 const kpay = new KPay();
 const socket = kpay.socket();
@@ -28,6 +29,7 @@ let isHost = false; // the host watches here too, and runs the room in the conso
 let dropped = false; // the socket lost its connection since the room was entered
 const feedNodes = new Map(); // seq -> li, so a live message is added without redrawing
 const upvoted = new Set(); // question ids this user upvoted here (the API does not say)
+const names = new People(kpay); // nicknames and avatars of the host and the askers
 
 bindConnectionBadge($("#connection"), socket);
 socket.on("state", ({ state }) => {
@@ -53,6 +55,7 @@ async function start() {
       return;
     }
     me = user;
+    names.remember(me);
     panel = new PaymentPanel($("#payment"), { kpay, dev, onPaid: paid });
     // Refunds of this user's questions are told on their own channel.
     socket.subscribe(`user:${me.id}`, { onEvent: personal });
@@ -73,12 +76,23 @@ async function loadRoom() {
   muted = access.muted;
   isHost = access.host;
   show($("#host-notice"), isHost);
+  await names.load([room.host_id]);
   renderInfo();
   if (access.host || access.ticket === "active") await enter();
   else showJoin(access);
 }
 
-const people = () => ({ hostId: model.room.host_id, meId: me.id });
+const people = () => ({ hostId: model.room.host_id, meId: me.id, names });
+
+/** Look up the people of `ids` not known yet, and draw again once they are. */
+function learn(ids) {
+  names.load(ids).then((learnt) => {
+    if (!learnt) return;
+    for (const node of feedNodes.values()) node.dataset.removed = "stale"; // redraw each
+    renderFeed();
+    renderQuestions();
+  });
+}
 
 // -- ticket ------------------------------------------------------------------------------
 
@@ -252,6 +266,7 @@ function renderInfo() {
   else if (room.state === "live" && room.started_at) when = `开始于 ${formatTime(room.started_at)}`;
   else if (room.state === "ended") when = "直播已结束，以下为回放";
   $("#room-when").textContent = when;
+  $("#room-host").replaceChildren(names.link(room.host_id, { fallback: "主持人", role: "主持人" }));
   $("#feed-title").textContent = room.state === "ended" ? "回放" : "直播内容";
   show($("#room-info"), true);
   for (const link of [$("#join-topup"), $("#ask-topup")]) link.href = walletUrl(); // 返回继续购买
@@ -268,6 +283,7 @@ function renderPresence() {
 
 function renderFeed() {
   const list = $("#feed");
+  learn(model.feed().map(([, data]) => data.from));
   for (const [seq, data] of model.feed()) {
     const current = feedNodes.get(seq);
     const removedFlag = String(Boolean(data.removed));
@@ -295,6 +311,7 @@ function renderQuestions() {
   const list = $("#questions");
   const shown = model.queue(Object.keys(GROUP))
     .sort((a, b) => GROUP[a.status] - GROUP[b.status]); // stable: keeps queue order
+  learn(shown.map((question) => question.asker_id));
   const canVote = model.room.state === "live" && !removed && !isHost;
   list.replaceChildren(...shown.map((question) => {
     const item = el("li", { class: "question", "data-id": question.id, "data-status": question.status },
