@@ -153,6 +153,11 @@ async def test_student_opens_a_profile_follows_and_opens_a_room(pages, api, kpay
     await expect(courses.first.get_by_role("link")).to_have_attribute(
         "href", f"/static/course.html?id={course_id}")
 
+    # A consultant's page can be shared as a poster drawn by the server.
+    await page.get_by_role("button", name="生成海报").click()
+    await expect(page.locator("#poster-image")).to_be_visible()
+    await page.keyboard.press("Escape")
+
     follow = page.get_by_role("button", name="关注 林晓")
     await follow.click()
     await expect(page.locator("#follow")).to_have_text("已关注")

@@ -5,6 +5,7 @@
 // the reader's); follow is PUT / DELETE /api/v1/users/{id}/follow. docs/pages.md.
 
 import { KPay, formatFen } from "../kpay.js";
+import { mountShareBar } from "../share.js";
 import { $, avatar, el, formatTime, show, showError, whileBusy } from "../ui.js";
 
 const ROOM_STATE_TEXT = { live: "直播中", scheduled: "未开始", ended: "回放" };
@@ -56,6 +57,12 @@ function render() {
   const consultant = profile.role === "consultant";
   show($("#empty"), consultant && !sections.consult && !sections.rooms?.length && !sections.courses?.length);
   show($(".profile-stats"), consultant);
+  // Only a consultant's page has a poster (GET /api/v1/posters/user:<id>, docs/api.md).
+  if (consultant) {
+    mountShareBar($("#hero"), { resource: `user:${profile.id}`, card: {
+      title: `${profile.name} 的主页`, desc: title, imgUrl: profile.avatar_url,
+      link: `/static/profile.html?id=${encodeURIComponent(profile.id)}` } });
+  }
 }
 
 // -- follow ------------------------------------------------------------------------------
