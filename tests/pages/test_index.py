@@ -23,6 +23,8 @@ async def test_dev_login_as_student_shows_the_user(pages, api, kpay_app):
     await expect(page.locator("#user-name")).to_have_text("小爱")
     await expect(page.locator("#user-role")).to_have_text("学生")
     await expect(page.locator("#user-id")).to_have_text("alice")
+    await expect(page.get_by_role("link", name="我的主页（昵称、头像）")).to_have_attribute(
+        "href", "/static/profile.html?id=alice")
     await expect(page.locator("#dev-login")).to_be_hidden()
     await expect(page.get_by_role("link", name="我的钱包")).to_have_attribute(
         "href", "/static/wallet.html")

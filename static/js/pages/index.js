@@ -54,6 +54,7 @@ function showAccount(user) {
   $("#user-name").textContent = user.name || user.id;
   $("#user-role").textContent = ROLE_NAMES[user.role] || user.role;
   $("#user-id").textContent = user.id;
+  $("#my-profile").href = `/static/profile.html?id=${encodeURIComponent(user.id)}`;
 }
 
 function showFeatures(user, paths) {
