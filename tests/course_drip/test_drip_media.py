@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from drip_helpers import lesson
-from media_files import png_bytes, upload, wav_bytes
+
+from kpay.testmedia import png_bytes, upload, wav_bytes
 
 
 async def fetch(api, url: str, headers: dict[str, str] | None = None) -> int:

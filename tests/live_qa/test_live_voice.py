@@ -4,42 +4,16 @@ media that is not the host's answer recording is refused."""
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import pytest
+
+from kpay.testmedia import upload, wav_bytes
 
 
 @pytest.fixture
 def kpay_overrides(tmp_path: Any) -> dict[str, dict[str, Any]]:
     return {"plugins": {"enabled": ["live_qa"]}, "media": {"path": str(tmp_path / "media")}}
-
-
-def wav_bytes(seconds: float = 3.0, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(b"\x00\x01" * int(seconds * rate))
-    return out.getvalue()
-
-
-async def upload(api: Any, token: str, data: bytes, kind: str = "audio",
-                 purpose: str = "answer") -> dict[str, Any]:
-    status, body = await api.post("/api/v1/media/uploads", {
-        "kind": kind, "purpose": purpose, "size": len(data), "filename": "a.wav"}, token)
-    assert status == 201, body
-    upload_id, chunk = body["upload"]["id"], body["upload"]["chunk_size"]
-    for offset in range(0, len(data), chunk):
-        part = data[offset:offset + chunk]
-        status, body = await api.request(
-            "PUT", f"/api/v1/media/uploads/{upload_id}", raw=part, token=token,
-            headers={"Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{len(data)}",
-                     "Content-Type": "application/octet-stream"})
-        assert status == 200, body
-    return body["media"]
 
 
 async def fetch(api: Any, url: str, headers: dict[str, str] | None = None) -> Any:
@@ -56,7 +30,7 @@ async def test_a_voice_answer_plays_for_members_only(api, live, kpay_app):
     await live.ask_paid(alice, room, "怎么准备群面", 500)
     _, listed = await api.get(f"/api/v1/rooms/{room['id']}/questions", alice)
     question_id = listed["questions"][0]["id"]
-    recording = await upload(api, host, wav_bytes(3.0))
+    recording = await upload(api, host, "audio", "answer", wav_bytes(3.0))
     ws = await api.socket(alice)
     assert (await ws.request("sub", ch=f"room:{room['id']}"))["ok"]
 
@@ -97,8 +71,8 @@ async def test_only_the_hosts_answer_recordings_are_accepted(api, live, kpay_app
     await live.ask_paid(alice, room, "第一问", 500)
     _, listed = await api.get(f"/api/v1/rooms/{room['id']}/questions", alice)
     path = f"/api/v1/rooms/{room['id']}/questions/{listed['questions'][0]['id']}"
-    theirs = await upload(api, alice, wav_bytes(1.0))
-    lesson_audio = await upload(api, host, wav_bytes(1.0), purpose="lesson")
+    theirs = await upload(api, alice, "audio", "answer", wav_bytes(1.0))
+    lesson_audio = await upload(api, host, "audio", "lesson", wav_bytes(1.0))
     for media_id in (theirs["id"], lesson_audio["id"], "m" + "0" * 20, "x" * 64):
         status, body = await api.post(path + "/answer", {"audio_media_id": media_id}, host)
         assert (status, body["error"]["code"]) == (400, "invalid_media"), media_id

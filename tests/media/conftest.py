@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import random
-import wave
 from typing import Any
 
 import pytest
@@ -33,16 +32,6 @@ def jpeg_with_exif(width: int = 1200, height: int = 800, noisy: bool = False) ->
 def png_bytes(width: int = 300, height: int = 200) -> bytes:
     out = io.BytesIO()
     Image.new("RGBA", (width, height), (0, 128, 255, 128)).save(out, "PNG")
-    return out.getvalue()
-
-
-def wav_bytes(seconds: float = 2.0, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(b"\x00\x01" * int(seconds * rate))
     return out.getvalue()
 
 

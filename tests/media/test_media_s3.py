@@ -12,7 +12,8 @@ import tornado.httpclient
 from PIL import Image
 
 from kpay.testing import make_bucket
-from tests.media.conftest import fetch, jpeg_with_exif, upload, wav_bytes
+from kpay.testmedia import wav_bytes
+from tests.media.conftest import fetch, jpeg_with_exif, upload
 from tests.media.test_media_signed_urls import VIEWERS, TapePlugin, path_of
 
 

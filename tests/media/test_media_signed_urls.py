@@ -10,7 +10,8 @@ import pytest
 
 from kpay import hookimpl
 from kpay.core.access import ResourceRule
-from tests.media.conftest import fetch, upload, wav_bytes
+from kpay.testmedia import wav_bytes
+from tests.media.conftest import fetch, upload
 
 #: Who may ``view`` each ``tape:<id>``; tests change it.
 VIEWERS: dict[str, set[str]] = {}

@@ -8,7 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from tests.media.conftest import fetch, jpeg_with_exif, png_bytes, put, start, upload, wav_bytes
+from kpay.testmedia import wav_bytes
+from tests.media.conftest import fetch, jpeg_with_exif, png_bytes, put, start, upload
 
 
 @pytest.mark.gen_test

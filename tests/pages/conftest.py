@@ -51,7 +51,14 @@ def kpay_extra_plugins() -> list[tuple[str, Any]]:
 
 
 @pytest.fixture
-def browser(io_loop: Any) -> Any:
+def browser_args() -> list[str]:
+    """Chromium's flags: a module overrides this fixture to add its own (audio that plays
+    without a tap, a fake microphone)."""
+    return CHROMIUM_ARGS
+
+
+@pytest.fixture
+def browser(io_loop: Any, browser_args: list[str]) -> Any:
     """A headless chromium on the test's loop (use inside gen_test tests)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
@@ -60,7 +67,7 @@ def browser(io_loop: Any) -> Any:
     playwright = io_loop.run_sync(lambda: async_playwright().start())
     try:
         launched = io_loop.run_sync(lambda: playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS))
+            executable_path=CHROMIUM, args=browser_args))
     except BaseException:
         io_loop.run_sync(playwright.stop)
         raise

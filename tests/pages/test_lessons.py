@@ -6,16 +6,13 @@ with the watermark over the lesson; 继续学习 goes back to that lesson."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pagekit import CHROMIUM, CHROMIUM_ARGS, STATIC
+from pagekit import CHROMIUM_ARGS, STATIC
 from playwright.async_api import expect
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "course_drip"))
-from media_files import png_bytes, upload, wav_bytes
+from kpay.testmedia import png_bytes, upload, wav_bytes
 
 
 @pytest.fixture
@@ -25,23 +22,9 @@ def kpay_overrides() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def browser(io_loop: Any) -> Any:
-    """conftest's chromium, allowed to play audio without a tap (a test has no finger)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    playwright = io_loop.run_sync(lambda: async_playwright().start())
-    try:
-        launched = io_loop.run_sync(lambda: playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]))
-    except BaseException:
-        io_loop.run_sync(playwright.stop)
-        raise
-    yield launched
-    io_loop.run_sync(launched.close)
-    io_loop.run_sync(playwright.stop)
+def browser_args() -> list[str]:
+    """Audio that plays without a tap (a test has no finger)."""
+    return [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
 
 async def current_time(page) -> float:

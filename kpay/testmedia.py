@@ -1,5 +1,5 @@
-"""Small real media files for the lesson tests, made with the standard library, and an
-upload through the media API (docs/api.md "Media") as a page does it."""
+"""Media for tests (plugins' too): small real files made with the standard library, and
+an upload through the media API in chunks, as a page does it (docs/media.md)."""
 
 from __future__ import annotations
 
