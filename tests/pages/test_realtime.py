@@ -23,34 +23,54 @@ async def logged_in_index(pages, api, user="alice"):
     return page
 
 
+async def logged_in_notifications(pages, api, user="alice"):
+    token = await api.login(user, "student")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/notifications.html")
+    await expect(page.locator("#connection")).to_have_text("已连接")
+    return page
+
+
+async def saved(kpay_app, text, user="alice"):
+    """A notification saved for ``user`` (not yet sent: see ``send``)."""
+    return await kpay_app.notifications.add(user, "系统通知", text)
+
+
+async def send(kpay_app, notice, user="alice"):
+    """The event app.tell_user sends for a saved notification."""
+    await kpay_app.publish(f"user:{user}", "notification", notice)
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_page_reconnects_and_resumes_missed_events(pages, api, kpay_app):
-    page = await logged_in_index(pages, api)
-    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第一条"})
+    page = await logged_in_notifications(pages, api)
+    first = await saved(kpay_app, "第一条")
+    await send(kpay_app, first)
     notices = page.locator("#notice-list li")
     await expect(notices).to_have_count(1)
     await expect(notices.first).to_contain_text("第一条")
     await page.evaluate(RECORD_BADGE)
+    second = await saved(kpay_app, "第二条")
 
     assert drop_every_socket(kpay_app) == 1
-    # Published before the page can reconnect (no await in between): the page only gets
-    # it by resuming with since=<last seq>.
-    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第二条"})
+    # Sent before the page can reconnect (no await in between): the page only gets it
+    # by resuming with since=<last seq>.
+    await send(kpay_app, second)
 
     await expect(page.locator("#connection")).to_have_text("已连接")
     await expect(notices).to_have_count(2)
     await expect(notices.first).to_contain_text("第二条")
     states = await page.evaluate("window.__badgeStates")
     assert states[:1] == ["reconnecting"] and states[-1] == "online", states
-    await expect(page.locator("#resync-note")).to_be_hidden()
     assert len(kpay_app.sockets) == 1
-    await pages.screenshot(page, "index-notices")
+    await pages.screenshot(page, "notifications-resumed")
 
     # Live events still arrive on the new socket, once each.
-    await kpay_app.publish("user:alice", "notice", {"title": "系统通知", "text": "第三条"})
+    third = await saved(kpay_app, "第三条")
+    await send(kpay_app, third)
     await expect(notices).to_have_count(3)
-    seqs = await notices.evaluate_all("(items) => items.map((li) => Number(li.dataset.seq))")
-    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 3
+    ids = await notices.evaluate_all("(items) => items.map((li) => li.dataset.id)")
+    assert ids == [third["id"], second["id"], first["id"]]
 
 
 LOST_HISTORY = {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": []},
@@ -60,30 +80,29 @@ LOST_HISTORY = {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": [
 @pytest.mark.parametrize("kpay_overrides", [LOST_HISTORY])
 @pytest.mark.gen_test(timeout=60)
 async def test_page_refetches_when_the_server_lost_the_history(pages, api, kpay_app):
-    page = await logged_in_index(pages, api)
-    await kpay_app.publish("user:alice", "notice", {"text": "第一条"})
+    page = await logged_in_notifications(pages, api)
+    await send(kpay_app, await saved(kpay_app, "第一条"))
     await expect(page.locator("#notice-list li")).to_have_count(1)
-    await expect(page.locator("#resync-note")).to_be_hidden()
 
     drop_every_socket(kpay_app)
-    await kpay_app.publish("user:alice", "notice", {"text": "丢失的一条"})
+    await send(kpay_app, await saved(kpay_app, "丢失的一条"))
 
-    # recovered:false -> the page says so and refetches instead of pretending.
-    await expect(page.locator("#resync-note")).to_be_visible()
+    # recovered:false -> the page reads the list again instead of pretending.
     await expect(page.locator("#connection")).to_have_text("已连接")
-    await expect(page.locator("#notice-list li")).to_have_count(1)
+    await expect(page.locator("#notice-list li")).to_have_count(2)
+    await expect(page.locator("#notice-list li").first).to_contain_text("丢失的一条")
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_browser_offline_and_back_online(pages, api, kpay_app):
-    page = await logged_in_index(pages, api)
+    page = await logged_in_notifications(pages, api)
     await page.context.set_offline(True)
     await expect(page.locator("#connection")).to_have_text("离线")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
-    await pages.screenshot(page, "index-offline")
+    await pages.screenshot(page, "notifications-offline")
     await page.context.set_offline(False)
     await expect(page.locator("#connection")).to_have_text("已连接")
-    await kpay_app.publish("user:alice", "notice", {"text": "回来了"})
+    await send(kpay_app, await saved(kpay_app, "回来了"))
     await expect(page.locator("#notice-list li")).to_have_count(1)
 
 

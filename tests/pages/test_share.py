@@ -38,22 +38,26 @@ def kpay_extra_plugins() -> list[tuple[str, Any]]:
     return []  # the real wechat_pay plugin (on its local fake) replaces the stand-in
 
 
-async def published_course(api: Any, price: int = 990) -> tuple[str, str]:
+async def published_course(api: Any, price: int = 990) -> tuple[str, str, str]:
+    """A published course with an uploaded cover: its id, its author's token, and the
+    cover's public path."""
     author = await api.login("carol", "consultant", name="咖啡师卡萝")
+    cover = await upload_cover(api, author)
     status, reply = await api.post("/api/v1/courses", {
         "title": "二十一天学会手冲咖啡", "description": "每天十分钟，从选豆到拉花。",
-        "price": price, "cover": "https://img.example.com/coffee.jpg",
+        "price": price, "cover_media_id": cover,
         "lessons": [{"title": "第一课：选豆", "body": "豆子"}]}, author)
     assert status == 201, reply
-    course_id = reply["course"]["id"]
+    course_id, cover_path = reply["course"]["id"], reply["course"]["cover"]
+    assert cover_path.startswith("/media/"), cover_path
     status, reply = await api.post(f"/api/v1/courses/{course_id}/publish", {}, author)
     assert status == 200, reply
-    return course_id, author
+    return course_id, author, cover_path
 
 
 @pytest.mark.gen_test(timeout=90)
 async def test_share_card_is_signed_for_the_page_inside_wechat(pages, api, kpay_app):
-    course_id, _ = await published_course(api)
+    course_id, _, cover_path = await published_course(api)
     token = await api.login("alice", "student", name="爱丽丝")
     page = await pages.new_page(token=token, user_agent=WECHAT_UA)
     sdk_loads = []
@@ -82,7 +86,7 @@ async def test_share_card_is_signed_for_the_page_inside_wechat(pages, api, kpay_
     friends = await page.evaluate("window.__friends")
     assert {k: friends[k] for k in ("title", "desc", "link", "imgUrl")} == {
         "title": "二十一天学会手冲咖啡", "desc": "每天十分钟，从选豆到拉花。",
-        "link": page_url, "imgUrl": "https://img.example.com/coffee.jpg"}
+        "link": page_url, "imgUrl": f"{pages.base}{cover_path}"}
     timeline = await page.evaluate("window.__timeline")
     assert timeline["link"] == page_url and timeline["title"] == "二十一天学会手冲咖啡"
     assert sdk_loads == ["https://res.wx.qq.com/open/js/jweixin-1.6.0.js"]
@@ -116,11 +120,7 @@ async def upload_cover(api: Any, token: str) -> str:
 
 @pytest.mark.gen_test(timeout=90)
 async def test_poster_overlay_and_copy_link_outside_wechat(pages, api, kpay_app):
-    course_id, author = await published_course(api)
-    # The course's uploaded cover (the field course_drip keeps for an uploaded one).
-    cover = await upload_cover(api, author)
-    await kpay_app.store["courses"].update_one({"_id": course_id},
-                                               {"$set": {"cover_media_id": cover}})
+    course_id, _, _ = await published_course(api)
     token = await api.login("alice", "student", name="爱丽丝")
     page = await pages.new_page(token=token, user_agent=PHONE_UA)
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
