@@ -203,3 +203,16 @@ async def test_files_are_processed_a_few_at_a_time(consultant, monkeypatch):
     monkeypatch.setattr(processing, "process_media", counted)
     done = await asyncio.gather(*(upload(consultant, png_bytes()) for _ in range(5)))
     assert len(done) == 5 and most <= PROCESSING_SLOTS < 5
+
+
+@pytest.mark.gen_test
+async def test_a_phone_jpeg_with_a_second_picture_is_an_image(consultant):
+    # Phones write JPEGs with an MPF block and a second picture (a depth or HDR gain map);
+    # Pillow reads them as "MPO". The first picture is the photo.
+    photo, extra = Image.new("RGB", (900, 600), (200, 0, 0)), Image.new("RGB", (900, 600))
+    out = io.BytesIO()
+    photo.save(out, "MPO", save_all=True, append_images=[extra])
+    media = await upload(consultant, out.getvalue())
+    assert (media["width"], media["height"]) == (900, 600)
+    response = await fetch(consultant, f"/media/{media['id']}/card")
+    assert Image.open(io.BytesIO(response.body)).getpixel((10, 10))[0] > 150  # the red one
