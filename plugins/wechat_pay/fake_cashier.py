@@ -37,7 +37,10 @@ def origin(url: str) -> tuple[str, str, int] | None:
 
 def allowed_redirect(redirect: str, notify_url: str) -> str | None:
     """``redirect`` if it may be followed for an order notified at ``notify_url``."""
-    if not redirect or len(redirect) > MAX_REDIRECT or any(ord(c) < 0x21 for c in redirect):
+    # A browser reads "\" as "/" where Python's urlsplit does not: "http://evil\@kpay/"
+    # is kpay's origin to urlsplit and evil's to the browser. No backslash, then.
+    if (not redirect or len(redirect) > MAX_REDIRECT or "\\" in redirect
+            or any(ord(c) < 0x21 for c in redirect)):
         return None
     target = origin(redirect)
     return redirect if target is not None and target == origin(notify_url) else None

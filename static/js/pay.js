@@ -132,7 +132,9 @@ export function safeReturnPath(value) {
   try {
     const url = new URL(value, location.origin);
     if (url.origin !== location.origin) return null;
-    return url.pathname + url.search + url.hash;
+    const path = url.pathname + url.search + url.hash;
+    // Checked again once normalised: "/.//evil" becomes "//evil", another site.
+    return /^\/(?![/\\])/.test(path) ? path : null;
   } catch {
     return null;
   }

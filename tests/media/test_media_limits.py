@@ -3,12 +3,17 @@ rate and open uploads, quotas at completion, expiry of unfinished uploads."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
+import time
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from kpay.core.media import processing
+from kpay.core.media.service import PROCESSING_SLOTS
 from tests.media.conftest import (
     fetch,
     jpeg_with_exif,
@@ -174,3 +179,40 @@ def test_s3_storage_needs_a_bucket():
 
     with pytest.raises(ConfigError, match="s3_bucket"):
         make_storage(MediaSettings(storage="s3"), "var")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_files_are_processed_a_few_at_a_time(consultant, monkeypatch):
+    # A 170 KB PNG of 40 Mpx decodes to about 500 MB for 2 s of CPU: uploads completing
+    # at once take turns, so they can neither fill the memory nor take every thread
+    # (local media is read in the same threads).
+    real, running, most, guard = processing.process_media, 0, 0, threading.Lock()
+
+    def counted(*args: Any) -> Any:
+        nonlocal running, most
+        with guard:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.2)
+            return real(*args)
+        finally:
+            with guard:
+                running -= 1
+
+    monkeypatch.setattr(processing, "process_media", counted)
+    done = await asyncio.gather(*(upload(consultant, png_bytes()) for _ in range(5)))
+    assert len(done) == 5 and most <= PROCESSING_SLOTS < 5
+
+
+@pytest.mark.gen_test
+async def test_a_phone_jpeg_with_a_second_picture_is_an_image(consultant):
+    # Phones write JPEGs with an MPF block and a second picture (a depth or HDR gain map);
+    # Pillow reads them as "MPO". The first picture is the photo.
+    photo, extra = Image.new("RGB", (900, 600), (200, 0, 0)), Image.new("RGB", (900, 600))
+    out = io.BytesIO()
+    photo.save(out, "MPO", save_all=True, append_images=[extra])
+    media = await upload(consultant, out.getvalue())
+    assert (media["width"], media["height"]) == (900, 600)
+    response = await fetch(consultant, f"/media/{media['id']}/card")
+    assert Image.open(io.BytesIO(response.body)).getpixel((10, 10))[0] > 150  # the red one

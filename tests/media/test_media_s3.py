@@ -4,8 +4,10 @@ public and signed URLs redirect (after kpay's checks) to presigned URLs that wor
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import tornado.httpclient
@@ -72,3 +74,25 @@ async def test_signed_audio_redirects_after_the_access_check(kpay_app, consultan
     url = path_of(kpay_app.media.signed_url(media["id"], user_id="bob", resource="tape:t1"))
     response = await fetch(bob, url)
     assert response.code == 403 and "Location" not in response.headers
+
+
+def presigned_seconds(location: str) -> int:
+    """How long a presigned URL works: X-Amz-Expires (SigV4) or Expires - now (SigV2)."""
+    query = parse_qs(urlsplit(location).query)
+    if "X-Amz-Expires" in query:
+        return int(query["X-Amz-Expires"][0])
+    return int(query["Expires"][0]) - int(time.time())  # S3 judges it on the real clock
+
+
+@pytest.mark.gen_test
+async def test_presigned_url_ends_with_the_signed_url(kpay_app, consultant, api):
+    # A kpay URL with 30 s left must not become an S3 URL working for 5 minutes more.
+    VIEWERS.clear()
+    VIEWERS["t1"] = {"alice"}
+    media = await upload(consultant, wav_bytes(1.0), kind="audio", purpose="lesson")
+    alice = await api.as_user("alice", "student")
+    url = path_of(kpay_app.media.signed_url(media["id"], user_id="alice", resource="tape:t1",
+                                            ttl=30))
+    response = await fetch(alice, url)
+    assert response.code == 302
+    assert presigned_seconds(response.headers["Location"]) <= 30

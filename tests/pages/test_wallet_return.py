@@ -88,3 +88,16 @@ async def test_a_return_to_another_site_is_ignored(pages, api):
         "import('/static/js/pay.js').then((m) => [m.safeReturnPath('/static/course.html?id=c1'),"
         " m.safeReturnPath('//evil.example'), m.safeReturnPath('https://evil.example/')])")
     assert ok == ["/static/course.html?id=c1", None, None]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_dot_segment_cannot_make_another_host(pages, api):
+    # "/.//evil.example" starts with one slash, but the browser's URL drops "." and keeps
+    # "//evil.example" as the path: set as a link's href, that is another site.
+    token = await api.login("alice", "student")
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/wallet.html")
+    got = await page.evaluate(
+        "import('/static/js/pay.js').then((m) => ['/.//evil.example/x', '/a/..//evil.example',"
+        " '/static/./course.html?id=c1'].map((v) => m.safeReturnPath(v)))")
+    assert got == [None, None, "/static/course.html?id=c1"]

@@ -31,6 +31,15 @@ def test_only_the_merchants_origin_is_followed():
         assert allowed_redirect(bad, notify) is None, bad
 
 
+def test_a_backslash_cannot_hide_another_host():
+    # Python reads the host after "@" (127.0.0.1); a browser reads "\" as "/", so the
+    # Location would lead to evil.example.
+    notify = "http://127.0.0.1:8000/api/v1/pay/wechat/notify"
+    for bad in ("http://evil.example\\@127.0.0.1:8000/static/wallet.html",
+                "http://evil.example\\x@localhost:8000/"):
+        assert allowed_redirect(bad, notify) is None, bad
+
+
 async def pay_through_cashier(api: Any, kpay_app: Any, token: str, page_url: str,
                               cashier_url: str) -> Any:
     redirect = f"http://127.0.0.1:{kpay_app.port}/static/wallet.html?order=o1"

@@ -84,7 +84,9 @@ def process_image(source: Path, work: Path, max_pixels: int) -> Processed:
     # it and refuses at Image.open what is past twice its limit.
     try:
         with Image.open(source) as image:
-            if image.format not in ("JPEG", "PNG", "WEBP", "GIF"):
+            # "MPO": a phone's JPEG with a second picture (depth, HDR gain map); the
+            # first picture, the photo, is what is kept (seek(0) below).
+            if image.format not in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
                 raise invalid("the file is not an accepted image", kind="image")
             width, height = image.size
             if width * height > max_pixels or width < 1 or height < 1:

@@ -7,6 +7,7 @@ make the URLs pages load, ``describe`` shows many at once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import uuid
@@ -40,6 +41,10 @@ PUBLIC_PURPOSES = ("cover", "avatar")
 IMAGE_VARIANTS = ("thumb", "card", "full")
 MEDIA_ID = re.compile(r"md[0-9a-f]{22}")
 MAX_DESCRIBE = 1000
+#: Uploads checked and processed at once in a process. A small image file may decode to
+#: hundreds of MB (40 Mpx: about 500 MB and 2 s of CPU), and the threads it runs in also
+#: read local media for serving: a few at a time, the others wait their turn.
+PROCESSING_SLOTS = 2
 
 
 def new_media_id() -> str:
@@ -60,6 +65,7 @@ class MediaService:
         self.storage: Storage = make_storage(self.settings, app.var_dir)
         self.signer = UrlSigner(app.tokens.secret)
         self.quotas = Quotas(app.store, self.settings)
+        self.processing = asyncio.Semaphore(PROCESSING_SLOTS)
         # Tornado closes the connection on any body past [server] max_discard_bytes,
         # chunks included: a chunk is never larger.
         self.chunk_size = min(self.settings.chunk_bytes, app.settings.server.max_discard_bytes)

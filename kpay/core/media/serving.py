@@ -68,11 +68,16 @@ class MediaBody(BaseHandler):
             self.set_header("Content-Range", f"bytes */{self.unsatisfiable_size}")
         super().write_error(status_code, **kwargs)
 
-    async def send(self, media: dict[str, Any], variant: str, cache: str) -> None:
+    async def send(self, media: dict[str, Any], variant: str, cache: str,
+                   ttl_left: int | None = None) -> None:
+        """``ttl_left``: seconds the signed URL still works; a presigned URL must not
+        outlive it (a URL kpay refuses after its expiry must not go on working at S3)."""
         storage = self.kpay.media.storage
         key = f"{media['_id']}/{variant}"
         if storage.redirects:
             ttl = self.kpay.settings.media.s3_presign_seconds
+            if ttl_left is not None:
+                ttl = max(1, min(ttl, ttl_left))
             url = await storage.presigned_url(key, media["content_type"], ttl)
             # A public image's redirect may be cached while its target still works; a
             # paid file's never (each request is checked).
@@ -146,4 +151,4 @@ class SignedMediaHandler(MediaBody):
             raise Forbidden("no access to this media", code="no_access")
         remaining = max(0, int(grant.expires - now))
         variant = "full" if media["kind"] == "image" else "original"
-        await self.send(media, variant, f"private, max-age={remaining}")
+        await self.send(media, variant, f"private, max-age={remaining}", remaining)

@@ -225,9 +225,10 @@ async def complete(service: MediaService, upload: dict[str, Any]) -> dict[str, A
     source = staging_path(service, upload["_id"])
     work = service.root / "staging" / (upload["_id"] + ".out")
     try:
-        processed = await asyncio.to_thread(
-            processing.process_media, source, work, upload["kind"], upload.get("mime", ""),
-            service.settings.max_image_pixels)
+        async with service.processing:  # a few at a time (service.PROCESSING_SLOTS)
+            processed = await asyncio.to_thread(
+                processing.process_media, source, work, upload["kind"],
+                upload.get("mime", ""), service.settings.max_image_pixels)
         sizes = await asyncio.to_thread(processed.sizes)
         size = sum(sizes.values())
         standing = await service.app.users.standing(upload["user_id"])
