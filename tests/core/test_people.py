@@ -12,6 +12,7 @@ from PIL import Image
 
 from kpay import hookimpl
 from kpay.core import follows
+from kpay.testmedia import upload
 
 PLUGINS = {"plugins": {"enabled": ["live_qa", "consult_billing", "course_drip"]}}
 
@@ -27,17 +28,9 @@ def png(width: int = 200, height: int = 200) -> bytes:
     return out.getvalue()
 
 
-async def upload(api: Any, token: str, data: bytes, purpose: str = "avatar") -> str:
-    """Upload ``data`` as one chunk (it is small); the media id."""
-    status, body = await api.post("/api/v1/media/uploads", {
-        "kind": "image", "purpose": purpose, "size": len(data)}, token)
-    assert status == 201, body
-    status, body = await api.request(
-        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
-        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
-                 "Content-Type": "application/octet-stream"})
-    assert status == 200 and "media" in body, body
-    return body["media"]["id"]
+async def upload_image(api: Any, token: str, data: bytes, purpose: str = "avatar") -> str:
+    """Upload ``data`` as an image; the media id."""
+    return (await upload(api, token, "image", purpose, data, "image.png"))["id"]
 
 
 async def patch_me(api: Any, token: str, body: Any) -> tuple[int, Any]:
@@ -87,9 +80,9 @@ async def test_patch_me_takes_only_its_fields_and_a_user(api):
 async def test_an_avatar_must_be_an_avatar_image_the_user_uploaded(api, kpay_app):
     token = await api.login("lin", "consultant", name="林")
     other = await api.login("amy", "student", name="艾米")
-    mine = await upload(api, token, png())
-    cover = await upload(api, token, png(), purpose="cover")
-    theirs = await upload(api, other, png())
+    mine = await upload_image(api, token, png())
+    cover = await upload_image(api, token, png(), purpose="cover")
+    theirs = await upload_image(api, other, png())
     for media_id in ("m_not_there", cover, theirs, "../../etc/passwd"):
         status, body = await patch_me(api, token, {"avatar_media_id": media_id})
         assert status == 400 and body["error"]["code"] == "invalid_media", (media_id, body)

@@ -15,6 +15,7 @@ from kpay import hookimpl
 from kpay.core import poster_draw
 from kpay.core.poster_draw import MARGIN, QR_BORDER, QR_SIZE, WIDTH, PosterContent, draw_poster
 from kpay.core.posters import PosterCache
+from kpay.testmedia import upload
 
 
 class GiftShelf:
@@ -203,15 +204,7 @@ async def upload_cover(api: Any, token: str, color: str) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (800, 450), color).save(buffer, format="PNG")
     data = buffer.getvalue()
-    status, body = await api.post("/api/v1/media/uploads", {
-        "kind": "image", "purpose": "cover", "size": len(data)}, token)
-    assert status == 201, body
-    status, body = await api.request(
-        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
-        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
-                 "Content-Type": "application/octet-stream"})
-    assert status == 200 and "media" in body, body
-    return body["media"]["id"]
+    return (await upload(api, token, "image", "cover", data, "cover.png"))["id"]
 
 
 @pytest.mark.gen_test

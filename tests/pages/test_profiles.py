@@ -13,6 +13,8 @@ from pagekit import STATIC
 from PIL import Image
 from playwright.async_api import expect
 
+from kpay.testmedia import upload
+
 
 @pytest.fixture
 def kpay_overrides(tmp_path: Any) -> dict[str, dict[str, Any]]:
@@ -46,18 +48,11 @@ async def consultant(api: Any, name: str = "林晓") -> str:
 
 
 async def set_avatar(api: Any, token: str) -> str:
-    """Upload a face (one chunk: it is small) and make it the user's avatar; its URL."""
+    """Upload a face and make it the user's avatar; its URL."""
     data = face_png()
-    status, body = await api.post("/api/v1/media/uploads", {
-        "kind": "image", "purpose": "avatar", "size": len(data)}, token)
-    assert status == 201, body
-    status, body = await api.request(
-        "PUT", f"/api/v1/media/uploads/{body['upload']['id']}", raw=data, token=token,
-        headers={"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
-                 "Content-Type": "application/octet-stream"})
-    assert status == 200 and "media" in body, body
+    media = await upload(api, token, "image", "avatar", data, "face.png")
     status, me = await api.request("PATCH", "/api/v1/me",
-                                   {"avatar_media_id": body["media"]["id"]}, token=token)
+                                   {"avatar_media_id": media["id"]}, token=token)
     assert status == 200, me
     return me["avatar_url"]
 

@@ -15,18 +15,10 @@ RECORD_BADGE = """
 """
 
 
-async def logged_in_index(pages, api, user="alice"):
+async def logged_in(pages, api, path="/", user="alice"):
     token = await api.login(user, "student")
     page = await pages.new_page(token=token)
-    await pages.open(page, "/")
-    await expect(page.locator("#connection")).to_have_text("已连接")
-    return page
-
-
-async def logged_in_notifications(pages, api, user="alice"):
-    token = await api.login(user, "student")
-    page = await pages.new_page(token=token)
-    await pages.open(page, "/static/notifications.html")
+    await pages.open(page, path)
     await expect(page.locator("#connection")).to_have_text("已连接")
     return page
 
@@ -43,7 +35,7 @@ async def send(kpay_app, notice, user="alice"):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_page_reconnects_and_resumes_missed_events(pages, api, kpay_app):
-    page = await logged_in_notifications(pages, api)
+    page = await logged_in(pages, api, "/static/notifications.html")
     first = await saved(kpay_app, "第一条")
     await send(kpay_app, first)
     notices = page.locator("#notice-list li")
@@ -80,7 +72,7 @@ LOST_HISTORY = {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": [
 @pytest.mark.parametrize("kpay_overrides", [LOST_HISTORY])
 @pytest.mark.gen_test(timeout=60)
 async def test_page_refetches_when_the_server_lost_the_history(pages, api, kpay_app):
-    page = await logged_in_notifications(pages, api)
+    page = await logged_in(pages, api, "/static/notifications.html")
     await send(kpay_app, await saved(kpay_app, "第一条"))
     await expect(page.locator("#notice-list li")).to_have_count(1)
 
@@ -95,7 +87,7 @@ async def test_page_refetches_when_the_server_lost_the_history(pages, api, kpay_
 
 @pytest.mark.gen_test(timeout=60)
 async def test_browser_offline_and_back_online(pages, api, kpay_app):
-    page = await logged_in_notifications(pages, api)
+    page = await logged_in(pages, api, "/static/notifications.html")
     await page.context.set_offline(True)
     await expect(page.locator("#connection")).to_have_text("离线")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
@@ -108,7 +100,7 @@ async def test_browser_offline_and_back_online(pages, api, kpay_app):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_refused_token_stops_reconnecting_and_asks_to_log_in(pages, api, kpay_app):
-    page = await logged_in_index(pages, api)
+    page = await logged_in(pages, api)
     # A token from another secret: the REST check passed at load; the socket now refuses it.
     await page.evaluate("localStorage.setItem('kpay.token', 'forged.token.value')")
     drop_every_socket(kpay_app)

@@ -14,6 +14,7 @@ from pagekit import PHONE_UA, STATIC, WECHAT_UA
 from PIL import Image, ImageDraw
 from playwright.async_api import expect
 
+from kpay.testmedia import upload
 from plugins.wechat_pay import runtime_of
 
 SDK_STUB = """
@@ -103,19 +104,7 @@ async def upload_cover(api: Any, token: str) -> str:
         draw.line((x, 0, x, 675), fill=(120 + x // 12, 70 + x // 24, 40))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
-    data = buffer.getvalue()
-    status, body = await api.post("/api/v1/media/uploads", {
-        "kind": "image", "purpose": "cover", "size": len(data)}, token)
-    assert status == 201, body
-    upload_id, chunk = body["upload"]["id"], body["upload"]["chunk_size"]
-    for start in range(0, len(data), chunk):
-        part = data[start:start + chunk]
-        status, body = await api.request(
-            "PUT", f"/api/v1/media/uploads/{upload_id}", raw=part, token=token,
-            headers={"Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}",
-                     "Content-Type": "application/octet-stream"})
-        assert status == 200, body
-    return body["media"]["id"]
+    return (await upload(api, token, "image", "cover", buffer.getvalue(), "cover.jpg"))["id"]
 
 
 @pytest.mark.gen_test(timeout=90)
