@@ -156,6 +156,12 @@ async function select(tab) {
   }
 }
 
+// Saving the 咨询 settings creates the consultant profile: the 资料 tab, drawn before it
+// existed, mounts again when it next opens (then with 头衔 and 简介).
+document.addEventListener("kpay:consultant-saved", () => {
+  if ($("#tab-profile")?.getAttribute("aria-selected") !== "true") mounted.delete("profile");
+});
+
 $("#tabs").addEventListener("click", (event) => {
   const tab = event.target.closest('[role="tab"]');
   if (tab) select(tab);
