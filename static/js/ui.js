@@ -110,6 +110,10 @@ export function errorText(error) {
       return "不能关注自己";
     case "user_not_found":
       return "找不到这位用户";
+    case "course_not_found":
+      return "这门课程不存在或已下架";
+    case "room_not_found":
+      return "这个直播间不存在";
     case "unauthorized":
     case "invalid_token":
       return STATUS_TEXT[401];
