@@ -82,7 +82,7 @@ export function errorText(error) {
       return "支付服务暂时不可用，请稍后重试";
     case "invalid_field":
     case "invalid_json":
-      return details.field ? `输入有误（${details.field}）` : "输入有误";
+      return fieldErrorText(details.field);
     case "offline":
     case "disconnected":
     case "timeout":
@@ -110,6 +110,10 @@ export function errorText(error) {
       return "不能关注自己";
     case "user_not_found":
       return "找不到这位用户";
+    case "course_not_found":
+      return "这门课程不存在或已下架";
+    case "room_not_found":
+      return "这个直播间不存在";
     case "unauthorized":
     case "invalid_token":
       return STATUS_TEXT[401];
@@ -120,6 +124,22 @@ export function errorText(error) {
   if (error && error.status in STATUS_TEXT) return STATUS_TEXT[error.status];
   if (error?.status >= 500) return "服务器开小差了，请稍后重试";
   return error?.code ? `操作失败（${error.code}）` : "操作失败，请重试";
+}
+
+// The API names a bad field in English ("rate_per_minute", "lessons.0.title"): people see
+// its Chinese name, or none (never the English one).
+const FIELD_NAMES = {
+  title: "标题", description: "简介", body: "正文", bio: "个人简介", name: "昵称",
+  price: "价格", ticket_price: "门票价格", question_min_price: "最低提问悬赏",
+  rate_per_minute: "每分钟价格", min_minutes: "最少分钟", max_minutes: "最长分钟",
+  capacity: "人数上限", starts_at: "开始时间", category: "分类", amount: "金额",
+  user_id: "用户 ID", text: "内容", bounty: "悬赏金额",
+};
+
+function fieldErrorText(field) {
+  const parts = String(field || "").split(".").reverse();
+  const known = parts.find((part) => Object.hasOwn(FIELD_NAMES, part));
+  return known ? `输入有误（${FIELD_NAMES[known]}）` : "输入有误，请检查后重试";
 }
 
 /** Whole seconds a refused (429) call asks to wait: `retryAfter` (kpay.js, from the

@@ -24,6 +24,10 @@ async def test_rate_form_checks_input_and_a_request_is_declined_live(pages, api)
     await pages.open(page, "/static/console.html#consult")
     await expect(page.get_by_role("tab", name="咨询")).to_have_attribute("aria-selected", "true")
     await expect(page.get_by_role("tab", name="课程")).to_be_visible()
+    # 资料, drawn before these settings exist, asks for them first (no 头衔 yet).
+    await page.get_by_role("tab", name="资料").click()
+    await expect(page.locator("#pf-consult-note")).to_be_visible()
+    await page.get_by_role("tab", name="咨询").click()
 
     # Bad input is caught on the page and nothing is saved.
     await page.get_by_label("每分钟价格（元）").fill("1.234")
@@ -42,12 +46,17 @@ async def test_rate_form_checks_input_and_a_request_is_declined_live(pages, api)
     await page.get_by_label("最少分钟").fill("1")
     await page.get_by_label("最长分钟").fill("30")
     await page.get_by_role("button", name="保存设置").click()
-    await expect(page.locator("#profile-error")).to_have_text("输入有误（rate_per_minute）")
+    await expect(page.locator("#profile-error")).to_have_text("输入有误（每分钟价格）")
     await page.get_by_label("每分钟价格（元）").fill("2.50")
     await page.get_by_label("头衔（可选）").fill("职业规划")
     await page.get_by_role("button", name="保存设置").click()
     await expect(page.locator("#profile-saved")).to_have_text(
         "已保存：¥2.50/分钟，1–30 分钟，接受咨询")
+    # ... and once they are saved, 资料 shows 头衔 and 简介 without a reload.
+    await page.get_by_role("tab", name="资料").click()
+    await expect(page.locator("#pf-title")).to_have_value("职业规划")
+    await expect(page.locator("#pf-consult-note")).to_be_hidden()
+    await page.get_by_role("tab", name="咨询").click()
     await pages.check_accessibility(page)
     await pages.screenshot(page, "console-consult-profile")
 
@@ -117,6 +126,10 @@ async def test_course_with_a_cohort_date_a_gift_and_the_earnings_block(pages, ap
     # The author's local time (the browser is in Asia/Shanghai), sent as an instant.
     opens = datetime.fromisoformat(course["lessons"][0]["release"]["at_date"])
     assert opens == datetime.fromisoformat("2030-01-02T20:00:00+08:00")
+    # The students' page is linked by name, never shown as a raw address with the id.
+    await expect(item.get_by_role("link", name="查看学生看到的课程页")).to_have_attribute(
+        "href", f"/static/course.html?id={course['id']}")
+    await expect(item).not_to_contain_text(course["id"])
 
     await item.get_by_role("button", name="发布：面试表达").click()
     await expect(item).to_contain_text("已发布")

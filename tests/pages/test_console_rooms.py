@@ -42,6 +42,8 @@ async def create_room_in_console(page, title, ticket="9.9", least="5", free=True
     await page.get_by_role("button", name="创建", exact=True).click()
     await expect(page.locator("#manage-title")).to_have_text(title)
     href = await page.locator("#manage-link").get_attribute("href")
+    # The students' page by name: no raw address or room id on the consultant's screen.
+    await expect(page.locator("#manage-link")).to_have_text("打开学生看到的直播间")
     return href.split("id=", 1)[1]
 
 
@@ -247,7 +249,7 @@ async def test_create_form_refuses_bad_input_and_keeps_the_yuan_exact(pages, api
     # Over the plugin's limit: the server refuses, the page names the field.
     await host.get_by_label("人数上限（可选）").fill("999999")
     await create.click()
-    await expect(error).to_have_text("输入有误（capacity）")
+    await expect(error).to_have_text("输入有误（人数上限）")
 
     await host.get_by_label("人数上限（可选）").fill("")
     await host.get_by_label("允许免费提问").uncheck()

@@ -18,6 +18,10 @@ async def test_the_month_statement_downloads_as_csv(pages, api, tmp_path):
     page = await pages.new_page(token=author)
     await pages.open(page, "/static/console.html#courses")
     await expect(page.locator("#console-earnings-balance")).to_have_text("¥0.00")
+    # No income yet: 提现与月度账单 is folded, the tabs are on the first screen.
+    assert not await page.locator("#console-money").evaluate("(d) => d.open")
+    await expect(page.get_by_role("tab", name="课程")).to_be_in_viewport()
+    await page.get_by_text("提现与月度账单").click()
     await page.get_by_label("账单月份").fill("2026-03")
     async with page.expect_download() as waiting:
         await page.get_by_role("link", name="下载月度账单").click()

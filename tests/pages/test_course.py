@@ -149,6 +149,9 @@ async def test_buy_wait_a_day_read_and_complete(pages, api, kpay_app):
     await expect(page.locator("#connection")).to_have_text("已连接")
     await pages.check_accessibility(page)
     await pages.screenshot(page, "course-list")
+    # A course that is not there (a stale link): said what it is, in Chinese.
+    await pages.open(page, "/static/course.html?id=nope")
+    await expect(page.locator("#error")).to_have_text("这门课程不存在或已下架")
 
 
 @pytest.mark.gen_test(timeout=90)

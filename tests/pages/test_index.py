@@ -95,6 +95,8 @@ async def test_feature_links_follow_the_loaded_plugins_and_the_role(pages, api):
         await expect(page.locator(link)).to_be_visible()
     # Nothing is sold yet: the storefront says so instead of typed-id forms (gone).
     await expect(page.locator("#browse-empty")).to_be_visible()
+    await expect(page.locator("#browse-empty").get_by_role("link")).to_have_attribute(
+        "href", "/static/console.html")  # a consultant is told how to fill it
     await expect(page.locator("#room-form")).to_have_count(0)
     await pages.check_accessibility(page)
     await pages.screenshot(page, "index-consultant-all-plugins")
@@ -104,6 +106,7 @@ async def test_feature_links_follow_the_loaded_plugins_and_the_role(pages, api):
     await expect(page.locator("#user-id")).to_have_text("dave")
     await expect(page.locator("#link-consult")).to_be_visible()
     await expect(page.locator("#link-console")).to_be_hidden()
+    await expect(page.locator("#browse-empty")).to_have_text("还没有上架的内容，稍后再来看看")
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -276,7 +276,7 @@ async def test_room_page_without_login_or_id(pages, api):
     await pages.open(page, "/static/room.html")
     await expect(page.locator("#error")).to_have_text("缺少直播间编号，请从首页进入直播间")
     await pages.open(page, "/static/room.html?id=nope")
-    await expect(page.locator("#error")).to_have_text("要找的内容不存在")
+    await expect(page.locator("#error")).to_have_text("这个直播间不存在")
 
 
 @pytest.mark.gen_test(timeout=60)

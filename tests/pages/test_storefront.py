@@ -183,6 +183,24 @@ async def test_mine_shows_what_was_bought_and_the_orders_in_chinese(pages, api, 
 
 
 @pytest.mark.gen_test(timeout=120)
+async def test_mine_opens_on_the_tab_that_has_something(pages, api, kpay_app):
+    seeded = await seed(api, kpay_app)
+    token = await api.login("stu", "student", name="小王")
+    await api.topup(token, 5000)
+    status, body = await api.post("/api/v1/orders", {"item": {
+        "kind": "course", "course_id": seeded["courses"]["如何成为产品经理"]},
+        "channel": "wallet"}, token)
+    assert status == 201, body
+    page = await pages.new_page(token=token)
+    await pages.open(page, "/static/mine.html")
+    # Only a course was bought: 已购 opens on 我的课程, not on an empty 我的直播.
+    await expect(page.get_by_role("tab", name="我的课程")).to_have_attribute(
+        "aria-selected", "true")
+    await expect(page.locator("#course-list li")).to_contain_text("如何成为产品经理")
+    await expect(page.locator("#rooms-empty")).to_be_hidden()
+
+
+@pytest.mark.gen_test(timeout=120)
 async def test_authors_pick_a_category_in_the_console(pages, api):
     token = await api.login("zhou", "consultant", name="周老师")
     page = await pages.new_page(token=token)

@@ -137,6 +137,8 @@ export async function mount(panel, { kpay, socket, me, refreshEarnings = () => {
         q("#profile-saved").textContent = `已保存：${formatFen(profile.rate_per_minute)}/分钟，` +
           `${profile.min_minutes}–${profile.max_minutes} 分钟，${profile.available ? "接受咨询" : "暂停接单"}`;
         show(q("#profile-saved"), true);
+        // The 资料 tab shows 头衔 and 简介 only once these settings exist: have it drawn again.
+        document.dispatchEvent(new CustomEvent("kpay:consultant-saved"));
       } catch (error) {
         showError(region, error);
       }

@@ -305,7 +305,8 @@ export async function mount(panel, { kpay, refreshEarnings = () => {} }) {
       course.cover ? el("img", { class: "course-thumb", src: course.cover, alt: "" }) : null,
       el("ol", { class: "small lesson-rules" }, ...course.lessons.map((lesson) =>
         el("li", {}, `${lesson.title}：${releaseText(lesson.release)}`))),
-      el("p", { class: "small" }, "学生入口：", el("a", { href: link }, link)),
+      // The students' page by name, not its raw address (which carries the course id).
+      el("p", { class: "small" }, el("a", { href: link, class: "student-link" }, "查看学生看到的课程页")),
       error,
       el("div", { class: "course-actions" }, edit, publish, statsButton),
       stats, gift, giftDone);

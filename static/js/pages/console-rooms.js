@@ -194,7 +194,8 @@ export async function mount(panel, { kpay, socket, me }) {
     q("#manage-price").textContent = room.ticket_price ? formatFen(room.ticket_price) : "免费";
     const link = q("#manage-link");
     link.href = `/static/room.html?id=${encodeURIComponent(room.id)}`;
-    link.textContent = `${location.origin}${link.getAttribute("href")}`;
+    // Named, not the raw address with the room id: the room page has 分享 and the poster.
+    link.textContent = "打开学生看到的直播间";
     show(q("#start-room"), room.state === "scheduled");
     show(q("#end-room"), room.state === "live" && q("#end-confirm").hidden);
     if (room.state !== "live") show(q("#end-confirm"), false);

@@ -82,11 +82,18 @@ async function start() {
 /** The earnings block above the tabs (and the spending wallet under it); sections call it
  * when they know money came in. Overlapping calls: only the latest answer is drawn. */
 let earningsAsked = 0;
+let moneyShown = false; // whether the first answer has set 提现与月度账单 open or folded
 function refreshEarnings() {
   const mine = ++earningsAsked;
   loadEarnings(kpay).then((earnings) => {
     if (mine !== earningsAsked || !earnings) return; // no route on an older server: no block
     $("#console-earnings-balance").textContent = formatFen(earnings.balance);
+    // First answer only: 提现与月度账单 opens when there is income (folded, a new
+    // consultant sees the tabs first); later the consultant's own choice stays.
+    if (!moneyShown) {
+      moneyShown = true;
+      if (earnings.balance !== 0) $("#console-money").open = true;
+    }
     show($("#console-earnings"), true);
   }, () => {});
   kpay.get("/api/v1/wallet").then((wallet) => {
@@ -155,6 +162,12 @@ async function select(tab) {
     showError(errorBox, error);
   }
 }
+
+// Saving the 咨询 settings creates the consultant profile: the 资料 tab, drawn before it
+// existed, mounts again when it next opens (then with 头衔 and 简介).
+document.addEventListener("kpay:consultant-saved", () => {
+  if ($("#tab-profile")?.getAttribute("aria-selected") !== "true") mounted.delete("profile");
+});
 
 $("#tabs").addEventListener("click", (event) => {
   const tab = event.target.closest('[role="tab"]');

@@ -43,12 +43,27 @@ async function start() {
     }
     const wanted = location.hash.slice(1);
     const first = tabs.find((tab) => !tab.hidden && tab.dataset.tab === wanted)
+      || await firstWithItems(tabs.filter((tab) => !tab.hidden))
       || tabs.find((tab) => !tab.hidden);
     await select(first.dataset.tab);
   } catch (error) {
     show($("#loading"), false);
     showError(errorBox, error);
   }
+}
+
+/** With no tab asked for: the first of 我的直播/课程/咨询 that has something in it, so
+ * a student who bought only a course does not land on "还没有买过直播". */
+async function firstWithItems(tabs) {
+  for (const tab of tabs) {
+    const name = tab.dataset.tab;
+    if (name === "orders") continue;
+    const ok = await LOADERS[name]().then(() => true, () => false);
+    if (!ok) continue; // select() loads it again and shows the error
+    loaded.add(name);
+    if ($(`#panel-${name} li`)) return tab;
+  }
+  return null;
 }
 
 async function select(name) {

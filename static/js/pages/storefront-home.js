@@ -138,7 +138,11 @@ export class Storefront {
     shown += shelf("#courses", "#course-list", courses?.items,
       (item) => resultCard(item, now, this.bought));
     shown += shelf("#consultants", "#consultant-list", consultants?.consultants, consultantCard);
-    $("#browse-empty").textContent = this.category ? "这个分类还没有内容" : "还没有上架的内容，稍后再来看看";
+    // An empty store tells a consultant what to do about it: sell something.
+    const seller = !this.category && this.user?.role === "consultant";
+    $("#browse-empty").replaceChildren(...(seller
+      ? ["还没有上架的内容，", el("a", { href: "/static/console.html" }, "去工作台创建直播间或课程")]
+      : [this.category ? "这个分类还没有内容" : "还没有上架的内容，稍后再来看看"]));
     show($("#browse-empty"), shown === 0);
   }
 }
