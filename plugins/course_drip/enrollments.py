@@ -131,11 +131,14 @@ class CourseOrderKind(OrderKind):
             log.error("order %s paid for a course that no longer exists", order["_id"])
             return
         enrolled_at = order.get("paid_at") or app.clock.now()
-        # Guarded by the pending state: a second fulfil (after a crash) changes nothing.
-        await app.store[ENROLLMENTS].update_one(
+        # Guarded by the pending state: a second fulfil (after a crash) changes nothing,
+        # and tells nobody again.
+        result = await app.store[ENROLLMENTS].update_one(
             {"_id": enrollment_id(course["_id"], order["user_id"]),
              "order_id": order["_id"], "status": "pending"},
             {"$set": activation(course, enrolled_at, zone(app)), "$inc": {"rev": 1}})
+        if result.modified_count:
+            await tell_sale(app, course, order)
 
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
         if refund["purpose"] != "revoke":
@@ -144,6 +147,15 @@ class CourseOrderKind(OrderKind):
             {"_id": enrollment_id(order["item"]["course_id"], order["user_id"]),
              "order_id": order["_id"], "status": "active"},
             {"$set": {"status": "revoked", "next_unlock_at": None}, "$inc": {"rev": 1}})
+
+
+async def tell_sale(app: KPay, course: dict[str, Any], order: dict[str, Any]) -> None:
+    """The buyer (已购买) and the author (新学员) hear of a paid enrollment."""
+    about = {"course_id": course["_id"], "course_title": course["title"]}
+    await app.tell_user(order["user_id"], "course_purchased", about)
+    buyer = await app.users.profile(order["user_id"])
+    await app.tell_user(course["author_id"], "course_sold", {
+        **about, "amount": order["amount"], "buyer_name": buyer["name"] if buyer else "学员"})
 
 
 def refuse_existing(existing: dict[str, Any] | None) -> None:

@@ -45,6 +45,29 @@ async def test_buying_a_course_pays_the_author_and_enrolls(drip, api, kpay_app):
     await assert_books_balanced(kpay_app)
 
 
+@pytest.mark.gen_test
+async def test_a_sale_is_told_to_the_buyer_and_the_author_once(drip, api, kpay_app):
+    author = await drip.author()
+    course = await drip.course(author, daily_lessons(1), price=1990)
+    student = await api.login("stu", "student", name="小王")
+    await api.topup(student, 1990)
+    status, body = await drip.order(student, course["id"])
+    assert status == 201 and body["order"]["status"] == "fulfilled", body
+
+    async def told(token):
+        _, listed = await api.get("/api/v1/notifications", token)
+        return [(n["title"], n["body"], n["link"]) for n in listed["notifications"]]
+
+    assert await told(student) == [("购买成功：《Drip course》", "点击开始学习。",
+                                    f"/static/course.html?id={course['id']}")]
+    assert await told(author) == [("《Drip course》有新学员", "小王 购买了课程，实付 ¥19.90。",
+                                   "/static/console.html#courses")]
+    # Fulfilling again (a restart re-running it) tells nobody a second time.
+    orders = kpay_app.money.orders
+    await orders.kinds["course"].fulfil(kpay_app, await orders.get(body["order"]["id"]))
+    assert len(await told(student)) == 1 and len(await told(author)) == 1
+
+
 @pytest.mark.kpay_now("2026-03-02T02:50:00+08:00")
 @pytest.mark.gen_test
 async def test_a_student_paying_at_0250_reads_day_0_at_once(drip, api, kpay_app):

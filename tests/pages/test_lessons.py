@@ -102,7 +102,7 @@ async def test_author_uploads_cover_and_audio_student_resumes_after_reload(pages
     await lessons.nth(0).get_by_role("button", name="阅读：第一课：腹式呼吸").click()
     player = page.locator("#reader-player audio")
     await expect(player).to_be_visible()
-    await expect(page.locator("#reader .watermark span").first).to_have_text("小山 · sam")
+    await expect(page.locator("#reader .watermark span").first).to_have_text("小山 · ID sam")
     await player.evaluate("a => a.play()")
     await page.wait_for_function(
         "() => document.querySelector('#reader-player audio').currentTime > 3")
@@ -210,7 +210,7 @@ async def test_the_watermark_lies_over_a_paid_video(pages, api):
     frame = page.locator("#reader-player .player.video")
     await expect(frame.locator("video")).to_be_visible()
     mark = frame.locator(".watermark")
-    await expect(mark.locator("span").first).to_have_text("小山 · sam")
+    await expect(mark.locator("span").first).to_have_text("小山 · ID sam")
     await expect(page.locator("#course-price")).to_have_text("已报名")  # free: not bought
     # Over the picture, and never in the way of a tap.
     assert await mark.evaluate("m => getComputedStyle(m).pointerEvents") == "none"

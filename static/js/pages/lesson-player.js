@@ -22,9 +22,12 @@ export function clockText(seconds) {
   return h ? `${h}:${two(m)}:${two(s)}` : `${two(m)}:${two(s)}`;
 }
 
-/** The viewer's watermark: nickname and the end of their id, repeated over `box`. */
+/** The viewer's watermark: nickname and id, repeated over `box`. A long id keeps its
+ * two ends (a cut-off tail alone reads like a misspelt name). */
 export function watermark(me, count = 12) {
-  const text = `${me.name || "学员"} · ${String(me.id).slice(-6)}`;
+  const id = String(me.id);
+  const shown = id.length <= 12 ? id : `${id.slice(0, 4)}…${id.slice(-6)}`;
+  const text = `${me.name || "学员"} · ID ${shown}`;
   return el("div", { class: "watermark", "aria-hidden": "true" },
     ...Array.from({ length: count }, () => el("span", {}, text)));
 }
