@@ -28,6 +28,9 @@ async def open_console(pages, api, user="host"):
 
 
 async def create_room_in_console(page, title, ticket="9.9", least="5", free=True):
+    # The page opens the form itself once it knows there are no rooms: wait for the list,
+    # or a click here could close what the page just opened.
+    await expect(page.locator("#rooms-empty, #room-list li").first).to_be_visible()
     details = page.locator("#create")
     if not await details.evaluate("(d) => d.open"):
         await page.locator("#create-title").click()

@@ -60,7 +60,9 @@ async def test_an_unlocked_lesson_arrives_live_and_opens_its_lesson(pages, api, 
     inbox = await pages.new_page(token=student)
     await pages.open(inbox, "/static/notifications.html")
     rows = inbox.locator("#notice-list li")
-    await expect(rows).to_have_count(1)
+    # The welcome, and the purchase (course_drip tells the buyer 购买成功), both read.
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(1).locator(".notice-title")).to_have_text("购买成功：《Python 入门》")
     await expect(inbox.locator("#read-all")).to_be_disabled()
     await expect(home.locator("#connection")).to_have_text("已连接")
     await expect(inbox.locator("#connection")).to_have_text("已连接")
@@ -70,7 +72,7 @@ async def test_an_unlocked_lesson_arrives_live_and_opens_its_lesson(pages, api, 
     status, body = await api.post("/api/v1/dev/clock", {"advance": DAY + 3600}, keeper)
     assert status == 200, body
     title = "《Python 入门》第 2 课《函数》已解锁"
-    await expect(rows).to_have_count(2)
+    await expect(rows).to_have_count(3)
     first = rows.first
     await expect(first.locator(".notice-title")).to_have_text(title)
     await expect(first.locator(".notice-row")).to_have_attribute("data-read", "false")
