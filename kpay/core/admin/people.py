@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: The longest search text (a nickname is at most 20 characters, an openid about 28).
 MAX_QUERY = 64
+#: Users one ``ids=`` lookup names at most.
+MAX_IDS = 50
 #: Recent orders a user's detail shows.
 RECENT_ORDERS = 20
 LIST_FIELDS = {"name": 1, "role": 1, "blocked": 1, "avatar_media_id": 1, "created_at": 1,
@@ -32,10 +34,12 @@ def listed(app: KPay, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def search_users(app: KPay, q: str, role: str | None, tag: str | None,
-                       cursor: str | None, limit: int) -> dict[str, Any]:
+                       cursor: str | None, limit: int,
+                       ids: list[str] | None = None) -> dict[str, Any]:
     """One page of users, by id: ``q`` matches an id or an openid exactly, or a part of
     the nickname (as plain text: the search is escaped, never a pattern); ``tag``
-    asks the audience service (``app.audience``) for who carries it."""
+    asks the audience service (``app.audience``) for who carries it; ``ids`` names
+    them (blocked ones too, unlike the public profiles: the audit log's people)."""
     q = q.strip()
     if len(q) > MAX_QUERY:
         raise BadRequest(f"q is at most {MAX_QUERY} characters", code="invalid_field",
@@ -51,6 +55,11 @@ async def search_users(app: KPay, q: str, role: str | None, tag: str | None,
         query["role"] = role
     if tag:
         query["_id"] = {"$in": await tagged_user_ids(app, tag)}
+    if ids is not None:
+        if not 1 <= len(ids) <= MAX_IDS or tag:
+            raise BadRequest(f"ids: 1 to {MAX_IDS} user ids, without tag",
+                             code="invalid_field", field="ids", max=MAX_IDS)
+        query["_id"] = {"$in": ids}
     if cursor:
         query.setdefault("_id", {})
         if isinstance(query["_id"], dict):

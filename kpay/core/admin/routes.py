@@ -9,8 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kpay.core.account_routes import USER_ID
 from kpay.core.admin.people import search_users, user_detail
 from kpay.core.admin.personal_data import anonymise_user, export_user
+from kpay.core.errors import BadRequest
 from kpay.core.money.admin_routes import AdminOrder
 from kpay.core.responses import Role
 from kpay.core.web import BaseHandler, Route, api
@@ -93,18 +95,25 @@ class AnonymiseResult(BaseModel):
 
 class AdminUsersHandler(BaseHandler):
     @api("Admins: find users by nickname (part, as plain text), id or openid, role, or "
-         "tag; by id, paged with cursor", roles=("admin",),
-         query=("q", "role", "tag", "cursor", "limit"), response=AdminUserPage)
+         "tag, or name up to 50 by ids; by id, paged with cursor", roles=("admin",),
+         query=("q", "role", "tag", "ids", "cursor", "limit"), response=AdminUserPage)
     async def get(self) -> None:
         self.require_user("admin")
         cursor = self.get_query_argument("cursor", None) or None
         if cursor is not None and len(cursor) > MAX_CURSOR:
             cursor = cursor[:MAX_CURSOR]  # no id is longer: the page is simply empty
+        raw_ids = self.get_query_argument("ids", None)
+        ids = None
+        if raw_ids is not None:
+            ids = list(dict.fromkeys(one for one in raw_ids.split(",") if one))
+            if not all(USER_ID.fullmatch(one) for one in ids):
+                raise BadRequest("ids must be user ids, comma separated",
+                                 code="invalid_field", field="ids")
         self.write_json(await search_users(
             self.kpay, self.get_query_argument("q", ""),
             self.get_query_argument("role", None) or None,
             self.get_query_argument("tag", None) or None, cursor,
-            self.query_int("limit", 20, 1, 100)))
+            self.query_int("limit", 20, 1, 100), ids))
 
 
 class AdminUserHandler(BaseHandler):
