@@ -4,13 +4,14 @@ a user's detail with the plugins' sections; personal data export and anonymisati
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
 
 from kpay import hookimpl
 from kpay.core.admin.personal_data import ANONYMOUS_NAME
-from kpay.testing import assert_books_balanced
+from kpay.testing import assert_books_balanced, run_kpay
 
 ADMIN = "/api/v1/admin/users"
 
@@ -205,3 +206,38 @@ async def test_anonymise_removes_identity_and_keeps_the_books(api, admin, kpay_a
     assert status == 200 and again["identity"] == [] and again["follows"] == 0
     assert again["plugins"]["live_qa"] == {"questions": 0, "messages": 0}
     assert await audit_actions(kpay_app, "alice") == ["user.anonymise", "user.anonymise"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_cli_exports_and_anonymises(api, kpay_app, tmp_path):
+    alice = await api.login("alice", "student", name="爱丽丝")
+    await api.topup(alice, 500)
+    out = tmp_path / "alice.json"
+    result = await run_kpay(kpay_app, tmp_path, "user", "export", "alice", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["user"]["name"] == "爱丽丝" and data["wallet"]["balance"] == 500
+
+    refused = await run_kpay(kpay_app, tmp_path, "user", "anonymise", "alice")
+    assert refused.returncode == 2 and "--confirm" in refused.stderr
+    result = await run_kpay(kpay_app, tmp_path, "user", "anonymise", "alice",
+                            "--confirm", "alice")
+    assert result.returncode == 0, result.stderr
+    assert (await kpay_app.users.get("alice"))["name"] == ANONYMOUS_NAME
+    kpay_app.users.forget("alice")  # as the server's next look for changed users does
+    assert (await api.get("/api/v1/me", alice))[0] == 401
+    records = await kpay_app.audit.list(target="user:alice")
+    assert [(r["action"], r["source"]) for r in records] == [
+        ("user.anonymise", "cli"), ("user.export", "cli")]
+
+
+@pytest.mark.gen_test
+async def test_ids_name_people_blocked_ones_too(api, admin, kpay_app):
+    await api.login("lin", "student", name="小林")
+    await kpay_app.users.set_blocked("lin", True)
+    status, body = await admin.get(f"{ADMIN}?ids=lin,nobody")
+    assert status == 200 and [u["name"] for u in body["users"]] == ["小林"], body
+    assert body["users"][0]["blocked"] is True
+    for bad in ("", "a%20b", ",".join(f"u{i}" for i in range(51))):
+        status, body = await admin.get(f"{ADMIN}?ids={bad}")
+        assert (status, body["error"]["code"]) == (400, "invalid_field"), bad
