@@ -122,6 +122,8 @@ export function errorText(error) {
       return "输入的用户 ID 不一致，未执行";
     case "cannot_block_self":
       return "不能封禁自己";
+    case "cannot_anonymise_self":
+      return "不能注销自己的账号";
     case "not_refundable":
       return "该订单当前不可退款（可能正在退款中）";
     case "tags_unavailable":

@@ -181,6 +181,8 @@ async def test_anonymise_removes_identity_and_keeps_the_books(api, admin, kpay_a
 
     status, body = await admin.post(f"{ADMIN}/alice/anonymise", {"confirm": "bob"})
     assert (status, body["error"]["code"]) == (400, "confirm_mismatch")
+    status, body = await admin.post(f"{ADMIN}/root/anonymise", {"confirm": "root"})
+    assert (status, body["error"]["code"]) == (400, "cannot_anonymise_self")
     status, done = await admin.post(f"{ADMIN}/alice/anonymise", {"confirm": "alice"})
     assert status == 200, done
     assert done["identity"] == ["openid", "real_name", "real_name_set_at"] and done["follows"] == 1

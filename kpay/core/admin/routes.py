@@ -148,6 +148,10 @@ class AdminUserAnonymiseHandler(BaseHandler):
     async def post(self, user_id: str) -> None:
         admin = self.require_user("admin")
         asked = self.body(AnonymiseRequest)
+        if user_id == admin.id:
+            # As with blocking: the console must keep an admin able to act.
+            raise BadRequest("an admin cannot anonymise themselves",
+                             code="cannot_anonymise_self")
         self.write_json(await anonymise_user(self.kpay, user_id, asked.confirm,
                                              actor=admin.id,
                                              source=self.request.remote_ip or ""))
