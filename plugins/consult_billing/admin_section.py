@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pymongo import ReturnDocument
+
 from plugins.consult_billing.profiles import PROFILES
 from plugins.consult_billing.sessions import CONSULTATIONS, public
+from plugins.consult_billing.storefront import indexed
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -59,7 +62,9 @@ async def export_data(app: KPay, user_id: str) -> dict[str, Any] | None:
 async def anonymise(app: KPay, user_id: str) -> dict[str, Any] | None:
     """The consultant profile's own words go (title, bio, the name kept with it) and it
     is taken off the list; consultations hold no free text and keep their money."""
-    done = await app.store[PROFILES].update_one(
+    doc = await app.store[PROFILES].find_one_and_update(
         {"_id": user_id}, {"$set": {"title": "", "bio": "", "name": "已注销用户",
-                                    "available": False}})
-    return {"consultant_profile": done.matched_count}
+                                    "available": False}}, return_document=ReturnDocument.AFTER)
+    if doc is not None:
+        await indexed(app, doc)  # off the storefront, under the new name
+    return {"consultant_profile": int(doc is not None)}

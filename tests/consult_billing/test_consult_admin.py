@@ -37,3 +37,6 @@ async def test_consultations_in_the_detail_export_and_anonymisation(api, admin, 
     profile = await kpay_app.store["consultant_profiles"].find_one({"_id": "con"})
     assert (profile["title"], profile["bio"], profile["available"]) == ("", "", False)
     assert (await kpay_app.store["consultations"].find_one())["rate_per_minute"] == 100
+    listing = await kpay_app.search.collection.find_one({"author_id": "con"})
+    assert (listing["author_name"], listing["visible"]) == ("已注销用户", False)
+    assert not {"周", "老师"} & set(listing["grams"])  # the old name finds it no more

@@ -98,6 +98,7 @@ async def anonymise_user(app: KPay, user_id: str, confirm: str, *, actor: str,
     follows = await app.follows.collection.delete_many(
         {"$or": [{"follower_id": user_id}, {"followee_id": user_id}]})
     notifications = await app.notifications.collection.delete_many({"user_id": user_id})
+    await rename_in_search(app, user_id)
     plugins = await plugin_parts(app, "anonymise_user", user_id, fail_closed=True)
     await enforce_standing(app, [user_id])
     summary = {"identity": removed, "follows": follows.deleted_count,
@@ -106,6 +107,22 @@ async def anonymise_user(app: KPay, user_id: str, confirm: str, *, actor: str,
                            removed=removed, follows=follows.deleted_count,
                            notifications=notifications.deleted_count)
     return summary
+
+
+#: Storefront listings of one author renamed at most (a bound on one anonymisation).
+MAX_LISTINGS = 1000
+
+
+async def rename_in_search(app: KPay, user_id: str) -> None:
+    """The user's storefront listings (rooms, courses, consultant card) name them
+    已注销用户, and their old nickname no longer finds them."""
+    listings = await app.search.collection.find({"author_id": user_id}).limit(
+        MAX_LISTINGS).to_list()
+    for item in listings:
+        await app.search.put(item["kind"], item["item_id"], title=item["title"],
+                             author_id=user_id, author_name=ANONYMOUS_NAME,
+                             category=item.get("category"), cover_url=item.get("cover_url"),
+                             extra=item.get("extra"), visible=item.get("visible", True))
 
 
 async def take_down(app: KPay, media_id: str, actor: str, source: str) -> None:
