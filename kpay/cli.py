@@ -44,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
                        ("unblock", "let them log in again")):
         action = user_commands.add_parser(name, help=text)
         action.add_argument("user")
+    export = user_commands.add_parser(
+        "export", help="everything kpay keeps about the user, as JSON (personal data)")
+    export.add_argument("user")
+    export.add_argument("--out", help="write to this file (default: standard output)")
+    anonymise = user_commands.add_parser(
+        "anonymise", help="remove the user's identity and free text; money records stay")
+    anonymise.add_argument("user")
+    anonymise.add_argument("--confirm", required=True, metavar="USER",
+                           help="the user id again (a typed confirmation)")
     for parser_ in user_commands.choices.values():
         parser_.add_argument("--reason", default="", help="why (kept in the audit log)")
     audit = commands.add_parser("audit", help="the audit log of operator actions")

@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from kpay.cli import with_store
@@ -65,6 +66,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_user(args: argparse.Namespace) -> int:
     from kpay.core.audit import AuditLog
     from kpay.core.users import Users
+
+    if args.user_command in ("export", "anonymise"):
+        return cmd_personal_data(args)
 
     async def run(store: Any, clock: Any) -> int:
         users = Users(store, clock, 0)
@@ -139,3 +143,34 @@ def cmd_attention(args: argparse.Namespace) -> int:
         return 0
 
     return report_errors(lambda: with_store(args.config, run))
+
+
+def cmd_personal_data(args: argparse.Namespace) -> int:
+    """``kpay user export U [--out FILE]`` and ``kpay user anonymise U --confirm U``: the
+    admin routes' work (kpay/core/admin/personal_data.py), with the plugins loaded;
+    audited with the actor ``cli:<login name>``."""
+    from kpay.cli_money import with_app
+    from kpay.core.admin.personal_data import anonymise_user, export_user
+    from kpay.core.jsonio import json_default
+
+    exported: list[str] = []
+
+    async def run(app: Any) -> int:
+        if args.user_command == "anonymise":
+            done = await anonymise_user(app, args.user, args.confirm, actor=actor(),
+                                        source="cli")
+            print(f"{args.user}: anonymised; removed {', '.join(done['identity']) or 'nothing'}"
+                  f", {done['follows']} follow(s), {done['notifications']} notification(s)")
+            return 0
+        data = await export_user(app, args.user)
+        await app.audit.record(actor(), "user.export", f"user:{args.user}", source="cli")
+        exported.append(json.dumps(data, ensure_ascii=False, indent=2, default=json_default))
+        return 0
+
+    code = report_errors(lambda: with_app(args.config, run))
+    if exported and args.out:
+        Path(args.out).write_text(exported[0] + "\n", encoding="utf-8")
+        print(f"{args.user}: written to {args.out}", file=sys.stderr)
+    elif exported:
+        print(exported[0])
+    return code

@@ -335,3 +335,53 @@ def describe_notification(app, user_id, kind, data):
     ``on_user_notification`` still go. In dev mode the exception is re-raised to the
     caller of ``tell_user``.
     """
+
+
+# ---------------------------------------------------------------------------
+# Operators and personal data (docs/api.md "Operators", docs/operations.md
+# "Personal data")
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def admin_user_sections(app, user_id):
+    """Called when an admin opens a user's detail (``GET /api/v1/admin/users/{user_id}``),
+    to add what this plugin holds about them (consultations, enrollments, questions).
+
+    Return a dict (e.g. ``{"title": "咨询", "items": [...]}``; the built-ins' shapes are
+    in docs/plugins.md) or None when the plugin has nothing for this user; it is shown
+    under the plugin's name. Answer from the plugin's own collections, newest first, at
+    most 20 entries.
+
+    On failure: logged with the plugin's name and the detail is shown without its
+    section; the other plugins still answer. In dev mode the exception is re-raised.
+    """
+
+
+@hookspec
+def export_user_data(app, user_id):
+    """Called when an admin exports everything kpay keeps about a user
+    (``GET /api/v1/admin/users/{user_id}/export``, ``kpay user export``).
+
+    Return a JSON-ready dict of every record the plugin's collections hold about
+    ``user_id`` (as a buyer, a host, an author, a questioner), or None when there is
+    none. Bound each list (at most 5,000 records of a kind).
+
+    On failure: the export fails (fails closed: an export must not look complete when
+    a plugin's part is missing).
+    """
+
+
+@hookspec
+def anonymise_user(app, user_id):
+    """Called when an admin anonymises a user
+    (``POST /api/v1/admin/users/{user_id}/anonymise``, ``kpay user anonymise``), after
+    the core removed their identity.
+
+    Remove free text the plugin holds that the user wrote or that names them (a
+    question's text becomes "（已删除）"), and anything else that identifies them. Keep
+    money records and their amounts, and ids as opaque keys. Must be idempotent (it runs
+    again after any failure). Return a dict of counts (``{"questions": 3}``) or None.
+
+    On failure: the anonymisation fails (fails closed) and the admin runs it again.
+    """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.consult_billing.admin_section as admin_section
 import plugins.consult_billing.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -116,3 +117,18 @@ async def on_presence(app, channel, user_id, present):
 @hookimpl
 def describe_notification(app, user_id, kind, data):
     return notices.describe(app, user_id, kind, data)
+
+
+@hookimpl
+async def admin_user_sections(app, user_id):
+    return await admin_section.admin_section(app, user_id)
+
+
+@hookimpl
+async def export_user_data(app, user_id):
+    return await admin_section.export_data(app, user_id)
+
+
+@hookimpl
+async def anonymise_user(app, user_id):
+    return await admin_section.anonymise(app, user_id)

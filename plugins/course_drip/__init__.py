@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.course_drip.admin_section as admin_section
 import plugins.course_drip.profile_section as profile_section
 from kpay import hookimpl
 from plugins.course_drip import courses, enrollments, notices, sharing
@@ -86,3 +87,13 @@ def share_card(app: KPay, resource: str, user_id: str):
 @hookimpl
 def describe_notification(kind, data):
     return notices.describe(kind, data)
+
+
+@hookimpl
+async def admin_user_sections(app, user_id):
+    return await admin_section.admin_section(app, user_id)
+
+
+@hookimpl
+async def export_user_data(app, user_id):
+    return await admin_section.export_data(app, user_id)

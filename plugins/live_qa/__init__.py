@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import plugins.live_qa.admin_section as admin_section
 import plugins.live_qa.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -94,3 +95,18 @@ def share_card(app, resource, user_id):
 @hookimpl
 def describe_notification(app, kind, data):
     return notices.describe(app, kind, data)
+
+
+@hookimpl
+async def admin_user_sections(app, user_id):
+    return await admin_section.admin_section(app, user_id)
+
+
+@hookimpl
+async def export_user_data(app, user_id):
+    return await admin_section.export_data(app, user_id)
+
+
+@hookimpl
+async def anonymise_user(app, user_id):
+    return await admin_section.anonymise(app, user_id)

@@ -117,6 +117,17 @@ export function errorText(error) {
     case "unauthorized":
     case "invalid_token":
       return STATUS_TEXT[401];
+    // The operators' console (admin.html)
+    case "confirm_mismatch":
+      return "输入的用户 ID 不一致，未执行";
+    case "cannot_block_self":
+      return "不能封禁自己";
+    case "cannot_anonymise_self":
+      return "不能注销自己的账号";
+    case "not_refundable":
+      return "该订单当前不可退款（可能正在退款中）";
+    case "tags_unavailable":
+      return "当前服务未开启用户标签";
     default:
       break;
   }

@@ -416,6 +416,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 "lesson_ids": [lesson["id"] for lesson in course["lessons"]]},
             ("PUT", "/api/v1/courses/{course_id}/lessons/{lesson_id}/progress"): {
                 "position_seconds": 12.5, "duration_seconds": 60},
+            # The typed confirmation of an anonymisation: the admin routes' own user.
+            ("POST", "/api/v1/admin/users/{user_id}/anonymise"): {"confirm": "fuzz-victim"},
         })
 
 
