@@ -181,9 +181,9 @@ export async function mount(panel, { kpay, scope = "mine" }) {
       return el("label", { class: "au-param" }, label,
         el("input", { type: "text", inputmode: numeric ? "decimal" : "text", "data-param": name, "data-type": name === "amount" ? "yuan" : schema.type, value: name === "days" ? "30" : "" }));
     });
-    return el("div", { class: "au-choice au-rule" },
-      el("label", {}, el("input", { type: "checkbox", value: rule.name, "data-kind": "rule" }), ` ${rule.label}`),
-      ...fields);
+    return el("div", { class: "au-rule" },
+      el("label", { class: "au-choice" }, el("input", { type: "checkbox", value: rule.name, "data-kind": "rule" }), ` ${rule.label}`),
+      fields.length ? el("div", { class: "au-params" }, ...fields) : "");
   }
 
   function readConditions() {
@@ -300,6 +300,7 @@ export async function mount(panel, { kpay, scope = "mine" }) {
       try {
         await kpay.post("/api/v1/segments", { name, match: q("#au-seg-match").value, conditions });
         q("#au-seg-name").value = "";
+        for (const box of panel.querySelectorAll("#au-builder input[type=checkbox]")) box.checked = false;
         await loadSegments();
       } catch (error) {
         say(q("#au-builder-error"), error);
