@@ -116,3 +116,16 @@ async def on_presence(app, channel, user_id, present):
 @hookimpl
 def describe_notification(app, user_id, kind, data):
     return notices.describe(app, user_id, kind, data)
+
+
+# The audience (docs/audience.md): 咨询过, and those students (minutes are not orders).
+@hookimpl
+def register_audience_rules(app):
+    from plugins.consult_billing import audience
+    return audience.RULES
+
+
+@hookimpl
+def audience_students(app, consultant_id):
+    from plugins.consult_billing import audience
+    return audience.consulted(app, consultant_id)

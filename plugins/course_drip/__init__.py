@@ -86,3 +86,16 @@ def share_card(app: KPay, resource: str, user_id: str):
 @hookimpl
 def describe_notification(kind, data):
     return notices.describe(kind, data)
+
+
+# The audience (docs/audience.md): 购买过课程, and students enrolled without an order.
+@hookimpl
+def register_audience_rules(app: KPay):
+    from plugins.course_drip import audience
+    return audience.RULES
+
+
+@hookimpl
+def audience_students(app: KPay, consultant_id: str):
+    from plugins.course_drip import audience
+    return audience.students(app, consultant_id)

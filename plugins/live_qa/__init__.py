@@ -94,3 +94,10 @@ def share_card(app, resource, user_id):
 @hookimpl
 def describe_notification(app, kind, data):
     return notices.describe(app, kind, data)
+
+
+# The audience (docs/audience.md): 参加过直播 (tickets are orders: students already).
+@hookimpl
+def register_audience_rules(app):
+    from plugins.live_qa import audience
+    return audience.RULES

@@ -53,6 +53,9 @@ async def test_a_consultant_tags_builds_a_segment_and_messages_it_live(pages, ap
     await expect(sam.locator(".au-chip")).to_have_text("VIP ×")
     await expect(console.locator("#au-tag-choices")).to_contain_text("VIP（1）")
 
+    # The course rule names the consultant's courses, not their ids.
+    course_rule = console.locator(".au-rule", has_text="购买过课程")
+    await expect(course_rule.locator("select option")).to_have_text(["Python 入门"])
     await console.locator("#au-seg-name").fill("VIP 学员")
     await console.locator('#au-tag-choices input[value="VIP"]').check()
     await console.locator("#au-seg-save").click()

@@ -45,10 +45,16 @@ class TagChange(BaseModel):
     changed: int
 
 
+class Choice(BaseModel):
+    value: str
+    label: str
+
+
 class RuleKind(BaseModel):
     name: str
     label: str
     params: dict[str, Any]
+    choices: dict[str, list[Choice]]
 
 
 class RuleList(BaseModel):
@@ -194,10 +200,12 @@ class RulesHandler(BaseHandler):
     @api("The rule kinds a segment may use, with Chinese labels and parameter schemas",
          roles=("consultant", "admin"), response=RuleList)
     async def get(self) -> None:
-        owner_of(self)
+        owner = owner_of(self)
         kinds = await rule_kinds(self.kpay)
-        self.write_json({"rules": [{"name": r.name, "label": r.label,
-                                    "params": params_schema(r)} for r in kinds.values()]})
+        self.write_json({"rules": [
+            {"name": r.name, "label": r.label, "params": params_schema(r),
+             "choices": (await r.choices(self.kpay, owner)) if r.choices else {}}
+            for r in kinds.values()]})
 
 
 class SegmentsHandler(BaseHandler):

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from kpay.core.app import KPay
 
 Members = Callable[["KPay", str, Any], Awaitable[Iterable[str]]]
+#: ``{param: [{"value", "label"}]}``: what a person may pick for a parameter (the owner's
+#: courses, say), so the segment builder shows names, never raw ids.
+Choices = Callable[["KPay", str], Awaitable[dict[str, list[dict[str, str]]]]]
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,14 @@ class AudienceRule:
     builder), ``params`` (a pydantic model of its parameters) and ``members(app, owner,
     params)``, the user ids it picks (``owner`` a consultant's id, or ``"platform"`` for
     operators), at most ``MAX_MEMBERS``. The core keeps a consultant's answer to their
-    students whatever a rule returns."""
+    students whatever a rule returns. ``choices(app, owner)``, when given, lists the
+    values a person may pick for parameters that name things."""
 
     name: str
     label: str
     params: type[BaseModel]
     members: Members
+    choices: Choices | None = None
 
 
 class SpentParams(BaseModel):

@@ -39,7 +39,9 @@ function conditionText(condition, rules) {
   const label = rule ? rule.label : "条件";
   if (condition.rule === "spent_at_least") return `${label}：${p.days} 天内满 ${formatFen(p.amount)}`;
   if (condition.rule === "inactive_for") return `${label}：${p.days} 天`;
-  const values = Object.values(p).join("、");
+  // A named thing (a course, a room) by its name from the rule's choices, never its id.
+  const values = Object.entries(p).map(([name, value]) =>
+    (rule?.choices?.[name] || []).find((c) => c.value === value)?.label ?? value).join("、");
   return values ? `${label}：${values}` : label;
 }
 
@@ -178,6 +180,12 @@ export async function mount(panel, { kpay, scope = "mine" }) {
     const fields = Object.entries(rule.params.properties || {}).map(([name, schema]) => {
       const label = name === "amount" ? "金额（元）" : name === "days" ? "天数" : (schema.title || name);
       const numeric = schema.type === "integer";
+      const choices = rule.choices?.[name];
+      if (choices) {
+        return el("label", { class: "au-param" }, label,
+          el("select", { "data-param": name, "data-type": "string" },
+            ...choices.map((c) => el("option", { value: c.value }, c.label))));
+      }
       return el("label", { class: "au-param" }, label,
         el("input", { type: "text", inputmode: numeric ? "decimal" : "text", "data-param": name, "data-type": name === "amount" ? "yuan" : schema.type, value: name === "days" ? "30" : "" }));
     });
@@ -310,7 +318,9 @@ export async function mount(panel, { kpay, scope = "mine" }) {
   q("#au-students-more").addEventListener("click", () => loadStudents(true).catch((e) => say(q("#au-students-error"), e)));
 
   ({ rules } = await kpay.get("/api/v1/audience/rules"));
-  q("#au-rule-choices").replaceChildren(...rules.map(ruleChoice));
+  // A rule that names things the owner has none of (no course yet) cannot be used.
+  const usable = rules.filter((r) => !Object.values(r.choices || {}).some((list) => !list.length));
+  q("#au-rule-choices").replaceChildren(...usable.map(ruleChoice));
   await Promise.all([loadStudents(), loadTags(), loadSegments()]);
 }
 
