@@ -210,3 +210,33 @@ async def test_the_daily_cap_holds_until_the_next_local_day(api, consultant, clo
     await clock.advance(86400)
     consultant = await api.as_user("carol", "consultant")  # the old token expired
     assert (await send_and_wait(consultant, seg["id"], {"title": "次日"}))[0] == 202
+
+
+@pytest.mark.gen_test
+async def test_a_large_segment_is_sent_in_batches_counting_progress(kpay_app, plugin,
+                                                                   monkeypatch):
+    """250 recipients: three batches, each counted on the record as it goes; the
+    failing one in the middle batch is counted and the rest still get it."""
+    ids = [f"u{n:03d}" for n in range(250)]
+    plugin.fail_for = {"u150"}
+    seen: list[tuple[int, int]] = []
+    original = audience_messages.deliver
+
+    async def watching(app, doc, user_id):
+        if user_id.endswith("00"):  # the first of each batch: what the record says so far
+            record = await app.store["audience_messages"].find_one({"_id": doc["_id"]})
+            seen.append((record["sent"], record["failed"]))
+        await original(app, doc, user_id)
+
+    monkeypatch.setattr(audience_messages, "deliver", watching)
+    doc, replayed = await audience_messages.start(
+        kpay_app, "platform", "seg1", audience_messages.MessageBody(title="通知"), ids, None)
+    for _ in range(500):
+        record = await kpay_app.store["audience_messages"].find_one({"_id": doc["_id"]})
+        if record["status"] == "done":
+            break
+        await asyncio.sleep(0.02)
+    assert not replayed
+    assert (record["total"], record["sent"], record["failed"]) == (250, 249, 1)
+    assert seen == [(0, 0), (100, 0), (199, 1)]
+    assert await kpay_app.notifications.unread_count("u249") == 1
