@@ -201,7 +201,7 @@ async def test_the_daily_cap_holds_until_the_next_local_day(api, consultant, clo
     await buy(api, "alice", "carol")
     status, seg = await consultant.post("/api/v1/segments", {
         "name": "全部", "conditions": [{"rule": "bought_anything"}]})
-    for n in range(audience_messages.MESSAGES_PER_DAY):
+    for n in range(3):  # [audience] messages_per_day, default 3
         assert (await send_and_wait(consultant, seg["id"], {"title": f"第{n}条"}))[0] == 202
     status, refused = await send_and_wait(consultant, seg["id"], {"title": "超额"})
     assert status == 429 and refused["error"]["code"] == "daily_cap"
@@ -240,3 +240,20 @@ async def test_a_large_segment_is_sent_in_batches_counting_progress(kpay_app, pl
     assert (record["total"], record["sent"], record["failed"]) == (250, 249, 1)
     assert seen == [(0, 0), (100, 0), (199, 1)]
     assert await kpay_app.notifications.unread_count("u249") == 1
+
+
+class TestConfiguredCaps:
+    @pytest.fixture
+    def kpay_overrides(self) -> dict[str, Any]:
+        return {"plugins": {"enabled": []}, "audience": {"max_recipients": 1}}
+
+    @pytest.mark.gen_test
+    async def test_a_consultant_message_reaches_at_most_max_recipients(self, api, consultant):
+        await buy(api, "alice", "carol")
+        await buy(api, "bob", "carol")
+        status, seg = await consultant.post("/api/v1/segments", {
+            "name": "全部", "conditions": [{"rule": "bought_anything"}]})
+        status, refused = await send_and_wait(consultant, seg["id"], {"title": "太多"})
+        assert status == 409 and refused["error"]["code"] == "too_many_recipients"
+        status, listed = await consultant.get(f"/api/v1/segments/{seg['id']}/messages")
+        assert listed["cap"] == {"per_day": 3, "sent_today": 0, "max_recipients": 1}

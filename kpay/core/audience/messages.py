@@ -27,10 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kpay.audience")
 
 KIND = "audience_message"
-#: A consultant's messages per local day, and recipients per message (operators are
-#: bounded by the segment size only).
-MESSAGES_PER_DAY = 3
-MAX_RECIPIENTS = 2000
+#: Members sent to between two updates of the record's counts.
 BATCH = 100
 
 
@@ -62,8 +59,9 @@ async def sent_today(app: KPay, owner: str) -> int:
 async def start(app: KPay, owner: str, segment_id: str, message: MessageBody,
                 member_ids: list[str], key: str | None) -> tuple[dict[str, Any], bool]:
     """Save the message and start sending it; ``(record, replayed)``. 429 ``daily_cap``
-    past ``MESSAGES_PER_DAY``, 409 ``too_many_recipients`` past ``MAX_RECIPIENTS`` (a
-    consultant's), 409 ``idempotency_conflict`` for a key used for another message."""
+    past ``messages_per_day``, 409 ``too_many_recipients`` past ``max_recipients`` (a
+    consultant's), 409 ``idempotency_conflict`` for a key used for another message.
+    The caps are ``[audience]`` settings."""
     link = check_link(message.link or None)
     collection = app.store[MESSAGES]
     print_ = fingerprint(segment_id, message)
@@ -74,13 +72,14 @@ async def start(app: KPay, owner: str, segment_id: str, message: MessageBody,
             raise Conflict("this Idempotency-Key was used for another message",
                            code="idempotency_conflict")
         return first, True
+    caps = app.settings.audience
     if owner != PLATFORM:
-        if await sent_today(app, owner) >= MESSAGES_PER_DAY:
-            raise RateLimited(f"at most {MESSAGES_PER_DAY} messages a day",
-                              code="daily_cap", limit=MESSAGES_PER_DAY)
-        if len(member_ids) > MAX_RECIPIENTS:
-            raise Conflict(f"a message reaches at most {MAX_RECIPIENTS} students",
-                           code="too_many_recipients", limit=MAX_RECIPIENTS)
+        if await sent_today(app, owner) >= caps.messages_per_day:
+            raise RateLimited(f"at most {caps.messages_per_day} messages a day",
+                              code="daily_cap", limit=caps.messages_per_day)
+        if len(member_ids) > caps.max_recipients:
+            raise Conflict(f"a message reaches at most {caps.max_recipients} students",
+                           code="too_many_recipients", limit=caps.max_recipients)
     doc = {"_id": message_id, "owner": owner, "segment_id": segment_id,
            "title": message.title.strip(), "body": message.body.strip(), "link": link,
            "fingerprint": print_, "status": "sending", "total": len(member_ids),
@@ -132,9 +131,10 @@ async def recent(app: KPay, owner: str, limit: int = 20) -> list[dict[str, Any]]
     return [public(doc) async for doc in cursor]
 
 
-def cap_state(today: int, owner: str) -> dict[str, Any]:
+def cap_state(app: KPay, today: int, owner: str) -> dict[str, Any]:
+    caps = app.settings.audience
     capped = owner != PLATFORM
-    return {"per_day": MESSAGES_PER_DAY if capped else None, "sent_today": today,
-            "max_recipients": MAX_RECIPIENTS if capped else None}
+    return {"per_day": caps.messages_per_day if capped else None, "sent_today": today,
+            "max_recipients": caps.max_recipients if capped else None}
 
 

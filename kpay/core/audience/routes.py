@@ -275,7 +275,7 @@ class SegmentMessagesHandler(BaseHandler):
         found = [m for m in await messages.recent(self.kpay, owner)
                  if m["segment_id"] == segment_id]
         today = await messages.sent_today(self.kpay, owner)
-        self.write_json({"messages": found, "cap": messages.cap_state(today, owner)})
+        self.write_json({"messages": found, "cap": messages.cap_state(self.kpay, today, owner)})
 
     @api("Send a message to the segment's members (their notification list, live); an "
          "Idempotency-Key header makes a retried request return the first message",
