@@ -4,6 +4,8 @@ live on the student's open notifications page."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +65,12 @@ async def test_a_consultant_tags_builds_a_segment_and_messages_it_live(pages, ap
     await expect(segment.locator(".au-count")).to_have_text("1 人")
     await expect(segment).to_contain_text("同时满足：标签：VIP")
     await pages.screenshot(console, "console-audience")
+    async with console.expect_download() as downloading:
+        await segment.get_by_role("button", name="导出 CSV").click()
+    download = await downloading.value
+    assert download.suggested_filename == "VIP 学员.csv"
+    text = await asyncio.to_thread(Path(await download.path()).read_text, encoding="utf-8-sig")
+    assert text.splitlines() == ["用户ID,昵称,标签", "sam,小明,VIP"]
 
     await segment.get_by_role("button", name="发消息").click()
     await expect(console.locator("#au-cap")).to_have_text(
