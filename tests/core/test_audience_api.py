@@ -187,6 +187,9 @@ async def test_a_message_arrives_live_and_in_the_list_once_per_key(api, consulta
     assert [u for u, _, _ in plugin.forwarded] == ["alice", "cid"]
     status, again = await send_and_wait(consultant, seg["id"], body, key="k1")
     assert again["id"] == message["id"]
+    dave = await api.as_user("dave", "consultant")  # another consultant sees none of it
+    assert (await dave.get(f"/api/v1/audience/messages/{message['id']}"))[0] == 404
+    assert (await dave.post(f"/api/v1/segments/{seg['id']}/messages", body))[0] == 404
     status, page = await alice.get("/api/v1/notifications")
     assert [n["title"] for n in page["notifications"]] == ["周六直播"]
     status, conflict = await send_and_wait(consultant, seg["id"], {"title": "x"}, key="k1")
