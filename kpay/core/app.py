@@ -17,6 +17,7 @@ import tornado.iostream
 import tornado.web
 
 from kpay.core import attention, audit, notifications, users
+from kpay.core import audience as audience_module
 from kpay.core import config as config_module
 from kpay.core import follows as follows_module
 from kpay.core.access import Access
@@ -229,7 +230,8 @@ class KPay:
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES]
+                *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES,
+                *audience_module.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None) -> int:
         port = self.settings.server.port if port is None else port

@@ -312,6 +312,16 @@ class StorefrontSettings(Section):
         return value
 
 
+class AudienceSettings(Section):
+    """Messages to segments (docs/audience.md): a consultant's caps (operators are
+    bounded by a segment's size only)."""
+
+    # Messages one consultant may send per local day ([server] timezone).
+    messages_per_day: int = Field(3, ge=1, le=100)
+    # Members one consultant's message may reach.
+    max_recipients: int = Field(2000, ge=1, le=10_000)
+
+
 CORE_SECTIONS: dict[str, type[Section]] = {
     "server": ServerSettings,
     "mongodb": MongoSettings,
@@ -326,6 +336,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "limits": LimitSettings,
     "logging": LoggingSettings,
     "media": MediaSettings,
+    "audience": AudienceSettings,
 }
 
 
@@ -349,6 +360,7 @@ class Settings:
     limits: LimitSettings
     logging: LoggingSettings
     media: MediaSettings
+    audience: AudienceSettings
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -385,3 +385,40 @@ def anonymise_user(app, user_id):
 
     On failure: the anonymisation fails (fails closed) and the admin runs it again.
     """
+
+
+# ---------------------------------------------------------------------------
+# Audience: tags, segments, messages (docs/audience.md)
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def audience_students(app, consultant_id):
+    """Name the users who are ``consultant_id``'s students by what this plugin knows
+    from its own collections (had a consultation with them, say) beyond the paid
+    orders crediting the consultant, which the core reads itself.
+
+    Return an iterable of user ids (or an awaitable of one), at most 10,000; None or
+    an empty list for none. Called when a consultant tags a user, lists their students
+    or computes a segment.
+
+    On failure: the request fails (500 in production; the exception in dev mode):
+    a consultant never sees a wider or narrower audience than the truth.
+    """
+
+
+@hookspec
+def register_audience_rules(app):
+    """Add rule kinds a segment may combine (bought this plugin's product, say).
+
+    Return a list of :class:`kpay.core.audience.rules.AudienceRule`: ``name``,
+    ``label`` (Chinese, shown in the segment builder), ``params`` (a pydantic model) and
+    an async ``members(app, owner, params)`` returning the user ids it picks, at most
+    10,000, from bounded indexed queries of the plugin's own collections. ``owner`` is a
+    consultant's id (answer among their products) or ``"platform"`` for operators;
+    the core keeps a consultant's answer to their students. Called once per app, the
+    first time rules are needed. A name used twice fails that request.
+
+    On failure: the request that first needed the rules fails with a ``PluginError``
+    naming the plugin.
+    """

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
 from kpay.core.admin.routes import admin_user_routes
+from kpay.core.audience.routes import audience_routes
 from kpay.core.dev_routes import dev_tool_routes
 from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes
@@ -113,6 +114,7 @@ def core_routes(app: KPay) -> list[Route]:
         *notification_routes(),
         *media_routes(app),
         *admin_user_routes(),
+        *audience_routes(),
     ]
     if app.dev:
         routes += [

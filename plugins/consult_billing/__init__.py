@@ -132,3 +132,16 @@ async def export_user_data(app, user_id):
 @hookimpl
 async def anonymise_user(app, user_id):
     return await admin_section.anonymise(app, user_id)
+
+
+# The audience (docs/audience.md): 咨询过, and those students (minutes are not orders).
+@hookimpl
+def register_audience_rules(app):
+    from plugins.consult_billing import audience
+    return audience.RULES
+
+
+@hookimpl
+def audience_students(app, consultant_id):
+    from plugins.consult_billing import audience
+    return audience.consulted(app, consultant_id)

@@ -97,3 +97,16 @@ async def admin_user_sections(app, user_id):
 @hookimpl
 async def export_user_data(app, user_id):
     return await admin_section.export_data(app, user_id)
+
+
+# The audience (docs/audience.md): 购买过课程, and students enrolled without an order.
+@hookimpl
+def register_audience_rules(app: KPay):
+    from plugins.course_drip import audience
+    return audience.RULES
+
+
+@hookimpl
+def audience_students(app: KPay, consultant_id: str):
+    from plugins.course_drip import audience
+    return audience.students(app, consultant_id)

@@ -110,3 +110,10 @@ async def export_user_data(app, user_id):
 @hookimpl
 async def anonymise_user(app, user_id):
     return await admin_section.anonymise(app, user_id)
+
+
+# The audience (docs/audience.md): 参加过直播 (tickets are orders: students already).
+@hookimpl
+def register_audience_rules(app):
+    from plugins.live_qa import audience
+    return audience.RULES

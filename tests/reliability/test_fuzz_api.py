@@ -328,6 +328,14 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
     assert status == 200, recorded
     await call("POST", f"/api/v1/rooms/{live['id']}/questions/{voiced['id']}/answer",
                {"audio_media_id": recorded["media"]["id"]}, consultant)
+    # Audience (docs/audience.md): the asker paid for the consultant's ticket, so is
+    # theirs to tag; a segment to read and send to, one to delete, a message sent.
+    await call("PUT", "/api/v1/tags/fuzz-asker/VIP", token=consultant)
+    segment, doomed = [(await call("POST", "/api/v1/segments", {
+        "name": name, "conditions": [{"tag": "VIP"}]}, consultant, 201))["id"]
+        for name in ("fuzz", "doomed")]
+    message = await call("POST", f"/api/v1/segments/{segment}/messages", {"title": "fuzz"},
+                         consultant, 202)
     base = f"http://127.0.0.1:{app.port}"
     return Seeded(
         path={
@@ -349,6 +357,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             "user_id": ["fuzz-student"],
             "resource": [f"room:{live['id']}", "user:fuzz-consultant"],
             "path": ["index.html", "js/kpay.js", "css/kpay.css", "../README.md"],
+            "tag": ["VIP"],
+            "segment_id": [segment],
+            "message_id": [message["id"]],
         },
         query={
             "url": [f"{base}/static/index.html", f"{base}/static/room.html?id=1"],
@@ -392,6 +403,8 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
             # lesson's GET and PATCH keep the first lesson).
             ("DELETE", "/api/v1/courses/{course_id}/lessons/{lesson_id}", "lesson_id"):
                 course["lessons"][3]["id"],
+            ("DELETE", "/api/v1/segments/{segment_id}", "segment_id"): doomed,
+            ("/api/v1/tags/{user_id}/{tag}", "user_id"): "fuzz-asker",
         },
         bodies={
             ("POST", "/api/v1/orders"): {
@@ -418,6 +431,10 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 "position_seconds": 12.5, "duration_seconds": 60},
             # The typed confirmation of an anonymisation: the admin routes' own user.
             ("POST", "/api/v1/admin/users/{user_id}/anonymise"): {"confirm": "fuzz-victim"},
+            ("POST", "/api/v1/segments"): {"name": "fuzz", "conditions": [{"tag": "VIP"}]},
+            ("PATCH", "/api/v1/segments/{segment_id}"): {"name": "fuzz, renamed"},
+            ("POST", "/api/v1/segments/{segment_id}/messages"): {"title": "fuzz"},
+            ("POST", "/api/v1/tags/{tag}"): {"user_ids": ["fuzz-asker"]},
         })
 
 

@@ -17,6 +17,7 @@ const SECTIONS = {
   consult: { needs: "/api/v1/consultations", load: () => import("./console-consult.js") },
   courses: { needs: "/api/v1/courses", load: () => import("./console-courses.js") },
   profile: { needs: "/api/v1/me", load: () => import("./console-profile.js") },
+  audience: { needs: "/api/v1/segments", load: () => import("./console-audience.js") },
 };
 
 const kpay = new KPay();
