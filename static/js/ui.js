@@ -126,8 +126,6 @@ export function errorText(error) {
       return "不能注销自己的账号";
     case "not_refundable":
       return "该订单当前不可退款（可能正在退款中）";
-    case "tags_unavailable":
-      return "当前服务未开启用户标签";
     default:
       break;
   }

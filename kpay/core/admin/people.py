@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from kpay.core.admin.parts import plugin_parts
+from kpay.core.audience import PLATFORM, tags
 from kpay.core.auth import ROLES
 from kpay.core.errors import BadRequest
 from kpay.core.money import accounts
@@ -37,8 +38,8 @@ async def search_users(app: KPay, q: str, role: str | None, tag: str | None,
                        cursor: str | None, limit: int,
                        ids: list[str] | None = None) -> dict[str, Any]:
     """One page of users, by id: ``q`` matches an id or an openid exactly, or a part of
-    the nickname (as plain text: the search is escaped, never a pattern); ``tag``
-    asks the audience service (``app.audience``) for who carries it; ``ids`` names
+    the nickname (as plain text: the search is escaped, never a pattern); ``tag`` is
+    one of the operators' tags (docs/audience.md); ``ids`` names
     them (blocked ones too, unlike the public profiles: the audit log's people)."""
     q = q.strip()
     if len(q) > MAX_QUERY:
@@ -71,19 +72,10 @@ async def search_users(app: KPay, q: str, role: str | None, tag: str | None,
     return {"users": users, "next_cursor": users[-1]["id"] if len(users) == limit else None}
 
 
-#: Users a tag filter takes at most (one page of the audience service's answer).
-MAX_TAGGED = 5000
-
-
 async def tagged_user_ids(app: KPay, tag: str) -> list[str]:
-    """Who carries ``tag``, through ``app.audience.tagged_user_ids(tag, limit)`` when a
-    deployment has the audience service; 400 ``tags_unavailable`` otherwise."""
-    if len(tag) > MAX_QUERY:
-        raise BadRequest("tag is too long", code="invalid_field", field="tag")
-    audience = getattr(app, "audience", None)
-    if audience is None or not hasattr(audience, "tagged_user_ids"):
-        raise BadRequest("this server keeps no tags", code="tags_unavailable", field="tag")
-    return list(await audience.tagged_user_ids(tag, MAX_TAGGED))[:MAX_TAGGED]
+    """Who carries the operators' tag ``tag`` (docs/audience.md), at most
+    ``MAX_MEMBERS`` (kpay/core/audience/students.py)."""
+    return sorted(await tags.tagged(app, PLATFORM, tags.check_tag(tag)))
 
 
 async def user_detail(app: KPay, user_id: str) -> dict[str, Any]:
