@@ -81,6 +81,14 @@ async def test_an_admin_makes_a_student_a_consultant(pages, api, kpay_app):
     await pages.check_accessibility(page)
     await pages.screenshot(page, "admin-audit")
 
+    # Tags and messages for the whole platform: the consultants' 学员 panel, worded for
+    # operators (docs/audience.md).
+    await page.locator("#tab-audience").click()
+    await expect(page.locator("#au-students-title")).to_have_text("购买过的用户")
+    await expect(page.locator("#panel-audience")).to_contain_text("王小明")
+    await pages.check_accessibility(page)
+    await pages.screenshot(page, "admin-audience")
+
 
 @pytest.mark.gen_test(timeout=120)
 async def test_a_blocked_users_open_page_says_they_are_logged_out(pages, api, kpay_app):

@@ -92,6 +92,10 @@ async function start() {
     context.people.remember(me);
     sections.users = mountUsers(context);
     Object.assign(sections, mountLogs(context));
+    // Tags, segments and messages: the consultants' 学员 panel, for the whole platform.
+    let audience = null;
+    sections.audience = () => (audience ??= import("./console-audience.js").then(
+      (module) => module.mountAudience($("#panel-audience"), { kpay, me, scope: "platform" })));
     show($("#tabs"), true);
     const wanted = tabButtons().find((tab) => `#${tab.dataset.section}` === location.hash);
     select(wanted || tabButtons()[0]);
