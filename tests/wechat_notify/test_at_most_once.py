@@ -119,3 +119,21 @@ async def test_the_dev_list_shows_sends_to_admins_only(notify, api, fake_wechat_
     assert status == 403, body
 
 
+
+
+@pytest.mark.gen_test
+async def test_neither_the_token_nor_the_secret_is_logged(notify, clock, fake_wechat_notify,
+                                                          caplog):
+    from plugins.wechat_notify.fake import SECRET
+
+    caplog.set_level("DEBUG")
+    user = await notify.wechat_user("o_alice")
+    fake_wechat_notify.fail_next = [47003]
+    await notify.tell(user, "order_refunded", REFUND)
+    fake_wechat_notify.hang_next = 1
+    await notify.tell(user, "order_refunded", {**REFUND, "order_id": "o2"})
+    records = await notify.settled(2)
+    assert sorted(r["state"] for r in records) == ["failed", "unknown"]
+    assert "wechat_notify" in caplog.text  # the failures were logged...
+    for secret in (*fake_wechat_notify.tokens, SECRET):
+        assert secret not in caplog.text  # ...without what opens the account
