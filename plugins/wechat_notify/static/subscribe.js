@@ -5,6 +5,7 @@
 
 import { KPay } from "/static/js/kpay.js";
 import { $, el, inWeChat, show, showError, whileBusy } from "/static/js/ui.js";
+import { wechatSdk } from "/static/js/wechat.js";
 
 const kpay = new KPay();
 const KIND_NAMES = {
@@ -25,6 +26,61 @@ async function devMode() {
     return false;
   }
 }
+
+/** The answers in a wx-open-subscribe success event: {template_id: true|false}; a
+ * template closed without a choice is left out. WeChat gives subscribeDetails as a JSON
+ * string whose values are JSON strings with a status (accept, reject, ...). */
+export function answersOf(detail) {
+  const answers = {};
+  let details = detail?.subscribeDetails;
+  try {
+    if (typeof details === "string") details = JSON.parse(details);
+  } catch {
+    return answers;
+  }
+  for (const [templateId, value] of Object.entries(details || {})) {
+    let status = value;
+    try {
+      if (typeof value === "string" && value.startsWith("{")) status = JSON.parse(value).status;
+      else if (value && typeof value === "object") status = value.status;
+    } catch {
+      continue;
+    }
+    if (status === "accept") answers[templateId] = true;
+    else if (status === "reject" || status === "ban" || status === "filter") {
+      answers[templateId] = false;
+    }
+  }
+  return answers;
+}
+
+/** WeChat's own subscribe button for one template (rendered by the JS-SDK). */
+function openTag(consent, dev) {
+  const tag = document.createElement("wx-open-subscribe");
+  tag.setAttribute("template", consent.template_id);
+  tag.setAttribute("aria-label", "开启提醒");
+  const look = document.createElement("script");
+  look.type = "text/wxtag-template";
+  look.textContent = "<button>开启提醒</button>";
+  tag.append(look);
+  tag.addEventListener("success", async (event) => {
+    const accepted = answersOf(event.detail)[consent.template_id];
+    if (accepted === undefined) return;
+    try {
+      const body = await kpay.post("/api/v1/wechat-notify/consents",
+        { template_id: consent.template_id, accepted });
+      render(body.consents, dev);
+    } catch (error) {
+      showError($("#error"), error);
+    }
+  });
+  tag.addEventListener("error", () => {
+    showError($("#error"), new Error("微信订阅暂时不可用，请稍后再试"));
+  });
+  return tag;
+}
+
+let sdkReady = false;
 
 function row(consent, dev) {
   const [name, about] = KIND_NAMES[consent.kind] || ["消息提醒", ""];
@@ -50,6 +106,8 @@ function row(consent, dev) {
     actions.append(yes, no);
   } else if (!inWeChat()) {
     actions.append(el("span", { class: "muted small" }, "请在微信中打开本页开启"));
+  } else if (sdkReady && !consent.accepted) {
+    actions.append(openTag(consent, dev));
   }
   return el("li", {},
     el("span", { class: "consent-text" },
@@ -73,6 +131,13 @@ async function main() {
   try {
     const [body, dev] = await Promise.all([kpay.get("/api/v1/wechat-notify/consents"),
       devMode()]);
+    if (inWeChat()) {
+      try {
+        sdkReady = Boolean(await wechatSdk(kpay, [], ["wx-open-subscribe"]));
+      } catch (error) {
+        showError($("#error"), error);
+      }
+    }
     render(body.consents, dev);
     show($("#consents"));
   } catch (error) {
