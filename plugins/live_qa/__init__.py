@@ -19,7 +19,7 @@ import plugins.live_qa.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from plugins.live_qa import channel as room_channel
-from plugins.live_qa import handlers, kinds, notices, refunds, rooms, sharing, store
+from plugins.live_qa import handlers, kinds, notices, refunds, reminders, rooms, sharing, store
 from plugins.live_qa.settings import SECTION, LiveQASettings
 from plugins.live_qa.storefront import backfill as backfill_search
 
@@ -66,7 +66,9 @@ def register_indexes(app):
 
 @hookimpl
 def register_jobs(app):
-    return [PeriodicJob("live_qa.refund_sweep", partial(refunds.sweep, app), 60)]
+    return [PeriodicJob("live_qa.refund_sweep", partial(refunds.sweep, app), 60),
+            PeriodicJob("live_qa.room_reminders", partial(reminders.remind, app),
+                        reminders.JOB_SECONDS)]
 
 
 @hookimpl

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kpay.core.notifications import money_text
+from plugins.live_qa import reminders
 from plugins.live_qa.store import ROOMS
 
 if TYPE_CHECKING:
@@ -17,6 +18,8 @@ def room_link(room_id: str) -> str:
 
 
 async def describe(app: KPay, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    if kind == "room_starting":
+        return reminders.describe(app, data)
     if kind not in ("question_refunded", "question_answered"):
         return None
     room = await app.store[ROOMS].find_one({"_id": data["room_id"]}, {"title": 1}) or {}

@@ -21,8 +21,9 @@ function loadScript() {
   return loading;
 }
 
-/** The configured ``wx`` for ``jsApiList``, or null outside WeChat. */
-export async function wechatSdk(kpay, jsApiList) {
+/** The configured ``wx`` for ``jsApiList`` (and the open tags of ``openTagList``, such
+ * as wx-open-subscribe), or null outside WeChat. */
+export async function wechatSdk(kpay, jsApiList, openTagList = []) {
   if (!inWeChat()) return null;
   const url = location.href.split("#")[0];
   // The signature first: a server that cannot sign (no wechat_pay plugin: 404) costs no
@@ -30,7 +31,7 @@ export async function wechatSdk(kpay, jsApiList) {
   const config = await kpay.get(`/api/v1/wechat/jssdk?url=${encodeURIComponent(url)}`);
   const wx = await loadScript();
   await new Promise((resolve, reject) => {
-    wx.config({ debug: false, ...config, jsApiList });
+    wx.config({ debug: false, ...config, jsApiList, openTagList });
     wx.ready(resolve);
     wx.error((result) => reject(new Error(result?.errMsg || "wx.config failed")));
   });

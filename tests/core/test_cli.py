@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KPAY = Path(sys.executable).parent / "kpay"
 SECRET = "cli-test-secret-" + "z" * 32
-BUILT_INS = ["consult_billing", "course_drip", "live_qa", "wechat_pay"]
+BUILT_INS = ["consult_billing", "course_drip", "live_qa", "wechat_notify", "wechat_pay"]
 
 
 def clean_environ(tmp_path: Path) -> dict[str, str]:

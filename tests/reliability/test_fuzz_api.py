@@ -135,7 +135,10 @@ def kpay_overrides():
     # by default: the seeded request stays acceptable for the whole run.
     return {"consult_billing": {"request_timeout_seconds": 24 * 3600},
             # The seeded earnings are withdrawable at once; big payouts wait for an admin.
-            "payouts": {"hold_days": 0, "approval_above": 5000}}
+            "payouts": {"hold_days": 0, "approval_above": 5000},
+            # One subscription template, so that a consent can be recorded.
+            "wechat_notify": {"kinds": {"message": {"mode": "subscribe",
+                                                    "template_id": "FUZZ_SUB"}}}}
 
 
 @pytest.fixture
@@ -412,6 +415,9 @@ async def seed_objects(api: Any, app: Any, tokens: dict[str, str]) -> Seeded:
                 "channel": "wallet"},
             ("POST", "/api/v1/consultations"): {"consultant_id": "fuzz-consultant"},
             ("POST", "/api/v1/payouts"): {"amount": 100},
+            # A template the wechat_notify section below sends in subscribe mode.
+            ("POST", "/api/v1/wechat-notify/consents"): {"template_id": "FUZZ_SUB",
+                                                         "accepted": True},
             # Edits that leave the objects usable for the routes after them.
             ("PUT", "/api/v1/consultants/me"): {"rate_per_minute": 100, "max_minutes": 30},
             ("PATCH", "/api/v1/rooms/{room_id}"): {"title": "fuzz live, renamed"},
