@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
+from kpay.core.analytics.routes import analytics_routes
 from kpay.core.dev_routes import dev_tool_routes
 from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes
@@ -112,6 +113,7 @@ def core_routes(app: KPay) -> list[Route]:
         *notification_routes(),
         *media_routes(app),
     ]
+    routes += analytics_routes()
     if app.dev:
         routes += [
             Route("/api/v1/dev/login", DevLoginHandler, tags=("dev",)),
