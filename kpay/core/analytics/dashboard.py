@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 MAX_DAYS = 366
 #: The default range when none is given, in days (today included).
 DEFAULT_DAYS = 30
+#: The growth model's default range: a trend needs more days than a dashboard.
+DEFAULT_GROWTH_DAYS = 90
 #: Orders whose money was taken (refunded ones too: their refunds are shown apart).
 PAID = ["paid", "fulfilled", "refunded"]
 TOP_PRODUCTS = 10
@@ -30,9 +32,10 @@ SALE_KEYS = ("orde", "cons")
 REFUND_KEYS = ("refu",)
 
 
-def parse_range(start: str, end: str, today: date) -> tuple[date, date]:
+def parse_range(start: str, end: str, today: date,
+                default_days: int = DEFAULT_DAYS) -> tuple[date, date]:
     """``from`` and ``to`` (``YYYY-MM-DD``, both included) checked and bounded; the
-    default is the last :data:`DEFAULT_DAYS` days to ``today``."""
+    default is the last ``default_days`` days to ``today``."""
     def day(value: str, field: str) -> date:
         try:
             return date.fromisoformat(value)
@@ -40,7 +43,7 @@ def parse_range(start: str, end: str, today: date) -> tuple[date, date]:
             raise BadRequest(f"{field} must be a date YYYY-MM-DD", code="invalid_field",
                              field=field) from None
     last = day(end, "to") if end else today
-    first = day(start, "from") if start else last - timedelta(days=DEFAULT_DAYS - 1)
+    first = day(start, "from") if start else last - timedelta(days=default_days - 1)
     if first > last:
         raise BadRequest("from is after to", code="invalid_field", field="from")
     if (last - first).days + 1 > MAX_DAYS:

@@ -53,11 +53,11 @@ def chart_lines(data: dict[str, Any], chart: str) -> list[dict[str, Any]]:
 
 
 class AnalyticsHandler(BaseHandler):
-    def range(self) -> tuple[date, date]:
+    def range(self, default_days: int = figures.DEFAULT_DAYS) -> tuple[date, date]:
         zone = ZoneInfo(self.kpay.settings.server.timezone)
         today = self.kpay.clock.now().astimezone(zone).date()
         return figures.parse_range(self.get_query_argument("from", ""),
-                                   self.get_query_argument("to", ""), today)
+                                   self.get_query_argument("to", ""), today, default_days)
 
     def owner(self) -> str | None:
         """The caller's own figures, or the platform's (``scope=platform``, admins)."""
@@ -227,8 +227,12 @@ class GrowthHandler(AnalyticsHandler):
             raise BadRequest("students are a consultant's own; users and paying are the "
                              "platform's (scope=platform)", code="invalid_field",
                              field="series")
-        first, last = self.range()
+        first, last = self.range(figures.DEFAULT_GROWTH_DAYS)
         points = await figures.cumulative_series(self.kpay, series, owner, first, last)
+        # The series starts on its first day above zero: days before anyone came say
+        # nothing of the growth rate (docs/analytics.md).
+        started = next((i for i, p in enumerate(points) if p["count"] > 0), 0)
+        points = points[started:]
         fit = fit_growth([p["count"] for p in points])
         if form == "json":
             self.write_json({"series": series, "scope": "owner" if owner else "platform",

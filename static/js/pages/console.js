@@ -17,6 +17,7 @@ const SECTIONS = {
   consult: { needs: "/api/v1/consultations", load: () => import("./console-consult.js") },
   courses: { needs: "/api/v1/courses", load: () => import("./console-courses.js") },
   profile: { needs: "/api/v1/me", load: () => import("./console-profile.js") },
+  analytics: { needs: "/api/v1/analytics/dashboard", load: () => import("./console-analytics.js") },
 };
 
 const kpay = new KPay();
