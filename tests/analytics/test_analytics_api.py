@@ -63,6 +63,9 @@ async def test_a_consultant_sees_their_sales_refunds_fees_and_students(api, kpay
                                        "count": 1, "amount": 999}
     assert data["students"]["new"] == 2 and data["students"]["returning"] == 0
     assert [d["new"] for d in data["students"]["daily"]] == [2, 0]
+    # What a plugin adds (hook analytics_sections), for the same range.
+    assert data["sections"] == [{"key": "test_days", "title": "测试区间", "unit": "count",
+                                 "items": [{"label": "天数", "value": 2, "note": "本人"}]}]
 
     # The next day alone: amy bought before, so she is returning, not new.
     status, later = await api.get(f"{DASHBOARD}?from={second_day}&to={second_day}", seller)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from kpay.core.analytics.sections import plugin_sections
 from kpay.core.errors import BadRequest
 from kpay.core.money import accounts
 
@@ -191,7 +192,8 @@ async def dashboard(app: KPay, owner: str | None, first: date, last: date) -> di
                                    for f in ("sales", "refunds", "fees", "net")}},
             "orders_by_kind": await orders_by_kind(app, owner, start, end),
             "students": await students(app, owner, start, end, zone, span),
-            "top_products": await top_products(app, owner, start, end)}
+            "top_products": await top_products(app, owner, start, end),
+            "sections": await plugin_sections(app, owner, start, end)}
 
 
 async def cumulative_series(app: KPay, series: str, owner: str | None, first: date,

@@ -136,6 +136,21 @@ class Students(BaseModel):
     daily: list[NewStudents]
 
 
+class SectionItem(BaseModel):
+    label: str
+    value: float
+    note: str | None = None
+
+
+class Section(BaseModel):
+    """What a plugin adds (hook ``analytics_sections``): a bar chart."""
+
+    key: str
+    title: str
+    unit: Literal["count", "minutes", "fen"]
+    items: list[SectionItem]
+
+
 class Dashboard(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     scope: Literal["owner", "platform"]
@@ -147,6 +162,7 @@ class Dashboard(BaseModel):
     orders_by_kind: list[KindLine]
     students: Students
     top_products: list[ProductLine]
+    sections: list[Section]
 
 
 class DashboardHandler(AnalyticsHandler):
