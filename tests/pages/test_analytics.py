@@ -11,65 +11,59 @@ import pytest
 from pagekit import STATIC, StandInPlugin
 from playwright.async_api import expect
 
-from kpay.core.hookspecs import hookimpl
-from kpay.core.money.kinds import OrderKind, Priced
-
 DAY = 86_400
 TEACHER = "teacher"
 
 
-class Lesson(OrderKind):
-    """A lesson for 9.90 yuan sold by TEACHER (a stand-in for a plugin's kind)."""
-
-    name = "course"
-
-    async def price(self, app: Any, user: Any, item: dict[str, Any]) -> Priced:
-        title = "《职场沟通 30 讲》" if item.get("sku") == "a" else "《一小时读懂财报》"
-        return Priced(990, title, app.money.earnings_credits(990, TEACHER),
-                      {"kind": self.name, "sku": item.get("sku", "a")})
-
-    async def fulfil(self, app: Any, order: dict[str, Any]) -> None:
-        """Nothing to grant."""
-
-
-class LessonPlugin:
-    @hookimpl
-    def register_collections(self, app: Any) -> list[str]:
-        return []
-
-    @hookimpl
-    def register_order_kinds(self, app: Any) -> list[OrderKind]:
-        return [Lesson()]
-
-
 @pytest.fixture
 def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": []}}
+    return {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": ["course_drip"]}}
 
 
 @pytest.fixture
 def kpay_extra_plugins() -> list[tuple[str, Any]]:
-    return [("standin_wechat_pay", StandInPlugin()), ("lesson", LessonPlugin())]
+    return [("standin_wechat_pay", StandInPlugin())]
 
 
-async def buy(api, token, sku="a"):
+async def publish(api, token, title, price):
+    lessons = [{"title": f"第 {n + 1} 讲", "body": "正文",
+                "release": {"after_days": n, "at": "00:00"}} for n in range(3)]
+    status, body = await api.post("/api/v1/courses", {
+        "title": title, "price": price, "lessons": lessons}, token)
+    assert status == 201, body
+    status, body = await api.post(f"/api/v1/courses/{body['course']['id']}/publish", token=token)
+    assert status == 200, body
+    return body["course"]
+
+
+async def buy(api, token, course):
     status, body = await api.post("/api/v1/orders", {
-        "item": {"kind": "course", "sku": sku}, "channel": "wallet"}, token)
+        "item": {"kind": "course", "course_id": course["id"]}, "channel": "wallet"}, token)
     assert status == 201, body
 
 
 @pytest.mark.gen_test(timeout=240)
 async def test_the_dashboard_and_its_growth_chart_at_phone_size(pages, api, kpay_app):
-    # Students arrive 4% more each day for 25 days; some come back for a second course.
+    # Students arrive 4% more each day for 25 days; some come back for a second course,
+    # and some finish the first lesson.
+    teacher = await api.login(TEACHER, "consultant", name="王老师")
+    talk = await publish(api, teacher, "职场沟通 30 讲", 990)
+    finance = await publish(api, teacher, "一小时读懂财报", 1990)
     made = 0
     for day in range(25):
         target = round(10 * math.exp(0.04 * day))
         while made < target:
             token = await api.login(f"s{made}", name=f"学员{made}")
             await api.topup(token, 3000)
-            await buy(api, token)
+            await buy(api, token, talk)
             if made % 3 == 0:
-                await buy(api, token, "b")
+                await buy(api, token, finance)
+            if made % 2 == 0:
+                status, lessons = await api.get(f"/api/v1/courses/{talk['id']}/lessons", token)
+                status, body = await api.post(
+                    f"/api/v1/courses/{talk['id']}/lessons/{lessons[0]['id']}/complete",
+                    token=token)
+                assert status == 200, body
             made += 1
         if day < 24:
             kpay_app.clock.advance(DAY)
@@ -79,7 +73,8 @@ async def test_the_dashboard_and_its_growth_chart_at_phone_size(pages, api, kpay
     await expect(page.get_by_role("tab", name="数据")).to_have_attribute("aria-selected", "true")
     await expect(page.locator("#an-revenue svg.chart")).to_be_visible()
     await expect(page.locator("#an-kinds")).to_contain_text("课程")
-    await expect(page.locator("#an-products")).to_contain_text("《职场沟通 30 讲》")
+    await expect(page.locator("#an-products")).to_contain_text("职场沟通 30 讲")
+    await expect(page.locator("#an-section-course_funnel")).to_contain_text("学完第 1 课")
     await expect(page.locator("#an-students")).to_contain_text("新学员")
     growth = page.locator("#an-growth")
     await expect(growth).to_contain_text("翻倍时间")

@@ -13,6 +13,7 @@ const KIND_NAMES = {
   wallet_topup: "钱包充值",
 };
 const RANGES = [[7, "近 7 天"], [30, "近 30 天"], [90, "近 90 天"]];
+const UNIT_FORMATS = { fen: formatFen, minutes: (v) => `${v} 分钟`, count: (v) => `${v}` };
 const SERIES_NAMES = { students: "我的学员", users: "注册用户", paying: "付费用户" };
 
 const yuanAxis = (fen) => (Math.abs(fen) >= 1_000_000 ? `¥${+(fen / 1_000_000).toFixed(1)}万` : `¥${Math.round(fen / 100)}`);
@@ -51,6 +52,7 @@ export async function mountAnalytics(panel, { kpay, scope = "own" }) {
   const studentsChart = el("div", { id: "an-students-chart" });
   const productsChart = el("div", { id: "an-products-chart" });
   const growthBody = el("div", { id: "an-growth-body" });
+  const sectionsBox = el("div", { id: "an-sections" }); // what plugins add (live rooms, courses...)
   const seriesPick = scope === "platform"
     ? el("div", { class: "analytics-range", role: "group", "aria-label": "人数" },
       ["users", "paying"].map((s) => {
@@ -84,6 +86,7 @@ export async function mountAnalytics(panel, { kpay, scope = "own" }) {
     card("an-kinds", "订单类型", kindsChart, chartCsv("orders_by_kind")),
     card("an-students", "学员", studentStats, studentsChart, chartCsv("students")),
     card("an-products", "热销商品", productsChart, chartCsv("top_products")),
+    sectionsBox,
     card("an-growth", "增长模型 N(t) = N₀·eʳᵗ", seriesPick, growthBody,
       download(() => `/api/v1/analytics/growth?${growthQuery()}&format=csv`, "kpay-growth")));
 
@@ -118,6 +121,12 @@ export async function mountAnalytics(panel, { kpay, scope = "own" }) {
         barChart(productsChart, data.top_products.map((p) => ({ label: p.title, value: p.amount, note: `${p.count} 单` })),
           { format: formatFen, label: "热销商品" });
       } else productsChart.replaceChildren(el("p", { class: "muted" }, "这段时间还没有售出商品"));
+      sectionsBox.replaceChildren(...data.sections.map((section) => {
+        const chart = el("div", {});
+        const box = card(`an-section-${section.key}`, section.title, chart);
+        barChart(chart, section.items, { format: UNIT_FORMATS[section.unit] || String, label: section.title });
+        return box;
+      }));
     } catch (error) {
       showError(errorBox, error);
     }
