@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import plugins.consult_billing.analytics as analytics
 import plugins.consult_billing.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -116,3 +117,8 @@ async def on_presence(app, channel, user_id, present):
 @hookimpl
 def describe_notification(app, user_id, kind, data):
     return notices.describe(app, user_id, kind, data)
+
+
+@hookimpl
+async def analytics_sections(app, owner_id, start, end):
+    return await analytics.minutes_section(app, owner_id, start, end)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import plugins.live_qa.analytics as analytics
 import plugins.live_qa.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -94,3 +95,8 @@ def share_card(app, resource, user_id):
 @hookimpl
 def describe_notification(app, kind, data):
     return notices.describe(app, kind, data)
+
+
+@hookimpl
+async def analytics_sections(app, owner_id, start, end):
+    return await analytics.live_rooms_section(app, owner_id, start, end)
