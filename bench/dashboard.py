@@ -16,9 +16,9 @@ the same year. Measured, each the median of ``--repeat`` runs:
 - ``growth series (students, 90 days)`` and ``(users, 90 days)``;
 - baseline: one indexed ``find_one`` on orders by ``(seller, paid_at)``.
 
-Round trips are the database commands the client sent (the core's ``CommandCounter``,
-metric ``kpay_db_commands_total``) during one run: the number that must not grow with
-the number of orders.
+Round trips are the database commands sent during one run from the task that ran it
+(a pymongo ``CommandListener``; the app's background loops run in other tasks): the
+number that must not grow with the number of orders.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pymongo import monitoring
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,10 +44,36 @@ SECRET = "bench-dashboard-secret-Q4vN8kT2wR6yM1pZ9cH3jL7s"  # random-looking: de
 BATCH = 5_000
 
 
-def commands() -> float:
-    from kpay.core import metrics
-    return sum(sample.value for family in metrics.DB_COMMANDS.collect()
-               for sample in family.samples if sample.name.endswith("_total"))
+class TaskCommands(monitoring.CommandListener):
+    """A pymongo CommandListener (registered globally before the app's client is made)
+    that counts the commands sent from one asyncio task: the app's own background
+    loops (the users' standing poll, say) run in other tasks and are not counted."""
+
+    def __init__(self) -> None:
+        self.task: Any = None
+        self.count = 0
+
+    def started(self, event: Any) -> None:
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            return
+        if current is not None and current is self.task:
+            self.count += 1
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+COMMANDS = TaskCommands()
+
+
+def commands() -> int:
+    COMMANDS.task = asyncio.current_task()
+    return COMMANDS.count
 
 
 async def measure(step: Any, repeat: int) -> tuple[float, int]:
@@ -103,6 +131,8 @@ async def clear(app: Any) -> None:
 async def run(args: argparse.Namespace, uri: str) -> None:
     from kpay.core.analytics import dashboard as figures
     from kpay.core.app import KPay, load_settings
+
+    monitoring.register(COMMANDS)
 
     settings, pm = load_settings(None, overrides={
         "server": {"host": "127.0.0.1", "port": 0},
