@@ -97,6 +97,18 @@ async def test_a_consultant_sees_their_sales_refunds_fees_and_students(api, kpay
         "GET", f"{DASHBOARD}?from={first_day}&to={second_day}&format=csv&chart=top_products",
         token=seller)
     assert "gadget g999,test_gadget,1,9.99" in text
+
+    # Paying users (first paid order, a top-up too) and the seller's students, per day.
+    status, paying = await api.get(
+        f"{GROWTH}?series=paying&scope=platform&from={first_day}&to={second_day}", root)
+    assert status == 200 and [p["count"] for p in paying["points"]] == [2, 2]
+    assert paying["fit"]["reason"] == "too_few_days"
+    status, mine = await api.get(
+        f"{GROWTH}?series=students&from={first_day}&to={second_day}", seller)
+    assert [p["count"] for p in mine["points"]] == [2, 2]
+    status, theirs = await api.get(
+        f"{GROWTH}?series=students&from={first_day}&to={second_day}", carl)
+    assert theirs["points"] == [{"day": first_day, "count": 0}, {"day": second_day, "count": 0}]
     await assert_books_balanced(kpay_app)
 
 
