@@ -422,3 +422,28 @@ def register_audience_rules(app):
     On failure: the request that first needed the rules fails with a ``PluginError``
     naming the plugin.
     """
+
+
+# ---------------------------------------------------------------------------
+# Analytics
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def analytics_sections(app, owner_id, start, end):
+    """Called when a dashboard is built (``GET /api/v1/analytics/dashboard``), to add
+    what this plugin knows of a seller's activity: ``owner_id`` the seller's user id, or
+    None for the whole platform (an admin's dashboard); ``start`` (included) and ``end``
+    (excluded) aware UTC datetimes, whole days of ``[server] timezone``.
+
+    Return a list of sections or None. A section is ``{"key": "course_funnel", "title":
+    "课程漏斗", "unit": "count" | "minutes" | "fen", "items": [{"label": "已报名",
+    "value": 12, "note": "可选"}]}``, shown as a bar chart with the title and labels in
+    Chinese (at most 50 items; a key 1 to 40 lowercase letters, digits or ``_``). Answer
+    from the plugin's own collections with a fixed number of indexed queries or server-
+    side aggregations, whatever the number of documents. A malformed section is left
+    out (logged).
+
+    On failure: logged with the plugin's name and the dashboard is shown without its
+    sections; the other plugins still answer. In dev mode the exception is re-raised.
+    """

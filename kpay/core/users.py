@@ -48,6 +48,8 @@ INDEXES = [IndexSpec.of(USERS, "standing_changed_at", sparse=True),
            IndexSpec.of(USERS, "openid"),
            # Who follows whom is part of the people the users service knows (follows.py).
            *FOLLOW_INDEXES]
+# Sign-ups per day, for the growth model (docs/analytics.md).
+INDEXES.append(IndexSpec.of(USERS, "created_at"))
 STANDING_FIELDS = {"role": 1, "blocked": 1, "token_version": 1, "revoked_tokens": 1}
 PROFILE_FIELDS = {"name": 1, "role": 1, "blocked": 1, "avatar_media_id": 1}
 # profiles() answers one page of people at most: a bound on one query's size.

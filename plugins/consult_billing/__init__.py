@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import plugins.consult_billing.admin_section as admin_section
+import plugins.consult_billing.analytics as analytics
 import plugins.consult_billing.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -145,3 +146,8 @@ def register_audience_rules(app):
 def audience_students(app, consultant_id):
     from plugins.consult_billing import audience
     return audience.consulted(app, consultant_id)
+
+
+@hookimpl
+async def analytics_sections(app, owner_id, start, end):
+    return await analytics.minutes_section(app, owner_id, start, end)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import plugins.course_drip.admin_section as admin_section
+import plugins.course_drip.analytics as analytics
 import plugins.course_drip.profile_section as profile_section
 from kpay import hookimpl
 from plugins.course_drip import courses, enrollments, notices, sharing
@@ -53,6 +54,11 @@ async def public_profile_sections(app: KPay, user_id: str):
 @hookimpl
 def register_order_kinds(app: KPay):
     return [CourseOrderKind()]
+
+
+@hookimpl
+async def analytics_sections(app: KPay, owner_id, start, end):
+    return await analytics.course_funnel(app, owner_id, start, end)
 
 
 @hookimpl

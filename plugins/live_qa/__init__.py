@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import partial
 
 import plugins.live_qa.admin_section as admin_section
+import plugins.live_qa.analytics as analytics
 import plugins.live_qa.profile_section as profile_section
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
@@ -119,3 +120,8 @@ async def anonymise_user(app, user_id):
 def register_audience_rules(app):
     from plugins.live_qa import audience
     return audience.RULES
+
+
+@hookimpl
+async def analytics_sections(app, owner_id, start, end):
+    return await analytics.live_rooms_section(app, owner_id, start, end)

@@ -110,6 +110,9 @@ class Checkout:
         }
         if adjustments:
             order.update(list_amount=priced.amount, adjustments=adjustments)
+        # Who sold it, for the seller's dashboard (docs/analytics.md); None when no one
+        # user earns it (a wallet top-up, several earners).
+        order["seller"] = seller_of(credits)
         return order
 
     async def commit(self, user: User, kind: OrderKind, order: dict[str, Any]

@@ -67,6 +67,7 @@ INDEXES = [
     IndexSpec.of("orders", "user_id", ("created_at", -1)),
     IndexSpec.of("orders", "status", "created_at"),
     IndexSpec.of("orders", "status", "paid_at"),
+    IndexSpec.of("orders", "seller", "paid_at"),
     IndexSpec.of("refunds", "order_id"),
     IndexSpec.of("refunds", "out_refund_no"),
     IndexSpec.of("refunds", "status", "created_at"),

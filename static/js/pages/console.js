@@ -18,6 +18,7 @@ const SECTIONS = {
   courses: { needs: "/api/v1/courses", load: () => import("./console-courses.js") },
   profile: { needs: "/api/v1/me", load: () => import("./console-profile.js") },
   audience: { needs: "/api/v1/segments", load: () => import("./console-audience.js") },
+  analytics: { needs: "/api/v1/analytics/dashboard", load: () => import("./console-analytics.js") },
 };
 
 const kpay = new KPay();

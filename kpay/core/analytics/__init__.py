@@ -1,0 +1,1 @@
+"""Dashboards, rollups and the growth model (docs/analytics.md)."""
