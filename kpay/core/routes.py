@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from kpay.core import openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
 from kpay.core.admin.routes import admin_user_routes
-from kpay.core.audience.routes import audience_routes
 from kpay.core.analytics.routes import analytics_routes
+from kpay.core.audience.routes import audience_routes
 from kpay.core.dev_routes import dev_tool_routes
 from kpay.core.media.routes import media_routes
 from kpay.core.money.admin_routes import admin_money_routes

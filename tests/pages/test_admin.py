@@ -89,6 +89,14 @@ async def test_an_admin_makes_a_student_a_consultant(pages, api, kpay_app):
     await pages.check_accessibility(page)
     await pages.screenshot(page, "admin-audience")
 
+    # The platform's dashboard and growth model (docs/analytics.md).
+    await page.locator("#tab-analytics").click()
+    await expect(page.locator("#panel-analytics")).to_contain_text("增长模型")
+    await expect(page.locator("#an-revenue .stat")).to_have_count(4)  # the figures came
+    await expect(page.locator("#an-growth-body")).not_to_be_empty()
+    await pages.check_accessibility(page)
+    await pages.screenshot(page, "admin-analytics")
+
 
 @pytest.mark.gen_test(timeout=120)
 async def test_a_blocked_users_open_page_says_they_are_logged_out(pages, api, kpay_app):

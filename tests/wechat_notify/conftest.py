@@ -24,7 +24,7 @@ KINDS: dict[str, dict[str, Any]] = {
                        "fields": {"thing1": "title", "amount2": "amount"}},
     "payout_waiting_confirmation": {**TEMPLATE, "template_id": "TPL_PAYOUT",
                                     "fields": {"thing1": "title"}},
-    "message": {"mode": "subscribe", "template_id": "SUB_MSG",
+    "audience_message": {"mode": "subscribe", "template_id": "SUB_MSG",
                 "fields": {"thing1": "title", "thing2": "body"}},
 }
 

@@ -73,7 +73,7 @@ async def test_unknown_and_unconfigured_kinds_are_not_forwarded(notify, fake_wec
 async def test_subscribe_needs_consent_to_the_template(notify, fake_wechat_notify, api):
     user = await notify.wechat_user("o_alice")
     message = {"title": "本周直播预告", "body": "周六晚八点见"}
-    await notify.tell(user, "message", message)
+    await notify.tell(user, "audience_message", message)
     [record] = await notify.records()
     assert (record["state"], record["reason"]) == ("skipped", "no_consent")
     assert fake_wechat_notify.calls["subscribe"] == 0
@@ -82,8 +82,8 @@ async def test_subscribe_needs_consent_to_the_template(notify, fake_wechat_notif
     status, body = await api.post("/api/v1/wechat-notify/consents",
                                   {"template_id": "SUB_MSG", "accepted": True}, token)
     assert status == 200, body
-    assert {"kind": "message", "template_id": "SUB_MSG", "accepted": True} in body["consents"]
-    await notify.tell(user, "message", {**message, "title": "下周直播预告"})
+    assert {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": True} in body["consents"]
+    await notify.tell(user, "audience_message", {**message, "title": "下周直播预告"})
     await notify.settled(2)
     [sent] = fake_wechat_notify.sent
     assert sent["mode"] == "subscribe"
@@ -109,11 +109,11 @@ async def test_a_refused_subscription_withdraws_the_consent(notify, fake_wechat_
     await api.post("/api/v1/wechat-notify/consents",
                    {"template_id": "SUB_MSG", "accepted": True}, token)
     fake_wechat_notify.fail_next = [43101]
-    await notify.tell(user, "message", {"title": "预告"})
+    await notify.tell(user, "audience_message", {"title": "预告"})
     [record] = await notify.settled()
     assert record["state"] == "refused"
     _, body = await api.get("/api/v1/wechat-notify/consents", token)
-    assert {"kind": "message", "template_id": "SUB_MSG", "accepted": False} in body["consents"]
+    assert {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": False} in body["consents"]
 
 
 def test_message_is_refused_as_a_template_message_in_the_config():
@@ -122,7 +122,7 @@ def test_message_is_refused_as_a_template_message_in_the_config():
     from plugins.wechat_notify.settings import WeChatNotifySettings
 
     with pytest.raises(ValidationError, match="only as a subscription message"):
-        WeChatNotifySettings(kinds={"message": {"mode": "template", "template_id": "T"}})
+        WeChatNotifySettings(kinds={"audience_message": {"mode": "template", "template_id": "T"}})
     with pytest.raises(ValidationError, match="not a kind wechat_notify forwards"):
         WeChatNotifySettings(kinds={"course_sold": {"template_id": "T"}})
 

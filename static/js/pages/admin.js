@@ -96,6 +96,9 @@ async function start() {
     let audience = null;
     sections.audience = () => (audience ??= import("./console-audience.js").then(
       (module) => module.mountAudience($("#panel-audience"), { kpay, me, scope: "platform" })));
+    let analytics = null;
+    sections.analytics = () => (analytics ??= import("./console-analytics.js").then(
+      (module) => module.mountAnalytics($("#panel-analytics"), { kpay, scope: "platform" })));
     show($("#tabs"), true);
     const wanted = tabButtons().find((tab) => `#${tab.dataset.section}` === location.hash);
     select(wanted || tabButtons()[0]);
