@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 SECTION = "wechat_notify"
 
 #: The kinds this plugin may forward. ``audience_message`` (operators' and consultants'
-#: messages to a segment, docs/audience.md) is marketing: WeChat forbids it as a template message, so it may only
-#: be configured in subscribe mode.
+#: messages to a segment, docs/audience.md) is marketing: WeChat forbids it as a
+#: template message, so it may only be configured in subscribe mode.
 KINDS = ("lesson_unlocked", "consult_request", "consult_accepted", "room_starting",
          "order_refunded", "payout_waiting_confirmation", "audience_message")
 SUBSCRIBE_ONLY = ("audience_message",)

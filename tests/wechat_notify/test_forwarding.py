@@ -82,7 +82,8 @@ async def test_subscribe_needs_consent_to_the_template(notify, fake_wechat_notif
     status, body = await api.post("/api/v1/wechat-notify/consents",
                                   {"template_id": "SUB_MSG", "accepted": True}, token)
     assert status == 200, body
-    assert {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": True} in body["consents"]
+    consent = {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": True}
+    assert consent in body["consents"]
     await notify.tell(user, "audience_message", {**message, "title": "下周直播预告"})
     await notify.settled(2)
     [sent] = fake_wechat_notify.sent
@@ -113,7 +114,8 @@ async def test_a_refused_subscription_withdraws_the_consent(notify, fake_wechat_
     [record] = await notify.settled()
     assert record["state"] == "refused"
     _, body = await api.get("/api/v1/wechat-notify/consents", token)
-    assert {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": False} in body["consents"]
+    withdrawn = {"kind": "audience_message", "template_id": "SUB_MSG", "accepted": False}
+    assert withdrawn in body["consents"]
 
 
 def test_message_is_refused_as_a_template_message_in_the_config():
