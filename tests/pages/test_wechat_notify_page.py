@@ -17,7 +17,7 @@ PAGE = "/static/plugins/wechat_notify/"
 def kpay_overrides(fake_wechat_notify: Any) -> dict[str, Any]:
     kinds = {"room_starting": {"mode": "subscribe", "template_id": "SUB_ROOM",
                                "fields": {"thing1": "title"}},
-             "message": {"mode": "subscribe", "template_id": "SUB_MSG",
+             "audience_message": {"mode": "subscribe", "template_id": "SUB_MSG",
                          "fields": {"thing1": "title"}},
              "order_refunded": {"template_id": "TPL_REFUND", "fields": {"thing1": "title"}}}
     return {"server": {"static_path": str(STATIC)}, "plugins": {"enabled": ["wechat_notify"]},

@@ -137,8 +137,8 @@ def kpay_overrides():
             # The seeded earnings are withdrawable at once; big payouts wait for an admin.
             "payouts": {"hold_days": 0, "approval_above": 5000},
             # One subscription template, so that a consent can be recorded.
-            "wechat_notify": {"kinds": {"message": {"mode": "subscribe",
-                                                    "template_id": "FUZZ_SUB"}}}}
+            "wechat_notify": {"kinds": {"audience_message": {"mode": "subscribe",
+                                                             "template_id": "FUZZ_SUB"}}}}
 
 
 @pytest.fixture

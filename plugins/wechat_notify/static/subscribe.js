@@ -10,7 +10,7 @@ import { wechatSdk } from "/static/js/wechat.js";
 const kpay = new KPay();
 const KIND_NAMES = {
   room_starting: ["直播开播提醒", "你购票的直播开始前 15 分钟提醒你"],
-  message: ["老师的消息", "你关注的老师和平台发给你的通知"],
+  audience_message: ["老师的消息", "你关注的老师和平台发给你的通知"],
   lesson_unlocked: ["课程更新提醒", "课程有新的一讲解锁时提醒你"],
   consult_request: ["咨询请求提醒", "有学员向你发起咨询时提醒你"],
   consult_accepted: ["咨询接受提醒", "咨询师接受你的咨询时提醒你"],
