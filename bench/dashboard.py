@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -185,16 +184,9 @@ def main() -> None:
                         type=lambda text: [int(v) for v in text.split(",")])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from kpay.core.store import EmbeddedMongo
+    from kpay.core.store import run_on_scratch_database
 
-    path = tempfile.mkdtemp(prefix="kpay-bench-dashboard-")
-    database = EmbeddedMongo(path)
-    uri = database.start()
-    try:
-        asyncio.run(run(args, uri))
-    finally:
-        database.stop()
-        shutil.rmtree(path, ignore_errors=True)
+    run_on_scratch_database(lambda uri: run(args, uri), "kpay-bench-dashboard-")
 
 
 if __name__ == "__main__":

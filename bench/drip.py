@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -272,16 +271,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="print where the sweep spends its time in this process")
     args = parser.parse_args()
-    from kpay.core.store import EmbeddedMongo
+    from kpay.core.store import run_on_scratch_database
 
-    path = tempfile.mkdtemp(prefix="kpay-bench-drip-")
-    database = EmbeddedMongo(path)
-    uri = database.start()
-    try:
-        asyncio.run(run(args, uri))
-    finally:
-        database.stop()
-        shutil.rmtree(path, ignore_errors=True)
+    run_on_scratch_database(lambda uri: run(args, uri), "kpay-bench-drip-")
 
 
 if __name__ == "__main__":

@@ -175,16 +175,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda text: [int(n) for n in text.split(",")],
                         default=[1, 8])
     args = parser.parse_args()
-    from kpay.core.store import EmbeddedMongo
+    from kpay.core.store import run_on_scratch_database
 
-    path = tempfile.mkdtemp(prefix="kpay-bench-media-db-")
-    database = EmbeddedMongo(path)
-    uri = database.start()
-    try:
-        asyncio.run(run(args, uri))
-    finally:
-        database.stop()
-        shutil.rmtree(path, ignore_errors=True)
+    run_on_scratch_database(lambda uri: run(args, uri), "kpay-bench-media-db-")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ real MongoDB replica set (transactions need one).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import logging
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -312,3 +314,15 @@ class EmbeddedMongo:
             self.process.kill()
             self.process.wait()
 
+
+def run_on_scratch_database(main: Callable[[str], Awaitable[None]], prefix: str) -> None:
+    """Run ``main(uri)`` on a throwaway embedded database in a new temporary folder,
+    removed afterwards (the benchmarks in bench/ set up this way)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    database = EmbeddedMongo(path)
+    uri = database.start()
+    try:
+        asyncio.run(main(uri))
+    finally:
+        database.stop()
+        shutil.rmtree(path, ignore_errors=True)
