@@ -42,7 +42,8 @@ test: $(VENV)/.installed-test
 # tests"): just before and after midnight, before 08:00 and on a month's last day in
 # Beijing, then with the wall clock itself faked for the whole process tree (the
 # embedded database too) at 02:50 Beijing time.
-TIME_DIRS := tests/course_drip tests/consult_billing tests/live_qa tests/money
+TIME_DIRS := tests/course_drip tests/consult_billing tests/live_qa tests/money tests/analytics \
+	tests/wechat_notify tests/core/test_audience_api.py
 TEST_INSTANTS := 2026-03-01T23:59:30+08:00 2026-03-02T00:00:30+08:00 \
 	2026-03-02T07:59:00+08:00 2026-02-28T23:59:30+08:00
 FAKE_WALL_CLOCK := @2026-03-01 18:50:00
