@@ -161,6 +161,12 @@ class Users:
         doc = await self.collection.find_one({"_id": user_id}, {"openid": 1})
         return (doc or {}).get("openid")
 
+    async def by_openid(self, openid: str) -> str | None:
+        """The id of the user who signed in with this WeChat openid, if any (never makes
+        one: a push from WeChat about a stranger is not a sign-in)."""
+        doc = await self.collection.find_one({"openid": openid}, {"_id": 1})
+        return doc["_id"] if doc else None
+
     async def real_name(self, user_id: str) -> str | None:
         """The real name the user gave for payouts (personal data: never logged, never
         in a profile; docs/operations.md "Personal data"), if any."""

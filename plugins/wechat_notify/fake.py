@@ -16,12 +16,16 @@ import json
 import secrets
 from collections import Counter
 from typing import Any
+from urllib.parse import urlencode
 
+import tornado.httpclient
 import tornado.web
 
+from plugins.wechat_notify.events import signature
 from plugins.wechat_pay.fake import serve_locally
 
 APPID = "wxfakenotify0000001"
+ACCOUNT = "gh_fake0000001"
 SECRET = "fake-notify-app-secret"
 
 
@@ -121,3 +125,35 @@ class SendHandler(FakeHandler):
             return self.answer(errcode=43004, errmsg="require subscribe")
         fake.sent.append({"mode": mode, **body})
         self.answer(errcode=0, errmsg="ok", msgid=len(fake.sent))
+
+
+def subscription_event(openid: str, answers: dict[str, str], created_at: int,
+                       event: str = "subscribe_msg_popup_event") -> str:
+    """The XML WeChat pushes when ``openid`` answered a subscription dialog
+    (``answers``: template id -> "accept" or "reject"), or changed one later
+    (``event="subscribe_msg_change_event"``)."""
+    block = {"subscribe_msg_popup_event": "SubscribeMsgPopupEvent",
+             "subscribe_msg_change_event": "SubscribeMsgChangeEvent"}[event]
+    items = "".join(
+        f"<List><TemplateId><![CDATA[{template}]]></TemplateId>"
+        f"<SubscribeStatusString><![CDATA[{status}]]></SubscribeStatusString>"
+        "<PopupScene>1</PopupScene></List>" for template, status in answers.items())
+    return (f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{created_at}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[{event}]]></Event><{block}>{items}</{block}></xml>")
+
+
+async def push(url: str, token: str, body: str, timestamp: int,
+               method: str = "POST", **query: str) -> tuple[int, str]:
+    """Send a message push (or, ``method="GET"``, the URL check) to ``url`` as WeChat
+    does: ``signature``, ``timestamp`` and ``nonce`` in the query, signed with
+    ``token``. Returns the status and body of the answer."""
+    nonce = secrets.token_hex(5)
+    signed = {"signature": signature(token, str(timestamp), nonce),
+              "timestamp": str(timestamp), "nonce": nonce, **query}
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        f"{url}?{urlencode(signed)}", method=method,
+        body=body.encode() if method == "POST" else None, raise_error=False,
+        headers={"Content-Type": "text/xml"} if method == "POST" else None)
+    return response.code, (response.body or b"").decode()

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
-from plugins.wechat_notify import sends
+from plugins.wechat_notify import events, sends
 from plugins.wechat_notify.settings import settings_of, subscribe_templates
 
 
@@ -92,4 +92,4 @@ def routes(app: Any) -> list[Route]:
     found = [Route("/api/v1/wechat-notify/consents", ConsentsHandler, tags=tags)]
     if app.dev:
         found.append(Route("/api/v1/wechat-notify/sent", SentHandler, tags=tags))
-    return found
+    return found + events.routes(app)

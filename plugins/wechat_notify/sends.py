@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -55,6 +55,22 @@ async def record_consent(app: KPay, user_id: str, template_id: str, accepted: bo
         {"_id": consent_id(user_id, template_id)},
         {"$set": {"user_id": user_id, "template_id": template_id, "accepted": accepted,
                   "at": app.clock.now()}}, upsert=True)
+
+
+async def record_wechat_answer(app: KPay, user_id: str, template_id: str, accepted: bool,
+                               answered_at: datetime) -> bool:
+    """Keep what WeChat's push says the user chose (docs/wechat_notify.md "Consents from
+    WeChat"), unless a later push was kept already: WeChat resends a push it got no
+    answer to, and pushes may arrive out of order. Returns whether it was kept."""
+    newer = {"$or": [{"wechat_at": {"$exists": False}}, {"wechat_at": {"$lt": answered_at}}]}
+    try:
+        await app.store[CONSENTS].update_one(
+            {"_id": consent_id(user_id, template_id), **newer},
+            {"$set": {"user_id": user_id, "template_id": template_id, "accepted": accepted,
+                      "at": app.clock.now(), "wechat_at": answered_at}}, upsert=True)
+    except DuplicateKeyError:
+        return False  # the record exists with a later push: this one is older
+    return True
 
 
 def field_value(name: str, data: dict[str, Any], described: dict[str, Any],

@@ -46,6 +46,10 @@ class WeChatNotifySettings(Section):
     appid: str = ""
     app_secret: str = Field("", repr=False)  # a secret: kept out of reprs and logs
     api_base_url: str = ""
+    # The 公众号's message push (服务器配置 → 令牌 Token, 明文模式): WeChat's signed
+    # word on what users chose in subscription dialogs (docs/wechat_notify.md "Consents
+    # from WeChat"). Empty: the route is not served.
+    message_token: str = Field("", repr=False, max_length=32, pattern=r"^([A-Za-z0-9]{3,32})?$")
     # Per kind (one of KINDS): [wechat_notify.kinds.lesson_unlocked] mode, template_id,
     # fields.
     kinds: dict[str, KindSettings] = {}

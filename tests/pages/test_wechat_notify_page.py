@@ -53,6 +53,7 @@ async def test_logged_out_is_asked_to_log_in(pages):
     await expect(page.locator("#need-login")).to_contain_text("请先登录")
 
 
+PUSH_TOKEN = "pagePushToken"
 SDK_STUB = """
 window.wx = {
   config(options) { window.__config = options; },
@@ -73,7 +74,8 @@ class TestInsideWeChat:
                                    "fields": {"thing1": "title"}}}
         return {"server": {"static_path": str(STATIC)},
                 "plugins": {"enabled": ["wechat_pay", "wechat_notify"]},
-                "wechat_notify": fake_wechat_notify.settings(kinds=kinds)}
+                "wechat_notify": fake_wechat_notify.settings(kinds=kinds,
+                                                             message_token=PUSH_TOKEN)}
 
     @pytest.mark.gen_test(timeout=120)
     async def test_wechats_subscribe_button_records_the_answer(self, pages, api):
@@ -100,3 +102,31 @@ class TestInsideWeChat:
         assert status == 200, body
         assert body["consents"] == [
             {"kind": "room_starting", "template_id": "SUB_ROOM", "accepted": True}], body
+
+    @pytest.mark.gen_test(timeout=120)
+    async def test_an_empty_answer_waits_for_wechats_push(self, pages, api, kpay_app):
+        from plugins.wechat_notify.fake import push, subscription_event
+
+        token = await api.login("sam", "student", name="小明")
+        await kpay_app.users.collection.update_one({"_id": "sam"},
+                                                   {"$set": {"openid": "o_sam"}})
+        page = await pages.new_page(token=token, user_agent=WECHAT_UA)
+
+        async def sdk(route: Any) -> None:
+            await route.fulfill(content_type="application/javascript", body=SDK_STUB)
+
+        await page.route("https://res.wx.qq.com/**", sdk)
+        await pages.open(page, PAGE)
+        tag = page.locator("wx-open-subscribe[template='SUB_ROOM']")
+        await expect(tag).to_have_count(1)
+        # What phones often report: a success event with an empty detail.
+        await tag.evaluate("""tag => tag.dispatchEvent(new CustomEvent("success",
+            {detail: {}}))""")
+        await expect(page.locator("#confirming")).to_be_visible()
+        await expect(page.locator("#confirming")).to_contain_text("正在向微信确认")
+        now = int(kpay_app.clock.now().timestamp())
+        status, _ = await push(f"{api.base}/api/v1/wechat-notify/message-push", PUSH_TOKEN,
+                               subscription_event("o_sam", {"SUB_ROOM": "accept"}, now), now)
+        assert status == 200
+        await expect(page.locator("#consent-list li")).to_contain_text("已开启", timeout=15000)
+        await expect(page.locator("#confirming")).to_be_hidden()

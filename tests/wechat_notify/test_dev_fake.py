@@ -36,3 +36,9 @@ async def test_dev_mode_without_an_account_records_in_the_local_fake(kpay_app, a
     assert len(fake.sent) == 1
     assert [(s["kind"], s["state"]) for s in body["sends"]] == [("order_refunded", "sent")]
     assert body["sends"][0]["data"]["thing1"] == {"value": "面试课"}
+
+
+@pytest.mark.gen_test
+async def test_without_a_message_token_the_push_url_is_not_served(kpay_app, api):
+    status, _ = await api.get("/api/v1/wechat-notify/message-push?signature=x&timestamp=1&nonce=n")
+    assert status == 404

@@ -65,7 +65,12 @@ function openTag(consent, dev) {
   tag.append(look);
   tag.addEventListener("success", async (event) => {
     const accepted = answersOf(event.detail)[consent.template_id];
-    if (accepted === undefined) return;
+    if (accepted === undefined) {
+      // On phones the event's detail is often empty: WeChat's own push to the server
+      // (docs/wechat_notify.md "Consents from WeChat") tells what was chosen.
+      await confirmFromServer(consent, dev);
+      return;
+    }
     try {
       const body = await kpay.post("/api/v1/wechat-notify/consents",
         { template_id: consent.template_id, accepted });
@@ -81,6 +86,25 @@ function openTag(consent, dev) {
 }
 
 let sdkReady = false;
+
+/** Read the consents again a few times until the server has WeChat's word on
+ * ``consent`` (its push comes within seconds), showing that it is being confirmed. */
+async function confirmFromServer(consent, dev) {
+  const note = $("#confirming");
+  show(note);
+  try {
+    for (const wait of [1500, 3000, 5000]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      const body = await kpay.get("/api/v1/wechat-notify/consents");
+      render(body.consents, dev);
+      if (body.consents.some((c) => c.template_id === consent.template_id && c.accepted)) return;
+    }
+  } catch (error) {
+    showError($("#error"), error);
+  } finally {
+    show(note, false);
+  }
+}
 
 function row(consent, dev) {
   const [name, about] = KIND_NAMES[consent.kind] || ["消息提醒", ""];
