@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -99,7 +100,7 @@ async def done_items(app: KPay) -> list[int]:
 @pytest.mark.gen_test(timeout=30)
 async def test_each_period_runs_once_across_two_scheduled_nodes(kpay_app, second_node,
                                                                  sweeper):
-    # Periods of one second, both nodes' schedulers on, for a bit over three seconds.
+    # Periods of one second, both nodes' schedulers on, for a bit over four seconds.
     job = kpay_app.scheduler.jobs[JOB]
     for app in (kpay_app, second_node):
         app.scheduler.jobs = {JOB: PeriodicJob(JOB, app.scheduler.jobs[JOB].run, 1.0,
@@ -110,7 +111,7 @@ async def test_each_period_runs_once_across_two_scheduled_nodes(kpay_app, second
     kpay_app.scheduler.start()
     second_node.scheduler.start()
     try:
-        await asyncio.sleep(3.3)
+        await asyncio.sleep(4.3)
     finally:
         kpay_app.scheduler.stop()
         second_node.scheduler.stop()
@@ -166,6 +167,42 @@ async def test_a_dead_holders_lease_is_taken_over_and_the_work_finished(
     assert await done_items(kpay_app) == [0, 1, 2]  # the next node finished the sweep
     assert sample("kpay_job_lease_takeovers_total") == takeovers + 1
     assert f"took over the lease of node {kpay_app.node_id}" in caplog.text
+
+
+# Takes the test job's lease as node "killed-node", then kills itself (SIGKILL).
+KILLED_HOLDER = """
+import asyncio, os, signal, sys
+from kpay.core.leases import JobLeases
+from kpay.core.store import Store
+
+async def main():
+    lease, why = await JobLeases(Store(sys.argv[1], sys.argv[2]), "killed-node").take(
+        sys.argv[3], 3600, 1.0)
+    print(why, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_lease_left_by_a_killed_process_is_taken_over(kpay_app, sweeper, caplog):
+    await add_items(kpay_app, 2)
+    mongodb = kpay_app.settings.mongodb
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_HOLDER, mongodb.uri, mongodb.database, JOB,
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    assert process.returncode == -9 and out.decode().strip() == "taken"
+    lease = await kpay_app.store[LEASES].find_one({"_id": JOB})
+    assert lease["node"] == "killed-node" and lease["run_id"]
+
+    await asyncio.sleep(1.2)  # its lease (one second) expires
+    with caplog.at_level(logging.WARNING, logger="kpay.scheduler"):
+        await kpay_app.scheduler.run_periodic(JOB)
+    assert [node for node, _ in sweeper.runs] == [kpay_app.node_id]
+    assert await done_items(kpay_app) == [0, 1]
+    assert "took over the lease of node killed-node" in caplog.text
 
 
 @pytest.mark.gen_test(timeout=30)
