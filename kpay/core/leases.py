@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from kpay.core.store import Store
 
@@ -121,9 +122,10 @@ class JobLeases:
             {"$set": {"_period": period}},
             {"$set": {"_take": take, "_held": held}},
             {"$set": {
-                "run_id": when_taken(run_id, "$run_id"),
-                "node": when_taken(self.node_id, "$node"),
-                "process": when_taken(self.process, "$process"),
+                # $literal: a configured node id starting with "$" is not a field path.
+                "run_id": when_taken({"$literal": run_id}, "$run_id"),
+                "node": when_taken({"$literal": self.node_id}, "$node"),
+                "process": when_taken({"$literal": self.process}, "$process"),
                 "taken_at": when_taken("$$NOW", "$taken_at"),
                 "expires": when_taken({"$add": ["$$NOW", lease_ms]}, "$expires"),
                 "period_start": when_taken({"$toDate": "$_period"}, "$period_start"),
@@ -134,8 +136,12 @@ class JobLeases:
             }},
             {"$unset": ["_period", "_take", "_held"]},
         ]
-        doc = await self.store[LEASES].find_one_and_update(
-            {"_id": job}, pipeline, upsert=True, return_document=ReturnDocument.AFTER)
+        try:
+            doc = await self.store[LEASES].find_one_and_update(
+                {"_id": job}, pipeline, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            # Two first-ever takes raced to insert the document; the other one won.
+            return None, "held"
         if doc is None or doc.get("run_id") != run_id:
             return None, str((doc or {}).get("skipped") or "held")
         return Lease(job, run_id, lease_ms, doc["period_start"], doc["taken_at"],

@@ -166,8 +166,8 @@ class Scheduler:
         metrics.JOB_TAKEOVERS.labels(lease.job).inc()
         expires = previous.get("expires")
         if isinstance(expires, datetime) and expires <= lease.taken_at:
-            log.warning("periodic job %s: took over the lease of node %s (process %s), "
-                        "expired at %s", lease.job, previous.get("node"),
+            log.warning("periodic job %s: took over the lease of node %.200s (process "
+                        "%.40s), expired at %s", lease.job, previous.get("node"),
                         previous.get("process"), expires.isoformat())
         else:
             log.warning("periodic job %s: replaced a broken lease document: %.300r",

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from kpay import hookimpl
 from kpay.core.app import KPay
-from kpay.core.leases import LEASES
+from kpay.core.leases import LEASES, JobLeases
 from kpay.core.scheduler import PeriodicJob
 from kpay.testing import wait_until
 
@@ -271,3 +271,12 @@ def test_lease_seconds_are_bounded():
     for bad in (0, 0.5, 7 * 3600):
         with pytest.raises(ValueError, match="lease_seconds"):
             PeriodicJob("a", nothing, 60, lease_seconds=bad)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_node_id_is_stored_as_written_not_read_as_a_field(kpay_app):
+    leases = JobLeases(kpay_app.store, "$run_id")
+    lease, outcome = await leases.take("leases_test.other", 3600, 60)
+    assert outcome == "taken" and lease is not None
+    stored = await kpay_app.store[LEASES].find_one({"_id": "leases_test.other"})
+    assert stored["node"] == "$run_id" and stored["run_id"] == lease.run_id
