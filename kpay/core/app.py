@@ -68,6 +68,8 @@ CORE_INDEXES = [
 # Core collections that have no index of their own (the others are named by
 # ``KPay.core_indexes``): no plugin may declare one of these.
 CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts", LEASES})
+#: How long a stopping app waits for scheduled job runs in flight.
+JOB_DRAIN_SECONDS = 10.0
 
 
 def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
@@ -328,6 +330,9 @@ class KPay:
             self.server.stop()
         for connection in tuple(self.sockets):
             connection.close(1001, "server stopping")
+        # A job run in flight finishes and releases its lease, so the next node need
+        # not wait for the lease to expire (docs/operations.md, "Job leases").
+        await self.scheduler.drain(JOB_DRAIN_SECONDS)
         await self.notify("on_shutdown")
         for task in tuple(self._tasks):
             task.cancel()

@@ -280,3 +280,22 @@ async def test_a_node_id_is_stored_as_written_not_read_as_a_field(kpay_app):
     assert outcome == "taken" and lease is not None
     stored = await kpay_app.store[LEASES].find_one({"_id": "leases_test.other"})
     assert stored["node"] == "$run_id" and stored["run_id"] == lease.run_id
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_stopping_node_finishes_its_run_and_releases_the_lease(kpay_app,
+                                                                      kpay_settings, sweeper):
+    await add_items(kpay_app, 2)
+    stopping = kpay_settings.new_app()
+    await stopping.start()
+    sweeper.gate = asyncio.Event()
+    running = asyncio.get_running_loop().create_task(stopping.scheduler.run_periodic(JOB))
+    await asyncio.wait_for(sweeper.started.wait(), 5)
+    stop = asyncio.get_running_loop().create_task(stopping.stop())
+    await asyncio.sleep(0.3)
+    sweeper.gate.set()  # the run ends while its node stops
+    await stop
+    await running
+    assert await done_items(kpay_app) == [0, 1]
+    lease = await kpay_app.store[LEASES].find_one({"_id": JOB})
+    assert lease["run_id"] is None and lease["outcome"] == "ok"
