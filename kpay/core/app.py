@@ -25,6 +25,7 @@ from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
 from kpay.core.config import Settings
 from kpay.core.httpserver import KPayHTTPServer
+from kpay.core.leases import LEASES, JobLeases
 from kpay.core.logs import configure_logging, log_request
 from kpay.core.media import service as media_service
 from kpay.core.media.routes import CHUNK_PATH
@@ -66,7 +67,9 @@ CORE_INDEXES = [
 ]
 # Core collections that have no index of their own (the others are named by
 # ``KPay.core_indexes``): no plugin may declare one of these.
-CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts"})
+CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts", LEASES})
+#: How long a stopping app waits for scheduled job runs in flight.
+JOB_DRAIN_SECONDS = 10.0
 
 
 def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
@@ -271,7 +274,9 @@ class KPay:
             await self._restore_dev_clock()
         jobs = (self.money.jobs() + self.media.jobs()
                 + await register_all(self.pm, "register_jobs", self))
-        self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled)
+        # Leases make each job run once per period across workers and nodes.
+        self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled,
+                                   leases=JobLeases(self.store, self.node_id))
         await self.broker.start()
         await self.notify("on_startup")
         server = self.settings.server
@@ -325,6 +330,9 @@ class KPay:
             self.server.stop()
         for connection in tuple(self.sockets):
             connection.close(1001, "server stopping")
+        # A job run in flight finishes and releases its lease, so the next node need
+        # not wait for the lease to expire (docs/operations.md, "Job leases").
+        await self.scheduler.drain(JOB_DRAIN_SECONDS)
         await self.notify("on_shutdown")
         for task in tuple(self._tasks):
             task.cancel()

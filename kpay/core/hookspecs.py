@@ -145,6 +145,10 @@ def register_jobs(app):
     ``app.clock`` and be safe to run twice or on two nodes at once. Prefer one job
     that sweeps everything due (through an index) over one job per user.
 
+    Of all workers and nodes, one runs a job per period (a lease on the database's
+    clock); a node that dies mid-run is replaced after the job's ``lease_seconds``
+    by a fresh run, so a job must still be a sweep (docs/operations.md, "Job leases").
+
     On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     A job run that raises is logged with the job's name (``<plugin>.<job>`` by
     convention) and counted in the metrics; the server and the other jobs go on.

@@ -18,6 +18,13 @@ BILLING_CHARGES = Counter("kpay_billing_charges_total", "Minutes charged by mete
 ATTENTION = Counter("kpay_attention_reports_total",
                     "Records a job could not handle, put on the attention list", ["source"])
 JOB_RUNS = Counter("kpay_job_runs_total", "Periodic job runs", ["job", "outcome"])
+JOB_SKIPS = Counter("kpay_job_skips_total",
+                    "Periodic job ticks that did not run it: its period's run was done "
+                    "(done), another node holds its lease (held), the lease failed",
+                    ["job", "reason"])
+JOB_TAKEOVERS = Counter("kpay_job_lease_takeovers_total",
+                        "Job leases taken over from a dead holder or a broken document",
+                        ["job"])
 JOB_SECONDS = Histogram("kpay_job_seconds", "Periodic job duration", ["job"])
 
 
