@@ -75,6 +75,8 @@ class RedisTallies:
             except (redis.RedisError, OSError) as e:
                 log.warning("could not take this node out of presence (%s); it drops "
                             "out by itself", e)
+        # Sockets closing after this are not written (the member is gone anyway).
+        self.redis = None
 
     # -- writing -------------------------------------------------------------------
 
