@@ -318,13 +318,22 @@ def redis_url() -> Iterator[str]:
     Skips the test when the ``redis-server`` binary is missing (``apt-get install
     redis-server``; CI installs it). Tests share it: give each its own key prefix.
     """
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with running_redis_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_redis_server() -> Iterator[str]:
+    """Start redis-server on a free port without persistence; yields its URL (tests'
+    ``redis_url`` and bench/cluster_routing.py)."""
     import socket
-    import subprocess
     import time
 
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     # redis-server does not start under libfaketime (CI runs some tests under a faked
     # wall clock): give it the real one.
