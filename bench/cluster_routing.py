@@ -74,8 +74,27 @@ async def run(url: str, nodes: int, channels: int, events: int) -> None:
           f"one pub/sub channel: {heard_all * nodes} ({heard_all} x {nodes} nodes)")
     await everything.aclose()
     await client.aclose()
+    await presence_reads(brokers)
     for broker in brokers:
         await broker.stop()
+
+
+async def presence_reads(brokers: list[RedisBroker], users: int = 1000,
+                         reads: int = 200) -> None:
+    """The cost of a room count: ``users`` users on every node in one room (each node
+    tallies them in one burst, written in one pipeline), then ``reads`` presence reads."""
+    for n, broker in enumerate(brokers):
+        for u in range(users):
+            broker.tally("room:big", f"u{n}-{u}", 1)
+        await broker.tallies.settled()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(reads):
+        count = await brokers[0].presence("room:big")
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert count == users * len(brokers)
+    print(f"presence of a room with {count} users on {len(brokers)} nodes: "
+          f"{wall / reads * 1e3:.2f} ms wall, {cpu / reads * 1e3:.2f} ms CPU per read "
+          f"(2 round trips each)")
 
 
 def main() -> None:
