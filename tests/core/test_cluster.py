@@ -39,6 +39,11 @@ def nodes(io_loop, redis_url, prefix):
         io_loop.run_sync(broker.stop)
 
 
+async def settled(*nodes):
+    for node in nodes:
+        await node.tallies.settled()
+
+
 async def eventually(check, timeout=5.0):
     for _ in range(int(timeout / 0.02)):
         if await check():
@@ -55,13 +60,17 @@ async def test_presence_and_sockets_are_counted_across_nodes(nodes):
     b.tally("room:x", "bob", 1)
     a.tally(SOCKETS, "alice", 2)
     b.tally(SOCKETS, "alice", 3)
+    # A node's read waits for its own writes; another node's arrive a moment later.
+    await settled(a, b)
     for node in (a, b):
         # Distinct users, whichever node asks; sockets summed.
         assert await node.presence("room:x") == 2
         assert await node.sockets_of("alice") == 5
     b.tally("room:x", "alice", 0)
+    await settled(b)
     assert await a.is_present("room:x", "alice")  # still on node a
     a.tally("room:x", "alice", 0)
+    await settled(a)
     assert not await b.is_present("room:x", "alice")
     assert await a.presence("room:x") == 1
 
@@ -73,6 +82,7 @@ async def test_a_node_that_dies_drops_out_of_presence_after_its_ttl(nodes):
     leaving = await nodes("leaving", presence_ttl=1.0)
     dying.tally("room:y", "bob", 1)
     leaving.tally("room:y", "carol", 1)
+    await settled(dying, leaving)
     await asyncio.sleep(1.5)  # past one ttl: the heartbeats keep both present
     assert await a.presence("room:y") == 2
     await leaving.stop()  # clean: out at once
@@ -162,6 +172,8 @@ async def test_online_and_presence_seen_from_the_other_node(api, kpay_app, secon
     token = await api.login("alice")
     ws = await api.socket(token)
     await ws.request("sub", ch="user:alice")
+    # Node a writes its tally a moment after the reply.
+    await eventually(lambda: second_node.broker.is_present("user:alice", "alice"))
     root = await ApiClient(second_node).login("root", "admin")
     status, detail = await ApiClient(second_node).get("/api/v1/admin/users/alice", root)
     assert status == 200 and detail["user"]["online"] is True
@@ -206,7 +218,12 @@ async def test_sockets_per_user_are_capped_across_nodes(api, kpay_app, second_no
     assert (await first.request("ping"))["ok"] and (await second.request("ping"))["ok"]
     third = await on_b.socket(token)  # the third across both nodes: over the cap of 2
     assert await third.closed() == 4429 and third.close_reason == "too_many_sockets"
-    assert await kpay_app.broker.sockets_of("alice") == 2
+    # Once node b wrote that the refused socket is gone, the sum is back at 2.
+    await eventually(lambda: _sockets_are(kpay_app.broker, "alice", 2))
+
+
+async def _sockets_are(broker, user_id, count):
+    return await broker.sockets_of(user_id) == count
 
 
 @pytest.mark.gen_test
