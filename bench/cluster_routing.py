@@ -94,7 +94,7 @@ async def presence_reads(brokers: list[RedisBroker], users: int = 1000,
     assert count == users * len(brokers)
     print(f"presence of a room with {count} users on {len(brokers)} nodes: "
           f"{wall / reads * 1e3:.2f} ms wall, {cpu / reads * 1e3:.2f} ms CPU per read "
-          f"(2 round trips each)")
+          f"(one HLEN each)")
 
 
 def main() -> None:
