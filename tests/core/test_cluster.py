@@ -130,6 +130,29 @@ async def test_a_node_hears_only_the_channels_it_listens_to(nodes):
     assert heard[b.member] == ["room:2"] * 3
 
 
+@pytest.mark.gen_test
+async def test_a_socket_joining_as_the_last_one_leaves_keeps_the_channel(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    heard = []
+    b.on_publication(heard.append)
+    wanted: set[str] = set()
+    b.listening = wanted.__contains__  # the hub: channels with a socket on them
+    await b.listen("room:r")
+    wanted.add("room:r")
+    wanted.discard("room:r")
+    b.unlisten("room:r")  # the last socket left...
+    await b.listen("room:r")  # ...and another joined before the UNSUBSCRIBE went out
+    wanted.add("room:r")
+    await asyncio.sleep(0.1)
+    await a.publish("room:r", "m", {})
+    await eventually(lambda: _true(len(heard) == 1))
+    assert b.routes == 2  # control and room:r
+
+
+async def _true(value):
+    return value
+
+
 def _lengths(heard, count):
     async def check():
         return all(len(seen) >= count for seen in heard.values())

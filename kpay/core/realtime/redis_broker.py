@@ -178,7 +178,11 @@ class RedisBroker(Broker):
                 if confirmed is None:
                     assert self._pubsub is not None, "broker not started"
                     confirmed = self._routes[route] = asyncio.get_running_loop().create_future()
-                    await self._pubsub.subscribe(route)
+                    try:
+                        await self._pubsub.subscribe(route)
+                    except BaseException:
+                        del self._routes[route]  # the next socket tries again
+                        raise
             await asyncio.wait_for(asyncio.shield(confirmed), LISTEN_TIMEOUT_SECONDS)
         finally:
             # Counted until here: no UNSUBSCRIBE between the confirmation and the
