@@ -83,6 +83,7 @@ class RedisBroker(Broker):
         self.url = url
         self.prefix = prefix
         self.control_channel = f"{prefix}control"
+        self._control_raw = self.control_channel.encode()
         self.seq_ttl = max(SEQ_TTL_SECONDS, int(history_ttl))
         self.history_expiry = int(history_ttl) or self.seq_ttl
         self.redis: redis.Redis | None = None
@@ -171,6 +172,9 @@ class RedisBroker(Broker):
 
     async def listen(self, channel: str) -> None:
         route = self.route(channel)
+        confirmed = self._routes.get(route)
+        if confirmed is not None and confirmed.done() and confirmed.exception() is None:
+            return  # already routed here: the caller joins before anything can run
         self._waiting[route] = self._waiting.get(route, 0) + 1
         try:
             async with self._route_lock:
@@ -257,21 +261,21 @@ class RedisBroker(Broker):
                 continue
             if message is None:
                 continue
-            kind, route = message.get("type"), message.get("channel", b"").decode()
+            kind = message.get("type")
             if kind == "subscribe":
-                confirmed = self._routes.get(route)
+                confirmed = self._routes.get(message["channel"].decode())
                 if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
                 continue
             if kind != "message":
                 continue
             try:
-                if route == self.control_channel:
+                if message["channel"] == self._control_raw:
                     self._control(message["data"])
                 else:
                     self._deliver(decode_message(message["data"]))
             except Exception:
-                log.exception("could not handle a message from redis on %s", route)
+                log.exception("could not handle a message from redis on %s", message["channel"])
 
 
 def decode_message(raw: bytes) -> Publication:
