@@ -263,10 +263,14 @@ async def run_kpay(app: KPay, directory: Any, *args: str,
     test app's database and secret, as an operator would beside a running server;
     returns the finished process (``returncode``, ``stdout``, ``stderr``)."""
     settings = app.settings
+    realtime = settings.realtime
     config = Path(directory) / "kpay-cli.toml"
     config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
                       f'database = "{settings.mongodb.database}"\n'
                       f'[auth]\nsecret = "{app.tokens.secret}"\n'
+                      f'[realtime]\nbroker = "{realtime.broker}"\n'
+                      f'redis_url = "{realtime.redis_url}"\n'
+                      f'redis_prefix = "{realtime.redis_prefix}"\n'
                       '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
     command = [sys.executable, "-m", "kpay.cli", "--config", str(config), *args]
     return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,

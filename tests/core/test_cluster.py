@@ -14,7 +14,7 @@ from kpay.core.realtime import cluster
 from kpay.core.realtime.broker import SOCKETS
 from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.redis_broker import RedisBroker
-from kpay.testing import ApiClient
+from kpay.testing import ApiClient, run_kpay
 
 
 @pytest.fixture
@@ -231,6 +231,18 @@ async def test_blocking_on_one_node_closes_the_page_on_the_other_at_once(api, kp
     assert status == 200
     # Well inside the 120 s standing poll: the other node was told.
     assert await ws.closed(timeout=3) == 4401 and ws.close_reason == "account_blocked"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_blocking_with_the_command_line_closes_the_page_at_once(api, kpay_app,
+                                                                       tmp_path):
+    token = await api.login("dave")
+    ws = await api.socket(token)
+    await ws.request("sub", ch="user:dave")
+    done = await run_kpay(kpay_app, tmp_path, "user", "block", "dave", "--reason", "spam")
+    assert done.returncode == 0, done.stderr
+    # The command line took seconds to start; the socket closes well inside the poll.
+    assert await ws.closed(timeout=5) == 4401 and ws.close_reason == "account_blocked"
 
 
 @pytest.mark.gen_test

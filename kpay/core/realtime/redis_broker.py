@@ -233,8 +233,7 @@ class RedisBroker(Broker):
 
     async def command(self, name: str, args: dict[str, Any]) -> None:
         assert self.redis is not None, "broker not started"
-        await self.redis.publish(self.control_channel, json.dumps(
-            {"name": name, "args": args, "from": self.member}))
+        await self.redis.publish(self.control_channel, command_message(name, args, self.member))
 
     def _control(self, raw: bytes) -> None:
         if len(raw) > MAX_COMMAND_BYTES:
@@ -276,6 +275,20 @@ class RedisBroker(Broker):
                     self._deliver(decode_message(message["data"]))
             except Exception:
                 log.exception("could not handle a message from redis on %s", message["channel"])
+
+
+def command_message(name: str, args: dict[str, Any], origin: str) -> str:
+    return json.dumps({"name": name, "args": args, "from": origin})
+
+
+async def send_command(url: str, prefix: str, name: str, args: dict[str, Any],
+                       origin: str) -> None:
+    """Send one control message from outside a node (the ``kpay`` command line)."""
+    client = redis.from_url(url)
+    try:
+        await client.publish(f"{prefix}control", command_message(name, args, origin))
+    finally:
+        await client.aclose()
 
 
 def decode_message(raw: bytes) -> Publication:
