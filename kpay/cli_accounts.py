@@ -2,7 +2,9 @@
 
 Each works on the deployment's database (``kpay.cli.with_store``); what changes a user
 is written to the audit log with the actor ``cli:<login name>``, and takes effect on
-running servers within ``[auth] standing_cache_seconds`` (docs/operations.md)."""
+running servers at once with the redis broker (the command line sends them the control
+message a node would, docs/websocket.md "Presence across nodes"), and in any case
+within ``[auth] standing_cache_seconds`` (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -90,9 +92,28 @@ def cmd_user(args: argparse.Namespace) -> int:
                                             source="cli", **details)
         state = "blocked" if user.get("blocked") else "active"
         print(f"{args.user}: {user.get('role')}, {state}; earlier tokens ended")
+        await tell_servers(args.config, args.user)
         return 0
 
     return report_errors(lambda: with_store(args.config, run))
+
+
+async def tell_servers(config: str, user_id: str) -> None:
+    """With the redis broker, ask every running node to check the user's sockets now;
+    otherwise (or if Redis cannot be reached) they notice at their next poll."""
+    from kpay.core.app import load_settings
+    from kpay.core.realtime.redis_broker import send_command
+    from kpay.core.sessions import STANDING_CHANGED
+
+    realtime = load_settings(config)[0].realtime
+    if realtime.broker != "redis":
+        return
+    try:
+        await send_command(realtime.redis_url, realtime.redis_prefix, STANDING_CHANGED,
+                           {"user_ids": [user_id]}, actor())
+    except Exception as e:
+        print(f"kpay: could not tell the running servers through redis ({e}); they "
+              "notice within [auth] standing_cache_seconds", file=sys.stderr)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -263,10 +263,14 @@ async def run_kpay(app: KPay, directory: Any, *args: str,
     test app's database and secret, as an operator would beside a running server;
     returns the finished process (``returncode``, ``stdout``, ``stderr``)."""
     settings = app.settings
+    realtime = settings.realtime
     config = Path(directory) / "kpay-cli.toml"
     config.write_text(f'[mongodb]\nuri = "{settings.mongodb.uri}"\n'
                       f'database = "{settings.mongodb.database}"\n'
                       f'[auth]\nsecret = "{app.tokens.secret}"\n'
+                      f'[realtime]\nbroker = "{realtime.broker}"\n'
+                      f'redis_url = "{realtime.redis_url}"\n'
+                      f'redis_prefix = "{realtime.redis_prefix}"\n'
                       '[dev]\nenabled = true\n[plugins]\nenabled = []\n')
     command = [sys.executable, "-m", "kpay.cli", "--config", str(config), *args]
     return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
@@ -318,13 +322,22 @@ def redis_url() -> Iterator[str]:
     Skips the test when the ``redis-server`` binary is missing (``apt-get install
     redis-server``; CI installs it). Tests share it: give each its own key prefix.
     """
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with running_redis_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_redis_server() -> Iterator[str]:
+    """Start redis-server on a free port without persistence; yields its URL (tests'
+    ``redis_url`` and bench/cluster_routing.py)."""
     import socket
-    import subprocess
     import time
 
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     # redis-server does not start under libfaketime (CI runs some tests under a faked
     # wall clock): give it the real one.

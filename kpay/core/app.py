@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import signal
@@ -44,6 +45,7 @@ from kpay.core.plugins import (
     settings_models,
 )
 from kpay.core.ratelimit import RateLimiter
+from kpay.core.realtime import cluster
 from kpay.core.realtime.broker import Broker, MemoryBroker
 from kpay.core.realtime.channels import ChannelRegistry
 from kpay.core.realtime.hub import Hub
@@ -100,6 +102,11 @@ class KPay:
         self.hub = Hub()
         self.broker: Broker = make_broker(self)
         self.broker.on_publication(self.hub.deliver)
+        # The cluster view (docs/websocket.md "Presence across nodes"): the hub tells the
+        # broker its tallies and which channels it no longer wants; control messages
+        # from other nodes are applied by kpay/core/realtime/cluster.py.
+        self.hub.tally, self.hub.idle = self.broker.tally, self.broker.unlisten
+        self.broker.on_command(functools.partial(cluster.handle, self))
         self.sockets: set[SocketHandler] = set()
         # How many of ``sockets`` each user has authenticated ([realtime]
         # max_sockets_per_user); kept by SocketHandler, so the cap costs no scan.
@@ -277,6 +284,7 @@ class KPay:
         # Leases make each job run once per period across workers and nodes.
         self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled,
                                    leases=JobLeases(self.store, self.node_id))
+        self.broker.member = self.node_id
         await self.broker.start()
         await self.notify("on_startup")
         server = self.settings.server
@@ -365,7 +373,9 @@ def make_broker(app: KPay) -> Broker:
 
         return RedisBroker(realtime.redis_url, realtime.history_size,
                            realtime.history_ttl_seconds, app.clock.time,
-                           prefix=realtime.redis_prefix)
+                           prefix=realtime.redis_prefix,
+                           presence_ttl=realtime.presence_ttl_seconds,
+                           listening=app.hub.wants)
     return MemoryBroker(realtime.history_size, realtime.history_ttl_seconds, app.clock.time,
                         history_total_bytes=realtime.history_total_bytes,
                         listening=app.hub.subscribers.__contains__)

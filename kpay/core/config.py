@@ -166,8 +166,9 @@ class RealtimeSettings(Section):
     rate_burst: int = Field(40, gt=0)
     # Violations past the burst after which the socket is closed with 4429.
     rate_violations_before_close: int = Field(20, gt=0)
-    # Sockets one user may have open on this node; the one beyond it is closed with
-    # 4429 "too_many_sockets" right after it authenticates. 0: no cap.
+    # Sockets one user may have open (on all nodes together with the redis broker);
+    # the one beyond it is closed with 4429 "too_many_sockets" right after it
+    # authenticates. 0: no cap.
     max_sockets_per_user: int = Field(20, ge=0)
     outbound_buffer_bytes: int = Field(1_048_576, gt=0)
     ping_interval_seconds: float = Field(25.0, ge=0)
@@ -179,6 +180,9 @@ class RealtimeSettings(Section):
     # Prefix of every Redis key and pub/sub channel kpay uses: nodes of one
     # deployment share it, two deployments on one Redis must not.
     redis_prefix: str = "kpay:"
+    # Redis broker: a node that stops without cleaning up drops out of presence after
+    # this many seconds (its heartbeat runs every third of it).
+    presence_ttl_seconds: float = Field(15.0, ge=1.0, le=3600.0)
 
 
 class SchedulerSettings(Section):

@@ -1,6 +1,7 @@
 """Ending sessions that lost their standing: the sockets of a user who was blocked,
-demoted or logged out are closed, on this process at once and on every other within
-``[auth] standing_cache_seconds`` (docs/operations.md, "Users and roles")."""
+demoted or logged out are closed, on this process at once, on every other node as soon
+as the broker's control message arrives (kpay/core/realtime/cluster.py), and in any
+case within ``[auth] standing_cache_seconds`` (docs/operations.md, "Users and roles")."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kpay.sessions")
 
+#: The control message asking every node to enforce some users' standing now.
+STANDING_CHANGED = "standing"
+#: At most this many user ids in one such message (a bigger set is split).
+MAX_USERS_PER_MESSAGE = 500
 
-async def enforce_standing(app: KPay, user_ids: Iterable[str]) -> int:
+
+async def enforce_standing(app: KPay, user_ids: Iterable[str], *,
+                           tell_others: bool = True) -> int:
     """Drop cached standings of ``user_ids`` and close their sockets that may no longer
-    act (blocked, revoked, or a role other than the one they signed in with)."""
+    act (blocked, revoked, or a role other than the one they signed in with); returns
+    how many closed here. ``tell_others``: ask every other node to do the same now."""
     wanted = set(user_ids)
     for user_id in wanted:
         app.users.forget(user_id)
@@ -36,7 +44,22 @@ async def enforce_standing(app: KPay, user_ids: Iterable[str]) -> int:
         except ApiError as e:
             socket.close(CLOSE_UNAUTHORIZED, e.code)
             closed += 1
+    if tell_others and wanted:
+        await tell_standing_changed(app, wanted)
     return closed
+
+
+async def tell_standing_changed(app: KPay, user_ids: set[str]) -> None:
+    """Ask the other nodes to enforce these users' standing now (applied there by
+    kpay/core/realtime/cluster.py). A failure is logged: their ``watch_standing`` poll
+    still closes the sockets within the cache time."""
+    ids = sorted(user_ids)
+    try:
+        for start in range(0, len(ids), MAX_USERS_PER_MESSAGE):
+            await app.broker.command(STANDING_CHANGED,
+                                     {"user_ids": ids[start:start + MAX_USERS_PER_MESSAGE]})
+    except Exception:
+        log.exception("could not tell the other nodes that %d user(s) changed", len(ids))
 
 
 async def watch_standing(app: KPay) -> None:
@@ -48,7 +71,8 @@ async def watch_standing(app: KPay) -> None:
         try:
             changed, mark = await app.users.changes_since(mark)
             if changed:
-                closed = await enforce_standing(app, changed)
+                # Every node polls: none needs telling.
+                closed = await enforce_standing(app, changed, tell_others=False)
                 if closed:
                     log.info("closed %d socket(s) of %d user(s) whose standing changed",
                              closed, len(changed))

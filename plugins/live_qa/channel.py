@@ -106,13 +106,17 @@ class PresenceThrottle:
         self._send(channel)
 
     def _send(self, channel: str) -> None:
-        count = self.app.hub.presence(channel)
         self.last_sent[channel] = asyncio.get_running_loop().time()
+        self.app.spawn(self._announce(channel))
+
+    async def _announce(self, channel: str) -> None:
+        # The count of every node (the broker's presence, docs/websocket.md).
+        count = await self.app.broker.presence(channel)
         if count == 0:
             # Nobody left to tell; forget the room so the map does not grow forever.
             self.last_sent.pop(channel, None)
             return
-        self.app.spawn(self.app.publish(channel, "presence", {"count": count}))
+        await self.app.publish(channel, "presence", {"count": count})
 
     def close(self) -> None:
         for timer in self.timers.values():

@@ -14,6 +14,7 @@ from pymongo import ReturnDocument
 
 from kpay.core.auth import User
 from kpay.core.errors import Conflict, NotFound
+from kpay.core.realtime import cluster
 from plugins.live_qa import history, rooms
 from plugins.live_qa.store import TICKETS
 
@@ -45,14 +46,15 @@ async def set_muted(app: KPay, room: dict[str, Any], host: User, user_id: str,
 
 
 async def remove_user(app: KPay, room: dict[str, Any], host: User, user_id: str) -> int:
-    """Revoke the user's ticket and end their sockets' subscriptions; returns how many
-    subscriptions ended on this node."""
+    """Revoke the user's ticket and end their sockets' subscriptions on every node;
+    returns how many subscriptions ended on this node."""
     ticket = await _ticket_holder(app, room, host, user_id)
     await app.store[TICKETS].update_one(
         {"_id": ticket["_id"]},
         {"$set": {"status": "revoked", "revoked_at": app.clock.now()}})
     # Revoked first: a socket re-subscribing after this point is refused.
-    ended = app.hub.remove_user(history.channel_of(room["_id"]), user_id, "removed_by_host")
+    ended = await cluster.remove_user(app, history.channel_of(room["_id"]), user_id,
+                                      "removed_by_host")
     await history.publish(app, room["_id"], "user_removed", {"user_id": user_id})
     return ended
 

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from kpay.core.realtime import broker as broker_module
-from kpay.core.realtime.broker import Broker, MemoryBroker
+from kpay.core.realtime.broker import SOCKETS, Broker, MemoryBroker
 from kpay.core.realtime.hub import Hub
 from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.redis_broker import RedisBroker
@@ -97,6 +97,7 @@ async def test_every_publication_reaches_the_hub_once_in_seq_order(make_broker):
     broker = await make_broker()
     seen = Recorder()
     broker.on_publication(seen)
+    await broker.listen("room:d")
     published = [await broker.publish("room:d", "msg", {"i": i, "text": "ü"}) for i in range(5)]
     delivered = await seen.wait_for(5)
     await asyncio.sleep(0.05)
@@ -111,6 +112,7 @@ async def test_frame_is_the_event_as_one_text_frame(make_broker):
     broker = await make_broker()
     seen = Recorder()
     broker.on_publication(seen)
+    await broker.listen("room:e")
     published = await broker.publish("room:e", "message", {"text": "hi"})
     (delivered,) = await seen.wait_for(1)
     for publication in (published, delivered):
@@ -195,6 +197,54 @@ async def test_a_fresh_broker_never_reuses_a_seq(make_broker):
     assert new.seq > old[-1].seq
     assert (await second.history("room:l", old[0].seq)).recovered is False or \
         new.seq == old[-1].seq + 1
+
+
+# -- the cluster view: presence, sockets per user, control messages ---------------
+# (Two nodes on one Redis: tests/core/test_cluster.py.)
+
+
+@pytest.mark.gen_test
+async def test_presence_counts_users_with_a_socket(make_broker):
+    broker = await make_broker()
+    broker.tally("room:p", "alice", 2)
+    broker.tally("room:p", "bob", 1)
+    broker.tally("room:other", "carol", 1)
+    assert await broker.presence("room:p") == 2
+    assert await broker.is_present("room:p", "alice")
+    assert not await broker.is_present("room:p", "carol")
+    broker.tally("room:p", "alice", 1)  # one of her two sockets left: still there
+    assert await broker.is_present("room:p", "alice")
+    broker.tally("room:p", "alice", 0)
+    assert await broker.presence("room:p") == 1
+    assert not await broker.is_present("room:p", "alice")
+    broker.tally("room:p", "bob", 0)
+    assert await broker.presence("room:p") == 0
+    assert await broker.presence("room:never") == 0
+
+
+@pytest.mark.gen_test
+async def test_sockets_of_a_user_are_their_socket_tally(make_broker):
+    broker = await make_broker()
+    assert await broker.sockets_of("alice") == 0
+    broker.tally(SOCKETS, "alice", 3)
+    broker.tally("room:p", "alice", 1)  # a subscription is not a socket
+    assert await broker.sockets_of("alice") == 3
+    broker.tally(SOCKETS, "alice", 0)
+    assert await broker.sockets_of("alice") == 0
+
+
+@pytest.mark.gen_test
+async def test_a_command_reaches_the_node_with_its_sender(make_broker):
+    broker = await make_broker()
+    received = []
+    broker.on_command(lambda name, args, origin: received.append((name, args, origin)))
+    args = {"channel": "room:q", "user_id": "bob", "reason": "removed_by_host"}
+    await broker.command("remove_user", args)
+    for _ in range(200):
+        if received:
+            break
+        await asyncio.sleep(0.01)
+    assert received == [("remove_user", args, broker.member)]
 
 
 # -- the memory broker's bounds across channels ------------------------------------

@@ -80,7 +80,7 @@ async def tagged_user_ids(app: KPay, tag: str) -> list[str]:
 
 async def user_detail(app: KPay, user_id: str) -> dict[str, Any]:
     """Everything an admin sees of one user: profile and standing, recent orders,
-    wallet, earnings, whether a socket of theirs is open here, and the plugins' sections
+    wallet, earnings, whether a page of theirs is open on any node, and the plugins' sections
     (hook ``admin_user_sections``). 404 ``user_not_found``."""
     doc = await app.users.get(user_id)
     orders = app.money.orders.collection.find({"user_id": user_id}).sort(
@@ -92,7 +92,7 @@ async def user_detail(app: KPay, user_id: str) -> dict[str, Any]:
         "orders": [admin_order(order) async for order in orders],
         "wallet": await app.money.ledger.wallet(user_id),
         "earnings": await app.money.ledger.balance(accounts.earnings(user_id)),
-        "online": app.hub.is_present(f"user:{user_id}", user_id),
+        "online": await app.broker.is_present(f"user:{user_id}", user_id),
         "sections": await plugin_parts(app, "admin_user_sections", user_id,
                                        fail_closed=False),
     }

@@ -14,6 +14,16 @@ checks them against each implementation):
   starts each channel at a number above any it handed out before (time-based), so a
   client resuming from an old seq is told ``recovered: false`` instead of being
   handed someone else's events.
+- ``listen(channel)`` returns once this node receives the channel's publications
+  (a broker may deliver more channels than it was asked for; the Redis broker
+  delivers only those, docs/websocket.md "Brokers").
+
+The cluster view (docs/websocket.md "Presence across nodes"): each node reports how
+many sockets each user has on each channel (``tally``, on subscribe and leave, never
+per event); ``presence``, ``is_present`` and ``sockets_of`` answer for every node the
+broker connects, and a node that is gone without saying so drops out of them within
+``presence_ttl`` seconds. ``command`` hands a control message to every node
+(itself included) through the callback set with ``on_command``, at most once.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ from kpay.core.realtime.protocol import Publication
 log = logging.getLogger("kpay.broker")
 
 Deliver = Callable[[Publication], None]
+#: A control message: its name, its arguments, the ``member`` name of the sending node.
+CommandHandler = Callable[[str, dict[str, Any], str], None]
+
+#: The tally of a user's authenticated sockets on a node (``[realtime]
+#: max_sockets_per_user``), kept as a channel no client can name (no ``prefix:``).
+SOCKETS = "*sockets"
 
 #: The memory broker's default budget for the history of all channels together.
 DEFAULT_TOTAL_BYTES = 64 * 1024 * 1024
@@ -53,10 +69,24 @@ class Broker(ABC):
         self.history_ttl = history_ttl
         self.clock = clock
         self._deliver: Deliver = lambda publication: None
+        self._command: CommandHandler = lambda name, args, origin: None
+        #: This process's name in the cluster; the app sets its node id before start().
+        self.member = ""
 
     def on_publication(self, deliver: Deliver) -> None:
         """Set the hub callback that receives every publication for this node."""
         self._deliver = deliver
+
+    def on_command(self, handler: CommandHandler) -> None:
+        """Set the callback that receives every control message (``command``)."""
+        self._command = handler
+
+    async def listen(self, channel: str) -> None:  # noqa: B027 (memory: every channel)
+        """Return once this node receives ``channel``'s publications."""
+
+    def unlisten(self, channel: str) -> None:  # noqa: B027
+        """This node has no more use for ``channel`` (the broker may stop delivering it
+        once the hub no longer wants it)."""
 
     async def start(self) -> None:  # noqa: B027 (optional step, empty by default)
         """Connect; called before the server accepts sockets."""
@@ -75,6 +105,28 @@ class Broker(ABC):
     def oldest_kept(self) -> float:
         """Publications older than this (clock time) are out of history."""
         return self.clock() - self.history_ttl if self.history_ttl else float("-inf")
+
+    # -- the cluster view -------------------------------------------------------------
+
+    @abstractmethod
+    def tally(self, channel: str, user_id: str, count: int) -> None:
+        """This node now has ``count`` sockets of ``user_id`` on ``channel`` (0: none)."""
+
+    @abstractmethod
+    async def presence(self, channel: str) -> int:
+        """Distinct users with a socket on ``channel`` on any node."""
+
+    @abstractmethod
+    async def is_present(self, channel: str, user_id: str) -> bool:
+        """Whether ``user_id`` has a socket on ``channel`` on any node."""
+
+    @abstractmethod
+    async def sockets_of(self, user_id: str) -> int:
+        """The authenticated sockets of ``user_id`` on every node (tally of SOCKETS)."""
+
+    @abstractmethod
+    async def command(self, name: str, args: dict[str, Any]) -> None:
+        """Hand a control message to every node, this one included."""
 
 
 def initial_seq() -> int:
@@ -140,6 +192,8 @@ class MemoryBroker(Broker):
                                  else 60.0)
         self._next_cleanup = float("-inf")
         self._cleaner: asyncio.Task[None] | None = None
+        # The one node's tallies: channel -> user -> sockets.
+        self._tallies: dict[str, dict[str, int]] = {}
 
     def on_publication(self, deliver: Deliver) -> None:
         super().on_publication(deliver)
@@ -199,6 +253,29 @@ class MemoryBroker(Broker):
         self._trim(state, now)
         newer = (p for p in state.history if p.seq > since)
         return history_result(newer, since, state.top)
+
+    # -- the cluster view: this node is the whole cluster ----------------------------
+
+    def tally(self, channel: str, user_id: str, count: int) -> None:
+        users = self._tallies.setdefault(channel, {})
+        if count > 0:
+            users[user_id] = count
+            return
+        users.pop(user_id, None)
+        if not users:
+            del self._tallies[channel]
+
+    async def presence(self, channel: str) -> int:
+        return len(self._tallies.get(channel, ()))
+
+    async def is_present(self, channel: str, user_id: str) -> bool:
+        return user_id in self._tallies.get(channel, ())
+
+    async def sockets_of(self, user_id: str) -> int:
+        return self._tallies.get(SOCKETS, {}).get(user_id, 0)
+
+    async def command(self, name: str, args: dict[str, Any]) -> None:
+        self._command(name, args, self.member)
 
     # -- what is kept ---------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""This node's connections and subscriptions, and fan-out of publications to them."""
+"""This node's connections and subscriptions, and fan-out of publications to them.
+
+The hub's presence (``presence``, ``is_present``, ``present_users``) is this node's
+only; the cluster-wide answers come from the broker, which the hub keeps informed
+through ``tally`` (docs/websocket.md "Presence across nodes").
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from kpay.core.realtime.protocol import Publication
 log = logging.getLogger("kpay.hub")
 
 PresenceListener = Callable[[str, str, bool], Awaitable[None] | None]
+#: (channel, user id, that user's sockets on the channel on this node now)
+Tally = Callable[[str, str, int], None]
 
 
 class Connection(Protocol):
@@ -26,12 +33,17 @@ class Connection(Protocol):
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None,
+                 idle: Callable[[str], None] | None = None) -> None:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         # Per channel, how many sockets each user has there (presence is per user).
         self.users: dict[str, Counter[str]] = defaultdict(Counter)
         # Publications held for sockets that are reading a channel's history.
         self.held: dict[str, list[list[Publication]]] = {}
+        # Told every change of a user's socket count on a channel (the broker's tally).
+        self.tally: Tally = tally or (lambda channel, user_id, count: None)
+        # Told when no socket wants a channel any more (the broker may stop routing it).
+        self.idle: Callable[[str], None] = idle or (lambda channel: None)
 
     def deliver(self, publication: Publication) -> None:
         """Fan one publication out: the frame is built once, written to every socket.
@@ -74,6 +86,15 @@ class Hub:
             holders[:] = [h for h in holders if h is not held]
         if not holders:
             self.held.pop(channel, None)
+        self.drop_if_idle(channel)
+
+    def wants(self, channel: str) -> bool:
+        """Whether a socket here is subscribed to ``channel`` or reading its history."""
+        return channel in self.subscribers or channel in self.held
+
+    def drop_if_idle(self, channel: str) -> None:
+        if not self.wants(channel):
+            self.idle(channel)
 
     def subscribe(self, channel: str, connection: Connection) -> bool:
         """Add; True when this is the user's first socket on the channel."""
@@ -91,6 +112,7 @@ class Hub:
         subscribers.discard(connection)
         if not subscribers:
             del self.subscribers[channel]
+            self.drop_if_idle(channel)
         return self._count(channel, connection.user_id, -1)
 
     def _count(self, channel: str, user_id: str | None, step: int) -> bool:
@@ -98,6 +120,7 @@ class Hub:
             return False
         users = self.users[channel]
         users[user_id] += step
+        self.tally(channel, user_id, max(users[user_id], 0))
         changed = users[user_id] == (1 if step > 0 else 0)
         if users[user_id] <= 0:
             del users[user_id]

@@ -16,6 +16,7 @@ import tornado.websocket
 from kpay.core import metrics
 from kpay.core.auth import TokenClaims, User
 from kpay.core.errors import ApiError
+from kpay.core.realtime.broker import SOCKETS
 from kpay.core.realtime.protocol import (
     dumps,
     error_reply,
@@ -170,11 +171,28 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             self.close(CLOSE_TOO_MANY_SOCKETS, "too_many_sockets")
             return False
         counts[claims.user.id] = held + 1
+        self.kpay.broker.tally(SOCKETS, claims.user.id, held + 1)
         self.state.claims, self.state.user = claims, claims.user
         if self.state.auth_timer is not None:
             self.state.auth_timer.cancel()
             self.state.auth_timer = None
+        if cap and not await self._within_cluster_cap(claims.user.id, cap):
+            metrics.SOCKETS_CLOSED.labels("too_many_sockets").inc()
+            self.close(CLOSE_TOO_MANY_SOCKETS, "too_many_sockets")
+            return False
         return True
+
+    async def _within_cluster_cap(self, user_id: str, cap: int) -> bool:
+        """The user's sockets on every node, this one counted in, are within the cap.
+        Two sockets arriving on two nodes at the same instant for the last place may
+        both be refused, never both let in. If the broker cannot tell, the socket is let
+        in (the cap bounds abuse; it is not worth refusing everyone while Redis is away).
+        """
+        try:
+            return await self.kpay.broker.sockets_of(user_id) <= cap
+        except Exception as e:
+            log.warning("could not count the sockets of %s across nodes (%s)", user_id, e)
+            return True
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # No event frame may follow our close frame (RFC 6455 5.5.1).
@@ -193,6 +211,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 self.kpay.sockets_per_user[user.id] = left
             else:
                 self.kpay.sockets_per_user.pop(user.id, None)
+            self.kpay.broker.tally(SOCKETS, user.id, max(left, 0))
         metrics.SOCKETS_OPEN.dec()
         metrics.SOCKETS_CLOSED.labels(str(self.close_code or "gone")).inc()
         for channel in tuple(self.channels):
@@ -302,6 +321,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             raise ApiError(f"not allowed to subscribe to {channel}", code="forbidden")
         if self.stream is None:
             return  # closed while the rule was deciding
+        # This node receives the channel's events from here on (with Redis: once the
+        # SUBSCRIBE is confirmed), before the reply and before history is read, so
+        # nothing published after either is missed.
+        await self.kpay.broker.listen(channel)
+        if self.stream is None:
+            self.kpay.hub.drop_if_idle(channel)
+            return
         if since is None:
             first_socket = self._join(channel)
             self.send(reply(ref))
