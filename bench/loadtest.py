@@ -1,0 +1,404 @@
+"""Load test: many students and consultants use a running kpay through its public API.
+
+    .venv/bin/python bench/loadtest.py --url http://127.0.0.1:8888 --duration 60 --users 200
+    .venv/bin/python bench/loadtest.py --start-server --duration 60 --users 200
+    make loadtest [URL=http://127.0.0.1:8888] [DURATION=60] [USERS=200]
+
+Set-up, through the public API of a dev-mode deployment (docs/api.md "Dev mode"):
+users ``lt<run>-s<n>`` and ``lt<run>-c<n>`` log in with ``POST /api/v1/dev/login``;
+each consultant sets a per-minute rate, opens and starts a live room with chat and
+free questions, and publishes a course of five lessons; each student's wallet is topped
+up through a WeChat Pay order paid with ``POST /api/v1/dev/orders/{id}/pay``. A
+deployment without dev mode is refused unless ``--tokens FILE`` gives tokens of
+existing users (``{"students": [...], "consultants": [...]}``, e.g. from ``kpay
+token``); their wallets must then be funded, and the top-up action is left out.
+
+Then every user runs until the duration is over (or Ctrl-C): a weighted, random mix of
+actions with an exponential think time between them, each action timed (table in
+docs/performance.md "Load test"). Every user has its own socket on ``user:<id>``, so
+per-user rate limits apply as in production; a 429 is counted apart and the user waits
+its Retry-After. Login limits are per client IP, and all users come from this one
+machine: ``--start-server`` raises ``[limits] login_burst`` on the server it starts;
+against another deployment the set-up waits at its login rate (it says how long).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadtest_client import Api, Refused, Socket, http_client
+from loadtest_report import STAMP, Stats, problems, render
+from loadtest_server import dev_server
+
+#: action -> weight in the mix (an action a user cannot do now is skipped).
+WEIGHTS = {"home": 20, "search": 10, "course_page": 10, "lessons": 15, "chat": 20, "ask": 5,
+           "buy_ticket": 10, "join_room": 10, "buy_course": 5, "topup": 5, "consult": 3}
+HOME_SHELF = 6  # static/js/pages/storefront-home.js SHELF_SIZE
+WORDS = ("Python", "产品", "直播", "课程", "职场", "咨询")
+STARTING_BALANCE = 200_000  # fen, per student; [money] topup_max is 500,000
+TOPUP = 1_000
+RATE_PER_MINUTE = 10
+HOST_MESSAGE_EVERY = 5.0  # seconds between a host's messages in their room
+
+
+class Run:
+    """One load test: options, users and the shared state of their world."""
+
+    def __init__(self, url: str, users: int, duration: float, think: float,
+                 consult_seconds: float, seed: int | None = None) -> None:
+        self.url, self.users, self.duration = url.rstrip("/"), users, duration
+        self.think, self.consult_seconds = think, consult_seconds
+        self.random = random.Random(seed)
+        self.prefix = f"lt{int(time.time()) % 10**6:06d}"
+        self.stats = Stats()
+        self.stop = asyncio.Event()
+        self.http = http_client(users)
+        self.dev = False
+        self.students: list[Student] = []
+        self.consultants: list[Consultant] = []
+        self.rooms: list[str] = []
+        self.courses: list[str] = []
+        self.free: list[Consultant] = []
+
+    def api(self, token: str) -> Api:
+        return Api(self.http, self.url, token)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, woken early by the end of the run."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def act(self, action: str, work: Callable[[], Awaitable[Any]]) -> bool:
+        """Run and time one action; a 429 makes the user wait its Retry-After."""
+        started = time.perf_counter()
+        try:
+            await work()
+        except Refused as refused:
+            self.stats.record(action, time.perf_counter() - started, refused.outcome)
+            if refused.outcome == "rate_limited":
+                await self.pause(refused.retry_after)
+            return False
+        except (OSError, TimeoutError) as error:
+            self.stats.record(action, time.perf_counter() - started,
+                              f"client {type(error).__name__}")
+            return False
+        self.stats.record(action, time.perf_counter() - started, None)
+        return True
+
+
+class Consultant:
+    def __init__(self, run: Run, user_id: str, token: str) -> None:
+        self.run, self.id, self.api = run, user_id, run.api(token)
+        self.token = token
+        self.socket: Socket | None = None
+        self.room: str | None = None
+
+    async def set_up(self, number: int) -> None:
+        await self.api.put("/api/v1/consultants/me", {
+            "rate_per_minute": RATE_PER_MINUTE, "min_minutes": 1, "max_minutes": 60,
+            "available": True, "title": f"负载测试咨询师 {number}"})
+        room = (await self.api.post("/api/v1/rooms", {
+            "title": f"负载测试直播 {number}", "ticket_price": 100, "question_min_price": 100,
+            "free_questions": True, "chat": True}))["room"]
+        await self.api.post(f"/api/v1/rooms/{room['id']}/start", {})
+        self.room = room["id"]
+        course = (await self.api.post("/api/v1/courses", {
+            "title": f"负载测试课程 {number} Python", "price": 990,
+            "lessons": [{"title": f"第 {n} 课", "body": "内容", "release": {"after_days": n}}
+                        for n in range(5)]}))["course"]
+        await self.api.post(f"/api/v1/courses/{course['id']}/publish", {})
+        self.run.rooms.append(self.room)
+        self.run.courses.append(course["id"])
+        self.socket = await Socket.open(self.run.url, self.token, self.run.stats)
+        await self.socket.request({"op": "sub", "ch": f"room:{self.room}"})
+
+    async def live(self) -> None:
+        """The host talks in their room now and then until the run ends."""
+        run = self.run
+        while not run.stop.is_set():
+            await run.pause(run.random.expovariate(1 / HOST_MESSAGE_EVERY))
+            if run.stop.is_set():
+                break
+            await run.act("host_message", lambda: self.socket.request({
+                "op": "pub", "ch": f"room:{self.room}", "type": "message",
+                "data": {"text": f"{STAMP}{time.time():.6f} 主持人"}}))
+
+
+class Student:
+    def __init__(self, run: Run, user_id: str, token: str) -> None:
+        self.run, self.id, self.api, self.token = run, user_id, run.api(token), token
+        self.socket: Socket | None = None
+        self.room = run.random.choice(run.rooms)
+        self.ticket = self.joined = False
+        self.owned: set[str] = set()
+
+    def can(self, action: str) -> bool:
+        return {
+            "chat": self.joined, "ask": self.joined, "buy_ticket": not self.ticket,
+            "join_room": self.ticket and not self.joined,
+            "lessons": bool(self.owned),
+            "buy_course": len(self.owned) < len(self.run.courses),
+            "topup": self.run.dev, "consult": bool(self.run.free),
+        }.get(action, True)
+
+    async def live(self) -> None:
+        run = self.run
+        self.socket = await Socket.open(run.url, self.token, run.stats)
+        await self.socket.request({"op": "sub", "ch": f"user:{self.id}"})
+        while not run.stop.is_set():
+            choices = [name for name in WEIGHTS if self.can(name)]
+            action = run.random.choices(choices, [WEIGHTS[name] for name in choices])[0]
+            if action == "consult":
+                await self.consult()
+            else:
+                await run.act(action, getattr(self, action))
+            await run.pause(run.random.expovariate(1 / run.think))
+
+    async def home(self) -> None:
+        shelf = f"?limit={HOME_SHELF}"
+        await asyncio.gather(*(self.api.get(path) for path in (
+            "/api/v1/categories", "/api/v1/me/courses?limit=200",
+            f"/api/v1/rooms{shelf}&status=live", f"/api/v1/rooms{shelf}&status=upcoming",
+            f"/api/v1/search{shelf}&kind=course", f"/api/v1/consultants{shelf}")))
+
+    async def search(self) -> None:
+        await self.api.get(f"/api/v1/search?q={self.run.random.choice(WORDS)}&limit=20")
+
+    async def course_page(self) -> None:
+        await self.api.get(f"/api/v1/courses/{self.run.random.choice(self.run.courses)}")
+
+    async def lessons(self) -> None:
+        course = self.run.random.choice(sorted(self.owned))
+        await self.api.get(f"/api/v1/courses/{course}/lessons")
+
+    async def buy_ticket(self) -> None:
+        await self.api.post("/api/v1/orders", {
+            "item": {"kind": "live_ticket", "room_id": self.room}, "channel": "wallet"})
+        self.ticket = True
+
+    async def join_room(self) -> None:
+        await self.socket.request({"op": "sub", "ch": f"room:{self.room}"})
+        self.joined = True
+
+    async def chat(self) -> None:
+        await self.socket.request({"op": "pub", "ch": f"room:{self.room}", "type": "message",
+                                   "data": {"text": f"{STAMP}{time.time():.6f} 你好"}})
+
+    async def ask(self) -> None:
+        await self.api.post(f"/api/v1/rooms/{self.room}/questions",
+                            {"text": f"负载测试的问题 {self.run.random.randrange(10**6)}"})
+
+    async def buy_course(self) -> None:
+        course = self.run.random.choice(sorted(set(self.run.courses) - self.owned))
+        await self.api.post("/api/v1/orders", {
+            "item": {"kind": "course", "course_id": course}, "channel": "wallet"})
+        self.owned.add(course)
+
+    async def topup(self, amount: int = TOPUP) -> None:
+        order = (await self.api.post("/api/v1/orders", {
+            "item": {"kind": "wallet_topup", "amount": amount}, "channel": "native"}))["order"]
+        await self.api.post(f"/api/v1/dev/orders/{order['id']}/pay", {})
+
+    async def consult(self) -> None:
+        """Request a free consultant, both join ``consult:<id>``, the consultant accepts
+        (minute 1 is charged), the call runs ``consult_seconds`` (a tick a minute),
+        the student ends it. Each step is its own action in the table."""
+        run = self.run
+        consultant = run.free.pop(run.random.randrange(len(run.free)))
+        try:
+            session: dict[str, Any] = {}
+
+            async def request() -> None:
+                session.update((await self.api.post(
+                    "/api/v1/consultations", {"consultant_id": consultant.id}))["consultation"])
+                channel = f"consult:{session['id']}"
+                await self.socket.request({"op": "sub", "ch": channel})
+                await consultant.socket.request({"op": "sub", "ch": channel})
+
+            if not await run.act("consult_request", request):
+                return
+            path = f"/api/v1/consultations/{session['id']}"
+            accepted = await run.act("consult_accept",
+                                     lambda: consultant.api.post(f"{path}/accept", {}))
+            if accepted:
+                await run.pause(run.consult_seconds)
+            await run.act("consult_end", lambda: self.api.post(f"{path}/end", {}))
+            for socket in (self.socket, consultant.socket):
+                await socket.request({"op": "unsub", "ch": f"consult:{session['id']}"})
+        finally:
+            run.free.append(consultant)
+
+
+async def log_in(run: Run, user_id: str, role: str) -> str:
+    """A dev login, waiting out the login limit (per client IP) as a person would."""
+    while True:
+        try:
+            return (await run.api("").post("/api/v1/dev/login",
+                                           {"user_id": user_id, "role": role}))["token"]
+        except Refused as refused:
+            if refused.outcome != "rate_limited":
+                raise
+            await asyncio.sleep(refused.retry_after)
+
+
+async def set_up(run: Run, tokens: dict[str, list[str]] | None) -> None:
+    try:
+        await run.api("").get("/api/v1/dev/clock")
+        run.dev = True
+    except Refused as refused:
+        if refused.status != 404:
+            raise
+    consultants = max(2, run.users // 20)
+    if tokens is None:
+        if not run.dev:
+            raise SystemExit(
+                f"{run.url} is not in dev mode (GET /api/v1/dev/clock is 404): the set-up "
+                "logs users in with /api/v1/dev/login. Against such a deployment pass "
+                "--tokens FILE with tokens of existing users, {\"students\": [...], "
+                "\"consultants\": [...]} (kpay token --user U --role R), funded wallets.")
+        gate = asyncio.Semaphore(20)
+
+        async def one(user_id: str, role: str) -> tuple[str, str]:
+            async with gate:
+                return user_id, await log_in(run, user_id, role)
+
+        print(f"set-up: logging in {run.users} students and {consultants} consultants (the "
+              "server's login limit per client IP applies)", file=sys.stderr, flush=True)
+        logins = await asyncio.gather(
+            *(one(f"{run.prefix}-c{n}", "consultant") for n in range(consultants)),
+            *(one(f"{run.prefix}-s{n}", "student") for n in range(run.users)))
+        pairs = {"consultants": logins[:consultants], "students": logins[consultants:]}
+    else:
+        pairs = {kind: [((await run.api(token).get("/api/v1/me"))["id"], token)
+                        for token in tokens[kind]] for kind in ("consultants", "students")}
+    run.consultants = [Consultant(run, *pair) for pair in pairs["consultants"]]
+    await asyncio.gather(*(c.set_up(n) for n, c in enumerate(run.consultants)))
+    run.free = list(run.consultants)
+    run.students = [Student(run, *pair) for pair in pairs["students"][:run.users]]
+    if run.dev:
+        gate = asyncio.Semaphore(20)
+
+        async def fund(student: Student) -> None:
+            async with gate:
+                await student.topup(STARTING_BALANCE)
+
+        await asyncio.gather(*(fund(s) for s in run.students))
+
+
+async def tidy(run: Run) -> None:
+    """End the rooms the run opened and close every socket."""
+    for consultant in run.consultants:
+        if consultant.room:
+            try:
+                await consultant.api.post(f"/api/v1/rooms/{consultant.room}/end", {})
+            except (Refused, OSError) as error:
+                print(f"could not end room {consultant.room}: {error}", file=sys.stderr)
+    for user in [*run.students, *run.consultants]:
+        if user.socket:
+            user.socket.close()
+    run.http.close()
+
+
+async def run_load(url: str, users: int = 20, duration: float = 60.0, think: float = 3.0,
+                   consult_seconds: float = 75.0, tokens: dict[str, list[str]] | None = None,
+                   seed: int | None = None, cpu: Callable[[], dict[str, float]] | None = None
+                   ) -> dict[str, Any]:
+    """Set up, run the mix for ``duration`` seconds (or until SIGINT) and return the
+    report (bench/loadtest_report.py)."""
+    run = Run(url, users, duration, think, consult_seconds, seed)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, run.stop.set)
+    except (NotImplementedError, RuntimeError):
+        pass  # not the main thread (a test): the duration bounds the run
+    try:
+        await set_up(run, tokens)
+        print(f"running {len(run.students)} students and {len(run.consultants)} consultants "
+              f"for {duration:g} s (Ctrl-C stops early)", file=sys.stderr, flush=True)
+        before = cpu() if cpu else None
+        run.stats = Stats()  # the set-up is not measured
+        for user in [*run.students, *run.consultants]:
+            if user.socket:
+                user.socket.stats = run.stats
+        tasks = [asyncio.ensure_future(u.live()) for u in [*run.consultants, *run.students]]
+        await run.pause(duration)
+        run.stop.set()
+        # In-flight actions finish (each request is bounded by its timeout).
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        crashed = [r for r in results if isinstance(r, BaseException)]
+        extra: dict[str, Any] = {"users": len(run.students), "consultants": len(run.consultants),
+                                 "crashed_users": len(crashed)}
+        if crashed:
+            print(f"{len(crashed)} users stopped early: {crashed[0]!r}", file=sys.stderr)
+        report = run.stats.report(**extra)
+        if before is not None:
+            after = cpu()
+            kpay = after["kpay"] - before["kpay"]
+            report["server_cpu"] = {
+                "kpay_seconds": kpay, "database_seconds": after["database"] - before["database"],
+                "kpay_ms_per_action": 1000 * kpay / max(1, report["total"]["count"])}
+        return report
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+        await tidy(run)
+
+
+async def main(args: argparse.Namespace, tokens: dict[str, list[str]] | None
+               ) -> dict[str, Any]:
+    kwargs = dict(users=args.users, duration=args.duration, think=args.think,
+                  consult_seconds=args.consult_seconds, tokens=tokens, seed=args.seed)
+    if args.url:
+        return await run_load(args.url, **kwargs)
+    async with dev_server(login_burst=args.users * 2 + 50) as server:
+        return await run_load(server.url, cpu=server.cpu_seconds, **kwargs)
+
+
+def bounded(low: float, high: float, kind: type = float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+    return parse
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a running deployment, e.g. http://127.0.0.1:8888")
+    where.add_argument("--start-server", action="store_true",
+                       help="start a dev server on a scratch database for the run")
+    parser.add_argument("--users", type=bounded(1, 5000, int), default=200)
+    parser.add_argument("--duration", type=bounded(1, 3600), default=60.0, help="seconds")
+    parser.add_argument("--think", type=bounded(0.05, 600), default=3.0,
+                        help="mean seconds between one user's actions")
+    parser.add_argument("--consult-seconds", type=bounded(0, 3600), default=75.0,
+                        help="how long a consultation runs once accepted")
+    parser.add_argument("--tokens", help="JSON file of tokens, for a deployment without dev")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--json", help="also write the report here")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    report = asyncio.run(main(args, json.loads(Path(args.tokens).read_text())
+                              if args.tokens else None))
+    print(render(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1))
+    sys.exit(1 if problems(report, []) else 0)
