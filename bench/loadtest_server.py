@@ -55,6 +55,10 @@ def open_log(path: Path) -> BinaryIO:
     return path.open("wb")  # closed when the server has stopped
 
 
+def log_tail(path: Path) -> str:
+    return path.read_bytes()[-3000:].decode(errors="replace")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -80,7 +84,7 @@ async def dev_server(login_burst: int) -> AsyncIterator[DevServer]:
             await wait_healthy(server)
         except SystemExit:
             log.flush()
-            print(Path(log.name).read_bytes()[-3000:].decode(errors="replace"), file=sys.stderr)
+            print(log_tail(Path(log.name)), file=sys.stderr)
             raise
         yield server
     finally:
