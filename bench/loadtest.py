@@ -50,7 +50,7 @@ WORDS = ("Python", "产品", "直播", "课程", "职场", "咨询")
 STARTING_BALANCE = 200_000  # fen, per student; [money] topup_max is 500,000
 TOPUP = 1_000
 RATE_PER_MINUTE = 10
-HOST_MESSAGE_EVERY = 5.0  # seconds between a host's messages in their room
+HOST_THINK = 2  # a host talks in their room every HOST_THINK x --think seconds on average
 
 
 class Run:
@@ -130,7 +130,7 @@ class Consultant:
         """The host talks in their room now and then until the run ends."""
         run = self.run
         while not run.stop.is_set():
-            await run.pause(run.random.expovariate(1 / HOST_MESSAGE_EVERY))
+            await run.pause(run.random.expovariate(1 / (HOST_THINK * run.think)))
             if run.stop.is_set():
                 break
             await run.act("host_message", lambda: self.socket.request({
@@ -315,16 +315,20 @@ async def tidy(run: Run) -> None:
 
 async def run_load(url: str, users: int = 20, duration: float = 60.0, think: float = 3.0,
                    consult_seconds: float = 75.0, tokens: dict[str, list[str]] | None = None,
-                   seed: int | None = None, cpu: Callable[[], dict[str, float]] | None = None
-                   ) -> dict[str, Any]:
-    """Set up, run the mix for ``duration`` seconds (or until SIGINT) and return the
-    report (bench/loadtest_report.py)."""
+                   seed: int | None = None, cpu: Callable[[], dict[str, float]] | None = None,
+                   catch_sigint: bool = False) -> dict[str, Any]:
+    """Set up, run the mix for ``duration`` seconds (or until SIGINT, with
+    ``catch_sigint``) and return the report (bench/loadtest_report.py)."""
     run = Run(url, users, duration, think, consult_seconds, seed)
     loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, run.stop.set)
-    except (NotImplementedError, RuntimeError):
-        pass  # not the main thread (a test): the duration bounds the run
+
+    def stop_early() -> None:
+        # Once: a second Ctrl-C is Python's own KeyboardInterrupt, for a run that hangs.
+        run.stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    if catch_sigint:
+        loop.add_signal_handler(signal.SIGINT, stop_early)
     try:
         await set_up(run, tokens)
         print(f"running {len(run.students)} students and {len(run.consultants)} consultants "
@@ -353,17 +357,16 @@ async def run_load(url: str, users: int = 20, duration: float = 60.0, think: flo
                 "kpay_ms_per_action": 1000 * kpay / max(1, report["total"]["count"])}
         return report
     finally:
-        try:
+        if catch_sigint:
             loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):
-            pass
         await tidy(run)
 
 
 async def main(args: argparse.Namespace, tokens: dict[str, list[str]] | None
                ) -> dict[str, Any]:
     kwargs = dict(users=args.users, duration=args.duration, think=args.think,
-                  consult_seconds=args.consult_seconds, tokens=tokens, seed=args.seed)
+                  consult_seconds=args.consult_seconds, tokens=tokens, seed=args.seed,
+                  catch_sigint=True)
     if args.url:
         return await run_load(args.url, **kwargs)
     async with dev_server(login_burst=args.users * 2 + 50) as server:

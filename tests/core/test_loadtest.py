@@ -1,0 +1,60 @@
+"""bench/loadtest.py against a test server (docs/performance.md, "Load test"): a short
+run with ten students does every action of the mix without an error, and a route that
+fails shows in the report as errors with their code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import loadtest
+from loadtest_report import problems, render
+
+#: Every action the report names: the mix, a consultation's steps, the hosts' messages.
+ACTIONS = sorted({*loadtest.WEIGHTS, "consult_request", "consult_accept", "consult_end",
+                  "host_message"} - {"consult"})
+
+
+@pytest.fixture
+def kpay_overrides(fake_wechat: Any) -> dict[str, Any]:
+    # The per-user limits as in production; the login limit is per client IP, and every
+    # user of the load test logs in from 127.0.0.1 (bench/loadtest_server.py does the same).
+    return {"wechat_pay": fake_wechat.settings(),
+            "limits": {"enabled": True, "login_burst": 100}}
+
+
+async def short_run(app: Any) -> dict[str, Any]:
+    report = await loadtest.run_load(f"http://127.0.0.1:{app.port}", users=10, duration=5,
+                                     think=0.2, consult_seconds=0.5, seed=18)
+    print(render(report))
+    return report
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_short_load_test_does_every_action_without_errors(kpay_app):
+    report = await short_run(kpay_app)
+    assert problems(report, ACTIONS) == []
+    assert sorted(report["actions"]) == ACTIONS
+    assert report["users"] == 10 and report["crashed_users"] == 0
+    # Chat reaches the others in the room over their sockets, with its lag measured.
+    assert report["events"]["by_type"]["message"] > report["actions"]["chat"]["ok"]
+    assert report["events"]["chat_lag_ms"]["p95"] is not None
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_route_that_fails_shows_as_errors_with_its_code(kpay_app, monkeypatch):
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("search is broken")
+
+    monkeypatch.setattr(kpay_app.search, "find", broken)
+    report = await short_run(kpay_app)
+    search = report["actions"]["search"]
+    assert search["ok"] == 0 and search["errors"] == search["count"] > 0
+    assert search["top_errors"] == {"500 internal_error": search["count"]}
+    assert report["total"]["errors"] >= search["errors"]
+    assert any(line.startswith("search:") for line in problems(report, ACTIONS))
