@@ -32,6 +32,7 @@ import random
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ WORDS = ("Python", "产品", "直播", "课程", "职场", "咨询")
 STARTING_BALANCE = 200_000  # fen, per student; [money] topup_max is 500,000
 TOPUP = 1_000
 RATE_PER_MINUTE = 10
+RAMP_SECONDS = 10.0  # students start over the first min(this, duration / 6, think) seconds
 HOST_THINK = 2  # a host talks in their room every HOST_THINK x --think seconds on average
 
 
@@ -57,9 +59,12 @@ class Run:
     """One load test: options, users and the shared state of their world."""
 
     def __init__(self, url: str, users: int, duration: float, think: float,
-                 consult_seconds: float, seed: int | None = None) -> None:
+                 consult_seconds: float, seed: int | None = None,
+                 weights: dict[str, int] | None = None) -> None:
         self.url, self.users, self.duration = url.rstrip("/"), users, duration
+        self.weights = weights or WEIGHTS
         self.think, self.consult_seconds = think, consult_seconds
+        self.ramp = min(RAMP_SECONDS, duration / 6, think)
         self.random = random.Random(seed)
         self.prefix = f"lt{int(time.time()) % 10**6:06d}"
         self.stats = Stats()
@@ -71,6 +76,7 @@ class Run:
         self.rooms: list[str] = []
         self.courses: list[str] = []
         self.free: list[Consultant] = []
+        self.failed_once = False  # the first client-side failure's traceback is shown
 
     def api(self, token: str) -> Api:
         return Api(self.http, self.url, token)
@@ -92,9 +98,12 @@ class Run:
             if refused.outcome == "rate_limited":
                 await self.pause(refused.retry_after)
             return False
-        except (OSError, TimeoutError) as error:
+        except Exception as error:  # any failure of the client is counted, never hidden
             self.stats.record(action, time.perf_counter() - started,
                               f"client {type(error).__name__}")
+            if not self.failed_once:
+                self.failed_once = True
+                traceback.print_exc()
             return False
         self.stats.record(action, time.perf_counter() - started, None)
         return True
@@ -157,16 +166,25 @@ class Student:
 
     async def live(self) -> None:
         run = self.run
-        self.socket = await Socket.open(run.url, self.token, run.stats)
-        await self.socket.request({"op": "sub", "ch": f"user:{self.id}"})
+        await run.pause(run.random.uniform(0, run.ramp))  # people arrive over a while
         while not run.stop.is_set():
-            choices = [name for name in WEIGHTS if self.can(name)]
-            action = run.random.choices(choices, [WEIGHTS[name] for name in choices])[0]
+            if self.socket is None or self.socket.closed:
+                self.joined = False
+                if not await run.act("connect", self.connect):
+                    await run.pause(1.0)
+                    continue
+            choices = [name for name in run.weights if self.can(name)]
+            action = run.random.choices(choices, [run.weights[name] for name in choices])[0]
             if action == "consult":
                 await self.consult()
             else:
                 await run.act(action, getattr(self, action))
             await run.pause(run.random.expovariate(1 / run.think))
+
+    async def connect(self) -> None:
+        """Open the socket a page opens (token in the URL) and follow ``user:<id>``."""
+        self.socket = await Socket.open(self.run.url, self.token, self.run.stats)
+        await self.socket.request({"op": "sub", "ch": f"user:{self.id}"})
 
     async def home(self) -> None:
         shelf = f"?limit={HOME_SHELF}"
@@ -236,9 +254,13 @@ class Student:
                                      lambda: consultant.api.post(f"{path}/accept", {}))
             if accepted:
                 await run.pause(run.consult_seconds)
-            await run.act("consult_end", lambda: self.api.post(f"{path}/end", {}))
-            for socket in (self.socket, consultant.socket):
-                await socket.request({"op": "unsub", "ch": f"consult:{session['id']}"})
+
+            async def end() -> None:
+                await self.api.post(f"{path}/end", {})
+                for socket in (self.socket, consultant.socket):
+                    await socket.request({"op": "unsub", "ch": f"consult:{session['id']}"})
+
+            await run.act("consult_end", end)
         finally:
             run.free.append(consultant)
 
@@ -313,13 +335,14 @@ async def tidy(run: Run) -> None:
     run.http.close()
 
 
-async def run_load(url: str, users: int = 20, duration: float = 60.0, think: float = 3.0,
+async def run_load(url: str, users: int = 20, duration: float = 60.0, think: float = 5.0,
                    consult_seconds: float = 75.0, tokens: dict[str, list[str]] | None = None,
                    seed: int | None = None, cpu: Callable[[], dict[str, float]] | None = None,
-                   catch_sigint: bool = False) -> dict[str, Any]:
+                   weights: dict[str, int] | None = None, catch_sigint: bool = False
+                   ) -> dict[str, Any]:
     """Set up, run the mix for ``duration`` seconds (or until SIGINT, with
     ``catch_sigint``) and return the report (bench/loadtest_report.py)."""
-    run = Run(url, users, duration, think, consult_seconds, seed)
+    run = Run(url, users, duration, think, consult_seconds, seed, weights)
     loop = asyncio.get_running_loop()
 
     def stop_early() -> None:
@@ -338,14 +361,20 @@ async def run_load(url: str, users: int = 20, duration: float = 60.0, think: flo
         for user in [*run.students, *run.consultants]:
             if user.socket:
                 user.socket.stats = run.stats
+        client_cpu = time.process_time()
         tasks = [asyncio.ensure_future(u.live()) for u in [*run.consultants, *run.students]]
         await run.pause(duration)
         run.stop.set()
+        run.stats.stopped()
         # In-flight actions finish (each request is bounded by its timeout).
         results = await asyncio.gather(*tasks, return_exceptions=True)
         crashed = [r for r in results if isinstance(r, BaseException)]
-        extra: dict[str, Any] = {"users": len(run.students), "consultants": len(run.consultants),
-                                 "crashed_users": len(crashed)}
+        for error in crashed:  # a user that stopped early is an error of the run
+            run.stats.record("user_stopped", 0.0, f"client {type(error).__name__}")
+        extra: dict[str, Any] = {
+            "users": len(run.students), "consultants": len(run.consultants),
+            "crashed_users": len(crashed),
+            "client_cpu_seconds": round(time.process_time() - client_cpu, 1)}
         if crashed:
             print(f"{len(crashed)} users stopped early: {crashed[0]!r}", file=sys.stderr)
         report = run.stats.report(**extra)
@@ -390,7 +419,7 @@ if __name__ == "__main__":
                        help="start a dev server on a scratch database for the run")
     parser.add_argument("--users", type=bounded(1, 5000, int), default=200)
     parser.add_argument("--duration", type=bounded(1, 3600), default=60.0, help="seconds")
-    parser.add_argument("--think", type=bounded(0.05, 600), default=3.0,
+    parser.add_argument("--think", type=bounded(0.05, 600), default=5.0,
                         help="mean seconds between one user's actions")
     parser.add_argument("--consult-seconds", type=bounded(0, 3600), default=75.0,
                         help="how long a consultation runs once accepted")

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import tornado.websocket
 from loadtest_report import Stats
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 REQUEST_TIMEOUT = 30.0  # seconds; a slower answer is an error ("599 timeout")
@@ -88,9 +89,18 @@ class Socket:
     async def open(cls, base: str, token: str, stats: Stats) -> Socket:
         parts = urlsplit(base)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        connection = await tornado.websocket.websocket_connect(
-            f"{scheme}://{parts.netloc}/ws?token={token}", connect_timeout=REQUEST_TIMEOUT)
+        try:
+            connection = await tornado.websocket.websocket_connect(
+                f"{scheme}://{parts.netloc}/ws?token={token}", connect_timeout=REQUEST_TIMEOUT)
+        except HTTPClientError as error:  # refused at the handshake, or timed out
+            raise Refused(error.code, "handshake") from None
+        except (OSError, StreamClosedError) as error:
+            raise Refused(599, type(error).__name__.lower()) from None
         return cls(connection, stats)
+
+    @property
+    def closed(self) -> bool:
+        return self.reader.done()
 
     async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
         ref = next(self.refs)

@@ -40,6 +40,12 @@ class Stats:
         self.events: Counter[str] = Counter()
         self.lags: list[float] = []
         self.started = time.perf_counter()
+        self.ended: float | None = None
+
+    def stopped(self) -> None:
+        """The end of the measured window: rates are per second of the run itself;
+        actions still in flight then are counted when they finish."""
+        self.ended = time.perf_counter()
 
     def record(self, action: str, seconds: float, outcome: str | None) -> None:
         """``outcome`` None for success, ``"rate_limited"``, or an error name."""
@@ -61,7 +67,7 @@ class Stats:
                 pass
 
     def report(self, **extra: Any) -> dict[str, Any]:
-        seconds = max(time.perf_counter() - self.started, 1e-9)
+        seconds = max((self.ended or time.perf_counter()) - self.started, 1e-9)
         actions = {}
         for name, stats in sorted(self.actions.items()):
             errors = sum(stats.errors.values())
@@ -148,6 +154,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"server CPU: kpay {cpu['kpay_seconds']:.1f} s, database "
                      f"{cpu['database_seconds']:.1f} s; kpay {cpu['kpay_ms_per_action']:.2f} ms"
                      f" per action")
+    lines.append(f"load test client CPU: {report.get('client_cpu_seconds')} s (on the same "
+                 "machine, it competes with a server there)")
     total = report["total"]
     lines.append(
         f"SUMMARY users={report.get('users')} seconds={report['seconds']} "
