@@ -19,9 +19,9 @@ import tornado.websocket
 from loadtest_report import Stats
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
+from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
-REQUEST_TIMEOUT = 30.0  # seconds; a slower answer is an error ("599 timeout")
+REQUEST_TIMEOUT = 30.0  # seconds; a slower answer is an error, "599 timeout"
 REPLY_TIMEOUT = 30.0
 
 
@@ -51,8 +51,13 @@ class Api:
         request = HTTPRequest(self.base + path, method=method, headers=headers,
                               body=None if body is None else json.dumps(body),
                               request_timeout=REQUEST_TIMEOUT)
-        response = await self.http.fetch(request, raise_error=False)
-        if response.code == 599:  # no answer: connection refused, reset or timed out
+        try:
+            response = await self.http.fetch(request, raise_error=False)
+        except HTTPTimeoutError:
+            raise Refused(599, "timeout") from None
+        except (HTTPClientError, OSError, StreamClosedError) as error:  # no answer at all
+            raise Refused(599, type(error).__name__.lower()) from None
+        if response.code == 599:
             raise Refused(599, type(response.error).__name__.lower())
         try:
             answer = json.loads(response.body or b"{}")
