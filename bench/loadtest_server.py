@@ -2,10 +2,11 @@
 scratch folder, for the run only, and the CPU time it and its database used.
 
 The server is ``server.py --config config/default.toml`` with ``KPAY_VAR_DIR`` and the
-embedded database in a temporary folder (removed afterwards), so the run leaves nothing
-in ``var/``. One change to the config: ``[limits] login_burst`` is raised, because the
-load test's users all log in from this one address and the login limit is per client
-IP (docs/configuration.md, "Limits"); every per-user limit stays as configured.
+embedded database in a temporary folder, removed afterwards, so the run leaves nothing
+in ``var/``; the server's log is kept (its path is printed). One change to the config:
+``[limits] login_burst`` is raised, because the load test's users all log in from this
+one address and the login limit is per client IP (docs/configuration.md, "Limits");
+every per-user limit stays as configured.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def open_log(path: Path) -> BinaryIO:
-    return path.open("wb")  # closed when the server has stopped
+def open_log() -> BinaryIO:
+    """A new file in the temporary directory; closed when the server has stopped."""
+    handle, path = tempfile.mkstemp(prefix="kpay-loadtest-", suffix=".log")
+    os.close(handle)
+    return Path(path).open("wb")
 
 
 def log_tail(path: Path) -> str:
@@ -72,13 +76,13 @@ async def dev_server(login_burst: int) -> AsyncIterator[DevServer]:
     env = {**os.environ, "KPAY_VAR_DIR": folder,
            "KPAY_MONGODB__EMBEDDED_PATH": str(Path(folder, "db")),
            "KPAY_LIMITS__LOGIN_BURST": str(login_burst), "KPAY_LOGGING__LEVEL": "WARNING"}
-    log = open_log(Path(folder, "server.log"))
+    log = open_log()
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "server.py"), "--config", str(ROOT / "config/default.toml"),
         "--port", str(port), cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
     server = DevServer(process, port)
-    print(f"started a dev server at {server.url} (log: {log.name})", file=sys.stderr,
-          flush=True)
+    print(f"started a dev server at {server.url} (its log, kept: {log.name})",
+          file=sys.stderr, flush=True)
     try:
         try:
             await wait_healthy(server)
