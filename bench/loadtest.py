@@ -37,6 +37,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+from tornado.httpclient import HTTPClientError
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadtest_client import Api, Refused, Socket, http_client
@@ -331,6 +334,21 @@ async def set_up(run: Run, tokens: dict[str, list[str]] | None) -> None:
         await asyncio.gather(*(fund(s) for s in run.students))
 
 
+async def db_commands(run: Run) -> dict[str, float] | None:
+    """The server's ``kpay_db_commands_total`` by command (docs/operations.md,
+    "Metrics"), or None when /metrics is not served to this client."""
+    try:
+        text = (await run.http.fetch(f"{run.url}/metrics", raise_error=False)).body
+    except (OSError, HTTPClientError):
+        return None
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families((text or b"").decode(errors="replace")):
+        for sample in family.samples:
+            if sample.name == "kpay_db_commands_total":
+                counts[sample.labels.get("command", "?")] = sample.value
+    return counts or None
+
+
 async def tidy(run: Run) -> None:
     """End the rooms the run opened and close every socket."""
     for consultant in run.consultants:
@@ -371,6 +389,7 @@ async def run_load(url: str, users: int = 20, duration: float = 60.0, think: flo
         for user in [*run.students, *run.consultants]:
             if user.socket:
                 user.socket.stats = run.stats
+        commands_before = await db_commands(run)
         client_cpu = time.process_time()
         tasks = [asyncio.ensure_future(u.live()) for u in [*run.consultants, *run.students]]
         await run.pause(duration)
@@ -387,6 +406,11 @@ async def run_load(url: str, users: int = 20, duration: float = 60.0, think: flo
             "client_cpu_seconds": round(time.process_time() - client_cpu, 1)}
         if crashed:
             print(f"{len(crashed)} users stopped early: {crashed[0]!r}", file=sys.stderr)
+        commands_after = await db_commands(run) if commands_before else None
+        if commands_before and commands_after:
+            extra["db_commands"] = {name: int(count - commands_before.get(name, 0))
+                                    for name, count in sorted(commands_after.items())
+                                    if count > commands_before.get(name, 0)}
         report = run.stats.report(**extra)
         if before is not None:
             after = cpu()

@@ -154,6 +154,15 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"server CPU: kpay {cpu['kpay_seconds']:.1f} s, database "
                      f"{cpu['database_seconds']:.1f} s; kpay {cpu['kpay_ms_per_action']:.2f} ms"
                      f" per action")
+    if report.get("db_commands"):
+        commands = report["db_commands"]
+        total = sum(commands.values())
+        top = sorted(commands.items(), key=lambda item: -item[1])[:6]
+        lines.append(f"database commands (kpay_db_commands_total): {total} = "
+                     f"{total / max(1, report['total']['count']):.1f} per action; "
+                     + ", ".join(f"{name} {n}" for name, n in top))
+        lines.append(f"transactions: {commands.get('commitTransaction', 0)} committed, "
+                     f"{commands.get('abortTransaction', 0)} aborted (conflicts, retried)")
     lines.append(f"load test client CPU: {report.get('client_cpu_seconds')} s (on the same "
                  "machine, it competes with a server there)")
     total = report["total"]
