@@ -162,7 +162,8 @@ def render(report: dict[str, Any]) -> str:
                      f"{total / max(1, report['total']['count']):.1f} per action; "
                      + ", ".join(f"{name} {n}" for name, n in top))
         lines.append(f"transactions: {commands.get('commitTransaction', 0)} committed, "
-                     f"{commands.get('abortTransaction', 0)} aborted (conflicts, retried)")
+                     f"{commands.get('abortTransaction', 0)} aborted (a write conflict, which "
+                     "the driver retries, or a refusal inside one)")
     lines.append(f"load test client CPU: {report.get('client_cpu_seconds')} s (on the same "
                  "machine, it competes with a server there)")
     total = report["total"]
