@@ -79,7 +79,8 @@ async def dev_server(login_burst: int) -> AsyncIterator[DevServer]:
     log = open_log()
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "server.py"), "--config", str(ROOT / "config/default.toml"),
-        "--port", str(port), cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+        "--port", str(port), cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)  # Ctrl-C stops the load test, which then stops the server
     server = DevServer(process, port)
     print(f"started a dev server at {server.url} (its log, kept: {log.name})",
           file=sys.stderr, flush=True)
