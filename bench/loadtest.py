@@ -42,20 +42,13 @@ from tornado.httpclient import HTTPClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadtest_client import Api, Refused, Socket, http_client
-from loadtest_report import STAMP, Stats, problems, render
+from loadtest_client import Api, Refused, http_client
+from loadtest_report import Stats, problems, render
 from loadtest_server import dev_server
+from loadtest_users import STARTING_BALANCE, WEIGHTS, Consultant, Student
 
-#: action -> weight in the mix (an action a user cannot do now is skipped).
-WEIGHTS = {"home": 20, "search": 10, "course_page": 10, "lessons": 15, "chat": 20, "ask": 5,
-           "buy_ticket": 10, "join_room": 10, "buy_course": 5, "topup": 5, "consult": 3}
-HOME_SHELF = 6  # static/js/pages/storefront-home.js SHELF_SIZE
-WORDS = ("Python", "产品", "直播", "课程", "职场", "咨询")
-STARTING_BALANCE = 200_000  # fen, per student; [money] topup_max is 500,000
-TOPUP = 1_000
-RATE_PER_MINUTE = 10
+MAX_USERS = 5000
 RAMP_SECONDS = 10.0  # students start over the first min(this, duration / 6, think) seconds
-HOST_THINK = 2  # a host talks in their room every HOST_THINK x --think seconds on average
 
 
 class Run:
@@ -78,7 +71,8 @@ class Run:
         self.consultants: list[Consultant] = []
         self.rooms: list[str] = []
         self.courses: list[str] = []
-        self.free: list[Consultant] = []
+        self.free: list[Consultant] = []  # consultants not in a consultation now
+        self.paths: set[str] = set()
         self.failed_once = False  # the first client-side failure's traceback is shown
 
     def api(self, token: str) -> Api:
@@ -112,172 +106,6 @@ class Run:
         return True
 
 
-class Consultant:
-    def __init__(self, run: Run, user_id: str, token: str) -> None:
-        self.run, self.id, self.api = run, user_id, run.api(token)
-        self.token = token
-        self.socket: Socket | None = None
-        self.room: str | None = None
-
-    async def set_up(self, number: int) -> None:
-        await self.api.put("/api/v1/consultants/me", {
-            "rate_per_minute": RATE_PER_MINUTE, "min_minutes": 1, "max_minutes": 60,
-            "available": True, "title": f"负载测试咨询师 {number}"})
-        room = (await self.api.post("/api/v1/rooms", {
-            "title": f"负载测试直播 {number}", "ticket_price": 100, "question_min_price": 100,
-            "free_questions": True, "chat": True}))["room"]
-        await self.api.post(f"/api/v1/rooms/{room['id']}/start", {})
-        self.room = room["id"]
-        course = (await self.api.post("/api/v1/courses", {
-            "title": f"负载测试课程 {number} Python", "price": 990,
-            "lessons": [{"title": f"第 {n} 课", "body": "内容", "release": {"after_days": n}}
-                        for n in range(5)]}))["course"]
-        await self.api.post(f"/api/v1/courses/{course['id']}/publish", {})
-        self.run.rooms.append(self.room)
-        self.run.courses.append(course["id"])
-        self.socket = await Socket.open(self.run.url, self.token, self.run.stats)
-        await self.socket.request({"op": "sub", "ch": f"room:{self.room}"})
-
-    async def live(self) -> None:
-        """The host talks in their room now and then until the run ends."""
-        run = self.run
-        while not run.stop.is_set():
-            await run.pause(run.random.expovariate(1 / (HOST_THINK * run.think)))
-            if run.stop.is_set():
-                break
-            await run.act("host_message", lambda: self.socket.request({
-                "op": "pub", "ch": f"room:{self.room}", "type": "message",
-                "data": {"text": f"{STAMP}{time.time():.6f} 主持人"}}))
-
-
-class Student:
-    def __init__(self, run: Run, user_id: str, token: str) -> None:
-        self.run, self.id, self.api, self.token = run, user_id, run.api(token), token
-        self.socket: Socket | None = None
-        self.room = run.random.choice(run.rooms)
-        self.ticket = self.joined = False
-        self.owned: set[str] = set()
-
-    def can(self, action: str) -> bool:
-        return {
-            "chat": self.joined, "ask": self.joined, "buy_ticket": not self.ticket,
-            "join_room": self.ticket and not self.joined,
-            "lessons": bool(self.owned),
-            "buy_course": len(self.owned) < len(self.run.courses),
-            "topup": self.run.dev, "consult": bool(self.run.free),
-        }.get(action, True)
-
-    async def live(self) -> None:
-        run = self.run
-        await run.pause(run.random.uniform(0, run.ramp))  # people arrive over a while
-        while not run.stop.is_set():
-            if self.socket is None or self.socket.closed:
-                self.joined = False
-                if not await run.act("connect", self.connect):
-                    await run.pause(1.0)
-                    continue
-            choices = [name for name in run.weights if self.can(name)]
-            action = run.random.choices(choices, [run.weights[name] for name in choices])[0]
-            if action == "consult":
-                await self.consult()
-            else:
-                await run.act(action, getattr(self, action))
-            await run.pause(run.random.expovariate(1 / run.think))
-
-    async def connect(self) -> None:
-        """Open the socket a page opens (token in the URL) and follow ``user:<id>``."""
-        self.socket = await Socket.open(self.run.url, self.token, self.run.stats)
-        await self.socket.request({"op": "sub", "ch": f"user:{self.id}"})
-
-    async def home(self) -> None:
-        shelf = f"?limit={HOME_SHELF}"
-        await asyncio.gather(*(self.api.get(path) for path in (
-            "/api/v1/categories", "/api/v1/me/courses?limit=200",
-            f"/api/v1/rooms{shelf}&status=live", f"/api/v1/rooms{shelf}&status=upcoming",
-            f"/api/v1/search{shelf}&kind=course", f"/api/v1/consultants{shelf}")))
-
-    async def search(self) -> None:
-        await self.api.get(f"/api/v1/search?q={self.run.random.choice(WORDS)}&limit=20")
-
-    async def course_page(self) -> None:
-        await self.api.get(f"/api/v1/courses/{self.run.random.choice(self.run.courses)}")
-
-    async def lessons(self) -> None:
-        course = self.run.random.choice(sorted(self.owned))
-        await self.api.get(f"/api/v1/courses/{course}/lessons")
-
-    async def buy_ticket(self) -> None:
-        try:
-            await self.api.post("/api/v1/orders", {
-                "item": {"kind": "live_ticket", "room_id": self.room}, "channel": "wallet"})
-        except Refused as refused:
-            # An earlier attempt that timed out here went through on the server.
-            self.ticket = refused.code == "already_has_ticket"
-            raise
-        self.ticket = True
-
-    async def join_room(self) -> None:
-        await self.socket.request({"op": "sub", "ch": f"room:{self.room}"})
-        self.joined = True
-
-    async def chat(self) -> None:
-        await self.socket.request({"op": "pub", "ch": f"room:{self.room}", "type": "message",
-                                   "data": {"text": f"{STAMP}{time.time():.6f} 你好"}})
-
-    async def ask(self) -> None:
-        await self.api.post(f"/api/v1/rooms/{self.room}/questions",
-                            {"text": f"负载测试的问题 {self.run.random.randrange(10**6)}"})
-
-    async def buy_course(self) -> None:
-        course = self.run.random.choice(sorted(set(self.run.courses) - self.owned))
-        try:
-            await self.api.post("/api/v1/orders", {
-                "item": {"kind": "course", "course_id": course}, "channel": "wallet"})
-        except Refused as refused:
-            if refused.code == "already_enrolled":  # as for tickets
-                self.owned.add(course)
-            raise
-        self.owned.add(course)
-
-    async def topup(self, amount: int = TOPUP) -> None:
-        order = (await self.api.post("/api/v1/orders", {
-            "item": {"kind": "wallet_topup", "amount": amount}, "channel": "native"}))["order"]
-        await self.api.post(f"/api/v1/dev/orders/{order['id']}/pay", {})
-
-    async def consult(self) -> None:
-        """Request a free consultant, both join ``consult:<id>``, the consultant accepts
-        (minute 1 is charged), the call runs ``consult_seconds`` (a tick a minute),
-        the student ends it. Each step is its own action in the table."""
-        run = self.run
-        consultant = run.free.pop(run.random.randrange(len(run.free)))
-        try:
-            session: dict[str, Any] = {}
-
-            async def request() -> None:
-                session.update((await self.api.post(
-                    "/api/v1/consultations", {"consultant_id": consultant.id}))["consultation"])
-                channel = f"consult:{session['id']}"
-                await self.socket.request({"op": "sub", "ch": channel})
-                await consultant.socket.request({"op": "sub", "ch": channel})
-
-            if not await run.act("consult_request", request):
-                return
-            path = f"/api/v1/consultations/{session['id']}"
-            accepted = await run.act("consult_accept",
-                                     lambda: consultant.api.post(f"{path}/accept", {}))
-            if accepted:
-                await run.pause(run.consult_seconds)
-
-            async def end() -> None:
-                await self.api.post(f"{path}/end", {})
-                for socket in (self.socket, consultant.socket):
-                    await socket.request({"op": "unsub", "ch": f"consult:{session['id']}"})
-
-            await run.act("consult_end", end)
-        finally:
-            run.free.append(consultant)
-
-
 async def log_in(run: Run, user_id: str, role: str) -> str:
     """A dev login, waiting out the login limit (per client IP) as a person would."""
     while True:
@@ -291,6 +119,8 @@ async def log_in(run: Run, user_id: str, role: str) -> str:
 
 
 async def set_up(run: Run, tokens: dict[str, list[str]] | None) -> None:
+    # The plugins' routes this deployment has: the set-up and the mix use only those.
+    run.paths = set((await run.api("").get("/api/v1/openapi.json"))["paths"])
     try:
         await run.api("").get("/api/v1/dev/clock")
         run.dev = True
@@ -319,10 +149,12 @@ async def set_up(run: Run, tokens: dict[str, list[str]] | None) -> None:
         pairs = {"consultants": logins[:consultants], "students": logins[consultants:]}
     else:
         pairs = {kind: [((await run.api(token).get("/api/v1/me"))["id"], token)
-                        for token in tokens[kind]] for kind in ("consultants", "students")}
+                        for token in tokens.get(kind, [])[:MAX_USERS]]
+                 for kind in ("consultants", "students")}
+        if not pairs["students"]:
+            raise SystemExit("--tokens: no \"students\" tokens")
     run.consultants = [Consultant(run, *pair) for pair in pairs["consultants"]]
     await asyncio.gather(*(c.set_up(n) for n, c in enumerate(run.consultants)))
-    run.free = list(run.consultants)
     run.students = [Student(run, *pair) for pair in pairs["students"][:run.users]]
     if run.dev:
         gate = asyncio.Semaphore(20)
@@ -451,7 +283,7 @@ if __name__ == "__main__":
     where.add_argument("--url", help="a running deployment, e.g. http://127.0.0.1:8888")
     where.add_argument("--start-server", action="store_true",
                        help="start a dev server on a scratch database for the run")
-    parser.add_argument("--users", type=bounded(1, 5000, int), default=200)
+    parser.add_argument("--users", type=bounded(1, MAX_USERS, int), default=200)
     parser.add_argument("--duration", type=bounded(1, 3600), default=60.0, help="seconds")
     parser.add_argument("--think", type=bounded(0.05, 600), default=5.0,
                         help="mean seconds between one user's actions")

@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import loadtest
 from loadtest_report import problems, render
 
+from kpay.core.users import issue_token
+
 #: Every action the report names: the mix, a consultation's steps, the hosts' messages,
 #: the students' socket connects.
 ACTIONS = sorted({*loadtest.WEIGHTS, "consult_request", "consult_accept", "consult_end",
@@ -64,3 +66,31 @@ async def test_a_route_that_fails_shows_as_errors_with_its_code(kpay_app, monkey
     assert search["top_errors"] == {"500 internal_error": search["count"]}
     assert report["total"]["errors"] >= search["errors"]
     assert any(line.startswith("search:") for line in problems(report, ACTIONS))
+
+
+WITHOUT_DEV = {"dev": {"enabled": False}, "plugins": {"enabled": ["live_qa"]}}
+
+
+@pytest.mark.parametrize("kpay_overrides", [WITHOUT_DEV])
+@pytest.mark.gen_test(timeout=60)
+async def test_a_deployment_without_dev_mode_is_refused_unless_given_tokens(kpay_app):
+    with pytest.raises(SystemExit, match="not in dev mode"):
+        await loadtest.run_load(f"http://127.0.0.1:{kpay_app.port}", users=2, duration=1)
+
+
+@pytest.mark.parametrize("kpay_overrides", [WITHOUT_DEV])
+@pytest.mark.gen_test(timeout=60)
+async def test_with_tokens_it_uses_the_routes_the_deployment_has(kpay_app):
+    tokens: dict[str, list[str]] = {"students": [], "consultants": []}
+    for kind, role, count in (("students", "student", 3), ("consultants", "consultant", 1)):
+        for n in range(count):
+            user = await kpay_app.users.sign_in(f"{role}{n}", role, None)
+            tokens[kind].append(issue_token(kpay_app.tokens, user))
+    # Only live_qa: no courses, no consultations, no dev payments; wallets are empty,
+    # so tickets are left out of this mix too.
+    report = await loadtest.run_load(f"http://127.0.0.1:{kpay_app.port}", users=3,
+                                     duration=2, think=0.2, tokens=tokens, seed=18,
+                                     weights={**FLAT_MIX, "buy_ticket": 0})
+    print(render(report))
+    assert problems(report, ["connect", "home", "search", "host_message"]) == []
+    assert not {"topup", "buy_course", "lessons", "consult_request"} & set(report["actions"])
