@@ -28,11 +28,12 @@ FLAT_MIX = {**dict.fromkeys(loadtest.WEIGHTS, 1),
 
 
 @pytest.fixture
-def kpay_overrides(fake_wechat: Any) -> dict[str, Any]:
-    # The per-user limits as in production; the login limit is per client IP, and every
-    # user of the load test logs in from 127.0.0.1 (bench/loadtest_server.py does the same).
-    return {"wechat_pay": fake_wechat.settings(),
-            "limits": {"enabled": True, "login_burst": 100}}
+def kpay_overrides(request: pytest.FixtureRequest, fake_wechat: Any) -> dict[str, Any]:
+    # The per-user limits as in production (or as a test's parameter changes them); the
+    # login limit is per client IP, and every user of the load test logs in from
+    # 127.0.0.1 (bench/loadtest_server.py raises it too).
+    limits = {"enabled": True, "login_burst": 100, **getattr(request, "param", {})}
+    return {"wechat_pay": fake_wechat.settings(), "limits": limits}
 
 
 async def short_run(app: Any) -> dict[str, Any]:
@@ -66,6 +67,20 @@ async def test_a_route_that_fails_shows_as_errors_with_its_code(kpay_app, monkey
     assert search["top_errors"] == {"500 internal_error": search["count"]}
     assert report["total"]["errors"] >= search["errors"]
     assert any(line.startswith("search:") for line in problems(report, ACTIONS))
+
+
+@pytest.mark.parametrize("kpay_overrides", [{"orders_burst": 2, "orders_per_second": 0.05}],
+                         indirect=True)
+@pytest.mark.gen_test(timeout=120)
+async def test_rate_limited_answers_are_counted_apart_from_errors(kpay_app):
+    # The set-up's top-up takes one order of the two; the mix's second top-up is a 429.
+    report = await loadtest.run_load(f"http://127.0.0.1:{kpay_app.port}", users=4,
+                                     duration=3, think=0.1, seed=18,
+                                     weights={"topup": 1, "search": 1})
+    topup = report["actions"]["topup"]
+    assert topup["rate_limited"] > 0 and topup["ok"] > 0
+    assert report["total"]["errors"] == 0 and problems(report, ["topup", "search"]) == []
+    assert "429: refused by a per-user rate limit" in render(report)
 
 
 WITHOUT_DEV = {"dev": {"enabled": False}, "plugins": {"enabled": ["live_qa"]}}
