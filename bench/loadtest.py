@@ -7,7 +7,8 @@
 Set-up, through the public API of a dev-mode deployment (docs/api.md "Dev mode"):
 users ``lt<run>-s<n>`` and ``lt<run>-c<n>`` log in with ``POST /api/v1/dev/login``;
 each consultant sets a per-minute rate, opens and starts a live room with chat and
-free questions, and publishes a course of five lessons; each student's wallet is topped
+free questions, and publishes a course of five lessons (as far as the deployment has
+those plugins' routes); each student's wallet is topped
 up through a WeChat Pay order paid with ``POST /api/v1/dev/orders/{id}/pay``. A
 deployment without dev mode is refused unless ``--tokens FILE`` gives tokens of
 existing users (``{"students": [...], "consultants": [...]}``, e.g. from ``kpay
@@ -19,7 +20,7 @@ docs/performance.md "Load test"). Every user has its own socket on ``user:<id>``
 per-user rate limits apply as in production; a 429 is counted apart and the user waits
 its Retry-After. Login limits are per client IP, and all users come from this one
 machine: ``--start-server`` raises ``[limits] login_burst`` on the server it starts;
-against another deployment the set-up waits at its login rate (it says how long).
+against another deployment the set-up waits at its login rate (it says so).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Run:
         self.free: list[Consultant] = []  # consultants not in a consultation now
         self.paths: set[str] = set()
         self.failed_once = False  # the first client-side failure's traceback is shown
+        self.login_limited = False  # the set-up said that logins wait for the limit
 
     def api(self, token: str) -> Api:
         return Api(self.http, self.url, token)
@@ -115,6 +117,11 @@ async def log_in(run: Run, user_id: str, role: str) -> str:
         except Refused as refused:
             if refused.outcome != "rate_limited":
                 raise
+            if not run.login_limited:
+                run.login_limited = True
+                print(f"set-up: the login limit (per client IP) answered 429; the other logins"
+                      f" wait for it, {refused.retry_after:g} s each (on a dev server, "
+                      "KPAY_LIMITS__LOGIN_BURST=500 avoids this)", file=sys.stderr, flush=True)
             await asyncio.sleep(refused.retry_after)
 
 
