@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8888
 CONFIG ?= config/default.toml
 
-.PHONY: run test test-times reliability lint bench clean
+.PHONY: run test test-times reliability lint bench loadtest clean
 
 # Re-install only when the package metadata changes.
 $(VENV)/.installed-run: setup.cfg pyproject.toml
@@ -79,6 +79,17 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/fanout.py
+
+# A load test of many users through the public API (docs/performance.md, "Load test").
+# With URL: against that running deployment (dev mode, or TOKENS=file). Without: a dev
+# server on a scratch folder is started for the run and stopped after it.
+URL ?=
+DURATION ?= 60
+USERS ?= 200
+TOKENS ?=
+loadtest: $(VENV)/.installed-run
+	$(PY) bench/loadtest.py $(if $(URL),--url $(URL),--start-server) \
+		--duration $(DURATION) --users $(USERS) $(if $(TOKENS),--tokens $(TOKENS))
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
