@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,6 +76,12 @@ class ServerSettings(Section):
     # Most connections open at once on this node, HTTP and WebSocket together; one
     # accepted beyond it is closed at once. Keep the process's file limit above it.
     max_connections: int = Field(10_000, ge=1)
+    # Processes serving this node's port (docs/operations.md, "Workers"): a number, or
+    # "auto" for one per core. More than one needs [realtime] broker = "redis".
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    # A stopping process (SIGTERM, a graceful restart) stops accepting, then waits this
+    # long for the requests and jobs under way (money work among them) to finish.
+    shutdown_timeout_seconds: float = Field(20.0, ge=0, le=600)
     # The deployment's time zone (IANA name): where a month begins and ends for the
     # consultants' monthly statements (docs/money.md, "Statements").
     timezone: str = "Asia/Shanghai"

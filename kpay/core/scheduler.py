@@ -56,6 +56,10 @@ class Scheduler:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
 
+    def running(self) -> list[str]:
+        """The jobs running now (a stopping app waits for them)."""
+        return [name for name, lock in self._locks.items() if lock.locked()]
+
     async def run_job(self, name: str) -> None:
         job = self.jobs[name]
         async with self._locks[name]:
