@@ -98,8 +98,9 @@ class Supervisor:
         self.count = count
         self.port = settings.server.port if port is None else port
         self.workers: dict[int, Worker] = {}
-        # slot -> (when to restart it, quick deaths in a row)
-        self.restarts: dict[int, tuple[float, int]] = {}
+        # slot -> when to start it again (time.monotonic()), after its worker died
+        self.restarts: dict[int, float] = {}
+        # slot -> its workers' quick deaths in a row (the back-off)
         self.failures: dict[int, int] = {}
         self.stopping = False
         self.replacing = False
@@ -114,18 +115,20 @@ class Supervisor:
 
         from kpay.core.store import EmbeddedMongo
 
+        # Bound once, here: every worker accepts from this socket (and a port in use
+        # fails the start before anything else happens).
         self.sockets = tornado.netutil.bind_sockets(self.port, self.settings.server.host)
         port = self.sockets[0].getsockname()[1]
         embedded = None
-        if not self.settings.mongodb.uri:
-            mongo = self.settings.mongodb
-            embedded = EmbeddedMongo(mongo.embedded_path, mongo.embedded_command)
-            self.embedded_uri = embedded.start()
         self.metrics_dir = tempfile.mkdtemp(prefix="kpay-metrics-")
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_replace)
         try:
+            if not self.settings.mongodb.uri:
+                mongo = self.settings.mongodb
+                embedded = EmbeddedMongo(mongo.embedded_path, mongo.embedded_command)
+                self.embedded_uri = embedded.start()
             for slot in range(self.count):
                 self.workers[slot] = self._spawn(slot)
             for worker in list(self.workers.values()):
@@ -207,11 +210,11 @@ class Supervisor:
             delay = 0.0 if quick == 0 else min(MAX_BACKOFF_SECONDS, 2.0 ** (quick - 1))
             log.warning("worker w%d (pid %d) exited with status %s after %.0fs; "
                         "restarting in %.0fs", slot, worker.process.pid, status, lived, delay)
-            self.restarts[slot] = (time.monotonic() + delay, quick)
+            self.restarts[slot] = time.monotonic() + delay
 
     def _restart_due(self) -> None:
         now = time.monotonic()
-        for slot, (due, _) in list(self.restarts.items()):
+        for slot, due in list(self.restarts.items()):
             if due <= now and slot not in self.workers:
                 del self.restarts[slot]
                 worker = self._spawn(slot)
