@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -78,7 +78,7 @@ class ServerSettings(Section):
     max_connections: int = Field(10_000, ge=1)
     # Processes serving this node's port (docs/operations.md, "Workers"): a number, or
     # "auto" for one per core. More than one needs [realtime] broker = "redis".
-    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    workers: int | str = 1
     # A stopping process (SIGTERM, a graceful restart) stops accepting, then waits this
     # long for the requests and jobs under way (money work among them) to finish.
     shutdown_timeout_seconds: float = Field(20.0, ge=0, le=600)
@@ -97,6 +97,13 @@ class ServerSettings(Section):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
                              "Asia/Shanghai)") from None
         return value
+
+    @field_validator("workers", mode="before")  # before pydantic turns true into 1
+    @classmethod
+    def worker_count(cls, value: Any) -> int | str:
+        if value == "auto" or (type(value) is int and 1 <= value <= 256):
+            return value
+        raise ValueError('a number from 1 to 256, or "auto"')
 
     @field_validator("trusted_proxies")
     @classmethod

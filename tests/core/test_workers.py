@@ -120,6 +120,17 @@ def test_more_than_one_worker_needs_the_redis_broker(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "257", '"many"', "true"])
+def test_a_bad_worker_count_is_named(tmp_path, value):
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[server]\nworkers = {value}\n")
+    result = subprocess.run([str(KPAY), "--config", str(config), "serve"], cwd=ROOT,
+                            env=clean_environ(tmp_path), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert '[server] workers: Value error, a number from 1 to 256, or "auto"' in result.stderr
+
+
 def test_both_workers_answer_and_metrics_sum_them(served):
     assert len(served.workers()) == 2
     before = healthz_count(served.get("/metrics"))
