@@ -78,7 +78,7 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 bench: $(VENV)/.installed-test
-	$(PY) bench/fanout.py
+	$(PY) bench/fanout.py --workers 1,2
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -212,10 +212,13 @@ class WorkersServer(Server):
 
         from kpay.core.store import free_port
 
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("--workers needs redis-server (apt-get install redis-server)")
         self.folder = tempfile.mkdtemp(prefix="kpay-bench-workers-")
         redis_port, self.port = free_port(), free_port()
         self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         config = Path(self.folder) / "bench.toml"
