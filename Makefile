@@ -78,7 +78,7 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 bench: $(VENV)/.installed-test
-	$(PY) bench/fanout.py
+	$(PY) bench/fanout.py --workers 1,2
 
 # A load test of many users through the public API (docs/performance.md, "Load test").
 # With URL: against that running deployment (dev mode, or TOKENS=file). Without: a dev

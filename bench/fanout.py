@@ -1,6 +1,6 @@
 """Fan-out benchmark: kpay's hub against a bare Tornado loop and websockets.broadcast.
 
-    .venv/bin/python bench/fanout.py [--sockets 1000,5000] [--events 100]
+    .venv/bin/python bench/fanout.py [--sockets 1000,5000] [--events 100] [--workers 1,2]
 
 For each socket count N, each server runs in its own process (bench/fanout_server.py)
 with N WebSocket clients subscribed to one channel, spread over client processes
@@ -14,6 +14,13 @@ server, in the same run over the same N:
 - p50/p99 latency: receive time minus publish time, sampled on every 10th socket;
 - KB per idle socket: the server's RSS growth from connecting and subscribing N
   sockets, divided by N.
+
+``--workers 1,2`` adds a real ``kpay serve --workers n`` for each n (its own
+redis-server, the Redis broker, the embedded database; events published into Redis by
+the bench): CPU is then summed over the supervisor and all its workers, and the CPU
+the bench clients took over the same phase is reported beside it, since on a small
+machine they share the cores. Gate (issue 18): two workers spend at most 1.3x one
+worker's CPU per delivery.
 
 Only 127.0.0.1 is used. Numbers on a shared machine are noisy; the ratios against
 the baselines measured in the same run are what to compare.
@@ -81,13 +88,13 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
     server = Child(str(HERE / "fanout_server.py"), kind)
     clients: list[Child] = []
     try:
-        port, token = server.expect("ready", 60)
+        port, token, channel = server.expect("ready", 120)
         time.sleep(0.5)
         _, _, rss_before = stats(server)
         shares = [sockets // client_procs + (i < sockets % client_procs)
                   for i in range(client_procs)]
         clients = [Child(str(HERE / "fanout_client.py"), port, token, str(n), str(events),
-                         str(sample_every)) for n in shares]
+                         str(sample_every), channel) for n in shares]
         for client in clients:
             client.expect("connected", timeout)
         deadline = time.monotonic() + timeout
@@ -97,11 +104,13 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
             time.sleep(0.1)
         time.sleep(0.5)
         _, cpu_before, rss_idle = stats(server)
+        client_cpu_before = cpu_of(client.process.pid for client in clients)
         started = time.time()
         server.send(f"publish {events}")
         server.expect("published", timeout)
         reports = [json.loads(client.expect("done", timeout)[0]) for client in clients]
         _, cpu_after, _ = stats(server)
+        client_cpu = cpu_of(client.process.pid for client in clients) - client_cpu_before
     finally:
         server.stop()
         for client in clients:
@@ -117,7 +126,18 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "kb_per_idle_socket": (rss_idle - rss_before) / sockets / 1024,
+        "server_cpu_s": cpu_after - cpu_before, "client_cpu_s": client_cpu,
+        "wall_s": wall,
     }
+
+
+def cpu_of(pids: Any) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> str:
@@ -142,6 +162,7 @@ def report(results: list[dict[str, Any]]) -> None:
     print()
     for sockets in sorted({r["sockets"] for r in results}):
         by_server = {r["server"]: r for r in results if r["sockets"] == sockets}
+        report_workers(sockets, by_server)
         hub = by_server.get("hub")
         if hub is None:
             continue
@@ -156,6 +177,25 @@ def report(results: list[dict[str, Any]]) -> None:
                       f"{speed:.2f}x, memory per idle socket hub/{baseline} = {memory:.2f}x")
 
 
+def report_workers(sockets: int, by_server: dict[str, dict[str, Any]]) -> None:
+    """kpay serve with n workers: CPU per delivery against one worker, and what the
+    bench clients took meanwhile (they share the machine's cores)."""
+    one = by_server.get("workers:1")
+    for kind, r in sorted(by_server.items()):
+        if not kind.startswith("workers:"):
+            continue
+        share = r["client_cpu_s"] / (r["wall_s"] * (os.cpu_count() or 1)) * 100
+        print(f"{sockets:>5} sockets, {kind}: kpay CPU {r['server_cpu_s']:.2f}s, bench "
+              f"clients CPU {r['client_cpu_s']:.2f}s ({share:.0f}% of the machine over "
+              f"{r['wall_s']:.2f}s)")
+        if one is not None and r is not one:
+            ratio = r["cpu_us_per_delivery"] / one["cpu_us_per_delivery"]
+            verdict = "ok" if ratio <= 1.3 else "OVER the 1.3x gate"
+            print(f"{sockets:>5} sockets, {kind}/workers:1 CPU per delivery = {ratio:.2f}x "
+                  f"({verdict}); deliveries/s {kind}/workers:1 = "
+                  f"{r['deliveries_per_second'] / one['deliveries_per_second']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", default="1000,5000",
@@ -163,6 +203,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100, help="events per run (100)")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help="which of hub,tornado,websockets to run")
+    parser.add_argument("--workers", default="",
+                        help="also run kpay serve with these worker counts, e.g. 1,2")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--sample-every", type=int, default=10,
                         help="measure latency on every n-th socket (10)")
@@ -172,6 +214,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.sockets.split(",")]
     servers = [s for s in args.servers.split(",") if s]
+    servers += [f"workers:{int(n)}" for n in args.workers.split(",") if n]
     print(f"machine: {machine()}")
     print(f"settings: sockets {counts}, {args.events} events, servers {servers}, "
           f"{args.client_procs} client processes, latency on every {args.sample_every}th socket")

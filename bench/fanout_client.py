@@ -144,4 +144,6 @@ async def run(port: int, token: str, connections: int, events: int, sample_every
 if __name__ == "__main__":
     raise_fd_limit()
     port, token, connections, events, sample = sys.argv[1:6]
+    if len(sys.argv) > 6:  # the channel, when not bench:all (a kpay serve: user:bench)
+        SUB = json.dumps({"op": "sub", "ref": 1, "ch": sys.argv[6]}).encode()
     asyncio.run(run(int(port), token, int(connections), int(events), int(sample)))

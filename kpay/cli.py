@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kpay.core.errors import ConfigError, PluginError
+from kpay.core.workers import parse_workers
 
 DEFAULT_CONFIG = "config/default.toml"
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=parse_workers, default=None,
+                       help="processes on the port: a number, or auto (one per core); "
+                            "default [server] workers (1)")
     plugins = commands.add_parser(
         "plugins", help="list the loaded plugins: version, hooks, routes, channels, order kinds")
     plugins.add_argument("--json", action="store_true")
@@ -81,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from kpay.core.app import main as serve
 
-    serve(args.config, args.port)
-    return 0
+    return serve(args.config, args.port, args.workers)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

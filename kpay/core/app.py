@@ -70,8 +70,6 @@ CORE_INDEXES = [
 # Core collections that have no index of their own (the others are named by
 # ``KPay.core_indexes``): no plugin may declare one of these.
 CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts", LEASES})
-#: How long a stopping app waits for scheduled job runs in flight.
-JOB_DRAIN_SECONDS = 10.0
 
 
 def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
@@ -108,6 +106,9 @@ class KPay:
         self.hub.tally, self.hub.idle = self.broker.tally, self.broker.unlisten
         self.broker.on_command(functools.partial(cluster.handle, self))
         self.sockets: set[SocketHandler] = set()
+        # HTTP requests whose handler is running (BaseHandler): a stopping app waits
+        # for them, so a payment or refund under way is not cut off.
+        self.requests_in_flight = 0
         # How many of ``sockets`` each user has authenticated ([realtime]
         # max_sockets_per_user); kept by SocketHandler, so the cap costs no scan.
         self.sockets_per_user: dict[str, int] = {}
@@ -243,16 +244,24 @@ class KPay:
                 *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES,
                 *audience_module.INDEXES]
 
-    async def start(self, port: int | None = None, host: str | None = None) -> int:
+    async def start(self, port: int | None = None, host: str | None = None,
+                    sockets: list[socket.socket] | None = None,
+                    worker: int | None = None) -> int:
+        """Serve on ``port`` (or on ``sockets`` already bound, a worker's share of its
+        supervisor's listener); ``worker`` i names this process ``<node_id>/w<i>``."""
         port = self.settings.server.port if port is None else port
         host = host or self.settings.server.host
         # Bound first: a port in use fails the start before anything is changed (a
         # plugin's start-up may act on what "this node" left behind), and the port
         # really bound (``--port``, or 0) names the node.
-        sockets = tornado.netutil.bind_sockets(port, host)
+        sockets = sockets or tornado.netutil.bind_sockets(port, host)
         self.port = sockets[0].getsockname()[1]
         if not self.settings.server.node_id:
             self.node_id = f"{socket.gethostname()}:{self.port}"
+        if worker is not None:
+            # Siblings share the port: each is its own node for presence and restart
+            # recovery (docs/operations.md, "Workers").
+            self.node_id = f"{self.node_id}/w{worker}"
         try:
             await self._prepare()
         except BaseException:
@@ -338,9 +347,9 @@ class KPay:
             self.server.stop()
         for connection in tuple(self.sockets):
             connection.close(1001, "server stopping")
-        # A job run in flight finishes and releases its lease, so the next node need
-        # not wait for the lease to expire (docs/operations.md, "Job leases").
-        await self.scheduler.drain(JOB_DRAIN_SECONDS)
+        # Requests and job runs under way finish (a job run then releases its lease, so
+        # the next node need not wait for it to expire: docs/operations.md "Job leases").
+        await self._drain(self.settings.server.shutdown_timeout_seconds)
         await self.notify("on_shutdown")
         for task in tuple(self._tasks):
             task.cancel()
@@ -348,6 +357,19 @@ class KPay:
         await self.media.close()
         await self.store.close()
         self._plugin_state.clear()
+
+    async def _drain(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, for the requests and jobs under way: no new
+        ones start (the server and the scheduler are stopped), and a money write cut off
+        half-way would leave its caller guessing. Real time, not the app's clock."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.requests_in_flight > 0 or self.scheduler.running():
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("stopping with %d request(s) and jobs %s still running after "
+                            "%.0fs ([server] shutdown_timeout_seconds)",
+                            self.requests_in_flight, self.scheduler.running(), timeout)
+                return
+            await asyncio.sleep(0.05)
 
     async def advance_clock(self, seconds: float) -> None:
         """Dev mode: move the clock forward, remember it, and run every job at once."""
@@ -397,10 +419,20 @@ async def check_startup(settings: Settings, pm: PluginManager, var_dir: str = "v
         await app.store.close()
 
 
-def main(config_path: str | None = None, port: int | None = None) -> None:
-    """Run the server until SIGINT/SIGTERM (``kpay serve`` and ``server.py``)."""
+def main(config_path: str | None = None, port: int | None = None,
+         workers: int | str | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM (``kpay serve`` and ``server.py``): in this
+    process, or as several worker processes under a supervisor (kpay/core/workers.py)."""
     settings, pm = load_settings(config_path)
     configure_logging(settings.logging.level)
+    from kpay.core import workers as workers_module
+
+    count = workers_module.worker_count(settings, workers)
+    if count > 1:
+        # What each worker would refuse, refused once here (and a dev secret generated
+        # once, not raced by the workers).
+        asyncio.run(check_startup(settings, pm, config_module.var_dir()))
+        return workers_module.Supervisor(settings, config_path, count, port).run()
     embedded = None
     uri = settings.mongodb.uri
     if not uri:
@@ -411,15 +443,21 @@ def main(config_path: str | None = None, port: int | None = None) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+    return 0
 
 
-async def _serve(settings: Settings, pm: PluginManager, uri: str, port: int | None) -> None:
+async def _serve(settings: Settings, pm: PluginManager, uri: str, port: int | None,
+                 sockets: list[socket.socket] | None = None, worker: int | None = None,
+                 started: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; ``started()`` is called once the app listens."""
     app = KPay(settings, pm, uri, var_dir=config_module.var_dir())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    await app.start(port=port)
+    await app.start(port=port, sockets=sockets, worker=worker)
+    if started is not None:
+        started()
     await stopping.wait()
     log.info("kpay stopping")
     await app.stop()

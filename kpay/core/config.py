@@ -76,6 +76,12 @@ class ServerSettings(Section):
     # Most connections open at once on this node, HTTP and WebSocket together; one
     # accepted beyond it is closed at once. Keep the process's file limit above it.
     max_connections: int = Field(10_000, ge=1)
+    # Processes serving this node's port (docs/operations.md, "Workers"): a number, or
+    # "auto" for one per core. More than one needs [realtime] broker = "redis".
+    workers: int | str = 1
+    # A stopping process (SIGTERM, a graceful restart) stops accepting, then waits this
+    # long for the requests and jobs under way (money work among them) to finish.
+    shutdown_timeout_seconds: float = Field(20.0, ge=0, le=600)
     # The deployment's time zone (IANA name): where a month begins and ends for the
     # consultants' monthly statements (docs/money.md, "Statements").
     timezone: str = "Asia/Shanghai"
@@ -91,6 +97,13 @@ class ServerSettings(Section):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
                              "Asia/Shanghai)") from None
         return value
+
+    @field_validator("workers", mode="before")  # before pydantic turns true into 1
+    @classmethod
+    def worker_count(cls, value: Any) -> int | str:
+        if value == "auto" or (type(value) is int and 1 <= value <= 256):
+            return value
+        raise ValueError('a number from 1 to 256, or "auto"')
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,11 +1,26 @@
-"""Prometheus metrics of the whole process, served at /metrics."""
+"""Prometheus metrics of the whole process, served at /metrics.
 
-from prometheus_client import Counter, Gauge, Histogram
+Under a supervisor (``kpay serve --workers N``) ``PROMETHEUS_MULTIPROC_DIR`` is set
+and /metrics sums the workers (prometheus_client's multiprocess mode; docs/operations.md,
+"Workers"): counters and histograms add up, the open-sockets gauge adds the live workers.
+"""
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 HTTP_REQUESTS = Counter(
     "kpay_http_requests_total", "HTTP requests served", ["method", "route", "status"]
 )
-SOCKETS_OPEN = Gauge("kpay_sockets_open", "WebSocket connections open")
+SOCKETS_OPEN = Gauge("kpay_sockets_open", "WebSocket connections open",
+                     multiprocess_mode="livesum")
 SOCKETS_CLOSED = Counter("kpay_sockets_closed_total", "WebSocket connections closed", ["reason"])
 MESSAGES_IN = Counter("kpay_socket_frames_in_total", "Frames received from clients", ["op"])
 EVENTS_PUBLISHED = Counter("kpay_events_published_total", "Events published to channels")
@@ -39,3 +54,12 @@ def commands_since(before: dict[str, float]) -> dict[str, int]:
     after = db_commands()
     return {name: int(count - before.get(name, 0)) for name, count in after.items()
             if count != before.get(name, 0)}
+
+
+def exposition() -> bytes:
+    """The text served at /metrics: this process's metrics, or every worker's summed."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

@@ -26,6 +26,8 @@ class Health(BaseModel):
     ok: bool
     database: Literal["up", "down"]
     sockets: int
+    # Which node (and worker, ``<node_id>/w<i>``) answered.
+    node: str
 
 
 class Me(BaseModel):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import prometheus_client
 from pydantic import BaseModel, Field
 
-from kpay.core import openapi, responses, search_routes
+from kpay.core import metrics, openapi, responses, search_routes
 from kpay.core.account_routes import account_routes
 from kpay.core.admin.routes import admin_user_routes
 from kpay.core.analytics.routes import analytics_routes
@@ -34,14 +34,15 @@ class HealthHandler(BaseHandler):
     async def get(self) -> None:
         database = await self.kpay.store.ping()
         self.write_json({"ok": database, "database": "up" if database else "down",
-                         "sockets": len(self.kpay.sockets)}, 200 if database else 503)
+                         "sockets": len(self.kpay.sockets), "node": self.kpay.node_id},
+                        200 if database else 503)
 
 
 class MetricsHandler(BaseHandler):
     @api("Prometheus metrics (text format)", auth=False, media_type="text/plain")
     def get(self) -> None:
         self.set_header("Content-Type", prometheus_client.CONTENT_TYPE_LATEST)
-        self.finish(prometheus_client.generate_latest())
+        self.finish(metrics.exposition())
 
 
 class OpenApiHandler(BaseHandler):

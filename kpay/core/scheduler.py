@@ -75,8 +75,6 @@ class Scheduler:
         self.leases = leases
         self._locks = {j.name: asyncio.Lock() for j in jobs}
         self._scheduler: AsyncIOScheduler | None = None
-        # Scheduled runs in flight, so a graceful stop can let them finish (``drain``).
-        self._running: set[asyncio.Task] = set()
 
     def start(self) -> None:
         if not self.enabled or not self.jobs:
@@ -95,13 +93,10 @@ class Scheduler:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
 
-    async def drain(self, timeout: float) -> None:
-        """A graceful stop: wait up to ``timeout`` seconds for scheduled runs in flight
-        to finish and release their leases. One still running after that is left to
-        fail with the closing store; its lease expires as a dead node's would."""
-        running = [task for task in self._running if not task.done()]
-        if running:
-            await asyncio.wait(running, timeout=timeout)
+    def running(self) -> list[str]:
+        """The jobs running now, lease taken to lease released (a stopping app waits
+        for them: docs/operations.md "Job leases")."""
+        return [name for name, lock in self._locks.items() if lock.locked()]
 
     async def run_job(self, name: str) -> bool:
         """Run ``name`` on this node now, without a lease; True when it did not raise."""
@@ -119,10 +114,6 @@ class Scheduler:
         if self.leases is None:
             await self.run_job(name)
             return
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
         async with self._locks[name]:
             try:
                 lease, outcome = await self.leases.take(name, job.seconds, job.lease)

@@ -168,6 +168,10 @@ class BaseHandler(tornado.web.RequestHandler):
         ``auth=True`` or ``roles``, or ``require_user``), so routes without auth ignore
         it. Then the request's rate limit is taken, and what the method's mark declares
         is enforced (401, 403) before the method runs."""
+        # Counted until on_finish (which runs however the request ends): a stopping app
+        # waits for these (KPay._drain).
+        self.kpay.requests_in_flight += 1
+        self._in_flight = True
         self.token_claims: TokenClaims | None = None
         self._auth_error: ApiError | None = None
         header = self.request.headers.get("Authorization", "")
@@ -256,6 +260,9 @@ class BaseHandler(tornado.web.RequestHandler):
         super()._handle_request_exception(e)
 
     def on_finish(self) -> None:
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.kpay.requests_in_flight -= 1
         route = getattr(self, "route_path", None) or "unmatched"
         metrics.HTTP_REQUESTS.labels(self.request.method, route, str(self.get_status())).inc()
 
