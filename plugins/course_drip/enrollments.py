@@ -277,7 +277,11 @@ def unlock_write(course: dict[str, Any], enrollment: dict[str, Any], now: dateti
     return due, {"_id": enrollment["_id"], "rev": enrollment["rev"], "status": "active",
                  "schedule_version": {"$lte": version}}, {
         "$addToSet": {"notified": {"$each": due}},
-        "$set": {"next_unlock_at": upcoming, "schedule_version": version, **also},
+        # schedule_version is indexed: set only when it moves, so the usual write
+        # (the version unchanged) asks the database for no work on that index.
+        "$set": {"next_unlock_at": upcoming, **also,
+                 **({} if enrollment.get("schedule_version") == version
+                    else {"schedule_version": version})},
         "$inc": {"rev": 1}}
 
 
