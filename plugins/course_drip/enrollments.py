@@ -7,12 +7,13 @@ not paid yet) -> ``active``; ``revoked`` after a full refund (a new purchase may
 it over again).
 
 Every change to an active enrollment increments ``rev``. The one write that
-announces lessons (:func:`announce_due`) is guarded by the ``rev`` it read: it adds
-the announced lesson ids to ``notified`` and stores the new ``next_unlock_at`` in the
-same update, so of two sweeps (or a sweep and a request, or two nodes) racing for one
-enrollment exactly one wins; the loser re-reads and finds nothing left to announce.
-Pushes go out only after that write succeeded, so a lesson is never announced twice;
-a crash between the write and the push would lose that one push (at most once).
+announces lessons (:func:`unlock_write`, sent by :func:`announce_due` or in the sweep's
+bulk write) is guarded by the ``rev`` it read: it adds the announced lesson ids to
+``notified`` and stores the new ``next_unlock_at`` in the same update, so of two
+sweeps (or a sweep and a request, or two nodes) racing for one enrollment exactly one
+wins; the loser re-reads and finds nothing left to announce. Pushes go out only after
+that write succeeded, so a lesson is never announced twice; a crash between the write
+and the push would lose that push (at most once; docs/course_drip.md).
 """
 
 from __future__ import annotations
