@@ -17,7 +17,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from kpay.core import attention, audit, notifications, users
+from kpay.core import attention, audit, notifications, telling, users
 from kpay.core import audience as audience_module
 from kpay.core import config as config_module
 from kpay.core import follows as follows_module
@@ -165,26 +165,13 @@ class KPay:
         Each is tried even if another fails: a failed publish or save is logged (raised
         after the hook in dev mode); the hook isolates plugins as ``notify`` does.
         """
-        if kind in notifications.RESERVED_KINDS:
-            raise ValueError(f"{kind!r} is the core's own event on user:<id>; pick another kind")
-        failed: Exception | None = None
-        try:
-            await self.publish(f"user:{user_id}", kind, data)
-        except Exception as e:
-            log.exception("telling user %s %s: the publish failed", user_id, kind)
-            failed = e
-        try:
-            described = await notifications.describe(self, user_id, kind, data)
-            saved = await self.notifications.add(user_id, described["title"],
-                                                 described["body"], described["link"], kind)
-            await self.publish(f"user:{user_id}", "notification", saved)
-        except Exception as e:
-            log.exception("telling user %s %s: saving the notification failed",
-                          user_id, kind)
-            failed = failed or e
-        await self.notify("on_user_notification", user_id=user_id, kind=kind, data=data)
-        if failed is not None and self.dev:
-            raise failed
+        await telling.tell_users(self, [telling.Told(user_id, kind, data)])
+
+    async def tell_users(self, batch: list[telling.Told]) -> None:
+        """``tell_user`` for many at once (``Told(user_id, kind, data)`` each): one
+        ``insert_many`` of the saved notifications and bounded concurrent publishes, so
+        a wave of unlocks costs a few round trips per batch (kpay/core/telling.py)."""
+        await telling.tell_users(self, batch)
 
     def plugin_state(self, owner: str, factory: Callable[[], T]) -> T:
         """A plugin's state for this app (an engine, a lock, a client), made by

@@ -224,7 +224,8 @@ def on_user_notification(app, user_id, kind, data):
     """Called when a plugin tells a user something worth a notification outside the
     page (``kind`` such as ``"lesson_unlocked"``, ``data`` a dict); other plugins may
     forward it, for example as a WeChat template message. Socket delivery on
-    ``user:<id>`` is done by the caller.
+    ``user:<id>`` is done by the caller. ``app.tell_users`` calls it once per item of
+    its batch, so an implementation's database work is paid per notification.
 
     On failure: logged with the plugin's name; the other plugins are still called
     and the server goes on. In dev mode the exception is re-raised to the caller.

@@ -85,15 +85,37 @@ class Notifications:
         """Save one notification for ``user_id`` and return it as the API shows it.
         ``title`` and ``body`` are Chinese text (cut to ``MAX_TITLE``/``MAX_BODY``);
         ``link`` a path inside kpay or None (400 ``invalid_link`` otherwise)."""
-        now = self.clock.now()
-        doc = {"_id": "ntf" + secrets.token_hex(10), "user_id": user_id,
-               "kind": clip(kind, MAX_KIND), "title": clip(title, MAX_TITLE) or NEUTRAL_TITLE,
-               "body": clip(body, MAX_BODY), "link": check_link(link),
-               "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
-               "read_at": None}
+        doc = self.new_doc(user_id, title, body, link, kind)
         await self.collection.insert_one(doc)
         await self._trim(user_id)
         return public(doc)
+
+    def new_doc(self, user_id: str, title: str, body: str = "", link: str | None = None,
+                kind: str = "message") -> dict[str, Any]:
+        """The stored document of one notification, checked and cut as ``add`` says."""
+        now = self.clock.now()
+        return {"_id": "ntf" + secrets.token_hex(10), "user_id": user_id,
+                "kind": clip(kind, MAX_KIND), "title": clip(title, MAX_TITLE) or NEUTRAL_TITLE,
+                "body": clip(body, MAX_BODY), "link": check_link(link),
+                "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+                "read_at": None}
+
+    async def add_many(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Save documents made by ``new_doc`` (many users at once, as an unlock wave
+        tells them) and return them as the API shows them: one ``insert_many`` and one
+        count of the users' lists, so the round trips do not grow with the batch; only
+        users past ``keep`` are trimmed, one at a time (docs/performance.md)."""
+        if not docs:
+            return []
+        await self.collection.insert_many(docs, ordered=False)
+        users = sorted({doc["user_id"] for doc in docs})
+        over = await self.collection.aggregate([
+            {"$match": {"user_id": {"$in": users}}},
+            {"$group": {"_id": "$user_id", "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": self.keep}}}])
+        async for user in over:
+            await self._trim(user["_id"])
+        return [public(doc) for doc in docs]
 
     async def _trim(self, user_id: str) -> None:
         # The oldest one kept; everything older goes. One indexed read per insert.

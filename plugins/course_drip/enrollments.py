@@ -7,12 +7,13 @@ not paid yet) -> ``active``; ``revoked`` after a full refund (a new purchase may
 it over again).
 
 Every change to an active enrollment increments ``rev``. The one write that
-announces lessons (:func:`announce_due`) is guarded by the ``rev`` it read: it adds
-the announced lesson ids to ``notified`` and stores the new ``next_unlock_at`` in the
-same update, so of two sweeps (or a sweep and a request, or two nodes) racing for one
-enrollment exactly one wins; the loser re-reads and finds nothing left to announce.
-Pushes go out only after that write succeeded, so a lesson is never announced twice;
-a crash between the write and the push would lose that one push (at most once).
+announces lessons (:func:`unlock_write`, sent by :func:`announce_due` or in the sweep's
+bulk write) is guarded by the ``rev`` it read: it adds the announced lesson ids to
+``notified`` and stores the new ``next_unlock_at`` in the same update, so of two
+sweeps (or a sweep and a request, or two nodes) racing for one enrollment exactly one
+wins; the loser re-reads and finds nothing left to announce. Pushes go out only after
+that write succeeded, so a lesson is never announced twice; a crash between the write
+and the push would lose that push (at most once; docs/course_drip.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kpay.core.auth import User
 from kpay.core.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
 from kpay.core.store import IndexSpec
+from kpay.core.telling import Told
 from plugins.course_drip.courses import find_course, visible_lessons
 from plugins.course_drip.release import LessonState, due_lessons, lesson_states, next_unlock
 from plugins.course_drip.settings import zone
@@ -257,6 +259,33 @@ async def unlock_all(app: KPay, course: dict[str, Any], user_id: str) -> dict[st
 # -- announcing unlocks ------------------------------------------------------------------
 
 
+def unlock_write(course: dict[str, Any], enrollment: dict[str, Any], now: datetime,
+                 tz: ZoneInfo, **also: Any
+                 ) -> tuple[list[str], dict[str, Any], dict[str, Any]] | None:
+    """The lessons of one enrollment to announce now and the one write (filter,
+    update) that records them, guarded by the ``rev`` read and the schedule version;
+    None when nothing changes. ``also`` are more fields to ``$set`` in the same write
+    (the sweep's batch token). The one place the sweep and :func:`announce_due` decide
+    it."""
+    states = states_of(course, enrollment, now, tz)
+    notified = set(enrollment.get("notified") or ())
+    due = due_lessons(states, notified)
+    upcoming = next_unlock(states, notified | set(due))
+    version = course["schedule_version"]
+    if (not due and upcoming == enrollment.get("next_unlock_at")
+            and enrollment.get("schedule_version") == version):
+        return None
+    return due, {"_id": enrollment["_id"], "rev": enrollment["rev"], "status": "active",
+                 "schedule_version": {"$lte": version}}, {
+        "$addToSet": {"notified": {"$each": due}},
+        # schedule_version is indexed: set only when it moves, so the usual write
+        # (the version unchanged) asks the database for no work on that index.
+        "$set": {"next_unlock_at": upcoming, **also,
+                 **({} if enrollment.get("schedule_version") == version
+                    else {"schedule_version": version})},
+        "$inc": {"rev": 1}}
+
+
 async def announce_due(app: KPay, key: str, course: dict[str, Any] | None = None,
                        enrollment: dict[str, Any] | None = None,
                        now: datetime | None = None) -> list[str]:
@@ -279,22 +308,13 @@ async def announce_due(app: KPay, key: str, course: dict[str, Any] | None = None
             if course is None:
                 await enrollments.update_one({"_id": key}, {"$set": {"next_unlock_at": None}})
                 return []
-        states = states_of(course, enrollment, now, tz)
-        notified = set(enrollment.get("notified") or ())
-        due = due_lessons(states, notified)
-        upcoming = next_unlock(states, notified | set(due))
-        version = course["schedule_version"]
-        if (not due and upcoming == enrollment.get("next_unlock_at")
-                and enrollment.get("schedule_version") == version):
+        planned = unlock_write(course, enrollment, now, tz)
+        if planned is None:
             return []
-        result = await enrollments.update_one(
-            {"_id": key, "rev": enrollment["rev"], "status": "active",
-             "schedule_version": {"$lte": version}},
-            {"$addToSet": {"notified": {"$each": due}},
-             "$set": {"next_unlock_at": upcoming, "schedule_version": version},
-             "$inc": {"rev": 1}})
+        due, guard, update = planned
+        result = await enrollments.update_one(guard, update)
         if result.matched_count:
-            await push_unlocks(app, course, enrollment["user_id"], due)
+            await app.tell_users(unlock_notices(course, enrollment["user_id"], due))
             return due
         # Someone changed it since we read it (or the schedule is newer than our copy).
         enrollment, course = None, None
@@ -302,17 +322,19 @@ async def announce_due(app: KPay, key: str, course: dict[str, Any] | None = None
     return []
 
 
-async def push_unlocks(app: KPay, course: dict[str, Any], user_id: str,
-                       lesson_ids: list[str]) -> None:
-    # The lesson's number and title, so the notification can name it (第 3 课《…》).
+def unlock_notices(course: dict[str, Any], user_id: str, lesson_ids: list[str]
+                   ) -> list[Told]:
+    """One ``lesson_unlocked`` per lesson, naming its number and title (第 3 课《…》)."""
     lessons = {lesson["id"]: (number, lesson["title"])
                for number, lesson in enumerate(course["lessons"], start=1)}
+    notices = []
     for lesson_id in lesson_ids:
         number, title = lessons.get(lesson_id, (None, ""))
-        await app.tell_user(user_id, "lesson_unlocked",
+        notices.append(Told(user_id, "lesson_unlocked",
                             {"course_id": course["_id"], "lesson_id": lesson_id,
                              "course_title": course["title"], "lesson_title": title,
-                             "lesson_number": number})
+                             "lesson_number": number}))
+    return notices
 
 
 # -- views --------------------------------------------------------------------------------

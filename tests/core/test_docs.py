@@ -91,7 +91,7 @@ def test_every_error_class_is_in_the_internals():
 
 @pytest.mark.parametrize("name", [
     # What a plugin reaches on the app, and the helpers its handlers and kinds use.
-    "app.access", "app.tell_user", "app.users", "app.clock", "app.money",
+    "app.access", "app.tell_user", "app.tell_users", "app.users", "app.clock", "app.money",
     "app.plugin_state", "app.collections", "require_user", "self.body", "query_int",
     "write_json", "@api", "enforce_cap", "orders.get", "orders.refund", "purpose",
     "adjustments.price", "earnings_credits", "ledger.post", "app.search",

@@ -13,6 +13,7 @@ from kpay import hookimpl
 from kpay.core import notifications
 from kpay.core.errors import BadRequest
 from kpay.core.notifications import KEEP_PER_USER, NEUTRAL_TITLE, check_link
+from kpay.core.telling import Told
 
 
 class Describer:
@@ -195,3 +196,39 @@ async def test_the_cores_own_event_types_cannot_be_told(kpay_app):
         with pytest.raises(ValueError, match="core's own event"):
             await kpay_app.tell_user("bob", kind, {"id": "forged"})
     assert await kpay_app.notifications.unread_count("bob") == 0
+
+
+@pytest.mark.gen_test
+async def test_add_many_saves_every_user_and_trims_only_those_past_the_cap(kpay_app, clock):
+    service = kpay_app.notifications
+    service.keep = 3
+    for n in range(3):
+        await service.add("carol", f"old{n}", "", None)
+        await clock.advance(0.01)
+    await clock.advance(0.01)
+    saved = await service.add_many([service.new_doc(user, f"new-{user}")
+                                    for user in ("carol", "dave", "erin")])
+    assert [n["title"] for n in saved] == ["new-carol", "new-dave", "new-erin"]
+    assert [n["title"] for n in await service.list("carol")] == ["new-carol", "old2", "old1"]
+    assert [n["title"] for n in await service.list("dave")] == ["new-dave"]
+    assert await service.add_many([]) == []
+
+
+@pytest.mark.gen_test
+async def test_tell_users_saves_each_and_one_bad_item_stops_no_other(kpay_app, api, caplog):
+    users = ["u1", "u2", "u3"]
+    sockets = {}
+    for user in users:
+        sockets[user] = await api.socket(await api.login(user, "student"))
+        assert (await sockets[user].request("sub", ch=f"user:{user}"))["ok"] is True
+    kpay_app.dev = False  # dev mode re-raises the bad link after the others went out
+    batch = [Told(user, "flower_delivered", {"n": n}) for n, user in enumerate(users)]
+    batch[1] = Told("u2", "flower_delivered", {"n": 1, "link": "https://evil.example/"})
+    with caplog.at_level(logging.ERROR):
+        await kpay_app.tell_users(batch)
+    for n, user in enumerate(users):
+        assert (await sockets[user].event("flower_delivered"))["data"]["n"] == n
+    assert (await sockets["u1"].event("notification"))["data"]["title"] == "鲜花已送达 0 束"
+    assert (await sockets["u3"].event("notification"))["data"]["title"] == "鲜花已送达 2 束"
+    assert [await kpay_app.notifications.unread_count(u) for u in users] == [1, 0, 1]
+    assert "telling user u2 flower_delivered: saving the notification failed" in caplog.text

@@ -1,0 +1,93 @@
+"""Telling users: ``app.tell_users`` (and ``app.tell_user``, a batch of one).
+
+Each told item goes out three ways, each tried even if another fails (docs/plugins.md
+"app.tell_user"): the event ``kind`` on ``user:<id>``, a saved notification worded by
+``describe_notification`` (published as ``notification`` on ``user:<id>``) and the
+``on_user_notification`` hook. A batch (the drip sweep's 08:00 wave) saves its
+notifications with one ``insert_many`` and publishes ``PUBLISH_CONCURRENCY`` at a
+time, so its database round trips do not grow with the number of users told
+(docs/performance.md "Course drip").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from kpay.core import notifications
+
+if TYPE_CHECKING:
+    from kpay.core.app import KPay
+
+log = logging.getLogger("kpay")
+
+# Publishes in flight at once: enough to overlap a Redis broker's round trips, few
+# enough that a wave of 500 does not queue 500 writes on one connection.
+PUBLISH_CONCURRENCY = 32
+
+
+class Told(NamedTuple):
+    """One thing to tell one user: event ``kind`` with ``data``."""
+
+    user_id: str
+    kind: str
+    data: dict[str, Any]
+
+
+async def bounded(calls: Iterable[Awaitable[Any]], limit: int = PUBLISH_CONCURRENCY
+                  ) -> list[Any]:
+    """Await ``calls`` at most ``limit`` at a time; results (or exceptions) in order."""
+    results: list[Any] = []
+    pending = list(calls)
+    for start in range(0, len(pending), limit):
+        results += await asyncio.gather(*pending[start:start + limit],
+                                        return_exceptions=True)
+    return results
+
+
+async def tell_users(app: KPay, batch: list[Told]) -> None:
+    """Tell every item of ``batch``. A failed publish or save is logged per item and
+    never stops the others (raised after the hooks in dev mode); the hook is called
+    once per item, isolating plugins as ``app.notify`` does."""
+    for told in batch:
+        if told.kind in notifications.RESERVED_KINDS:
+            raise ValueError(f"{told.kind!r} is the core's own event on user:<id>; "
+                             "pick another kind")
+    failed: list[BaseException] = []
+
+    def logged(results: list[Any], what: str, items: list[Told]) -> None:
+        for told, result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("telling user %s %s: %s failed", told.user_id, told.kind, what,
+                          exc_info=result)
+                failed.append(result)
+
+    logged(await bounded(app.publish(f"user:{t.user_id}", t.kind, t.data) for t in batch),
+           "the publish", batch)
+    saved_for: list[Told] = []
+    docs: list[dict[str, Any]] = []
+    for told in batch:
+        try:
+            described = await notifications.describe(app, told.user_id, told.kind, told.data)
+            docs.append(app.notifications.new_doc(told.user_id, described["title"],
+                                                  described["body"], described["link"],
+                                                  told.kind))
+            saved_for.append(told)
+        except Exception as e:
+            logged([e], "saving the notification", [told])
+    try:
+        saved = await app.notifications.add_many(docs)
+    except Exception as e:
+        logged([e] * len(saved_for), "saving the notification", saved_for)
+        saved = []
+    if saved:
+        logged(await bounded(app.publish(f"user:{t.user_id}", "notification", doc)
+                             for t, doc in zip(saved_for, saved, strict=True)),
+               "publishing the notification", saved_for)
+    for told in batch:
+        await app.notify("on_user_notification", user_id=told.user_id, kind=told.kind,
+                         data=told.data)
+    if failed and app.dev:
+        raise failed[0]
