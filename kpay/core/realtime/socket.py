@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from kpay.core.errors import ApiError
 from kpay.core.realtime.protocol import (
     dumps,
     error_reply,
+    parse_frame,
     reply,
     split_channel,
     websocket_text_frame,
@@ -413,46 +413,3 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
 
 
 OPS = ("auth", "sub", "unsub", "pub", "ping")
-PING_FRAME = bytes([0x89, 0x00])
-
-
-async def keep_alive(app: KPay, interval: float, timeout: float) -> None:
-    """Ping every socket each ``interval`` seconds; close those that do not answer
-    within ``timeout``.
-
-    One task for the node instead of Tornado's task per socket (about 1.8 KB each),
-    and the pings go out through ``send_frame``, so a slow socket is still bounded.
-    """
-    timeout = min(timeout, interval) if timeout else 0
-    while True:
-        await asyncio.sleep(interval - timeout)
-        sockets = tuple(app.sockets)
-        for socket in sockets:
-            socket.state.awaiting_pong = True
-            socket.send_frame(PING_FRAME)
-        if not timeout:
-            continue
-        await asyncio.sleep(timeout)
-        for socket in sockets:
-            stream = socket.stream
-            if socket.state.awaiting_pong and stream is not None:
-                metrics.SOCKETS_CLOSED.labels("ping_timeout").inc()
-                socket.close(reason="ping timed out")
-                # The peer is not answering: drop the connection now rather than wait
-                # for its close frame.
-                stream.close()
-
-
-def parse_frame(message: str | bytes) -> dict[str, Any] | str:
-    """The frame as a dict, or a message saying what is wrong with it."""
-    if isinstance(message, bytes):
-        return "binary frames are not accepted; send JSON text"
-    try:
-        frame = json.loads(message)
-    except ValueError:
-        return "frame is not valid JSON"
-    except RecursionError:
-        return "frame is nested too deeply"
-    if not isinstance(frame, dict):
-        return "frame must be a JSON object"
-    return frame
