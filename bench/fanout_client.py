@@ -134,9 +134,13 @@ async def run(port: int, token: str, connections: int, events: int, sample_every
 
     await asyncio.gather(*(connect(i) for i in range(connections)))
     print("connected", flush=True)
+    cpu = time.process_time()
     await tally.finished
+    # This process's CPU from connected to the last event: what reading cost the
+    # clients, which share the machine's cores with the server.
     print("done", json.dumps({"received": tally.received, "last": tally.last_receive,
-                              "latencies": tally.latencies}), flush=True)
+                              "latencies": tally.latencies,
+                              "cpu": time.process_time() - cpu}), flush=True)
     for client in clients:
         client.transport.close()
 

@@ -5,7 +5,7 @@
 It prints ``ready <port> <token>`` and then obeys lines on stdin:
 ``stats`` -> ``stats <subscribers> <cpu seconds> <rss bytes>`` (this process's own CPU
 time and resident memory); ``publish <k>`` -> publishes k events to every subscriber,
-one after another, and prints ``published``; ``quit``.
+one after another, and prints ``published <seconds it took>``; ``quit``.
 
 Every event is ``{"op":"event","ch":"bench:all","seq":n,"type":"tick","data":{"i","t"}}``
 with ``t`` the wall-clock time of the publish, so clients can measure latency.
@@ -201,12 +201,14 @@ async def serve(kind: str) -> None:
         if line[0] == "stats":
             print("stats", server.subscribers(), time.process_time(), rss_bytes(), flush=True)
         elif line[0] == "publish":
+            started = time.perf_counter()
             for _ in range(int(line[1])):
                 seq += 1
                 await server.publish(seq)
                 # Let the loop breathe between events, as a real server between requests.
                 await asyncio.sleep(0)
-            print("published", flush=True)
+            # How long the server took to hand every event to the kernel.
+            print("published", time.perf_counter() - started, flush=True)
         elif line[0] == "quit":
             break
     await server.stop()
