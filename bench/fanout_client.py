@@ -88,6 +88,11 @@ class BenchClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.transport.write(self.request)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Closed before the upgrade (the server refused it): fail the run, do not hang.
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
         if not self.upgraded.done():
