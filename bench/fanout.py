@@ -1,6 +1,6 @@
 """Fan-out benchmark: kpay's hub against a bare Tornado loop and websockets.broadcast.
 
-    .venv/bin/python bench/fanout.py [--sockets 1000,5000] [--events 100] [--workers 1,2]
+    .venv/bin/python bench/fanout.py [--sockets 10000] [--events 100] [--hog] [--workers 1,2]
 
 For each socket count N, each server runs in its own process (bench/fanout_server.py)
 with N WebSocket clients subscribed to one channel, spread over client processes
@@ -13,7 +13,14 @@ server, in the same run over the same N:
   not count, whatever the machine's load;
 - p50/p99 latency: receive time minus publish time, sampled on every 10th socket;
 - KB per idle socket: the server's RSS growth from connecting and subscribing N
-  sockets, divided by N.
+  sockets, divided by N;
+- publish s: how long the server took to hand all K events to the kernel (when it is
+  much shorter than the delivery time, the clients are what is slow);
+- client CPU µs per delivery: the client processes' CPU over the same phase, divided
+  by N*K (they share the machine's cores with the server).
+
+``--hog`` starts a CPU-burning process beside the server for the whole run (``--hog
+2`` two of them), for the figure "with a CPU hog" (docs/performance.md).
 
 ``--workers 1,2`` adds a real ``kpay serve --workers n`` for each n (its own
 redis-server, the Redis broker, the embedded database; events published into Redis by
@@ -42,6 +49,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("hub", "tornado", "websockets")
+HOG = "while True: pass"
 
 
 class Child:
@@ -107,7 +115,7 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
         client_cpu_before = cpu_of(client.process.pid for client in clients)
         started = time.time()
         server.send(f"publish {events}")
-        server.expect("published", timeout)
+        (publish_seconds,) = server.expect("published", timeout)
         reports = [json.loads(client.expect("done", timeout)[0]) for client in clients]
         _, cpu_after, _ = stats(server)
         client_cpu = cpu_of(client.process.pid for client in clients) - client_cpu_before
@@ -128,6 +136,9 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
         "kb_per_idle_socket": (rss_idle - rss_before) / sockets / 1024,
         "server_cpu_s": cpu_after - cpu_before, "client_cpu_s": client_cpu,
         "wall_s": wall,
+        "publish_seconds": float(publish_seconds),
+        "client_cpu_us_per_delivery": sum(r["cpu"] for r in reports) * 1e6 / deliveries,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -154,11 +165,13 @@ def machine() -> str:
 
 def report(results: list[dict[str, Any]]) -> None:
     print(f"\n{'sockets':>7} {'server':<11} {'deliv/s':>10} {'CPU µs/deliv':>12} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'KB/idle sock':>12}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'KB/idle sock':>12} {'publish s':>9} "
+          f"{'client µs/deliv':>15} {'load':>5}")
     for r in results:
         print(f"{r['sockets']:>7} {r['server']:<11} {r['deliveries_per_second']:>10,.0f} "
               f"{r['cpu_us_per_delivery']:>12.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-              f"{r['kb_per_idle_socket']:>12.1f}")
+              f"{r['kb_per_idle_socket']:>12.1f} {r['publish_seconds']:>9.2f} "
+              f"{r['client_cpu_us_per_delivery']:>15.1f} {r['load']:>5.1f}")
     print()
     for sockets in sorted({r["sockets"] for r in results}):
         by_server = {r["server"]: r for r in results if r["sockets"] == sockets}
@@ -175,6 +188,11 @@ def report(results: list[dict[str, Any]]) -> None:
                 print(f"{sockets:>5} sockets, {baseline:<10}: CPU per delivery "
                       f"{baseline}/hub = {cpu:.2f}x, deliveries/s hub/{baseline} = "
                       f"{speed:.2f}x, memory per idle socket hub/{baseline} = {memory:.2f}x")
+        if "websockets" in by_server:
+            # The gate of issue 18 (docs/performance.md, "Hub fan-out").
+            met = hub["cpu_us_per_delivery"] <= by_server["websockets"]["cpu_us_per_delivery"]
+            print(f"{sockets:>5} sockets: gate hub CPU per delivery <= websockets': "
+                  f"{'met' if met else 'NOT met'}")
 
 
 def report_workers(sockets: int, by_server: dict[str, dict[str, Any]]) -> None:
@@ -198,18 +216,22 @@ def report_workers(sockets: int, by_server: dict[str, dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sockets", default="1000,5000",
-                        help="comma-separated socket counts (default 1000,5000)")
+    parser.add_argument("--sockets", default="10000",
+                        help="comma-separated socket counts (default 10000)")
     parser.add_argument("--events", type=int, default=100, help="events per run (100)")
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help="which of hub,tornado,websockets to run")
+    parser.add_argument("--servers", default="hub,websockets",
+                        help="which of hub,tornado,websockets to run (hub,websockets)")
+    parser.add_argument("--hog", type=int, nargs="?", const=1, default=0,
+                        help="CPU-burning processes beside the server (--hog: 1)")
     parser.add_argument("--workers", default="",
                         help="also run kpay serve with these worker counts, e.g. 1,2")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--sample-every", type=int, default=10,
                         help="measure latency on every n-th socket (10)")
-    parser.add_argument("--timeout", type=float, default=120,
-                        help="seconds any one step may take (120)")
+    # 10,000 sockets each authenticated against the embedded database take minutes to
+    # connect on a busy machine.
+    parser.add_argument("--timeout", type=float, default=300,
+                        help="seconds any one step may take (300)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     counts = [int(n) for n in args.sockets.split(",")]
@@ -217,17 +239,26 @@ def main() -> None:
     servers += [f"workers:{int(n)}" for n in args.workers.split(",") if n]
     print(f"machine: {machine()}")
     print(f"settings: sockets {counts}, {args.events} events, servers {servers}, "
-          f"{args.client_procs} client processes, latency on every {args.sample_every}th socket")
+          f"{args.client_procs} client processes, latency on every {args.sample_every}th "
+          f"socket, {args.hog} CPU hog(s)")
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(args.hog)]
     results = []
-    for sockets in counts:
-        for kind in servers:
-            print(f"running {kind} with {sockets} sockets ...", flush=True)
-            results.append(run_one(kind, sockets, args.events, args.client_procs,
-                                   args.sample_every, args.timeout))
+    try:
+        for sockets in counts:
+            for kind in servers:
+                print(f"running {kind} with {sockets} sockets ...", flush=True)
+                results.append(run_one(kind, sockets, args.events, args.client_procs,
+                                       args.sample_every, args.timeout))
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     report(results)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "results": results},
-                                              indent=2))
+        Path(args.json).write_text(json.dumps({"machine": machine(), "hogs": args.hog,
+                                               "results": results}, indent=2))
 
 
 if __name__ == "__main__":

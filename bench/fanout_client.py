@@ -88,6 +88,11 @@ class BenchClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.transport.write(self.request)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Closed before the upgrade (the server refused it): fail the run, do not hang.
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
+
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data
         if not self.upgraded.done():
@@ -134,9 +139,13 @@ async def run(port: int, token: str, connections: int, events: int, sample_every
 
     await asyncio.gather(*(connect(i) for i in range(connections)))
     print("connected", flush=True)
+    cpu = time.process_time()
     await tally.finished
+    # This process's CPU from connected to the last event: what reading cost the
+    # clients, which share the machine's cores with the server.
     print("done", json.dumps({"received": tally.received, "last": tally.last_receive,
-                              "latencies": tally.latencies}), flush=True)
+                              "latencies": tally.latencies,
+                              "cpu": time.process_time() - cpu}), flush=True)
     for client in clients:
         client.transport.close()
 

@@ -49,8 +49,9 @@ from kpay.core.realtime import cluster
 from kpay.core.realtime.broker import Broker, MemoryBroker
 from kpay.core.realtime.channels import ChannelRegistry
 from kpay.core.realtime.hub import Hub
+from kpay.core.realtime.keepalive import keep_alive
 from kpay.core.realtime.protocol import Publication
-from kpay.core.realtime.socket import SocketHandler, keep_alive
+from kpay.core.realtime.socket import SocketHandler
 from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
 from kpay.core.search import INDEXES as SEARCH_INDEXES

@@ -119,3 +119,18 @@ def split_channel(channel: Any) -> tuple[str, str] | None:
     if not sep or not prefix or not ident:
         return None
     return prefix, ident
+
+
+def parse_frame(message: str | bytes) -> dict[str, Any] | str:
+    """The frame as a dict, or a message saying what is wrong with it."""
+    if isinstance(message, bytes):
+        return "binary frames are not accepted; send JSON text"
+    try:
+        frame = json.loads(message)
+    except ValueError:
+        return "frame is not valid JSON"
+    except RecursionError:
+        return "frame is nested too deeply"
+    if not isinstance(frame, dict):
+        return "frame must be a JSON object"
+    return frame

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from kpay.core.realtime.broker import SOCKETS
 from kpay.core.realtime.protocol import (
     dumps,
     error_reply,
+    parse_frame,
     reply,
     split_channel,
     websocket_text_frame,
@@ -70,7 +70,7 @@ class SocketState:
     dicts past 30 attributes, about 1.3 KB more per socket)."""
 
     __slots__ = ("auth_timer", "awaiting_pong", "bucket", "channels", "claims", "direct_send",
-                 "user", "violations")
+                 "pending", "user", "violations")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
@@ -83,6 +83,10 @@ class SocketState:
         self.auth_timer: asyncio.TimerHandle | None = None
         self.direct_send = False
         self.awaiting_pong = False
+        #: Frames that arrived while a write to the stream was in flight (None: no
+        #: write is), sent together with one write when it completes (docs/performance.md,
+        #: "Hub fan-out").
+        self.pending: bytearray | None = None
 
 
 class SocketHandler(tornado.websocket.WebSocketHandler):
@@ -195,12 +199,20 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             return True
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        # No event frame may follow our close frame (RFC 6455 5.5.1).
-        self.stream = None
+        # No event frame may follow our close frame (RFC 6455 5.5.1): frames still
+        # pending go to the stream ahead of it, and nothing is accepted after.
+        stream, self.stream = self.stream, None
+        pending, self.state.pending = self.state.pending, None
+        if pending and stream is not None and not stream.closed():
+            try:
+                stream.write(pending)
+            except (tornado.iostream.StreamBufferFullError, tornado.iostream.StreamClosedError):
+                pass  # too slow or already gone: the close frame is all it gets
         super().close(code, reason)
 
     def on_close(self) -> None:
         self.stream = None
+        self.state.pending = None
         if self.state.auth_timer is not None:
             self.state.auth_timer.cancel()
         self.kpay.sockets.discard(self)
@@ -231,12 +243,22 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
 
         The hot path of fan-out. When nothing is queued, the frame goes straight to
         the kernel with one send() (what IOStream.write would do first anyway, minus
-        its per-write Future). Anything the kernel does not take goes through
-        IOStream.write, whose max_write_buffer_size bounds what a slow client holds.
+        its per-write Future and callback). What the kernel does not take goes through
+        one IOStream.write; frames that come while that write is in flight are
+        coalesced in ``state.pending`` and go out together with one write when it
+        completes, so a backed-up socket costs one write per drain, not one per frame.
+        What a socket holds (IOStream buffer and pending) stays under
+        ``outbound_buffer_bytes``; past it the socket is dropped as a slow consumer.
         """
         stream = self.stream
         if stream is None or stream.closed():
             return False
+        pending = self.state.pending
+        if pending is not None:
+            if self.outbound_bytes() + len(frame) > stream.max_write_buffer_size:
+                return self._drop_slow_consumer(stream)
+            pending += frame
+            return True
         if self.state.direct_send and not stream.writing():
             try:
                 sent = stream.socket.send(frame)
@@ -249,16 +271,34 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 return True
             frame = frame[sent:]
         try:
-            stream.write(frame)
+            written = stream.write(frame)
         except tornado.iostream.StreamBufferFullError:
-            log.info("socket of %s dropped: outbound buffer full", self.user_id)
-            metrics.SOCKETS_CLOSED.labels("slow_consumer").inc()
-            self.stream = None
-            stream.close()
-            return False
+            return self._drop_slow_consumer(stream)
         except tornado.iostream.StreamClosedError:
             return False
+        self.state.pending = bytearray()
+        written.add_done_callback(self._write_pending)
         return True
+
+    def _write_pending(self, written: asyncio.Future[None]) -> None:
+        """The write in flight completed (or the stream closed): send what came meanwhile."""
+        pending, self.state.pending = self.state.pending, None
+        if pending:
+            self.send_frame(pending)
+
+    def outbound_bytes(self) -> int:
+        """Bytes queued for this socket and not yet taken by the kernel."""
+        stream = self.stream
+        queued = len(stream._write_buffer) if stream is not None else 0
+        return queued + len(self.state.pending or b"")
+
+    def _drop_slow_consumer(self, stream: tornado.iostream.IOStream) -> bool:
+        log.info("socket of %s dropped: outbound buffer full", self.user_id)
+        metrics.SOCKETS_CLOSED.labels("slow_consumer").inc()
+        self.stream = None
+        self.state.pending = None
+        stream.close()
+        return False
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_frame(websocket_text_frame(dumps(message).encode()))
@@ -399,46 +439,3 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
 
 
 OPS = ("auth", "sub", "unsub", "pub", "ping")
-PING_FRAME = bytes([0x89, 0x00])
-
-
-async def keep_alive(app: KPay, interval: float, timeout: float) -> None:
-    """Ping every socket each ``interval`` seconds; close those that do not answer
-    within ``timeout``.
-
-    One task for the node instead of Tornado's task per socket (about 1.8 KB each),
-    and the pings go out through ``send_frame``, so a slow socket is still bounded.
-    """
-    timeout = min(timeout, interval) if timeout else 0
-    while True:
-        await asyncio.sleep(interval - timeout)
-        sockets = tuple(app.sockets)
-        for socket in sockets:
-            socket.state.awaiting_pong = True
-            socket.send_frame(PING_FRAME)
-        if not timeout:
-            continue
-        await asyncio.sleep(timeout)
-        for socket in sockets:
-            stream = socket.stream
-            if socket.state.awaiting_pong and stream is not None:
-                metrics.SOCKETS_CLOSED.labels("ping_timeout").inc()
-                socket.close(reason="ping timed out")
-                # The peer is not answering: drop the connection now rather than wait
-                # for its close frame.
-                stream.close()
-
-
-def parse_frame(message: str | bytes) -> dict[str, Any] | str:
-    """The frame as a dict, or a message saying what is wrong with it."""
-    if isinstance(message, bytes):
-        return "binary frames are not accepted; send JSON text"
-    try:
-        frame = json.loads(message)
-    except ValueError:
-        return "frame is not valid JSON"
-    except RecursionError:
-        return "frame is nested too deeply"
-    if not isinstance(frame, dict):
-        return "frame must be a JSON object"
-    return frame
