@@ -338,3 +338,25 @@ async def test_a_socket_that_does_not_answer_pings_is_closed(api, kpay_app):
     assert (await answering.request("ping"))["ok"] is True
     assert kpay_app.hub.is_present("test:k", "alice")
     silent.close()
+
+
+@overrides(ping_interval_seconds=0.2, ping_timeout_seconds=0.1)
+@pytest.mark.gen_test
+async def test_a_socket_still_authenticating_is_not_closed_for_missing_pongs(
+        api, kpay_app, monkeypatch):
+    # Under load a socket's open() can wait on the user's standing for longer than a
+    # ping interval; Tornado reads no pong before open() returns.
+    token = await api.login("slowpoke")
+    standing = kpay_app.users.standing
+
+    async def slow_standing(user_id: str):
+        await asyncio.sleep(0.8)
+        return await standing(user_id)
+
+    monkeypatch.setattr(kpay_app.users, "standing", slow_standing)
+    ws = await api.socket(token)
+    reply = await ws.request("sub", ch="test:slow", timeout=5)
+    assert reply["ok"] is True, reply
+    await asyncio.sleep(0.5)
+    assert (await ws.request("ping"))["ok"] is True
+    assert kpay_app.hub.is_present("test:slow", "slowpoke")

@@ -23,7 +23,9 @@ async def keep_alive(app: KPay, interval: float, timeout: float) -> None:
     timeout = min(timeout, interval) if timeout else 0
     while True:
         await asyncio.sleep(interval - timeout)
-        sockets = tuple(app.sockets)
+        # A socket still authenticating in open() cannot answer yet (Tornado reads its
+        # frames only after open() returns): pinged then, it would be closed unheard.
+        sockets = tuple(socket for socket in app.sockets if socket.state.opened)
         for socket in sockets:
             socket.state.awaiting_pong = True
             socket.send_frame(PING_FRAME)

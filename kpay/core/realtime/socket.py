@@ -70,7 +70,7 @@ class SocketState:
     dicts past 30 attributes, about 1.3 KB more per socket)."""
 
     __slots__ = ("auth_timer", "awaiting_pong", "bucket", "channels", "claims", "direct_send",
-                 "pending", "user", "violations")
+                 "opened", "pending", "user", "violations")
 
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
@@ -83,6 +83,9 @@ class SocketState:
         self.auth_timer: asyncio.TimerHandle | None = None
         self.direct_send = False
         self.awaiting_pong = False
+        #: ``open()`` returned: Tornado reads the socket's frames (its pongs too) only
+        #: from then on, so the keep-alive leaves it alone until then.
+        self.opened = False
         #: Frames that arrived while a write to the stream was in flight (None: no
         #: write is), sent together with one write when it completes (docs/performance.md,
         #: "Hub fan-out").
@@ -132,12 +135,15 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.kpay.sockets.add(self)
         token = self.get_query_argument("token", None)
         self.forget_handshake()
-        if token:
-            await self.authenticate(token)
-        else:
-            timeout = self.kpay.settings.realtime.auth_timeout_seconds
-            self.state.auth_timer = asyncio.get_running_loop().call_later(
-                timeout, self.close, CLOSE_UNAUTHORIZED, "auth timeout")
+        try:
+            if token:
+                await self.authenticate(token)
+            else:
+                timeout = self.kpay.settings.realtime.auth_timeout_seconds
+                self.state.auth_timer = asyncio.get_running_loop().call_later(
+                    timeout, self.close, CLOSE_UNAUTHORIZED, "auth timeout")
+        finally:
+            self.state.opened = True
 
     def forget_handshake(self) -> None:
         """Drop the upgrade request's headers and query, needed only for the handshake.
