@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kpay.core.app import main as serve
+    from kpay.core.serving import main as serve
 
     return serve(args.config, args.port, args.workers)
 

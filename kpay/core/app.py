@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import secrets
-import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -27,7 +26,7 @@ from kpay.core.clock import Clock
 from kpay.core.config import Settings
 from kpay.core.httpserver import KPayHTTPServer
 from kpay.core.leases import LEASES, JobLeases
-from kpay.core.logs import configure_logging, log_request
+from kpay.core.logs import log_request
 from kpay.core.media import service as media_service
 from kpay.core.media.routes import CHUNK_PATH
 from kpay.core.money.notify import notify_routes
@@ -57,7 +56,7 @@ from kpay.core.scheduler import Scheduler
 from kpay.core.search import INDEXES as SEARCH_INDEXES
 from kpay.core.search import Search
 from kpay.core.sessions import watch_standing
-from kpay.core.store import CollectionGuard, EmbeddedMongo, IndexSpec, Store
+from kpay.core.store import CollectionGuard, IndexSpec, Store
 from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
 
 log = logging.getLogger("kpay")
@@ -405,47 +404,3 @@ async def check_startup(settings: Settings, pm: PluginManager, var_dir: str = "v
         await app.register_plugins()
     finally:
         await app.store.close()
-
-
-def main(config_path: str | None = None, port: int | None = None,
-         workers: int | str | None = None) -> int:
-    """Run the server until SIGINT/SIGTERM (``kpay serve`` and ``server.py``): in this
-    process, or as several worker processes under a supervisor (kpay/core/workers.py)."""
-    settings, pm = load_settings(config_path)
-    configure_logging(settings.logging.level)
-    from kpay.core import workers as workers_module
-
-    count = workers_module.worker_count(settings, workers)
-    if count > 1:
-        # What each worker would refuse, refused once here (and a dev secret generated
-        # once, not raced by the workers).
-        asyncio.run(check_startup(settings, pm, config_module.var_dir()))
-        return workers_module.Supervisor(settings, config_path, count, port).run()
-    embedded = None
-    uri = settings.mongodb.uri
-    if not uri:
-        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
-        uri = embedded.start()
-    try:
-        asyncio.run(_serve(settings, pm, uri, port))
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    return 0
-
-
-async def _serve(settings: Settings, pm: PluginManager, uri: str, port: int | None,
-                 sockets: list[socket.socket] | None = None, worker: int | None = None,
-                 started: Callable[[], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; ``started()`` is called once the app listens."""
-    app = KPay(settings, pm, uri, var_dir=config_module.var_dir())
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    await app.start(port=port, sockets=sockets, worker=worker)
-    if started is not None:
-        started()
-    await stopping.wait()
-    log.info("kpay stopping")
-    await app.stop()

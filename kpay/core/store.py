@@ -173,7 +173,7 @@ class EmbeddedMongo:
     """SecantusDB as a child process on a free loopback port.
 
     Started and stopped synchronously, before the event loop runs and after it ends
-    (``kpay.core.app.main``, the CLI, the test session fixture), so its short sleeps
+    (``kpay.core.serving.main``, the CLI, the test session fixture), so its short sleeps
     while waiting for the process never block the loop.
     """
 

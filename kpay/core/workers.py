@@ -280,8 +280,9 @@ def run_worker(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedded-uri", default="")
     args = parser.parse_args(argv)
 
-    from kpay.core.app import _serve, load_settings
+    from kpay.core.app import load_settings
     from kpay.core.logs import configure_logging
+    from kpay.core.serving import serve
 
     overrides = {"mongodb": {"uri": args.embedded_uri}} if args.embedded_uri else None
     settings, pm = load_settings(args.config, overrides=overrides)
@@ -292,7 +293,7 @@ def run_worker(argv: list[str] | None = None) -> None:
         os.write(args.ready, b"1")
         os.close(args.ready)
 
-    asyncio.run(_serve(settings, pm, settings.mongodb.uri, None, sockets, args.slot, started))
+    asyncio.run(serve(settings, pm, settings.mongodb.uri, None, sockets, args.slot, started))
 
 
 if __name__ == "__main__":
