@@ -14,7 +14,9 @@ Printed per kind: orders/s, p50/p99 of one order, errors, and from
 a write conflict the driver retried) and commands per order. The WriteConflict errors
 are counted per conflicting document class by watching failed commands (which
 statement of the transaction hit it). Every order must end paid and the books must
-reconcile (kpay.testing.assert_books_balanced). docs/performance.md, "Hot seller".
+reconcile (kpay.testing.assert_books_balanced). The baseline runs first in the same
+run, with its own seller and students: every balance in one document (spreading off,
+as before docs/money.md "Hot accounts"). docs/performance.md, "Hot seller".
 """
 
 from __future__ import annotations
@@ -100,8 +102,10 @@ async def make_app(uri: str, database: str, var_dir: str) -> KPay:
     return app
 
 
-async def seed(app: KPay, students: int) -> tuple[str, str]:
-    author = User("author", "consultant")
+async def seed(app: KPay, students: int, tag: str) -> tuple[str, str]:
+    """A fresh author with a course and a room, and ``students`` funded students, all
+    named after ``tag`` (each round has its own seller and buyers)."""
+    author = User(f"{tag}-author", "consultant")
     course = await create_course(app, author, CourseIn(title="Hot course", price=COURSE_PRICE),
                                  [], {})
     await app.store[COURSES].update_one({"_id": course["_id"]},
@@ -110,9 +114,9 @@ async def seed(app: KPay, students: int) -> tuple[str, str]:
         title="Hot room", ticket_price=TICKET_PRICE, capacity=students))
     fund = COURSE_PRICE + TICKET_PRICE
     await app.money.ledger.post(
-        "bench-hot-topup",
+        f"bench-hot-topup:{tag}",
         [("external:bench", -fund * students)]
-        + [(accounts.wallet(f"s{i}"), fund) for i in range(students)], "bench top-up")
+        + [(accounts.wallet(f"{tag}-s{i}"), fund) for i in range(students)], "bench top-up")
     return course["_id"], room["_id"]
 
 
@@ -121,7 +125,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def buy_all(app: KPay, students: int, item: dict[str, Any],
+async def buy_all(app: KPay, students: int, tag: str, item: dict[str, Any],
                   watcher: ConflictWatcher) -> str:
     before, watcher.failures = commands(), Counter()
     took: list[float] = []
@@ -131,7 +135,7 @@ async def buy_all(app: KPay, students: int, item: dict[str, Any],
         start = time.perf_counter()
         try:
             order, _ = await app.money.orders.create(
-                User(f"s{i}", "student"), item, "wallet", RequestInfo("127.0.0.1"))
+                User(f"{tag}-s{i}", "student"), item, "wallet", RequestInfo("127.0.0.1"))
             if order["status"] not in ("paid", "fulfilled"):
                 errors[order["status"]] += 1
         except Exception as e:  # counted and shown, not hidden
@@ -144,7 +148,8 @@ async def buy_all(app: KPay, students: int, item: dict[str, Any],
     wall = time.perf_counter() - started
     used = commands() - before
     ok = len(took)
-    lines = [f"{item['kind']:12} orders {ok}/{students} in {wall:.2f} s = {ok / wall:.1f}/s;"
+    lines = [f"{tag:12} {item['kind']}",
+             f"{'':12} orders {ok}/{students} in {wall:.2f} s = {ok / wall:.1f}/s;"
              f" p50 {percentile(took, 0.5) * 1000:.0f} ms, p99 {percentile(took, 0.99) * 1000:.0f}"
              f" ms; errors {dict(errors) or 0}",
              f"{'':12} transactions {used['commitTransaction']} committed, "
@@ -158,15 +163,21 @@ async def run(students: int, kinds: list[str], uri: str, var_dir: str) -> None:
     watcher = ConflictWatcher()
     monitoring.register(watcher)  # every client made after this (the app's) reports to it
     app = await make_app(uri, "bench_hot", var_dir)
+    spreads = accounts.spreads
     try:
-        course_id, room_id = await seed(app, students)
-        items = {"course": {"kind": "course", "course_id": course_id},
-                 "ticket": {"kind": "live_ticket", "room_id": room_id}}
-        for kind in kinds:
-            print(await buy_all(app, students, items[kind], watcher), flush=True)
+        # The baseline, in the same run: every account's balance in one document, as
+        # before docs/money.md "Hot accounts" (nothing spreads), then as shipped.
+        for tag, spread in (("one-doc", False), ("spread", True)):
+            accounts.spreads = spreads if spread else (lambda account, amount: False)
+            course_id, room_id = await seed(app, students, tag)
+            items = {"course": {"kind": "course", "course_id": course_id},
+                     "ticket": {"kind": "live_ticket", "room_id": room_id}}
+            for kind in kinds:
+                print(await buy_all(app, students, tag, items[kind], watcher), flush=True)
         await assert_books_balanced(app)
         print("books balanced")
     finally:
+        accounts.spreads = spreads
         await app.stop()
 
 
