@@ -183,7 +183,9 @@ async def test_reconcile_is_clean_after_flows(api, kpay_app):
 async def test_reconcile_finds_planted_breaks(api, kpay_app):
     order_id = await some_flows(api, kpay_app)
     db = kpay_app.store.db
-    await db["accounts"].update_one({"_id": "earnings:seller1"}, {"$inc": {"balance": 7}})
+    # upsert: earnings credits land on shard documents (docs/money.md "Hot accounts")
+    await db["accounts"].update_one({"_id": "earnings:seller1"}, {"$inc": {"balance": 7}},
+                                    upsert=True)
     await db["ledger"].insert_one({"_id": "forged", "postings": [
         {"account": "wallet:eve", "amount": 500}], "created_at": kpay_app.clock.now()})
     await db["accounts"].insert_one({"_id": "wallet:eve", "balance": 500, "held": 0,
@@ -218,7 +220,7 @@ def test_kpay_reconcile_command_exits_non_zero_on_a_break(api, kpay_app, io_loop
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.strip().endswith("clean")
     io_loop.run_sync(lambda: kpay_app.store["accounts"].update_one(
-        {"_id": "platform:revenue"}, {"$inc": {"balance": 1}}))
+        {"_id": "platform:revenue"}, {"$inc": {"balance": 1}}, upsert=True))
     broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "account platform:revenue: balance" in broken.stdout

@@ -25,6 +25,7 @@ import tornado.httpclient
 
 from kpay.core.clock import Clock
 from kpay.core.failpoints import EXIT_STATUS
+from kpay.core.money.accounts import account_of
 from kpay.core.money.ledger import Ledger
 from kpay.core.money.reconcile import reconcile
 from kpay.core.store import Store, free_port
@@ -294,7 +295,11 @@ async def server_now(api: ApiClient) -> datetime:
 
 
 async def balances(store: Store) -> dict[str, int]:
-    return {doc["_id"]: doc.get("balance", 0) async for doc in store["accounts"].find({})}
+    """Each account's balance: the sum of its documents (docs/money.md "Hot accounts")."""
+    found: Counter[str] = Counter()
+    async for doc in store["accounts"].find({}):
+        found[account_of(doc)] += doc.get("balance", 0)
+    return dict(found)
 
 
 async def check_books(store: Store, now: datetime) -> dict[str, int]:

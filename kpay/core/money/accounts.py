@@ -14,9 +14,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 PLATFORM_REVENUE = "platform:revenue"
 PLATFORM_PROMOTIONS = "platform:promotions"
 WALLET_KIND = "wallet"
+EARNINGS_KIND = "earnings"
+
+#: The documents a spread account's balance is kept in: the account's own document and
+#: ``<account>#1`` .. ``#<BALANCE_SHARDS - 1>`` (docs/money.md, "Hot accounts"). Readers
+#: sum exactly these, so the number may grow but never shrink.
+BALANCE_SHARDS = 32
+
+
+def spreads(account: str, amount: int) -> bool:
+    """Whether a posting may land on any shard of the account's balance, so that
+    concurrent orders crediting one seller or the platform write different documents.
+
+    Everything but a wallet (whose guard is in the update of its one document) and an
+    earnings debit: every debit of earnings goes to the account's own document, which
+    the payout guard (``Ledger.guard_debit``) also writes, so debits stay serialised
+    while credits, which only add, run side by side.
+    """
+    kind = kind_of(account)
+    return kind != WALLET_KIND and (amount > 0 or kind != EARNINGS_KIND)
+
+
+def balance_documents(account: str) -> list[str]:
+    """The ``_id`` of every document that may hold part of the account's balance
+    (account names never contain ``#``: user ids are ``[A-Za-z0-9_.-]``)."""
+    if kind_of(account) == WALLET_KIND:
+        return [account]
+    return [account, *(f"{account}#{k}" for k in range(1, BALANCE_SHARDS))]
 
 
 def wallet(user_id: str) -> str:
@@ -24,7 +54,7 @@ def wallet(user_id: str) -> str:
 
 
 def earnings(user_id: str) -> str:
-    return f"earnings:{user_id}"
+    return f"{EARNINGS_KIND}:{user_id}"
 
 
 def escrow(name: str) -> str:
@@ -37,6 +67,11 @@ def external(provider: str) -> str:
 
 def late(provider: str) -> str:
     return f"late:{provider}"
+
+
+def account_of(doc: Mapping[str, Any]) -> str:
+    """The account a document of ``accounts`` holds (part of) the balance of."""
+    return str(doc.get("account", doc["_id"]))
 
 
 def kind_of(account: str) -> str:

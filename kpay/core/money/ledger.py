@@ -10,10 +10,17 @@ Wallet documents keep ``balance`` (all the money in the wallet), ``held`` and
 field is kept: the wallet API shows it). Spending is guarded in the update filter
 (``available >= amount``), never read-then-write, so a wallet cannot go below zero
 however many requests race.
+
+Every other account is spread (docs/money.md, "Hot accounts"): a credit lands on one
+of ``accounts.BALANCE_SHARDS`` documents picked at random, so concurrent orders of one
+seller do not all write one document and abort each other; the balance is their sum
+(``balance``), and an earnings debit always writes the account's own document
+(``accounts.spreads``, ``guard_debit``).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +105,17 @@ def normalise(postings: Postings) -> list[tuple[str, int]]:
     return lines
 
 
+def balance_change(account: str, amount: int, now: datetime
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and upsert update that add ``amount`` to a non-wallet account: on a
+    random shard document when the posting spreads, else on the account's own."""
+    change: dict[str, Any] = {"$inc": {"balance": amount}, "$set": {"updated_at": now}}
+    if not accounts.spreads(account, amount):
+        return {"_id": account}, change
+    shard = random.randrange(1, accounts.BALANCE_SHARDS)
+    return {"_id": f"{account}#{shard}"}, {**change, "$setOnInsert": {"account": account}}
+
+
 def entry_document(key: str, lines: list[tuple[str, int]], memo: str,
                    meta: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {"_id": key, "postings": [{"account": a, "amount": v} for a, v in lines],
@@ -112,9 +130,17 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------
 
-    async def balance(self, account: str) -> int:
-        doc = await self.accounts.find_one({"_id": account}, {"balance": 1})
-        return int(doc["balance"]) if doc else 0
+    async def balance(self, account: str, session: AsyncClientSession | None = None) -> int:
+        """The account's balance: the sum of its documents (one read)."""
+        parts = await self._balances(account, session)
+        return sum(parts.values())
+
+    async def _balances(self, account: str, session: AsyncClientSession | None
+                        ) -> dict[str, int]:
+        ids = accounts.balance_documents(account)
+        cursor = self.accounts.find({"_id": {"$in": ids}}, {"balance": 1}, session=session,
+                                    batch_size=len(ids) + 1)
+        return {doc["_id"]: int(doc.get("balance", 0)) async for doc in cursor}
 
     async def wallet(self, user_id: str) -> dict[str, int]:
         doc = await self.accounts.find_one({"_id": accounts.wallet(user_id)}) or {}
@@ -150,6 +176,28 @@ class Ledger:
         return out
 
     # -- writing -------------------------------------------------------------------
+
+    async def guard_debit(self, session: AsyncClientSession, account: str, amount: int,
+                          keep: int = 0) -> bool:
+        """In the caller's transaction: whether ``account`` (not a wallet) can pay
+        ``amount`` and still hold ``keep``, checked so that it holds until the commit.
+
+        The sum is read with the session; then the account's own document is written,
+        guarded on its balance as read. Every debit of the account writes that document
+        (``accounts.spreads``), so a debit since the read fails the guard (False) and
+        one racing the commit conflicts with it (the driver retries, reading again);
+        credits, in the shards, only add to what was read.
+        """
+        parts = await self._balances(account, session)
+        if sum(parts.values()) < amount + keep:
+            return False
+        try:
+            await self.accounts.update_one(
+                {"_id": account, "balance": parts.get(account, 0)},
+                {"$set": {"updated_at": self.now()}}, upsert=True, session=session)
+        except DuplicateKeyError:
+            return False  # the account's own document changed since the read
+        return True
 
     async def post(self, key: str, postings: Postings, memo: str = "",
                    meta: dict[str, Any] | None = None,
@@ -266,8 +314,7 @@ class Ledger:
                        now: datetime) -> UpdateOne:
         """One account's summed change; a wallet guarded on the ``available`` read."""
         if accounts.kind_of(account) != accounts.WALLET_KIND:
-            return UpdateOne({"_id": account}, {"$inc": {"balance": amount},
-                                                "$set": {"updated_at": now}}, upsert=True)
+            return UpdateOne(*balance_change(account, amount, now), upsert=True)
         change = {"$inc": {"balance": amount, "available": amount},
                   "$set": {"updated_at": now}}
         if account in before:
@@ -279,9 +326,8 @@ class Ledger:
     async def _apply(self, session: AsyncClientSession, account: str, amount: int,
                      now: datetime) -> None:
         if accounts.kind_of(account) != accounts.WALLET_KIND:
-            await self.accounts.update_one(
-                {"_id": account}, {"$inc": {"balance": amount}, "$set": {"updated_at": now}},
-                upsert=True, session=session)
+            await self.accounts.update_one(*balance_change(account, amount, now),
+                                           upsert=True, session=session)
             return
         change = {"$inc": {"balance": amount, "available": amount},
                   "$set": {"updated_at": now}}

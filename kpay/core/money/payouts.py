@@ -164,8 +164,9 @@ class Payouts:
     async def _check_and_guard(self, user_id: str, amount: int,
                                session: AsyncClientSession) -> None:
         """Inside the reserve transaction: refuse what the earnings cannot pay, with the
-        guard in an update of the earnings account, so racing requests (which all write
-        that document) are serialised by the database and never overdraw it."""
+        guard in an update of the earnings account's own document
+        (``Ledger.guard_debit``), which every debit of earnings writes, so racing
+        requests are serialised by the database and never overdraw it."""
         seen = await self.summary(user_id, session)
         if seen["balance"] < 0:
             raise Conflict("your earnings are negative (a refund after a payout): later "
@@ -181,10 +182,8 @@ class Payouts:
                            code="payout_daily_limit", max_per_day=self.settings.max_per_day,
                            left_today=left)
         held = seen["balance"] - seen["withdrawable"]
-        guarded = await self.app.store["accounts"].update_one(
-            {"_id": accounts.earnings(user_id), "balance": {"$gte": amount + held}},
-            {"$set": {"updated_at": self.app.clock.now()}}, session=session)
-        if guarded.matched_count == 0:
+        if not await self.app.money.ledger.guard_debit(
+                session, accounts.earnings(user_id), amount, keep=held):
             raise Conflict("the earnings changed; try again", code="not_withdrawable",
                            withdrawable=0, pending=seen["pending"])
 

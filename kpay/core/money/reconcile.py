@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from kpay.core.money.accounts import WALLET_KIND, kind_of
+from kpay.core.money.accounts import WALLET_KIND, account_of, kind_of
 
 STALE_PAID = timedelta(minutes=10)
 
@@ -85,18 +85,13 @@ async def _check_ledger(db: AsyncDatabase, report: ReconcileReport) -> dict[str,
 
 async def _check_accounts(db: AsyncDatabase, report: ReconcileReport,
                           sums: dict[str, int]) -> None:
-    seen = set()
+    """Each account's balance (the sum of its documents: a spread account has several,
+    docs/money.md "Hot accounts") against its postings; each wallet's own fields."""
+    balances: dict[str, int] = defaultdict(int)
     async for account in db["accounts"].find({}):
-        report.accounts += 1
-        name = account["_id"]
-        seen.add(name)
+        name = account_of(account)
         balance = account.get("balance", 0)
-        if balance != sums.get(name, 0):
-            report.breaks.append(
-                f"account {name}: balance {balance} but postings sum to {sums.get(name, 0)}")
-        if kind_of(name) == "earnings" and balance < 0:
-            report.warnings.append(f"{name} is negative: {balance} fen "
-                                   "(made up from later earnings)")
+        balances[name] += balance
         if kind_of(name) != WALLET_KIND:
             continue
         held, available = account.get("held", 0), account.get("available", 0)
@@ -108,7 +103,15 @@ async def _check_accounts(db: AsyncDatabase, report: ReconcileReport,
                 f"wallet {name}: held {held} + available {available} != balance {balance}")
         if held != 0:
             report.breaks.append(f"wallet {name}: held {held} but nothing holds money")
-    for name in set(sums) - seen:
+    report.accounts = len(balances)
+    for name, balance in sorted(balances.items()):
+        if balance != sums.get(name, 0):
+            report.breaks.append(
+                f"account {name}: balance {balance} but postings sum to {sums.get(name, 0)}")
+        if kind_of(name) == "earnings" and balance < 0:
+            report.warnings.append(f"{name} is negative: {balance} fen "
+                                   "(made up from later earnings)")
+    for name in set(sums) - set(balances):
         if sums[name]:
             report.breaks.append(f"account {name}: postings of {sums[name]} but no balance")
 

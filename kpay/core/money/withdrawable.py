@@ -32,9 +32,7 @@ async def summary(app: KPay, user_id: str,
     settings = app.settings.payouts
     account = accounts.earnings(user_id)
     hold = timedelta(days=settings.hold_days)
-    doc = await app.store["accounts"].find_one({"_id": account}, {"balance": 1},
-                                               session=session)
-    balance = int(doc["balance"]) if doc else 0
+    balance = await app.money.ledger.balance(account, session)
     frees: dict[str, int] = {}
     pending = 0
     cursor = app.store["ledger"].find(
