@@ -220,15 +220,16 @@ class Rollups:
             {"_id": {"$in": sorted(keys)}}, session=session)}
         before = {k: dict(v) for k, v in buyers.items()}
         deltas = Deltas()
-        marks = []
         for doc in docs:
             fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
                        deltas, buyers)
-            # Orders from before ``seller`` existed get it now (docs/analytics.md).
-            marks.append(UpdateOne({"_id": doc["_id"], "rolled_up": None},
-                                   {"$set": {"rolled_up": True,
-                                             "seller": sellers[doc["_id"]]}}))
-        await self.orders.bulk_write(marks, session=session)
+        await self.orders.update_many({"_id": {"$in": list(sellers)}, "rolled_up": None},
+                                      {"$set": {"rolled_up": True}}, session=session)
+        # Orders from before ``seller`` existed get it now (docs/analytics.md).
+        unnamed = [UpdateOne({"_id": d["_id"]}, {"$set": {"seller": sellers[d["_id"]]}})
+                   for d in docs if "seller" not in d]
+        if unnamed:
+            await self.orders.bulk_write(unnamed, session=session)
         changed = [ReplaceOne({"_id": k}, v, upsert=True)
                    for k, v in buyers.items() if before.get(k) != v]
         if changed:
