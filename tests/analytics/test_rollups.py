@@ -214,3 +214,24 @@ async def test_history_from_before_the_rollups_is_folded_in_batches(
     assert await app.store["orders"].count_documents({"seller": "seller1"}) == 23
     first = local(now - timedelta(hours=7 * 22))
     await assert_rollups_right(app, first, local(now))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_bad_record_is_left_out_and_reported_not_folded_forever(api, kpay_app):
+    app = kpay_app
+    now = app.clock.now()
+    await app.store["orders"].insert_one({
+        "_id": "bad1", "user_id": "amy", "kind": "test_gadget", "title": "坏订单",
+        "amount": "999", "credits": [], "status": "fulfilled", "paid_at": now})
+    await app.store["ledger"].insert_one({"_id": "order:bad1:pay", "created_at": "today",
+                                          "postings": []})
+    amy = await api.login("amy")
+    await api.topup(amy, 5000)
+    await buy(api, amy, "g250")
+    await app.rollups.catch_up()
+    assert await app.rollups.catch_up() == 0
+    subjects = {e["subject"] async for e in app.store["attention"].find(
+        {"source": "analytics.rollups"})}
+    assert subjects == {"order:bad1", "ledger:order:bad1:pay"}
+    await app.store["orders"].delete_one({"_id": "bad1"})
+    await assert_rollups_right(app, local(now), local(now))

@@ -96,6 +96,28 @@ class Deltas:
         return out
 
 
+def is_fen(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def flaw_of_order(order: dict[str, Any]) -> str | None:
+    """Why an order cannot be folded (None: it can)."""
+    if not all(isinstance(order.get(f), str) for f in ("kind", "title", "user_id")):
+        return "kind, title or user_id is not text"
+    if not is_fen(order.get("amount")) or not isinstance(order.get("paid_at"), datetime):
+        return "amount is not integer fen or paid_at not a date"
+    return None
+
+
+def flaw_of_entry(entry: dict[str, Any]) -> str | None:
+    postings = entry.get("postings")
+    if (not isinstance(entry.get("created_at"), datetime) or not isinstance(postings, list)
+            or not all(isinstance(p, dict) and isinstance(p.get("account"), str)
+                       and is_fen(p.get("amount")) for p in postings)):
+        return "created_at or postings malformed"
+    return None
+
+
 def fold_order(order: dict[str, Any], seller: str | None, day: str, deltas: Deltas,
                buyers: dict[str, dict[str, Any]]) -> None:
     """Add one paid order to its day: the seller's and the platform's. ``buyers`` holds
@@ -171,6 +193,9 @@ class Rollups:
         # transactions (a document two folds touch makes one of them retry).
         self._lock = asyncio.Lock()
         self._kicked: asyncio.Task | None = None
+        # Documents of the batches being folded that could not be (see ``_flawed``).
+        # (A dict: a retried transaction finds the same ones again.)
+        self._flaws: dict[str, str] = {}
 
     def jobs(self) -> list[PeriodicJob]:
         return [PeriodicJob("analytics_rollups", self.catch_up, 60)]
@@ -197,10 +222,15 @@ class Rollups:
         reads when nothing does."""
         folded = 0
         async with self._lock:
+            self._flaws = {}
             if await self.orders.find_one(self._pending_orders(), {"_id": 1}):
                 folded += await self.app.store.transaction(self._fold_orders)
             if await self.entries.find_one({"rolled_up": None}, {"_id": 1}):
                 folded += await self.app.store.transaction(self._fold_entries)
+            flaws, self._flaws = self._flaws, {}
+        for subject, flaw in flaws.items():
+            log.error("analytics rollups: %s left out: %s", subject, flaw)
+            await self.app.attention.report("analytics.rollups", subject, flaw)
         return folded
 
     @staticmethod
@@ -220,11 +250,12 @@ class Rollups:
             {"_id": {"$in": sorted(keys)}}, session=session)}
         before = {k: dict(v) for k, v in buyers.items()}
         deltas = Deltas()
+        flawed = self._flawed("order", docs, flaw_of_order)
         for doc in docs:
-            fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
-                       deltas, buyers)
-        await self.orders.update_many({"_id": {"$in": list(sellers)}, "rolled_up": None},
-                                      {"$set": {"rolled_up": True}}, session=session)
+            if doc["_id"] not in flawed:
+                fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
+                           deltas, buyers)
+        await self._mark(self.orders, docs, flawed, session)
         # Orders from before ``seller`` existed get it now (docs/analytics.md).
         unnamed = [UpdateOne({"_id": d["_id"]}, {"$set": {"seller": sellers[d["_id"]]}})
                    for d in docs if "seller" not in d]
@@ -243,14 +274,38 @@ class Rollups:
         if not docs:
             return 0
         deltas = Deltas()
+        flawed = self._flawed("ledger", docs, flaw_of_entry)
         for doc in docs:
-            fold_entry(doc, local_day(doc["created_at"], self.zone), deltas)
-        await self.entries.update_many(
-            {"_id": {"$in": [d["_id"] for d in docs]}, "rolled_up": None},
-            {"$set": {"rolled_up": True}}, session=session)
+            if doc["_id"] not in flawed:
+                fold_entry(doc, local_day(doc["created_at"], self.zone), deltas)
+        await self._mark(self.entries, docs, flawed, session)
         if deltas.lines:
             await self.daily.bulk_write(deltas.writes(), session=session)
         return len(docs)
+
+    def _flawed(self, what: str, docs: list[dict[str, Any]], flaw_of: Any) -> set[Any]:
+        """The documents of a batch that cannot be folded, kept to be reported once the
+        batch is committed: one bad record never stops the rollups for everyone."""
+        flawed = {}
+        for doc in docs:
+            try:
+                flaw = flaw_of(doc)
+            except Exception as e:  # a document of an unexpected shape
+                flaw = repr(e)
+            if flaw:
+                flawed[doc["_id"]] = flaw
+        self._flaws.update((f"{what}:{key}", flaw) for key, flaw in flawed.items())
+        return set(flawed)
+
+    @staticmethod
+    async def _mark(collection: Any, docs: list[dict[str, Any]], flawed: set[Any],
+                    session: AsyncClientSession) -> None:
+        """Mark the batch folded (a flawed document ``"flawed"``: not tried again)."""
+        for ids, mark in (([d["_id"] for d in docs if d["_id"] not in flawed], True),
+                          (sorted(flawed, key=str), "flawed")):
+            if ids:
+                await collection.update_many({"_id": {"$in": ids}, "rolled_up": None},
+                                             {"$set": {"rolled_up": mark}}, session=session)
 
     async def days(self, owner: str, first: str, last: str | None,
                    projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
