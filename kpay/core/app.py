@@ -168,9 +168,8 @@ class KPay:
             failed = e
         try:
             described = await notifications.describe(self, user_id, kind, data)
-            saved = await self.notifications.add(user_id, described["title"],
-                                                 described["body"], described["link"], kind)
-            await self.publish(f"user:{user_id}", "notification", saved)
+            await self.save_notification(user_id, described["title"], described["body"],
+                                         described["link"], kind)
         except Exception as e:
             log.exception("telling user %s %s: saving the notification failed",
                           user_id, kind)
@@ -178,6 +177,16 @@ class KPay:
         await self.notify("on_user_notification", user_id=user_id, kind=kind, data=data)
         if failed is not None and self.dev:
             raise failed
+
+    async def save_notification(self, user_id: str, title: str, body: str, link: str,
+                                kind: str) -> dict[str, Any]:
+        """Save a notification in the user's list and publish it live (event
+        ``notification`` on ``user:<id>``, for the bell and the list): the one step
+        ``tell_user`` and the audience's messages (kpay/core/audience/messages.py) share
+        (docs/audience.md)."""
+        saved = await self.notifications.add(user_id, title, body, link, kind)
+        await self.publish(f"user:{user_id}", "notification", saved)
+        return saved
 
     def plugin_state(self, owner: str, factory: Callable[[], T]) -> T:
         """A plugin's state for this app (an engine, a lock, a client), made by

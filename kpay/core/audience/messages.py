@@ -94,9 +94,7 @@ async def start(app: KPay, owner: str, segment_id: str, message: MessageBody,
 
 async def deliver(app: KPay, doc: dict[str, Any], user_id: str) -> None:
     """One recipient: the saved notification, published live, and the forwarders."""
-    saved = await app.notifications.add(user_id, doc["title"], doc["body"], doc["link"],
-                                         KIND)
-    await app.publish(f"user:{user_id}", "notification", saved)
+    await app.save_notification(user_id, doc["title"], doc["body"], doc["link"], KIND)
     await app.notify("on_user_notification", user_id=user_id, kind=KIND,
                      data={"message_id": doc["_id"], "from": doc["owner"],
                            "title": doc["title"], "body": doc["body"], "link": doc["link"]})
