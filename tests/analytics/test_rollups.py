@@ -235,3 +235,21 @@ async def test_a_bad_record_is_left_out_and_reported_not_folded_forever(api, kpa
     assert subjects == {"order:bad1", "ledger:order:bad1:pay"}
     await app.store["orders"].delete_one({"_id": "bad1"})
     await assert_rollups_right(app, local(now), local(now))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_money_that_moved_is_folded_in_the_background(api, kpay_app):
+    amy = await api.login("amy")
+    await api.topup(amy, 5000)
+    await buy(api, amy, "g250")
+    pending = {"rolled_up": None, "status": {"$in": list(PAID)}}
+    for _ in range(100):  # the kick's fold runs in the background: wait for it
+        if not await kpay_app.store["orders"].count_documents(pending) and \
+                not await kpay_app.store["ledger"].count_documents({"rolled_up": None}):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("not folded after money moved")
+    day = local(kpay_app.clock.now())
+    line = await kpay_app.store["analytics_daily"].find_one({"_id": f"seller1|{day}"})
+    assert line["sales"] == 250 and line["new"] == 1

@@ -193,6 +193,7 @@ class Rollups:
         # transactions (a document two folds touch makes one of them retry).
         self._lock = asyncio.Lock()
         self._kicked: asyncio.Task | None = None
+        self._again = False
         # Documents of the batches being folded that could not be (see ``_flawed``).
         # (A dict: a retried transaction finds the same ones again.)
         self._flaws: dict[str, str] = {}
@@ -202,8 +203,15 @@ class Rollups:
 
     def kick(self) -> None:
         """Fold soon, in the background: called after money moved and was committed."""
+        self._again = True
         if self._kicked is None or self._kicked.done():
-            self._kicked = self.app.spawn(self.catch_up())
+            self._kicked = self.app.spawn(self._kicked_catch_up())
+
+    async def _kicked_catch_up(self) -> None:
+        # A kick while this runs (past its last look) makes it look once more.
+        while self._again:
+            self._again = False
+            await self.catch_up()
 
     async def catch_up(self, progress: bool = False) -> int:
         """Fold everything not yet folded, batch by batch; how many were folded.
