@@ -239,11 +239,13 @@ async def test_a_bad_record_is_left_out_and_reported_not_folded_forever(api, kpa
 
 @pytest.mark.gen_test(timeout=60)
 async def test_money_that_moved_is_folded_in_the_background(api, kpay_app):
+    # As on a node that runs the jobs (tests run them by hand: kpay.testing).
+    kpay_app.scheduler.enabled = True
     amy = await api.login("amy")
     await api.topup(amy, 5000)
     await buy(api, amy, "g250")
     pending = {"rolled_up": None, "status": {"$in": list(PAID)}}
-    for _ in range(100):  # the kick's fold runs in the background: wait for it
+    for _ in range(200):  # the kick's fold runs in the background: wait for it
         if not await kpay_app.store["orders"].count_documents(pending) and \
                 not await kpay_app.store["ledger"].count_documents({"rolled_up": None}):
             break

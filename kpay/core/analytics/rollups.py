@@ -10,9 +10,10 @@ Each order and ledger entry is folded in exactly once: a batch of those not yet
 folded is read, added up and marked ``rolled_up`` in one MongoDB transaction, so a
 replayed notify, a second node or a crash between the money write and the fold can
 neither count twice nor lose anything; whatever is left unfolded (a crash, a failed
-fold) is picked up by the next ``catch_up``: after money moves (``kick``), every
-minute (job ``analytics_rollups``), at start-up (which also folds in the history of a
-deployment that predates the rollups) and before a dashboard is read.
+fold) is picked up by the next ``catch_up``: after money moves (``kick``, where the
+scheduler runs), every minute (job ``analytics_rollups``), at start-up (which also
+folds in the history of a deployment that predates the rollups) and before a dashboard
+is read.
 """
 
 from __future__ import annotations
@@ -202,7 +203,11 @@ class Rollups:
         return [PeriodicJob("analytics_rollups", self.catch_up, 60)]
 
     def kick(self) -> None:
-        """Fold soon, in the background: called after money moved and was committed."""
+        """Fold soon, in the background: called after money moved and was committed.
+        Like the jobs, only where ``[scheduler] enabled`` (docs/operations.md, "Several
+        nodes"; off in tests, where folds run with the jobs and before each read)."""
+        if not self.app.scheduler.enabled:
+            return
         self._again = True
         if self._kicked is None or self._kicked.done():
             self._kicked = self.app.spawn(self._kicked_catch_up())
