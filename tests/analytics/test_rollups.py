@@ -220,9 +220,11 @@ async def test_history_from_before_the_rollups_is_folded_in_batches(
 async def test_a_bad_record_is_left_out_and_reported_not_folded_forever(api, kpay_app):
     app = kpay_app
     now = app.clock.now()
-    await app.store["orders"].insert_one({
-        "_id": "bad1", "user_id": "amy", "kind": "test_gadget", "title": "坏订单",
-        "amount": "999", "credits": [], "status": "fulfilled", "paid_at": now})
+    await app.store["orders"].insert_many([
+        {"_id": "bad1", "user_id": "amy", "kind": "test_gadget", "title": "坏订单",
+         "amount": "999", "credits": [], "status": "fulfilled", "paid_at": now},
+        {"_id": "bad2", "out_trade_no": "bad2", "kind": "test_gadget", "status": "paid",
+         "paid_at": now}])
     await app.store["ledger"].insert_one({"_id": "order:bad1:pay", "created_at": "today",
                                           "postings": []})
     amy = await api.login("amy")
@@ -232,8 +234,8 @@ async def test_a_bad_record_is_left_out_and_reported_not_folded_forever(api, kpa
     assert await app.rollups.catch_up() == 0
     subjects = {e["subject"] async for e in app.store["attention"].find(
         {"source": "analytics.rollups"})}
-    assert subjects == {"order:bad1", "ledger:order:bad1:pay"}
-    await app.store["orders"].delete_one({"_id": "bad1"})
+    assert subjects == {"order:bad1", "order:bad2", "ledger:order:bad1:pay"}
+    await app.store["orders"].delete_many({"_id": {"$in": ["bad1", "bad2"]}})
     await assert_rollups_right(app, local(now), local(now))
 
 

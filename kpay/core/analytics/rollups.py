@@ -105,6 +105,12 @@ def flaw_of_order(order: dict[str, Any]) -> str | None:
     """Why an order cannot be folded (None: it can)."""
     if not all(isinstance(order.get(f), str) for f in ("kind", "title", "user_id")):
         return "kind, title or user_id is not text"
+    credits = order.get("credits")
+    if "seller" not in order and not (
+            isinstance(credits, list) and all(
+                isinstance(c, list | tuple) and len(c) == 2 and isinstance(c[0], str)
+                for c in credits)):
+        return "no seller and credits malformed"
     if not is_fen(order.get("amount")) or not isinstance(order.get("paid_at"), datetime):
         return "amount is not integer fen or paid_at not a date"
     return None
@@ -112,7 +118,8 @@ def flaw_of_order(order: dict[str, Any]) -> str | None:
 
 def flaw_of_entry(entry: dict[str, Any]) -> str | None:
     postings = entry.get("postings")
-    if (not isinstance(entry.get("created_at"), datetime) or not isinstance(postings, list)
+    if (not isinstance(entry["_id"], str) or not isinstance(entry.get("created_at"), datetime)
+            or not isinstance(postings, list)
             or not all(isinstance(p, dict) and isinstance(p.get("account"), str)
                        and is_fen(p.get("amount")) for p in postings)):
         return "created_at or postings malformed"
@@ -255,30 +262,29 @@ class Rollups:
             "paid_at", 1).limit(BATCH).to_list()
         if not docs:
             return 0
+        flawed = self._flawed("order", docs, flaw_of_order)
+        good = [d for d in docs if d["_id"] not in flawed]
         sellers = {d["_id"]: d["seller"] if "seller" in d
-                   else seller_of([tuple(c) for c in d.get("credits", [])]) for d in docs}
-        keys = {f"{owner}|{d['user_id']}" for d in docs
+                   else seller_of([tuple(c) for c in d["credits"]]) for d in good}
+        keys = {f"{owner}|{d['user_id']}" for d in good
                 for owner in (PLATFORM, sellers[d["_id"]]) if owner is not None}
         buyers = {b["_id"]: b async for b in self.buyers.find(
             {"_id": {"$in": sorted(keys)}}, session=session)}
         before = {k: dict(v) for k, v in buyers.items()}
         deltas = Deltas()
-        flawed = self._flawed("order", docs, flaw_of_order)
-        for doc in docs:
-            if doc["_id"] not in flawed:
-                fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
-                           deltas, buyers)
+        for doc in good:
+            fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
+                       deltas, buyers)
         await self._mark(self.orders, docs, flawed, session)
         # Orders from before ``seller`` existed get it now (docs/analytics.md).
         unnamed = [UpdateOne({"_id": d["_id"]}, {"$set": {"seller": sellers[d["_id"]]}})
-                   for d in docs if "seller" not in d]
-        if unnamed:
-            await self.orders.bulk_write(unnamed, session=session)
+                   for d in good if "seller" not in d]
         changed = [ReplaceOne({"_id": k}, v, upsert=True)
                    for k, v in buyers.items() if before.get(k) != v]
-        if changed:
-            await self.buyers.bulk_write(changed, session=session)
-        await self.daily.bulk_write(deltas.writes(), session=session)
+        for collection, writes in ((self.orders, unnamed), (self.buyers, changed),
+                                   (self.daily, deltas.writes())):
+            if writes:
+                await collection.bulk_write(writes, session=session)
         return len(docs)
 
     async def _fold_entries(self, session: AsyncClientSession) -> int:
