@@ -213,7 +213,9 @@ class Rollups:
         """Fold soon, in the background: called after money moved and was committed.
         Like the jobs, only where ``[scheduler] enabled`` (docs/operations.md, "Several
         nodes"; off in tests, where folds run with the jobs and before each read)."""
-        if not self.app.scheduler.enabled:
+        # A command-line app (``kpay refund``) has no jobs: it must not leave a fold
+        # running when it exits.
+        if not (self.app.scheduler.enabled and self.app.scheduler.jobs):
             return
         self._again = True
         if self._kicked is None or self._kicked.done():
