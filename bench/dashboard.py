@@ -88,8 +88,42 @@ async def measure(step: Any, repeat: int) -> tuple[float, int]:
     return statistics.median(times), trips
 
 
-async def fill(app: Any, orders: int, rng: random.Random) -> None:
-    """Bulk-insert ``orders`` paid orders, their ledger entries and the users."""
+def materialised(update: dict[str, dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
+    """A rollup document as ``Deltas.writes`` would leave it (its ``$set`` and ``$inc``
+    applied to a new document)."""
+    for op, fields in update.items():
+        for path, value in fields.items():
+            *parents, leaf = path.split(".")
+            into = doc
+            for part in parents:
+                into = into.setdefault(part, {})
+            into[leaf] = value if op == "$set" else into.get(leaf, 0) + value
+    return doc
+
+
+async def fold_in_memory(app: Any, order_docs: list[dict[str, Any]],
+                         entries: list[dict[str, Any]]) -> None:
+    """Write the rollups of the generated history and mark it folded."""
+    from kpay.core.analytics.rollups import Deltas, fold_entry, fold_order, local_day
+
+    deltas, buyers = Deltas(), {}
+    zone = app.rollups.zone
+    for doc in sorted(order_docs, key=lambda d: d["paid_at"]):
+        fold_order(doc, doc["seller"], local_day(doc["paid_at"], zone), deltas, buyers)
+        doc["rolled_up"] = True
+    for entry in entries:
+        fold_entry(entry, local_day(entry["created_at"], zone), deltas)
+        entry["rolled_up"] = True
+    daily = [materialised(update, {"_id": f"{owner}|{day}", "owner": owner, "day": day})
+             for (owner, day), update in deltas.lines.items()]
+    for name, docs in (("analytics_daily", daily), ("analytics_buyers", list(buyers.values()))):
+        for start in range(0, len(docs), BATCH):
+            await app.store[name].insert_many(docs[start:start + BATCH])
+
+
+async def fill(app: Any, orders: int, rng: random.Random, backfill: bool) -> None:
+    """Bulk-insert ``orders`` paid orders, their ledger entries and the users (and the
+    rollups, unless ``backfill``: then ``catch_up`` will fold them)."""
     now = app.clock.now()
     buyers = max(orders // 10, 1)
     order_docs, entries = [], []
@@ -111,6 +145,8 @@ async def fill(app: Any, orders: int, rng: random.Random) -> None:
             "postings": [{"account": f"wallet:u{i}", "amount": -amount},
                          {"account": f"earnings:{seller}", "amount": amount - fee},
                          {"account": "platform:revenue", "amount": fee}]})
+    if not backfill:
+        await fold_in_memory(app, order_docs, entries)
     for start in range(0, orders, BATCH):
         await app.money.orders.collection.insert_many(order_docs[start:start + BATCH])
         await app.money.ledger.entries.insert_many(entries[start:start + BATCH])
@@ -122,9 +158,8 @@ async def fill(app: Any, orders: int, rng: random.Random) -> None:
 
 
 async def clear(app: Any) -> None:
-    await app.money.orders.collection.delete_many({})
-    await app.money.ledger.entries.delete_many({})
-    await app.store["users"].delete_many({})
+    for name in ("orders", "ledger", "users", "analytics_daily", "analytics_buyers"):
+        await app.store[name].delete_many({})
 
 
 async def run(args: argparse.Namespace, uri: str) -> None:
@@ -150,7 +185,10 @@ async def run(args: argparse.Namespace, uri: str) -> None:
         print("|---:|---|---:|---:|---:|")
         for scale in args.orders:
             await clear(app)
-            await fill(app, scale, random.Random(17))
+            await fill(app, scale, random.Random(17), args.backfill)
+            started = time.perf_counter()
+            folded = await app.rollups.catch_up()
+            backfill = time.perf_counter() - started
             since = app.clock.now() - timedelta(days=1)
 
             async def baseline() -> None:
@@ -174,6 +212,9 @@ async def run(args: argparse.Namespace, uri: str) -> None:
                 seconds, trips = await measure(step, args.repeat)
                 print(f"| {scale:,} | {name} | {seconds * 1000:.1f} | {trips} | "
                       f"{seconds / base:.0f} |", flush=True)
+            if args.backfill:
+                print(f"| {scale:,} | (once, set-up) catch_up folding {folded:,} orders and "
+                      f"ledger entries | {backfill * 1000:.0f} | | |", flush=True)
     finally:
         await app.stop()
 
@@ -183,6 +224,8 @@ def main() -> None:
     parser.add_argument("--orders", default="1000,100000",
                         type=lambda text: [int(v) for v in text.split(",")])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backfill", action="store_true",
+                        help="fold the history through catch_up (slow on SecantusDB)")
     args = parser.parse_args()
     from kpay.core.store import run_on_scratch_database
 

@@ -21,6 +21,8 @@ from kpay.core import audience as audience_module
 from kpay.core import config as config_module
 from kpay.core import follows as follows_module
 from kpay.core.access import Access
+from kpay.core.analytics import rollups
+from kpay.core.analytics.rollups import Rollups
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
 from kpay.core.config import Settings
@@ -115,6 +117,8 @@ class KPay:
         # HTTP request limits ([limits]), per process; BaseHandler.prepare takes from it.
         self.limiter = RateLimiter(settings.limits)
         self.money = MoneyService(self)
+        # The dashboards' daily rollups, folded in as money moves (docs/analytics.md).
+        self.rollups = Rollups(self)
         # Finding rooms, courses and consultants from the home page (docs/plugins.md).
         self.search = Search(self.store, self.clock, settings.storefront.categories)
         self.attention = attention.Attention(self.store, self.clock)
@@ -220,7 +224,7 @@ class KPay:
         self.routes += notify_routes(self)
         self.access = Access(self, await register_all(self.pm, "register_resources", self))
         core = ({spec.collection for spec in self.core_indexes()} | CORE_COLLECTIONS_WITHOUT_INDEXES
-                | media_service.COLLECTIONS_WITHOUT_INDEXES)
+                | media_service.COLLECTIONS_WITHOUT_INDEXES | rollups.COLLECTIONS_WITHOUT_INDEXES)
         self.collections = await collection_owners(self.pm, self, core)
         if self.check_collections:
             self.store.guard = self.collections
@@ -229,7 +233,7 @@ class KPay:
         """The indexes of the core's own collections."""
         return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
                 *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES,
-                *audience_module.INDEXES]
+                *audience_module.INDEXES, *rollups.INDEXES]
 
     async def start(self, port: int | None = None, host: str | None = None,
                     sockets: list[socket.socket] | None = None,
@@ -258,6 +262,9 @@ class KPay:
         self.server.add_sockets(sockets)
         self.scheduler.start()
         self.spawn(watch_standing(self))
+        # History not yet in the rollups (a first start after an upgrade, a crash
+        # mid-fold) is folded in the background, in batches, with progress in the log.
+        self.spawn(self.rollups.catch_up(progress=True))
         realtime = self.settings.realtime
         if realtime.ping_interval_seconds:
             self.spawn(keep_alive(self, realtime.ping_interval_seconds,
@@ -275,7 +282,7 @@ class KPay:
         await self.store.create_indexes(indexes)
         if self.dev:
             await self._restore_dev_clock()
-        jobs = (self.money.jobs() + self.media.jobs()
+        jobs = (self.money.jobs() + self.media.jobs() + self.rollups.jobs()
                 + await register_all(self.pm, "register_jobs", self))
         # Leases make each job run once per period across workers and nodes.
         self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled,

@@ -91,3 +91,13 @@ async def tell_users(app: KPay, batch: list[Told]) -> None:
                          data=told.data)
     if failed and app.dev:
         raise failed[0]
+
+
+async def save_notification(app: KPay, user_id: str, title: str, body: str, link: str,
+                            kind: str) -> dict[str, Any]:
+    """Save one notification already worded (an operator's or consultant's message,
+    kpay/core/audience/messages.py) and publish it live as ``tell_users`` does for the
+    ones it words: event ``notification`` on ``user:<id>``, for the bell and the list."""
+    saved = await app.notifications.add(user_id, title, body, link, kind)
+    await app.publish(f"user:{user_id}", "notification", saved)
+    return saved

@@ -1,6 +1,6 @@
-"""The dashboard's figures: revenue, orders, students and the growth series, each a
-fixed number of indexed aggregations whatever the number of orders
-(docs/analytics.md, "Dashboards").
+"""The dashboard's figures: revenue, orders, students and the growth series, read from
+the daily rollups (kpay/core/analytics/rollups.py), so their cost follows the number of
+days, not of orders (docs/analytics.md, "Dashboards" and "Rollups").
 
 ``owner`` is a seller's user id (their own dashboard) or None (the whole platform).
 Days are cut in ``[server] timezone``.
@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from kpay.core.analytics.rollups import PLATFORM
 from kpay.core.analytics.sections import plugin_sections
 from kpay.core.errors import BadRequest
-from kpay.core.money import accounts
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -25,12 +25,7 @@ MAX_DAYS = 366
 DEFAULT_DAYS = 30
 #: The growth model's default range: a trend needs more days than a dashboard.
 DEFAULT_GROWTH_DAYS = 90
-#: Orders whose money was taken (refunded ones too: their refunds are shown apart).
-PAID = ["paid", "fulfilled", "refunded"]
 TOP_PRODUCTS = 10
-#: Ledger key prefixes (their first four characters) that are revenue.
-SALE_KEYS = ("orde", "cons")
-REFUND_KEYS = ("refu",)
 
 
 def parse_range(start: str, end: str, today: date,
@@ -82,46 +77,21 @@ async def rows(collection: Any, pipeline: list[dict[str, Any]]) -> list[dict[str
     return [row async for row in await collection.aggregate(pipeline, batchSize=BATCH)]
 
 
-def paid_orders(owner: str | None, start: datetime | None, end: datetime) -> dict[str, Any]:
-    """The query of paid orders in a range, on the ``(seller, paid_at)`` or ``(status,
-    paid_at)`` index."""
-    paid_at: dict[str, Any] = {"$lt": end} if start is None else {"$gte": start, "$lt": end}
-    query: dict[str, Any] = {"status": {"$in": PAID}, "paid_at": paid_at}
-    if owner is not None:
-        query["seller"] = owner
-    return query
+def owner_key(owner: str | None) -> str:
+    return PLATFORM if owner is None else owner
 
 
-async def revenue(app: KPay, owner: str | None, start: datetime, end: datetime,
-                  zone: ZoneInfo, span: list[str]) -> list[dict[str, Any]]:
+def revenue(lines: list[dict[str, Any]], span: list[str]) -> list[dict[str, Any]]:
     """Per day: ``sales`` (gross, fen), ``refunds`` (given back), ``fees`` (the platform's
-    share kept, net of refunded fees), ``net`` = sales - refunds - fees: from the ledger
-    entries of the seller's earnings account (every seller's for the platform)."""
-    account: Any = accounts.earnings(owner) if owner else {"$regex": "^earnings:"}
-    fee = {"postings.account": accounts.PLATFORM_REVENUE}
-    mine: dict[str, Any] = {"$or": [{"postings.account": account}, fee]}
-    grouped = await rows(app.money.ledger.entries, [
-        {"$match": {"postings.account": account, "created_at": {"$gte": start, "$lt": end}}},
-        {"$unwind": "$postings"}, {"$match": mine},
-        {"$group": {"_id": {"day": day_of("$created_at", zone),
-                            "key": {"$substrCP": ["$_id", 0, 4]},
-                            "account": "$postings.account"},
-                    "amount": {"$sum": "$postings.amount"}}}])
-    by_day = {d: {"day": d, "sales": 0, "refunds": 0, "fees": 0, "net": 0} for d in span}
-    for row in grouped:
-        line = by_day.get(row["_id"]["day"])
-        key, amount = row["_id"]["key"], int(row["amount"])
-        if line is None or key not in SALE_KEYS + REFUND_KEYS:
-            continue
-        if key in SALE_KEYS:
-            line["sales"] += amount
-        else:
-            line["refunds"] -= amount
-        if row["_id"]["account"] == accounts.PLATFORM_REVENUE:
-            line["fees"] += amount
-    for line in by_day.values():
-        line["net"] = line["sales"] - line["refunds"] - line["fees"]
-    return list(by_day.values())
+    share kept, net of refunded fees), ``net`` = sales - refunds - fees."""
+    by_day = {line["day"]: line for line in lines}
+    out = []
+    for day in span:
+        line = by_day.get(day, {})
+        sales, refunds, fees = (int(line.get(f, 0)) for f in ("sales", "refunds", "fees"))
+        out.append({"day": day, "sales": sales, "refunds": refunds, "fees": fees,
+                    "net": sales - refunds - fees})
+    return out
 
 
 def weekly(daily: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,69 +107,49 @@ def weekly(daily: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(weeks.values())
 
 
-async def orders_by_kind(app: KPay, owner: str | None, start: datetime,
-                         end: datetime) -> list[dict[str, Any]]:
-    grouped = await rows(app.money.orders.collection, [
-        {"$match": paid_orders(owner, start, end)},
-        {"$group": {"_id": "$kind", "count": {"$sum": 1}, "amount": {"$sum": "$amount"}}},
-        {"$sort": {"amount": -1}}])
-    return [{"kind": row["_id"], "count": row["count"], "amount": int(row["amount"])}
-            for row in grouped]
+def summed(lines: list[dict[str, Any]], field: str, label: tuple[str, ...]
+           ) -> list[dict[str, Any]]:
+    """The ``kinds`` or ``products`` maps of the days added up, most money first."""
+    total: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        for key, part in line.get(field, {}).items():
+            into = total.setdefault(key, {**{f: part.get(f, "") for f in label},
+                                          "count": 0, "amount": 0})
+            into["count"] += int(part.get("count", 0))
+            into["amount"] += int(part.get("amount", 0))
+    return sorted(total.values(), key=lambda p: (-p["amount"], -p["count"],
+                                                 *(str(p[f]) for f in label)))
 
 
-async def top_products(app: KPay, owner: str | None, start: datetime,
-                       end: datetime) -> list[dict[str, Any]]:
-    grouped = await rows(app.money.orders.collection, [
-        {"$match": paid_orders(owner, start, end)},
-        {"$group": {"_id": {"kind": "$kind", "title": "$title"}, "count": {"$sum": 1},
-                    "amount": {"$sum": "$amount"}}},
-        {"$sort": {"amount": -1, "count": -1}}, {"$limit": TOP_PRODUCTS}])
-    return [{"kind": row["_id"]["kind"], "title": row["_id"]["title"],
-             "count": row["count"], "amount": int(row["amount"])} for row in grouped]
-
-
-async def first_orders_per_day(app: KPay, owner: str | None, end: datetime,
-                               zone: ZoneInfo) -> dict[str, int]:
-    """How many buyers paid their first order (with ``owner``) on each day before
-    ``end``: one aggregation, grouped twice on the server."""
-    grouped = await rows(app.money.orders.collection, [
-        {"$match": paid_orders(owner, None, end)},
-        {"$group": {"_id": "$user_id", "first": {"$min": "$paid_at"}}},
-        {"$group": {"_id": day_of("$first", zone), "count": {"$sum": 1}}}])
-    return {row["_id"]: row["count"] for row in grouped}
-
-
-async def students(app: KPay, owner: str | None, start: datetime, end: datetime,
-                   zone: ZoneInfo, span: list[str]) -> dict[str, Any]:
-    """New students per day (their first paid order in the range) and how many who
-    had bought before bought again in the range (returning): one aggregation."""
-    grouped = await rows(app.money.orders.collection, [
-        {"$match": paid_orders(owner, None, end)},
-        {"$group": {"_id": "$user_id", "first": {"$min": "$paid_at"},
-                    "last": {"$max": "$paid_at"}}},
-        {"$match": {"last": {"$gte": start}}},
-        {"$group": {"_id": {"$cond": [{"$gte": ["$first", start]},
-                                      day_of("$first", zone), "returning"]},
-                    "count": {"$sum": 1}}}])
-    counts = {row["_id"]: row["count"] for row in grouped}
-    daily = [{"day": d, "new": counts.get(d, 0)} for d in span]
-    return {"new": sum(line["new"] for line in daily),
-            "returning": counts.get("returning", 0), "daily": daily}
+def students(lines: list[dict[str, Any]], first: str, span: list[str]) -> dict[str, Any]:
+    """New students per day (their first paid order) and how many who had bought before
+    the range bought again in it (returning): each is counted on their first day in the
+    range, under the day they had bought last before it (docs/analytics.md)."""
+    new = {line["day"]: int(line.get("new", 0)) for line in lines}
+    returning = sum(int(count) for line in lines
+                    for before, count in line.get("back", {}).items() if before < first)
+    daily = [{"day": d, "new": new.get(d, 0)} for d in span]
+    return {"new": sum(line["new"] for line in daily), "returning": returning,
+            "daily": daily}
 
 
 async def dashboard(app: KPay, owner: str | None, first: date, last: date) -> dict[str, Any]:
+    """The figures of ``first``..``last`` from the rollups: a read of pending folds and
+    one of at most a document per day, however many orders there are."""
     zone = ZoneInfo(app.settings.server.timezone)
     start, end = instants(first, last, zone)
     span = days(first, last)
-    daily = await revenue(app, owner, start, end, zone, span)
+    await app.rollups.fold_once()
+    lines = await app.rollups.days(owner_key(owner), span[0], span[-1])
+    daily = revenue(lines, span)
     return {"scope": "platform" if owner is None else "owner", "owner_id": owner,
             "from": first.isoformat(), "to": last.isoformat(), "timezone": zone.key,
             "revenue": {"daily": daily, "weekly": weekly(daily),
                         "totals": {f: sum(line[f] for line in daily)
                                    for f in ("sales", "refunds", "fees", "net")}},
-            "orders_by_kind": await orders_by_kind(app, owner, start, end),
-            "students": await students(app, owner, start, end, zone, span),
-            "top_products": await top_products(app, owner, start, end),
+            "orders_by_kind": summed(lines, "kinds", ("kind",)),
+            "students": students(lines, span[0], span),
+            "top_products": summed(lines, "products", ("kind", "title"))[:TOP_PRODUCTS],
             "sections": await plugin_sections(app, owner, start, end)}
 
 
@@ -218,8 +168,10 @@ async def cumulative_series(app: KPay, series: str, owner: str | None, first: da
             {"$group": {"_id": day_of("$created_at", zone), "count": {"$sum": 1}}}])
         per_day = {row["_id"]: row["count"] for row in grouped}
     else:
-        per_day = await first_orders_per_day(app, owner if series == "students" else None,
-                                             end, zone)
+        await app.rollups.fold_once()
+        lines = await app.rollups.days(owner_key(owner if series == "students" else None),
+                                       "", span[-1], {"day": 1, "new": 1})
+        per_day = {line["day"]: int(line.get("new", 0)) for line in lines}
         before = sum(count for day, count in per_day.items() if day < span[0])
     total, out = before, []
     for day in span:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
+from kpay.core import telling
 from kpay.core.audience import MESSAGES, PLATFORM
 from kpay.core.audience.rules import days_ago
 from kpay.core.errors import Conflict, NotFound, RateLimited
@@ -94,9 +95,8 @@ async def start(app: KPay, owner: str, segment_id: str, message: MessageBody,
 
 async def deliver(app: KPay, doc: dict[str, Any], user_id: str) -> None:
     """One recipient: the saved notification, published live, and the forwarders."""
-    saved = await app.notifications.add(user_id, doc["title"], doc["body"], doc["link"],
-                                         KIND)
-    await app.publish(f"user:{user_id}", "notification", saved)
+    await telling.save_notification(app, user_id, doc["title"], doc["body"], doc["link"],
+                                    KIND)
     await app.notify("on_user_notification", user_id=user_id, kind=KIND,
                      data={"message_id": doc["_id"], "from": doc["owner"],
                            "title": doc["title"], "body": doc["body"], "link": doc["link"]})

@@ -61,6 +61,8 @@ class MoneyService:
         whose ``earnings:<id>`` is in ``accounts_touched``: the console refetches its
         figures (docs/websocket.md). Call it after the change is committed; a failed
         publish is logged, never raised: the money already moved."""
+        # Committed money is what the dashboards' rollups fold in (docs/analytics.md).
+        self.app.rollups.kick()
         users = sorted({account.partition(":")[2] for account in accounts_touched
                         if accounts.kind_of(account) == "earnings"})
         for user_id in users:
