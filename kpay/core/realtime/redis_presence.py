@@ -147,6 +147,9 @@ class RedisTallies:
                 await self._write_counts(changed)
         except (redis.RedisError, OSError) as e:
             log.warning("could not write presence to redis (%s); the heartbeat retries", e)
+            # Kept for the retry: a count that fell to 0 is no longer in ``mine``, and
+            # writing everything in ``mine`` again would leave the user present.
+            self._changed |= changed
             self._stale = True
         finally:
             self._writing = None
@@ -189,8 +192,11 @@ class RedisTallies:
             pipe.smembers(members_key)
             was, _, members = await pipe.execute()
         if was is None or self._stale:
+            # Counts are absolute: writing one twice is harmless. ``_changed`` holds
+            # what a failed write left (users gone meanwhile among them).
+            await self._write_counts({(c, u) for c, users in self.mine.items()
+                                      for u in users} | self._changed)
             self._stale = False
-            await self._write_counts({(c, u) for c, users in self.mine.items() for u in users})
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in members:
                 pipe.exists(self._alive(member.decode()))
