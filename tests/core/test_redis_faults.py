@@ -137,3 +137,26 @@ async def test_a_user_who_left_while_redis_refused_writes_is_not_present_forever
         assert await a.is_present("room:1", "bob")
     finally:
         await a.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_process_forgets_the_channels_it_has_no_socket_on_any_more(
+        restartable_redis):
+    """``channels:<member>`` lists what burial must take out: a channel every socket
+    left is dropped from it, so it does not grow with every user channel a long-lived
+    process ever served (and burial stays one short script)."""
+    a = RedisBroker(restartable_redis.url, 100, 3600)
+    a.member = "a"
+    await a.start()
+    try:
+        for i in range(50):
+            a.tally(f"user:u{i}", f"u{i}", 1)
+        a.tally("room:1", "bob", 1)
+        await a.tallies.settled()
+        for i in range(50):
+            a.tally(f"user:u{i}", f"u{i}", 0)
+        await a.tallies.settled()
+        listed = await a.redis.smembers(f"{a.prefix}channels:{a.member}")
+        assert sorted(listed) == [b"room:1"]
+    finally:
+        await a.stop()

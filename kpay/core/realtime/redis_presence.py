@@ -37,6 +37,8 @@ log = logging.getLogger("kpay.broker")
 
 # KEYS: the member's tally hash for the channel, the channel's sum, the member's
 # channel set. ARGV: user, the member's sockets of the user there now, channel.
+# A channel the member has no socket on leaves its set, which would otherwise grow
+# with every user channel the process ever served.
 WRITE_SCRIPT = """
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local new = tonumber(ARGV[2])
@@ -45,6 +47,7 @@ if new > 0 then
   redis.call('SADD', KEYS[3], ARGV[3])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
 end
 if new ~= old then
   if redis.call('HINCRBY', KEYS[2], ARGV[1], new - old) <= 0 then
