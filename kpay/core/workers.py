@@ -133,6 +133,8 @@ class Supervisor:
                 self.workers[slot] = self._spawn(slot)
             for worker in list(self.workers.values()):
                 if not self._wait_ready(worker):
+                    if self.stopping:
+                        return 0  # told to stop while it started
                     log.error("worker w%d did not start; stopping", worker.slot)
                     return 1
             log.info("kpay supervisor %d: %d workers on port %d", os.getpid(), self.count, port)
@@ -184,12 +186,21 @@ class Supervisor:
         return worker
 
     def _wait_ready(self, worker: Worker, timeout: float = READY_TIMEOUT_SECONDS) -> bool:
-        """True once the worker listens; False if it exits or stays silent too long."""
+        """True once the worker listens; False if it exits, stays silent too long, or
+        the supervisor is told to stop meanwhile. Waited in short slices: select()
+        resumes after a signal (PEP 475), and a SIGTERM must not wait for a worker
+        stuck starting (a database that does not answer) until a service manager's
+        stop timeout kills everything, requests under way included."""
         fd = worker.ready_fd
+        deadline = time.monotonic() + timeout
         try:
-            readable, _, _ = select.select([fd], [], [], timeout)
-            return bool(readable) and os.read(fd, 1) == b"1"
-        except InterruptedError:
+            while not self.stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                readable, _, _ = select.select([fd], [], [], min(left, 0.2))
+                if readable:
+                    return os.read(fd, 1) == b"1"
             return False
         finally:
             os.close(fd)
