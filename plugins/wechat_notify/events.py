@@ -86,6 +86,13 @@ async def receive(app: Any, body: bytes) -> int:
         answered_at = datetime.fromtimestamp(int(text(root, "CreateTime")), UTC)
     except (ValueError, OverflowError, OSError):
         return 0
+    # The body is not signed (only the query is): a date far from now is no push of
+    # WeChat's (it resends within seconds), and one ahead would outrank every later
+    # genuine answer (newest wins).
+    if abs((answered_at - app.clock.now()).total_seconds()) > MAX_SKEW_SECONDS:
+        log.warning("message push dated %s, too far from now; ignored",
+                    answered_at.isoformat())
+        return 0
     user_id = await app.users.by_openid(openid) if answers and openid else None
     if user_id is None:
         return 0
