@@ -10,8 +10,9 @@ loop, metric values) is shared by accident. It
 - starts the embedded development database once (no ``[mongodb] uri``) and gives the
   workers its URI: the database stays one process;
 - gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR``, so ``/metrics`` on any of
-  them sums all of them (prometheus_client's multiprocess mode); a dead worker's files
-  are marked with ``mark_process_dead``;
+  them sums all of them (prometheus_client's multiprocess mode); a dead worker's
+  counts are folded into one file per type (``metrics.fold_exited_process``), so the
+  folder does not grow with restarts;
 - restarts a worker that dies, with a back-off (logged);
 - on SIGTERM/SIGINT tells every worker to stop (each stops accepting, then waits up to
   ``[server] shutdown_timeout_seconds`` for the requests and jobs under way) and exits;
@@ -207,14 +208,14 @@ class Supervisor:
 
     def _reap(self) -> None:
         """Mark dead workers and plan their restart, with a back-off for quick deaths."""
-        from prometheus_client import multiprocess
+        from kpay.core.metrics import fold_exited_process
 
         for slot, worker in list(self.workers.items()):
             status = worker.process.poll()
             if status is None:
                 continue
             del self.workers[slot]
-            multiprocess.mark_process_dead(worker.process.pid, self.metrics_dir)
+            fold_exited_process(worker.process.pid, self.metrics_dir)
             lived = time.monotonic() - worker.started_at
             quick = 0 if lived >= STEADY_SECONDS else self.failures.get(slot, 0) + 1
             self.failures[slot] = quick
@@ -258,7 +259,7 @@ class Supervisor:
 
     def _stop(self, worker: Worker) -> None:
         """SIGTERM, then SIGKILL if it outlives its shutdown timeout (plus margin)."""
-        from prometheus_client import multiprocess
+        from kpay.core.metrics import fold_exited_process
 
         worker.process.terminate()
         grace = self.settings.server.shutdown_timeout_seconds + 10.0
@@ -269,7 +270,7 @@ class Supervisor:
                       worker.slot, worker.process.pid, grace)
             worker.process.kill()
             worker.process.wait()
-        multiprocess.mark_process_dead(worker.process.pid, self.metrics_dir)
+        fold_exited_process(worker.process.pid, self.metrics_dir)
         log.info("worker w%d (pid %d) stopped", worker.slot, worker.process.pid)
 
     def _stop_all(self) -> None:
