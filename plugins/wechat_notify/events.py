@@ -123,7 +123,8 @@ class MessagePushHandler(tornado.web.RequestHandler):
         timestamp = self.get_query_argument("timestamp", "")[:20]
         nonce = self.get_query_argument("nonce", "")[:64]
         given = self.get_query_argument("signature", "")[:64]
-        if not (token and timestamp.isdigit() and nonce and given):
+        # isascii: "²".isdigit() is true, and int("²") would fail the request.
+        if not (token and timestamp.isascii() and timestamp.isdigit() and nonce and given):
             return False
         if abs(self.kpay.clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
             return False
