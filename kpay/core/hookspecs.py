@@ -147,7 +147,8 @@ def register_jobs(app):
 
     Of all workers and nodes, one runs a job per period (a lease on the database's
     clock); a node that dies mid-run is replaced after the job's ``lease_seconds``
-    by a fresh run, so a job must still be a sweep (docs/operations.md, "Job leases").
+    by a fresh run, and so is a run still going after ``max_run_seconds`` (default an
+    hour), so a job must still be a sweep (docs/operations.md, "Job leases").
 
     On failure: start-up stops with a ``PluginError`` naming the plugin (every mode).
     A job run that raises is logged with the job's name (``<plugin>.<job>`` by

@@ -15,6 +15,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.mmap_dict import MmapedDict
 
 HTTP_REQUESTS = Counter(
     "kpay_http_requests_total", "HTTP requests served", ["method", "route", "status"]
@@ -63,3 +64,29 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)
+
+
+#: The metric files of an exited worker that still count (live gauges do not).
+KEPT_AFTER_EXIT = ("counter", "histogram", "summary")
+
+
+def fold_exited_process(pid: int, directory: str) -> None:
+    """A worker exited: drop its live gauges, and add its counters, histograms and
+    summaries into one ``<type>_exited.db`` per type, which /metrics sums like any
+    worker's file. Without this every exited worker (each restart, each SIGHUP) left
+    its files for good and every scrape read them all. The supervisor calls it; only
+    it writes the ``exited`` files."""
+    multiprocess.mark_process_dead(pid, directory)
+    for kind in KEPT_AFTER_EXIT:
+        path = os.path.join(directory, f"{kind}_{pid}.db")
+        if not os.path.exists(path):
+            continue
+        # Raw values (histogram buckets not yet accumulated): adding them is exact.
+        values = MmapedDict.read_all_values_from_file(path)
+        folded = MmapedDict(os.path.join(directory, f"{kind}_exited.db"))
+        try:
+            for key, value, timestamp, _ in values:
+                folded.write_value(key, folded.read_value(key)[0] + value, timestamp)
+        finally:
+            folded.close()
+        os.unlink(path)

@@ -36,6 +36,9 @@ from kpay.core.leases import (
 
 log = logging.getLogger("kpay.scheduler")
 
+#: How long one scheduled run keeps its lease at most (``PeriodicJob.max_run_seconds``).
+DEFAULT_MAX_RUN_SECONDS = 3600.0
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -43,12 +46,18 @@ class PeriodicJob:
 
     ``lease_seconds``: how long a node that died mid-run keeps the others waiting
     (its holder renews it every third of it while running); default twice
-    ``seconds``, from 30 s to an hour."""
+    ``seconds``, from 30 s to an hour.
+
+    ``max_run_seconds``: how long one run may keep renewing (default an hour). A run
+    still going then (hung on a dead connection, say) lets its lease expire, so
+    another node takes the job over instead of no node running it again while this
+    process lives; the run itself goes on (every job is safe to run twice)."""
 
     name: str
     run: Callable[[], Awaitable[object]]
     seconds: float
     lease_seconds: float | None = None
+    max_run_seconds: float = DEFAULT_MAX_RUN_SECONDS
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -57,6 +66,8 @@ class PeriodicJob:
         if lease is not None and not MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS:
             raise ValueError(f"periodic job {self.name!r}: lease_seconds must be from "
                              f"{MIN_LEASE_SECONDS:g} to {MAX_LEASE_SECONDS:g}")
+        if not self.max_run_seconds > 0:
+            raise ValueError(f"periodic job {self.name!r}: max_run_seconds must be positive")
 
     @property
     def lease(self) -> float:
@@ -125,7 +136,8 @@ class Scheduler:
                 metrics.JOB_SKIPS.labels(name, outcome).inc()
                 return
             self._log_takeover(lease)
-            renewing = asyncio.get_running_loop().create_task(self._renew(lease))
+            renewing = asyncio.get_running_loop().create_task(
+                self._renew(lease, time.monotonic() + job.max_run_seconds))
             try:
                 ok = await self._run(job)
             finally:
@@ -150,11 +162,17 @@ class Scheduler:
         metrics.JOB_RUNS.labels(job.name, "ok").inc()
         return True
 
-    async def _renew(self, lease: Lease) -> None:
-        """Keep a long run's lease alive; stop when another node has taken it over."""
+    async def _renew(self, lease: Lease, until: float) -> None:
+        """Keep a long run's lease alive until ``until`` (time.monotonic()); stop when
+        another node has taken it over."""
         assert self.leases is not None
         while True:
             await asyncio.sleep(lease.lease_ms / 3000)
+            if time.monotonic() >= until:
+                log.error("periodic job %s: still running after its max_run_seconds; "
+                          "its lease is left to expire, so another node takes the job "
+                          "over (this run goes on)", lease.job)
+                return
             try:
                 if not await self.leases.renew(lease):
                     log.warning("periodic job %s: lost its lease while running (expired "

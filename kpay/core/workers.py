@@ -10,8 +10,9 @@ loop, metric values) is shared by accident. It
 - starts the embedded development database once (no ``[mongodb] uri``) and gives the
   workers its URI: the database stays one process;
 - gives the workers a fresh ``PROMETHEUS_MULTIPROC_DIR``, so ``/metrics`` on any of
-  them sums all of them (prometheus_client's multiprocess mode); a dead worker's files
-  are marked with ``mark_process_dead``;
+  them sums all of them (prometheus_client's multiprocess mode); a dead worker's
+  counts are folded into one file per type (``metrics.fold_exited_process``), so the
+  folder does not grow with restarts;
 - restarts a worker that dies, with a back-off (logged);
 - on SIGTERM/SIGINT tells every worker to stop (each stops accepting, then waits up to
   ``[server] shutdown_timeout_seconds`` for the requests and jobs under way) and exits;
@@ -133,6 +134,8 @@ class Supervisor:
                 self.workers[slot] = self._spawn(slot)
             for worker in list(self.workers.values()):
                 if not self._wait_ready(worker):
+                    if self.stopping:
+                        return 0  # told to stop while it started
                     log.error("worker w%d did not start; stopping", worker.slot)
                     return 1
             log.info("kpay supervisor %d: %d workers on port %d", os.getpid(), self.count, port)
@@ -184,26 +187,35 @@ class Supervisor:
         return worker
 
     def _wait_ready(self, worker: Worker, timeout: float = READY_TIMEOUT_SECONDS) -> bool:
-        """True once the worker listens; False if it exits or stays silent too long."""
+        """True once the worker listens; False if it exits, stays silent too long, or
+        the supervisor is told to stop meanwhile. Waited in short slices: select()
+        resumes after a signal (PEP 475), and a SIGTERM must not wait for a worker
+        stuck starting (a database that does not answer) until a service manager's
+        stop timeout kills everything, requests under way included."""
         fd = worker.ready_fd
+        deadline = time.monotonic() + timeout
         try:
-            readable, _, _ = select.select([fd], [], [], timeout)
-            return bool(readable) and os.read(fd, 1) == b"1"
-        except InterruptedError:
+            while not self.stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                readable, _, _ = select.select([fd], [], [], min(left, 0.2))
+                if readable:
+                    return os.read(fd, 1) == b"1"
             return False
         finally:
             os.close(fd)
 
     def _reap(self) -> None:
         """Mark dead workers and plan their restart, with a back-off for quick deaths."""
-        from prometheus_client import multiprocess
+        from kpay.core.metrics import fold_exited_process
 
         for slot, worker in list(self.workers.items()):
             status = worker.process.poll()
             if status is None:
                 continue
             del self.workers[slot]
-            multiprocess.mark_process_dead(worker.process.pid, self.metrics_dir)
+            fold_exited_process(worker.process.pid, self.metrics_dir)
             lived = time.monotonic() - worker.started_at
             quick = 0 if lived >= STEADY_SECONDS else self.failures.get(slot, 0) + 1
             self.failures[slot] = quick
@@ -247,7 +259,7 @@ class Supervisor:
 
     def _stop(self, worker: Worker) -> None:
         """SIGTERM, then SIGKILL if it outlives its shutdown timeout (plus margin)."""
-        from prometheus_client import multiprocess
+        from kpay.core.metrics import fold_exited_process
 
         worker.process.terminate()
         grace = self.settings.server.shutdown_timeout_seconds + 10.0
@@ -258,7 +270,7 @@ class Supervisor:
                       worker.slot, worker.process.pid, grace)
             worker.process.kill()
             worker.process.wait()
-        multiprocess.mark_process_dead(worker.process.pid, self.metrics_dir)
+        fold_exited_process(worker.process.pid, self.metrics_dir)
         log.info("worker w%d (pid %d) stopped", worker.slot, worker.process.pid)
 
     def _stop_all(self) -> None:

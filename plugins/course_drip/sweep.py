@@ -130,8 +130,14 @@ async def sweep_batch(app: KPay, batch: list[dict[str, Any]],
     if matched < len(writes):
         ours = {doc["_id"] async for doc in enrollments.find(
             {"_id": {"$in": list(planned)}, "swept_by": token}, {"_id": 1})}
-    notices = [notice for key, (course, user_id, due) in planned.items() if key in ours
-               for notice in unlock_notices(course, user_id, due)]
+    notices = []
+    for key, (course, user_id, due) in planned.items():
+        if key in ours:
+            # Worded one by one: a course that cannot be (a lesson without a title) is
+            # put on the attention list, not the end of the batch's announcements.
+            async with app.attention.isolate(SWEEP, f"enrollment:{key}",
+                                             course_id=course["_id"]):
+                notices += unlock_notices(course, user_id, due)
     announced = len(notices)
     async with app.attention.isolate(SWEEP, f"announce:{batch[0]['_id']}"):
         await app.tell_users(notices)

@@ -86,6 +86,13 @@ async def receive(app: Any, body: bytes) -> int:
         answered_at = datetime.fromtimestamp(int(text(root, "CreateTime")), UTC)
     except (ValueError, OverflowError, OSError):
         return 0
+    # The body is not signed (only the query is): a date far from now is no push of
+    # WeChat's (it resends within seconds), and one ahead would outrank every later
+    # genuine answer (newest wins).
+    if abs((answered_at - app.clock.now()).total_seconds()) > MAX_SKEW_SECONDS:
+        log.warning("message push dated %s, too far from now; ignored",
+                    answered_at.isoformat())
+        return 0
     user_id = await app.users.by_openid(openid) if answers and openid else None
     if user_id is None:
         return 0
@@ -116,7 +123,8 @@ class MessagePushHandler(tornado.web.RequestHandler):
         timestamp = self.get_query_argument("timestamp", "")[:20]
         nonce = self.get_query_argument("nonce", "")[:64]
         given = self.get_query_argument("signature", "")[:64]
-        if not (token and timestamp.isdigit() and nonce and given):
+        # isascii: "²".isdigit() is true, and int("²") would fail the request.
+        if not (token and timestamp.isascii() and timestamp.isdigit() and nonce and given):
             return False
         if abs(self.kpay.clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
             return False

@@ -9,6 +9,7 @@ its expiry (one second here) and, in the first test, periods of one second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 from datetime import datetime, timedelta
@@ -223,6 +224,33 @@ async def test_a_slow_run_renewing_its_lease_is_not_stolen(kpay_app, second_node
     assert sample("kpay_job_lease_takeovers_total") == takeovers
     lease = await kpay_app.store[LEASES].find_one({"_id": JOB})
     assert lease["run_id"] is None and lease["outcome"] == "ok"  # released by its holder
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_hung_run_lets_its_lease_go_after_max_run_seconds(kpay_app, second_node,
+                                                                  sweeper, caplog):
+    """A run that never ends (a dead connection) must not keep the job from every node
+    while its process lives: after max_run_seconds it stops renewing."""
+    jobs = kpay_app.scheduler.jobs
+    jobs[JOB] = dataclasses.replace(jobs[JOB], max_run_seconds=1.5)
+    await add_items(kpay_app, 2)
+    sweeper.gate = asyncio.Event()  # never set: the first run hangs after one item
+    loop = asyncio.get_running_loop()
+    ticks = [loop.create_task(kpay_app.scheduler.run_periodic(JOB))]
+    try:
+        await asyncio.wait_for(sweeper.started.wait(), 5)
+        for _ in range(40):
+            await asyncio.sleep(0.25)
+            if len(sweeper.runs) > 1:
+                break
+            # As tasks: the second node's run waits at the same gate.
+            ticks.append(loop.create_task(second_node.scheduler.run_periodic(JOB)))
+        assert [node for node, _ in sweeper.runs] == [kpay_app.node_id, second_node.node_id]
+        assert "still running after its max_run_seconds" in caplog.text
+        assert "took over the lease of node" in caplog.text
+    finally:
+        sweeper.gate.set()
+        await asyncio.gather(*ticks)
 
 
 @pytest.mark.gen_test(timeout=30)

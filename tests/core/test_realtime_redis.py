@@ -74,3 +74,12 @@ async def test_an_unreachable_redis_stops_start_up_with_a_clear_message():
     broker = RedisBroker("redis://127.0.0.1:1/0", 10, 60)
     with pytest.raises(RuntimeError, match=re.escape("cannot reach redis://127.0.0.1:1/0")):
         await broker.start()
+
+
+@pytest.mark.gen_test
+async def test_the_start_up_error_does_not_show_the_redis_password():
+    broker = RedisBroker("redis://kpay:s3cretPassw0rd@127.0.0.1:1/0", 10, 60)
+    with pytest.raises(RuntimeError) as raised:
+        await broker.start()
+    assert "s3cretPassw0rd" not in str(raised.value)
+    assert "cannot reach redis://kpay:[redacted]@127.0.0.1:1/0" in str(raised.value)

@@ -72,3 +72,22 @@ async def test_the_recompute_skips_a_broken_enrollment(drip, api, kpay_app):
     assert entry["source"] == "course_drip.recompute"
     lessons = await drip.lessons(fine, course["id"])
     assert lessons[2]["unlocks_at"].endswith("T09:00:00+08:00")
+
+
+@pytest.mark.gen_test
+async def test_a_course_whose_lesson_lost_its_title_does_not_silence_its_batch(
+        drip, api, kpay_app):
+    """The sweep words the notices of a whole batch after its one write: a course it
+    cannot word (a lesson without a title, hand-edited) must not cost the other
+    students of the batch their announcements."""
+    author = await drip.author()
+    broken_course = await drip.course(author, daily_lessons(2), title="坏课")
+    good_course = await drip.course(author, daily_lessons(2), title="好课")
+    await drip.student("victim", broken_course)
+    good = await drip.student("good", good_course)
+    ws = await subscribed(api, good, "good")
+    await kpay_app.store["courses"].update_one({"_id": broken_course["id"]},
+                                               {"$unset": {"lessons.1.title": ""}})
+    day_1 = (await drip.lessons(good, good_course["id"]))[1]["unlocks_at"]
+    await drip.advance_past(day_1)
+    assert await unlock_events(ws, kpay_app, "good") == [good_course["lessons"][1]["id"]]

@@ -111,3 +111,36 @@ async def test_unsigned_stale_unknown_and_hostile_pushes_change_nothing(kpay_app
     status, _ = await push(pusher.url, TOKEN, too_big, pusher.now())
     assert status == 413
     assert await pusher.consents(user) == {}
+
+
+@pytest.mark.gen_test
+async def test_a_push_dated_far_from_now_cannot_pin_a_consent(kpay_app, pusher):
+    """``CreateTime`` is in the body, which the signature does not cover (only token,
+    timestamp and nonce are signed): a push dated years ahead, replayed on a signed URL
+    taken from a log, would outrank every later genuine push if it were kept."""
+    user = (await kpay_app.users.sign_in_wechat("o_eve"))["_id"]
+    ahead = pusher.now() + 10 * 365 * 86400
+    status, body = await pusher.answers("o_eve", {"SUB_ROOM": "accept"}, ahead)
+    assert (status, body) == (200, "success")
+    assert await pusher.consents(user) == {}
+    await pusher.answers("o_eve", {"SUB_ROOM": "reject"}, pusher.now() + 60)
+    assert await pusher.consents(user) == {"SUB_ROOM": False}
+
+
+@pytest.mark.gen_test
+async def test_a_timestamp_of_other_digits_is_refused_not_a_server_error(pusher, caplog):
+    """``"²".isdigit()`` is true but ``int("²")`` fails: such a timestamp must be a 403,
+    not a 500 with a traceback in the log for anyone who sends it."""
+    from urllib.parse import urlencode
+
+    import tornado.httpclient
+
+    for timestamp in ("²", "١٢٣"):
+        query = urlencode({"signature": "0" * 40, "timestamp": timestamp, "nonce": "n",
+                           "echostr": "abc"})
+        for method in ("GET", "POST"):
+            response = await tornado.httpclient.AsyncHTTPClient().fetch(
+                f"{pusher.url}?{query}", method=method, raise_error=False,
+                body=b"<xml/>" if method == "POST" else None)
+            assert response.code == 403, (timestamp, method, response.code)
+    assert "Traceback" not in caplog.text

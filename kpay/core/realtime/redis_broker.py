@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 
@@ -110,7 +111,8 @@ class RedisBroker(Broker):
             await self.redis.ping()
         except (redis.ConnectionError, OSError) as e:
             await self.redis.aclose()
-            raise RuntimeError(f"[realtime] broker = redis: cannot reach {self.url}: {e}") from e
+            raise RuntimeError(f"[realtime] broker = redis: cannot reach "
+                               f"{without_password(self.url)}: {e}") from e
         self._script = self.redis.register_script(PUBLISH_SCRIPT)
         self._pubsub = self.redis.pubsub()
         self.member = f"{self.member or 'node'}#{secrets.token_hex(4)}"
@@ -275,6 +277,17 @@ class RedisBroker(Broker):
                     self._deliver(decode_message(message["data"]))
             except Exception:
                 log.exception("could not handle a message from redis on %s", message["channel"])
+
+
+def without_password(url: str) -> str:
+    """``url`` fit for a log or an error message: its password (``redis://:pw@host``,
+    ``[realtime] redis_url``) replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}[redacted]@{host}"))
 
 
 def command_message(name: str, args: dict[str, Any], origin: str) -> str:

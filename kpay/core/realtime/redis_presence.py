@@ -37,6 +37,8 @@ log = logging.getLogger("kpay.broker")
 
 # KEYS: the member's tally hash for the channel, the channel's sum, the member's
 # channel set. ARGV: user, the member's sockets of the user there now, channel.
+# A channel the member has no socket on leaves its set, which would otherwise grow
+# with every user channel the process ever served.
 WRITE_SCRIPT = """
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local new = tonumber(ARGV[2])
@@ -45,6 +47,7 @@ if new > 0 then
   redis.call('SADD', KEYS[3], ARGV[3])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
 end
 if new ~= old then
   if redis.call('HINCRBY', KEYS[2], ARGV[1], new - old) <= 0 then
@@ -147,6 +150,9 @@ class RedisTallies:
                 await self._write_counts(changed)
         except (redis.RedisError, OSError) as e:
             log.warning("could not write presence to redis (%s); the heartbeat retries", e)
+            # Kept for the retry: a count that fell to 0 is no longer in ``mine``, and
+            # writing everything in ``mine`` again would leave the user present.
+            self._changed |= changed
             self._stale = True
         finally:
             self._writing = None
@@ -189,8 +195,11 @@ class RedisTallies:
             pipe.smembers(members_key)
             was, _, members = await pipe.execute()
         if was is None or self._stale:
+            # Counts are absolute: writing one twice is harmless. ``_changed`` holds
+            # what a failed write left (users gone meanwhile among them).
+            await self._write_counts({(c, u) for c, users in self.mine.items()
+                                      for u in users} | self._changed)
             self._stale = False
-            await self._write_counts({(c, u) for c, users in self.mine.items() for u in users})
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in members:
                 pipe.exists(self._alive(member.decode()))
