@@ -134,12 +134,18 @@ def test_a_bad_worker_count_is_named(tmp_path, value):
 def test_both_workers_answer_and_metrics_sum_them(served):
     assert len(served.workers()) == 2
     before = healthz_count(served.get("/metrics"))
-    nodes = served.nodes(40)
+    # The kernel hands each connection to either worker, not in turns: ask until both
+    # answered (a quiet worker can take many in a row).
+    nodes: set[str] = set()
+    asked = 0
+    while len(nodes) < 2 and asked < 800:
+        nodes |= served.nodes(40)
+        asked += 40
     # Worker i is node <node_id>/w<i>: two nodes, one port.
     assert {node.rsplit("/", 1)[1] for node in nodes} == {"w0", "w1"}
     assert len({node.rsplit("/", 1)[0] for node in nodes}) == 1
     # Whichever worker answers /metrics counts the requests both served.
-    assert healthz_count(served.get("/metrics")) - before == 40
+    assert healthz_count(served.get("/metrics")) - before == asked
 
 
 def healthz_count(metrics: str) -> int:
