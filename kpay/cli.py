@@ -174,18 +174,10 @@ def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
 def with_database(settings: Any, run: Callable[[str], Awaitable[int]]) -> int:
     """Run ``run(uri)`` with the deployment's database URI: the configured one, or the
     embedded one (the running dev server's, if there is one: used, never stopped)."""
-    from kpay.core.store import EmbeddedMongo
+    from kpay.core.store import database_uri
 
-    embedded = None
-    uri = settings.mongodb.uri
-    if not uri:
-        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
-        uri = embedded.start()
-    try:
+    with database_uri(settings.mongodb) as uri:
         return asyncio.run(run(uri))
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

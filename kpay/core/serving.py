@@ -15,7 +15,7 @@ from kpay.core.app import KPay, check_startup, load_settings
 from kpay.core.config import Settings
 from kpay.core.logs import configure_logging
 from kpay.core.plugins import PluginManager
-from kpay.core.store import EmbeddedMongo
+from kpay.core.store import database_uri
 
 log = logging.getLogger("kpay")
 
@@ -34,16 +34,8 @@ def main(config_path: str | None = None, port: int | None = None,
         # once, not raced by the workers).
         asyncio.run(check_startup(settings, pm, config_module.var_dir()))
         return workers_module.Supervisor(settings, config_path, count, port).run()
-    embedded = None
-    uri = settings.mongodb.uri
-    if not uri:
-        embedded = EmbeddedMongo(settings.mongodb.embedded_path, settings.mongodb.embedded_command)
-        uri = embedded.start()
-    try:
+    with database_uri(settings.mongodb) as uri:
         asyncio.run(serve(settings, pm, uri, port))
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 

@@ -9,6 +9,7 @@ real MongoDB replica set (transactions need one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -313,6 +314,21 @@ class EmbeddedMongo:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def database_uri(mongodb: Any) -> Iterator[str]:
+    """The deployment's database URI (``[mongodb]`` settings): the configured one, or
+    the embedded development server's, started here if it is not running yet and
+    stopped on leaving if it was started here."""
+    if mongodb.uri:
+        yield mongodb.uri
+        return
+    embedded = EmbeddedMongo(mongodb.embedded_path, mongodb.embedded_command)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
 
 
 def run_on_scratch_database(main: Callable[[str], Awaitable[None]], prefix: str) -> None:
