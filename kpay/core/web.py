@@ -329,7 +329,9 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
             if pattern.fullmatch(path):
                 self.limit = limit
         length = headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.limit:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses (an
+        # uncaught exception for anyone who sends it); Tornado answers the rest.
+        if length.isascii() and length.isdigit() and int(length) > self.limit:
             self.refused = True
             return None
         self.forwarded = True

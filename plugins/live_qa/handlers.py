@@ -188,7 +188,9 @@ class MessageHandler(BaseHandler):
          response=r.LiveMessageRemoved)
     async def delete(self, room_id: str, seq: str) -> None:
         user = self.require_user()
-        if not seq.isdigit():
+        # ASCII and bounded: "²" passes isdigit() but not int(); 19 digits pass int()
+        # but not BSON's 64 bits.
+        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
             raise BadRequest("seq must be an integer", code="invalid_field", field="seq")
         room = await rooms.get(self.kpay, room_id)
         await moderation.remove_message(self.kpay, room, user, int(seq))

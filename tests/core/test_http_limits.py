@@ -5,6 +5,7 @@ and WebSocket connections counted together)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 from typing import Any
 
@@ -365,3 +366,17 @@ async def test_a_refused_host_header_gets_the_error_envelope(kpay_app, host_line
         assert status == 200
     finally:
         raw.close()
+
+
+@pytest.mark.gen_test(timeout=LIMIT)
+async def test_a_content_length_of_other_digits_is_answered_not_an_exception(kpay_app, caplog):
+    # "²" (latin-1 0xB2) is a digit to str.isdigit() but not to int().
+    raw = await Raw.open(kpay_app)
+    try:
+        raw.send(b"POST /api/v1/dev/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Length: \xb2\r\n\r\n")
+        answer = await asyncio.wait_for(raw.reader.read(65536), WAIT)
+    finally:
+        raw.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -166,6 +166,11 @@ async def test_remove_a_message(api, live):
     status, body = await api.request("DELETE", f"/api/v1/rooms/{room['id']}/messages/1",
                                      token=host)
     assert status == 404 and body["error"]["code"] == "message_not_found"
+    # Digits int() or BSON cannot take: "²" (%C2%B2) and 19 digits are refused, not a 500.
+    for seq in ("%C2%B2", "9" * 19):
+        status, body = await api.request(
+            "DELETE", f"/api/v1/rooms/{room['id']}/messages/{seq}", token=host)
+        assert status == 400 and body["error"]["code"] == "invalid_field", (seq, body)
 
     status, replay = await api.get(f"/api/v1/rooms/{room['id']}/messages", student)
     [kept] = [m for m in replay["messages"] if m["seq"] == spam["seq"]]
