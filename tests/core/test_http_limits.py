@@ -5,8 +5,8 @@ and WebSocket connections counted together)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 from typing import Any
 
 import pytest
