@@ -7,9 +7,11 @@ to its seller's day and the platform's (orders by kind, products, new and return
 students); a ledger entry of a sale, consultation minutes or a refund adds revenue.
 
 Each order and ledger entry is folded in exactly once: a batch of those not yet
-folded is read, added up and marked ``rolled_up`` in one MongoDB transaction, so a
-replayed notify, a second node or a crash between the money write and the fold can
-neither count twice nor lose anything; whatever is left unfolded (a crash, a failed
+folded is read, added up and recorded as folded in one MongoDB transaction (ledger
+entries marked ``rolled_up``; orders listed in ``analytics_folded`` and marked after the
+commit, so no open fold ever holds an order a refund needs), so a replayed notify, a
+second node or a crash between the money write and the fold can neither count twice
+nor lose anything; whatever is left unfolded (a crash, a failed
 fold) is picked up by the next ``catch_up``: after money moves (``kick``, where the
 scheduler runs), every minute (job ``analytics_rollups``), at start-up (which also
 folds in the history of a deployment that predates the rollups) and before a dashboard
@@ -42,7 +44,10 @@ log = logging.getLogger("kpay.analytics")
 DAILY = "analytics_daily"
 #: One document per (owner, buyer): the first and the last day they paid the owner.
 BUYERS = "analytics_buyers"
-COLLECTIONS_WITHOUT_INDEXES = frozenset({BUYERS})
+#: The orders folded in, by id (their mark: True or "flawed"), written in the fold's
+#: transaction; the orders are marked ``rolled_up`` after it commits.
+FOLDED = "analytics_folded"
+COLLECTIONS_WITHOUT_INDEXES = frozenset({BUYERS, FOLDED})
 #: The owner key of the platform's rollups (no user id is empty).
 PLATFORM = ""
 #: Orders whose money was taken (refunded ones too: their refunds are in revenue).
@@ -196,6 +201,7 @@ class Rollups:
         self.daily = app.store[DAILY]
         self.buyers = app.store[BUYERS]
         self.orders = app.store["orders"]
+        self.folded = app.store[FOLDED]
         self.entries = app.store["ledger"]
         # One fold at a time in this process; other nodes are kept apart by the
         # transactions (a document two folds touch makes one of them retry).
@@ -246,7 +252,9 @@ class Rollups:
         async with self._lock:
             self._flaws = {}
             if await self.orders.find_one(self._pending_orders(), {"_id": 1}):
-                folded += await self.app.store.transaction(self._fold_orders)
+                marks = await self.app.store.transaction(self._fold_orders)
+                await self._mark_orders(marks)
+                folded += len(marks)
             if await self.entries.find_one({"rolled_up": None}, {"_id": 1}):
                 folded += await self.app.store.transaction(self._fold_entries)
             flaws, self._flaws = self._flaws, {}
@@ -259,13 +267,22 @@ class Rollups:
     def _pending_orders() -> dict[str, Any]:
         return {"rolled_up": None, "status": {"$in": PAID}}
 
-    async def _fold_orders(self, session: AsyncClientSession) -> int:
+    async def _fold_orders(self, session: AsyncClientSession) -> dict[Any, Any]:
+        """Add up a batch of orders and record each in ``analytics_folded``, in the
+        transaction; returns order id -> its mark (True, or "flawed"), which
+        ``fold_once`` sets on the orders once the transaction committed. A fold never
+        holds an order in an open transaction, so a node killed mid-fold leaves no order
+        that a refund or a fulfil must wait for (docs/analytics.md, "Rollups")."""
         docs = await self.orders.find(self._pending_orders(), session=session).sort(
             "paid_at", 1).limit(BATCH).to_list()
         if not docs:
-            return 0
-        flawed = self._flawed("order", docs, flaw_of_order)
-        good = [d for d in docs if d["_id"] not in flawed]
+            return {}
+        # Folded already but not marked yet (the node stopped right after the commit).
+        marks = {d["_id"]: d["mark"] async for d in self.folded.find(
+            {"_id": {"$in": [d["_id"] for d in docs]}}, session=session)}
+        fresh = [d for d in docs if d["_id"] not in marks]
+        flawed = self._flawed("order", fresh, flaw_of_order)
+        good = [d for d in fresh if d["_id"] not in flawed]
         sellers = {d["_id"]: d["seller"] if "seller" in d
                    else seller_of([tuple(c) for c in d["credits"]]) for d in good}
         keys = {f"{owner}|{d['user_id']}" for d in good
@@ -277,17 +294,37 @@ class Rollups:
         for doc in good:
             fold_order(doc, sellers[doc["_id"]], local_day(doc["paid_at"], self.zone),
                        deltas, buyers)
-        await self._mark(self.orders, docs, flawed, session)
-        # Orders from before ``seller`` existed get it now (docs/analytics.md).
-        unnamed = [UpdateOne({"_id": d["_id"]}, {"$set": {"seller": sellers[d["_id"]]}})
-                   for d in good if "seller" not in d]
+        new_marks = {d["_id"]: "flawed" if d["_id"] in flawed else True for d in fresh}
+        if new_marks:
+            await self.folded.insert_many(
+                [{"_id": key, "mark": mark} for key, mark in new_marks.items()],
+                session=session)
         changed = [ReplaceOne({"_id": k}, v, upsert=True)
                    for k, v in buyers.items() if before.get(k) != v]
-        for collection, writes in ((self.orders, unnamed), (self.buyers, changed),
-                                   (self.daily, deltas.writes())):
+        for collection, writes in ((self.buyers, changed), (self.daily, deltas.writes())):
             if writes:
                 await collection.bulk_write(writes, session=session)
-        return len(docs)
+        return {**marks, **new_marks}
+
+    async def _mark_orders(self, marks: dict[Any, Any]) -> None:
+        """After the fold committed: mark its orders (``rolled_up``), and name the
+        seller of orders from before ``seller`` existed (docs/analytics.md). Each a
+        short write of its own; if the node stops in between, the next fold finds the
+        orders in ``analytics_folded`` and only marks them."""
+        by_mark: dict[Any, list[Any]] = {}
+        for key, mark in marks.items():
+            by_mark.setdefault(mark, []).append(key)
+        for mark, ids in by_mark.items():
+            await self.orders.update_many({"_id": {"$in": ids}, "rolled_up": None},
+                                          {"$set": {"rolled_up": mark}})
+        unnamed = await self.orders.find(
+            {"_id": {"$in": by_mark.get(True, [])}, "seller": {"$exists": False}},
+            {"credits": 1}).to_list()
+        writes = [UpdateOne({"_id": d["_id"]},
+                            {"$set": {"seller": seller_of([tuple(c) for c in d["credits"]])}})
+                  for d in unnamed]
+        if writes:
+            await self.orders.bulk_write(writes)
 
     async def _fold_entries(self, session: AsyncClientSession) -> int:
         docs = await self.entries.find({"rolled_up": None}, session=session).sort(
