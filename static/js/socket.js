@@ -11,7 +11,8 @@
 // Events (EventTarget; `socket.on(type, fn)` is a shorthand returning an "off" function):
 //   state        {state, previous}
 //   event        the event frame {op:"event", ch, seq, type, data}
-//   resync       {ch, reason}: the subscription resumed but events may have been missed
+//   resync       {ch, reason, since}: the subscription resumed (from ``since``) but events
+//                may have been missed
 //                ("history_lost": the server said recovered:false; "no_seq": nothing was
 //                received before the drop, so there was no seq to resume from). Refetch.
 //   unsubscribed {ch, reason}: the server ended a subscription (e.g. removed from a room)
@@ -150,7 +151,7 @@ export class KPaySocket extends EventTarget {
    * Subscribe to `channel`; kept across reconnects (resumed with `since`).
    * options: since (seq to resume from, e.g. from a REST replay), onEvent(frame),
    * onSubscribed({ch, resumed}) (the server confirmed it; events from now on arrive),
-   * onResync({ch, reason}), onEnd({ch, reason}), onError(ApiError) (e.g. forbidden).
+   * onResync({ch, reason, since}), onEnd({ch, reason}), onError(ApiError) (e.g. forbidden).
    * Returns the subscription ({channel, lastSeq, active, unsubscribe()}).
    */
   subscribe(channel, options = {}) {
@@ -392,7 +393,10 @@ export class KPaySocket extends EventTarget {
       if ("since" in fields && reply.recovered === false) reason = "history_lost";
       else if (resumed && !("since" in fields)) reason = "no_seq";
       if (reason) {
-        const detail = { ch: subscription.channel, reason };
+        // ``since``: where the resumed subscription started. The replay must start
+        // there, not at the newest seq seen: the history frames that follow the reply
+        // may be applied before the page's catch-up reads its own last seq.
+        const detail = { ch: subscription.channel, reason, since: fields.since ?? null };
         subscription.handlers.onResync?.(detail);
         this._emit("resync", detail);
       }

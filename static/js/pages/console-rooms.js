@@ -142,7 +142,8 @@ export async function mount(panel, { kpay, socket, me }) {
         else if (change === "presence") refreshRoom(opened);
         else if (change) renderLists();
       },
-      onResync: () => catchUp(opened).catch((e) => showError(q("#manage-error"), e)),
+      onResync: ({ since }) => catchUp(opened, since)
+        .catch((e) => showError(q("#manage-error"), e)),
       onError: (error) => showError(q("#manage-error"), error),
     });
     q("#manage").scrollIntoView({ block: "start" });
@@ -168,8 +169,9 @@ export async function mount(panel, { kpay, socket, me }) {
     }
   }
 
-  async function catchUp(opened) {
-    await replay(kpay, opened.room.id, opened.lastSeq, (event) => opened.apply(event));
+  async function catchUp(opened, since = null) {
+    // From where the subscription resumed (events after it may be applied already).
+    await replay(kpay, opened.room.id, since ?? opened.lastSeq, (event) => opened.apply(event));
     if (model !== opened) return;
     await loadQuestions();
     ({ room: model.room } = await kpay.get(roomPath(model.room.id)));

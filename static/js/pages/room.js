@@ -173,7 +173,7 @@ async function enter() {
   socket.subscribe(`room:${roomId}`, {
     since,
     onEvent: live,
-    onResync: () => catchUp().catch((error) => showError(errorBox, error)),
+    onResync: ({ since }) => catchUp(since).catch((error) => showError(errorBox, error)),
     onEnd: ({ reason }) => {
       if (reason === "removed_by_host") setRemoved();
     },
@@ -197,10 +197,12 @@ function live(frame) {
 /** Events may have been missed: page the replay from the last seq seen. This also runs
  * when the first subscription cannot resume from the replay's end (seqs of an empty room
  * do not start at 0), so the note is shown only after a real drop. */
-async function catchUp() {
+async function catchUp(since = null) {
   show($("#resync-note"), dropped);
   try {
-    await replay(kpay, roomId, model.lastSeq, (event) => model.apply(event));
+    // From where the subscription resumed: events after it may already be applied
+    // (the model skips repeats), those before them not.
+    await replay(kpay, roomId, since ?? model.lastSeq, (event) => model.apply(event));
     await loadQuestions();
     const { room } = await kpay.get(roomPath(roomId));
     model.room = room;
