@@ -264,7 +264,7 @@ class KPay:
         self.spawn(watch_standing(self))
         # History not yet in the rollups (a first start after an upgrade, a crash
         # mid-fold) is folded in the background, in batches, with progress in the log.
-        self.spawn(self.rollups.catch_up(progress=True))
+        self.rollups.backfill = self.spawn(self.rollups.catch_up(progress=True))
         realtime = self.settings.realtime
         if realtime.ping_interval_seconds:
             self.spawn(keep_alive(self, realtime.ping_interval_seconds,

@@ -207,6 +207,8 @@ class Rollups:
         # transactions (a document two folds touch makes one of them retry).
         self._lock = asyncio.Lock()
         self._kicked: asyncio.Task | None = None
+        #: The start-up catch-up running in the background (tests wait for it).
+        self.backfill: asyncio.Task | None = None
         self._again = False
         # Documents of the batches being folded that could not be (see ``_flawed``).
         # (A dict: a retried transaction finds the same ones again.)
