@@ -7,9 +7,9 @@ to its seller's day and the platform's (orders by kind, products, new and return
 students); a ledger entry of a sale, consultation minutes or a refund adds revenue.
 
 Each order and ledger entry is folded in exactly once: a batch of those not yet
-folded is read, added up and recorded as folded in one MongoDB transaction (ledger
-entries marked ``rolled_up``; orders listed in ``analytics_folded`` and marked after the
-commit, so no open fold ever holds an order a refund needs), so a replayed notify, a
+folded is read, added up and recorded as folded in one MongoDB transaction (listed in
+``analytics_folded``; the orders and entries are marked ``rolled_up`` after the commit,
+so no open fold ever holds a document a refund needs), so a replayed notify, a
 second node or a crash between the money write and the fold can neither count twice
 nor lose anything; whatever is left unfolded (a crash, a failed
 fold) is picked up by the next ``catch_up``: after money moves (``kick``, where the
@@ -47,6 +47,8 @@ BUYERS = "analytics_buyers"
 #: The orders folded in, by id (their mark: True or "flawed"), written in the fold's
 #: transaction; the orders are marked ``rolled_up`` after it commits.
 FOLDED = "analytics_folded"
+#: The prefix of ledger entries' ids in ``analytics_folded`` (orders' ids have none).
+LEDGER = "ledger:"
 COLLECTIONS_WITHOUT_INDEXES = frozenset({BUYERS, FOLDED})
 #: The owner key of the platform's rollups (no user id is empty).
 PLATFORM = ""
@@ -258,7 +260,9 @@ class Rollups:
                 await self._mark_orders(marks)
                 folded += len(marks)
             if await self.entries.find_one({"rolled_up": None}, {"_id": 1}):
-                folded += await self.app.store.transaction(self._fold_entries)
+                marks = await self.app.store.transaction(self._fold_entries)
+                await self._mark(self.entries, marks)
+                folded += len(marks)
             flaws, self._flaws = self._flaws, {}
         for subject, flaw in flaws.items():
             log.error("analytics rollups: %s left out: %s", subject, flaw)
@@ -308,17 +312,24 @@ class Rollups:
                 await collection.bulk_write(writes, session=session)
         return {**marks, **new_marks}
 
-    async def _mark_orders(self, marks: dict[Any, Any]) -> None:
-        """After the fold committed: mark its orders (``rolled_up``), and name the
-        seller of orders from before ``seller`` existed (docs/analytics.md). Each a
-        short write of its own; if the node stops in between, the next fold finds the
-        orders in ``analytics_folded`` and only marks them."""
+    @staticmethod
+    async def _mark(collection: Any, marks: dict[Any, Any]) -> dict[Any, list[Any]]:
+        """After a fold committed: mark its documents ``rolled_up`` (True, or "flawed":
+        not tried again), each a short write of its own; if the node stops in between,
+        the next fold finds them in ``analytics_folded`` and only marks them. Returns the
+        ids by mark."""
         by_mark: dict[Any, list[Any]] = {}
         for key, mark in marks.items():
             by_mark.setdefault(mark, []).append(key)
         for mark, ids in by_mark.items():
-            await self.orders.update_many({"_id": {"$in": ids}, "rolled_up": None},
-                                          {"$set": {"rolled_up": mark}})
+            await collection.update_many({"_id": {"$in": ids}, "rolled_up": None},
+                                         {"$set": {"rolled_up": mark}})
+        return by_mark
+
+    async def _mark_orders(self, marks: dict[Any, Any]) -> None:
+        """Mark the folded orders, and name the seller of orders from before ``seller``
+        existed (docs/analytics.md)."""
+        by_mark = await self._mark(self.orders, marks)
         unnamed = await self.orders.find(
             {"_id": {"$in": by_mark.get(True, [])}, "seller": {"$exists": False}},
             {"credits": 1}).to_list()
@@ -328,20 +339,29 @@ class Rollups:
         if writes:
             await self.orders.bulk_write(writes)
 
-    async def _fold_entries(self, session: AsyncClientSession) -> int:
+    async def _fold_entries(self, session: AsyncClientSession) -> dict[Any, Any]:
+        """As ``_fold_orders`` for ledger entries (``analytics_folded`` ids prefixed
+        ``ledger:``): no open fold holds an entry that a refund's booking needs."""
         docs = await self.entries.find({"rolled_up": None}, session=session).sort(
             "created_at", 1).limit(BATCH).to_list()
         if not docs:
-            return 0
+            return {}
+        marks = {d["_id"].removeprefix(LEDGER): d["mark"] async for d in self.folded.find(
+            {"_id": {"$in": [LEDGER + str(d["_id"]) for d in docs]}}, session=session)}
+        fresh = [d for d in docs if d["_id"] not in marks]
         deltas = Deltas()
-        flawed = self._flawed("ledger", docs, flaw_of_entry)
-        for doc in docs:
+        flawed = self._flawed("ledger", fresh, flaw_of_entry)
+        for doc in fresh:
             if doc["_id"] not in flawed:
                 fold_entry(doc, local_day(doc["created_at"], self.zone), deltas)
-        await self._mark(self.entries, docs, flawed, session)
+        new_marks = {d["_id"]: "flawed" if d["_id"] in flawed else True for d in fresh}
+        if new_marks:
+            await self.folded.insert_many(
+                [{"_id": LEDGER + str(key), "mark": mark} for key, mark in new_marks.items()],
+                session=session)
         if deltas.lines:
             await self.daily.bulk_write(deltas.writes(), session=session)
-        return len(docs)
+        return {**marks, **new_marks}
 
     def _flawed(self, what: str, docs: list[dict[str, Any]], flaw_of: Any) -> set[Any]:
         """The documents of a batch that cannot be folded, kept to be reported once the
@@ -356,16 +376,6 @@ class Rollups:
                 flawed[doc["_id"]] = flaw
         self._flaws.update((f"{what}:{key}", flaw) for key, flaw in flawed.items())
         return set(flawed)
-
-    @staticmethod
-    async def _mark(collection: Any, docs: list[dict[str, Any]], flawed: set[Any],
-                    session: AsyncClientSession) -> None:
-        """Mark the batch folded (a flawed document ``"flawed"``: not tried again)."""
-        for ids, mark in (([d["_id"] for d in docs if d["_id"] not in flawed], True),
-                          (sorted(flawed, key=str), "flawed")):
-            if ids:
-                await collection.update_many({"_id": {"$in": ids}, "rolled_up": None},
-                                             {"$set": {"rolled_up": mark}}, session=session)
 
     async def days(self, owner: str, first: str, last: str | None,
                    projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
