@@ -260,6 +260,8 @@ class KPay:
                 bound.close()
             raise
         self.server.add_sockets(sockets)
+        if self.scheduler.leases is not None:
+            await self.scheduler.leases.release_left_by_this_node()
         self.scheduler.start()
         self.spawn(watch_standing(self))
         # History not yet in the rollups (a first start after an upgrade, a crash

@@ -155,6 +155,17 @@ class JobLeases:
             [{"$set": {"expires": {"$add": ["$$NOW", lease.lease_ms]}}}])
         return result.matched_count == 1
 
+    async def release_left_by_this_node(self) -> int:
+        """At start-up: free the leases an earlier process of this node left when it
+        was killed mid-run. A node id is one process at a time (workers have their
+        own, ``<node_id>/w<i>``), so they are dead; without this a restarted node
+        would wait for its own old lease to expire (docs/operations.md "Job leases")."""
+        result = await self.store[LEASES].update_many(
+            {"node": self.node_id, "process": {"$ne": self.process},
+             "run_id": {"$ne": None}},
+            {"$set": {"run_id": None, "expires": None}})
+        return result.modified_count
+
     async def release(self, lease: Lease, done: bool) -> bool:
         """Give the lease up, recording the finish; ``done`` marks the period as run
         (False after a failed run, so another tick of the period may try again)."""
