@@ -247,6 +247,21 @@ def second_node(io_loop: Any, kpay_settings: Any, kpay_app: KPay) -> Iterator[KP
         yield app
 
 
+def drop_database_after_kill(uri: str, name: str) -> None:
+    """Drop a database a SIGKILLed server used, from a test's teardown.
+
+    The killed process may have left a transaction open. The database drops it only
+    after its lifetime (60 s), and SecantusDB only while other transactions run;
+    meanwhile a drop waits on the documents it holds, and holds up every other client
+    of the session's database server. So every open transaction is aborted first:
+    the killed server's, and nothing else runs at teardown."""
+    import pymongo
+
+    with pymongo.MongoClient(uri, socketTimeoutMS=30_000) as client:
+        client.admin.command("killAllSessions", [])
+        client.drop_database(name)
+
+
 async def drop_database(uri: str, name: str) -> None:
     from pymongo import AsyncMongoClient
 

@@ -132,14 +132,42 @@ class Store:
         for spec in specs:
             await self.db[spec.collection].create_index(list(spec.keys), **spec.options)
 
-    async def transaction(self, callback: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+    async def transaction(self, callback: Callable[[AsyncClientSession], Awaitable[T]],
+                          *, give_up_after: float | None = None) -> T:
         """Run ``callback(session)`` in a transaction, retried on transient errors by the
-        driver's ``with_transaction``; every operation must pass ``session=session``."""
+        driver's ``with_transaction``; every operation must pass ``session=session``.
+
+        The driver retries a write conflict for up to 120 s, and a transaction a killed
+        process left open holds its documents until the database drops it (60 s on
+        MongoDB). Work that can wait for its next run (folds, sweeps) passes
+        ``give_up_after``: no new attempt starts after that many seconds, and
+        :class:`TransactionGaveUp` is raised instead (the open attempt is aborted)."""
+        if give_up_after is not None:
+            callback = _attempts_until(time.monotonic() + give_up_after, callback)
         async with self.client.start_session() as session:
             return await session.with_transaction(callback)
 
     async def close(self) -> None:
         await self.client.close()
+
+
+class TransactionGaveUp(Exception):
+    """A transaction kept conflicting past its caller's ``give_up_after``."""
+
+
+def _attempts_until(deadline: float, callback: Callable[[AsyncClientSession], Awaitable[T]]
+                    ) -> Callable[[AsyncClientSession], Awaitable[T]]:
+    # Raised from inside the callback, the exception carries no transient label, so
+    # with_transaction aborts the attempt and re-raises it instead of retrying.
+    first = True
+
+    async def attempt(session: AsyncClientSession) -> T:
+        nonlocal first
+        if not first and time.monotonic() >= deadline:
+            raise TransactionGaveUp("write conflicts outlasted the caller's patience")
+        first = False
+        return await callback(session)
+    return attempt
 
 
 def die_with_parent() -> None:

@@ -15,7 +15,6 @@ import types
 import uuid
 from pathlib import Path
 
-import pymongo
 import pytest
 import tornado.httpclient
 from consult_helpers import Pair, Party
@@ -24,7 +23,7 @@ from kpay.core.clock import Clock
 from kpay.core.money.ledger import Ledger
 from kpay.core.money.reconcile import reconcile
 from kpay.core.store import Store, free_port
-from kpay.testing import TEST_SECRET, ApiClient
+from kpay.testing import TEST_SECRET, ApiClient, drop_database_after_kill
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,8 +103,7 @@ def server(mongo_uri, tmp_path):
     process = ServerProcess(mongo_uri, tmp_path)
     yield process
     process.stop()
-    with pymongo.MongoClient(mongo_uri, socketTimeoutMS=30_000) as client:
-        client.drop_database(process.database)
+    drop_database_after_kill(mongo_uri, process.database)
 
 
 async def outlive_dead_transaction(store: Store, consultation_id: str) -> None:

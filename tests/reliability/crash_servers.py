@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 import tornado.httpclient
 
@@ -29,7 +28,7 @@ from kpay.core.money.accounts import account_of
 from kpay.core.money.ledger import Ledger
 from kpay.core.money.reconcile import reconcile
 from kpay.core.store import Store, free_port
-from kpay.testing import TEST_SECRET, ApiClient
+from kpay.testing import TEST_SECRET, ApiClient, drop_database_after_kill
 from plugins.wechat_pay.fake import FakeWeChat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,14 +245,8 @@ def deployments(mongo_uri, tmp_path, io_loop):
     for server in made:
         server.stop()
         io_loop.run_sync(server.close_store)
-    with pymongo.MongoClient(mongo_uri, socketTimeoutMS=30_000) as client:
-        for server in made:
-            try:
-                client.drop_database(server.database)
-            except pymongo.errors.PyMongoError:
-                # A transaction the kill left open may hold the database until the
-                # server drops it (60 s); the session's temporary server goes anyway.
-                pass
+    for server in made:
+        drop_database_after_kill(mongo_uri, server.database)
 
 
 @pytest.fixture(scope="module")
