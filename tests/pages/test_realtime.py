@@ -1,5 +1,7 @@
 """The socket in a real page: connection state shown, reconnect, resume with ``since``."""
 
+import asyncio
+
 import pytest
 from pagekit import STATIC, drop_every_socket
 from playwright.async_api import expect
@@ -107,3 +109,30 @@ async def test_a_refused_token_stops_reconnecting_and_asks_to_log_in(pages, api,
     await expect(page.locator("#connection")).to_have_text("离线")
     await expect(page.get_by_role("alert")).to_have_text("登录已失效，请重新登录")
     await expect(page.locator("#dev-login")).to_be_visible()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_notice_arriving_while_the_list_is_reread_stays(pages, api, kpay_app):
+    # After a reconnect with nothing seen yet, the page reads its list again. A notice
+    # that arrives live while that read is on its way is newer than what the read saw:
+    # drawing the read's answer must not wipe it (failed once in a full run after the
+    # browser came back online).
+    page = await logged_in(pages, api, "/static/notifications.html")
+    read, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_answer(route):
+        answer = await route.fetch()  # the server reads the list now: empty
+        read.set()
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    await page.route("**/api/v1/notifications?*", hold_the_answer)
+    assert drop_every_socket(kpay_app) == 1
+    await asyncio.wait_for(read.wait(), 15)
+    await send(kpay_app, await saved(kpay_app, "读取途中到达"))
+    notices = page.locator("#notice-list li")
+    await expect(notices).to_have_count(1)
+    release.set()
+    await expect(page.locator("#unread-text")).to_have_text("1 条未读")
+    await expect(notices).to_have_count(1)
+    await expect(notices.first).to_contain_text("读取途中到达")

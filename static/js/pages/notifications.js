@@ -12,6 +12,9 @@ const socket = kpay.socket();
 const errorBox = $("#error");
 const list = $("#notice-list");
 const shown = new Map(); // id -> the notification as last drawn
+// While the first page is read again, the notices that arrive live: newer than what
+// the read may have seen, they are drawn again over its answer (one Map per read).
+const arrivingDuringReads = new Set();
 let nextCursor = null;
 let unread = 0;
 
@@ -81,14 +84,26 @@ async function open(event, notice, link) {
 async function loadPage(first) {
   const query = new URLSearchParams({ limit: String(PAGE) });
   if (!first && nextCursor) query.set("cursor", nextCursor);
-  const page = await kpay.get(`/api/v1/notifications?${query}`);
+  const arrived = new Map();
+  if (first) arrivingDuringReads.add(arrived);
+  let page;
+  try {
+    page = await kpay.get(`/api/v1/notifications?${query}`);
+  } finally {
+    arrivingDuringReads.delete(arrived);
+  }
   if (first) {
     list.replaceChildren();
     shown.clear();
   }
   for (const notice of page.notifications) draw(notice);
-  nextCursor = page.next_cursor;
   unread = page.unread;
+  for (const notice of arrived.values()) {
+    if (shown.has(notice.id)) continue;
+    draw(notice, { prepend: true });
+    if (!notice.read) unread += 1;
+  }
+  nextCursor = page.next_cursor;
   show($("#more"), Boolean(nextCursor));
   renderCounts();
 }
@@ -108,6 +123,7 @@ async function start() {
         if (frame.type !== "notification" || !frame.data?.id || shown.has(frame.data.id)) return;
         draw(frame.data, { prepend: true });
         if (!frame.data.read) unread += 1;
+        for (const arrived of arrivingDuringReads) arrived.set(frame.data.id, frame.data);
         renderCounts();
       },
       // Missed events: read the first page again (what was drawn below it stays valid).
