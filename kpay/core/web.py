@@ -169,7 +169,7 @@ class BaseHandler(tornado.web.RequestHandler):
         it. Then the request's rate limit is taken, and what the method's mark declares
         is enforced (401, 403) before the method runs."""
         # Counted until on_finish (which runs however the request ends): a stopping app
-        # waits for these (KPay._drain).
+        # waits for these (kpay/core/lifecycle.py, ``drain``).
         self.kpay.requests_in_flight += 1
         self._in_flight = True
         self.token_claims: TokenClaims | None = None
