@@ -151,7 +151,8 @@ class KPay:
         """Tell a user something: event ``kind`` with ``data`` on ``user:<id>`` (the open
         pages), a saved notification worded by ``describe_notification`` (published as
         event ``notification`` on ``user:<id>``, for the bell and the list) and the
-        ``on_user_notification`` hook (forwarders, such as WeChat template messages).
+        forwarders' hooks (``on_user_notifications``, ``on_user_notification``: WeChat
+        template messages).
         Each is tried even if another fails: a failed publish or save is logged (raised
         after the hook in dev mode); the hook isolates plugins as ``notify`` does.
         """
