@@ -151,6 +151,7 @@ def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
     the embedded one (the running dev server's, if there is one: it is used, never
     stopped). ``clock`` is the app's clock, the dev offset included, so the CLI judges
     time as the server does."""
+    from kpay.core import dev_clock
     from kpay.core.app import load_settings
     from kpay.core.clock import Clock
     from kpay.core.store import Store
@@ -160,10 +161,7 @@ def with_store(config: str, work: Callable[[Any, Any], Awaitable[int]]) -> int:
     async def run(uri: str) -> int:
         store = Store(uri, settings.mongodb.database)
         try:
-            clock = Clock()
-            if settings.dev.enabled:
-                state = await store["dev_state"].find_one({"name": "clock"}) or {}
-                clock = Clock(state.get("offset", 0.0))
+            clock = await dev_clock.stored_clock(store) if settings.dev.enabled else Clock()
             return await work(store, clock)
         finally:
             await store.close()

@@ -41,6 +41,7 @@ def add_commands(commands: Any) -> None:
 def with_app(config: str, work: Callable[[KPay], Awaitable[int]]) -> int:
     """Run ``work(app)`` with an app on the deployment's database: plugins registered,
     the dev clock as the server has it, nothing served and no jobs run."""
+    from kpay.core import dev_clock
     from kpay.core.app import KPay, load_settings
     from kpay.core.clock import Clock
     from kpay.core.config import var_dir
@@ -51,13 +52,11 @@ def with_app(config: str, work: Callable[[KPay], Awaitable[int]]) -> int:
     async def run(uri: str) -> int:
         clock = Clock()
         if settings.dev.enabled:
-            # The server's dev clock (its offset may be negative: a pinned test clock).
             store = Store(uri, settings.mongodb.database)
             try:
-                state = await store["dev_state"].find_one({"name": "clock"}) or {}
+                clock = await dev_clock.stored_clock(store)
             finally:
                 await store.close()
-            clock = Clock(state.get("offset", 0.0))
         app = KPay(settings, pm, uri, var_dir=var_dir(), clock=clock)
         try:
             await app.register_plugins()

@@ -1,4 +1,7 @@
-"""Build and run the kpay application: settings, plugins, store, hub, money, scheduler."""
+"""Build the kpay application (:class:`KPay`): settings, plugins, store, hub, money and
+the core services. Starting and stopping it: kpay/core/lifecycle.py; what plugins
+register at start-up: kpay/core/registration.py; running it as a process:
+kpay/core/serving.py."""
 
 from __future__ import annotations
 
@@ -8,40 +11,35 @@ import logging
 import secrets
 import socket
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import tornado.httpserver
-import tornado.httputil
-import tornado.iostream
 import tornado.web
 
-from kpay.core import attention, audit, notifications, telling, users
-from kpay.core import audience as audience_module
+from kpay.core import (
+    attention,
+    audit,
+    dev_clock,
+    lifecycle,
+    notifications,
+    registration,
+    telling,
+    users,
+)
 from kpay.core import config as config_module
 from kpay.core import follows as follows_module
 from kpay.core.access import Access
-from kpay.core.analytics import rollups
 from kpay.core.analytics.rollups import Rollups
 from kpay.core.auth import TokenService, resolve_secret
 from kpay.core.clock import Clock
 from kpay.core.config import Settings
-from kpay.core.httpserver import KPayHTTPServer
-from kpay.core.leases import LEASES, JobLeases
-from kpay.core.logs import log_request
 from kpay.core.media import service as media_service
-from kpay.core.media.routes import CHUNK_PATH
-from kpay.core.money.notify import notify_routes
 from kpay.core.money.service import MoneyService
-from kpay.core.plugin_static import static_rules
 from kpay.core.plugins import (
     PluginManager,
     available_plugins,
     await_me_maybe,
-    check_index_owners,
-    collection_owners,
     notify,
-    register_all,
     select,
     settings_models,
 )
@@ -50,28 +48,16 @@ from kpay.core.realtime import cluster
 from kpay.core.realtime.broker import Broker, MemoryBroker
 from kpay.core.realtime.channels import ChannelRegistry
 from kpay.core.realtime.hub import Hub
-from kpay.core.realtime.keepalive import keep_alive
 from kpay.core.realtime.protocol import Publication
 from kpay.core.realtime.socket import SocketHandler
-from kpay.core.routes import core_routes
 from kpay.core.scheduler import Scheduler
-from kpay.core.search import INDEXES as SEARCH_INDEXES
 from kpay.core.search import Search
-from kpay.core.sessions import watch_standing
 from kpay.core.store import CollectionGuard, IndexSpec, Store
-from kpay.core.web import KPayApplication, NotFoundHandler, Route, StaticFiles, tornado_rules
+from kpay.core.web import Route
 
 log = logging.getLogger("kpay")
 
 T = TypeVar("T")
-
-CORE_INDEXES = [
-    IndexSpec.of("dev_state", "name", unique=True),
-    *SEARCH_INDEXES,  # app.search's collection (kpay/core/search.py)
-]
-# Core collections that have no index of their own (the others are named by
-# ``KPay.core_indexes``): no plugin may declare one of these.
-CORE_COLLECTIONS_WITHOUT_INDEXES = frozenset({"accounts", LEASES})
 
 
 def load_settings(config_path: str | None, overrides: dict[str, dict[str, Any]] | None = None,
@@ -165,7 +151,8 @@ class KPay:
         """Tell a user something: event ``kind`` with ``data`` on ``user:<id>`` (the open
         pages), a saved notification worded by ``describe_notification`` (published as
         event ``notification`` on ``user:<id>``, for the bell and the list) and the
-        ``on_user_notification`` hook (forwarders, such as WeChat template messages).
+        forwarders' hooks (``on_user_notifications``, ``on_user_notification``: WeChat
+        template messages).
         Each is tried even if another fails: a failed publish or save is logged (raised
         after the hook in dev mode); the hook isolates plugins as ``notify`` does.
         """
@@ -204,7 +191,12 @@ class KPay:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    # -- lifecycle ---------------------------------------------------------------
+    def cancel_background_tasks(self) -> None:
+        """Cancel what ``spawn`` started (the app is stopping)."""
+        for task in tuple(self._tasks):
+            task.cancel()
+
+    # -- lifecycle (kpay/core/lifecycle.py, kpay/core/registration.py) -------------
 
     async def register_plugins(self) -> None:
         """Collect the plugins' routes, channels, order kinds and payment providers.
@@ -212,176 +204,33 @@ class KPay:
         Needs no database, so ``kpay plugins`` can show them without a server. A plugin
         that raises here stops start-up with a ``PluginError`` naming it.
         """
-        self.routes = core_routes(self) + await register_all(self.pm, "register_routes", self)
-        self.channels = ChannelRegistry(await register_all(self.pm, "register_channels", self))
-        self.money.register(
-            await register_all(self.pm, "register_order_kinds", self),
-            await register_all(self.pm, "register_payment_providers", self),
-        )
-        self.money.adjustments.register(
-            await register_all(self.pm, "register_price_adjusters", self))
-        # The core serves each provider's notify routes (docs/money.md, "Notify routes").
-        self.routes += notify_routes(self)
-        self.access = Access(self, await register_all(self.pm, "register_resources", self))
-        core = ({spec.collection for spec in self.core_indexes()} | CORE_COLLECTIONS_WITHOUT_INDEXES
-                | media_service.COLLECTIONS_WITHOUT_INDEXES | rollups.COLLECTIONS_WITHOUT_INDEXES)
-        self.collections = await collection_owners(self.pm, self, core)
-        if self.check_collections:
-            self.store.guard = self.collections
+        await registration.register_plugins(self)
 
     def core_indexes(self) -> list[IndexSpec]:
         """The indexes of the core's own collections."""
-        return [*CORE_INDEXES, *attention.INDEXES, *audit.INDEXES, *users.INDEXES,
-                *self.money.indexes(), *notifications.INDEXES, *media_service.INDEXES,
-                *audience_module.INDEXES, *rollups.INDEXES]
+        return registration.core_indexes(self)
 
     async def start(self, port: int | None = None, host: str | None = None,
                     sockets: list[socket.socket] | None = None,
                     worker: int | None = None) -> int:
         """Serve on ``port`` (or on ``sockets`` already bound, a worker's share of its
         supervisor's listener); ``worker`` i names this process ``<node_id>/w<i>``."""
-        port = self.settings.server.port if port is None else port
-        host = host or self.settings.server.host
-        # Bound first: a port in use fails the start before anything is changed (a
-        # plugin's start-up may act on what "this node" left behind), and the port
-        # really bound (``--port``, or 0) names the node.
-        sockets = sockets or tornado.netutil.bind_sockets(port, host)
-        self.port = sockets[0].getsockname()[1]
-        if not self.settings.server.node_id:
-            self.node_id = f"{socket.gethostname()}:{self.port}"
-        if worker is not None:
-            # Siblings share the port: each is its own node for presence and restart
-            # recovery (docs/operations.md, "Workers").
-            self.node_id = f"{self.node_id}/w{worker}"
-        try:
-            await self._prepare()
-        except BaseException:
-            for bound in sockets:
-                bound.close()
-            raise
-        self.server.add_sockets(sockets)
-        if self.scheduler.leases is not None:
-            await self.scheduler.leases.release_left_by_this_node()
-        self.scheduler.start()
-        self.spawn(watch_standing(self))
-        # History not yet in the rollups (a first start after an upgrade, a crash
-        # mid-fold) is folded in the background, in batches, with progress in the log.
-        self.rollups.backfill = self.spawn(self.rollups.catch_up(progress=True))
-        realtime = self.settings.realtime
-        if realtime.ping_interval_seconds:
-            self.spawn(keep_alive(self, realtime.ping_interval_seconds,
-                                  realtime.ping_timeout_seconds))
-        log.info("kpay listening on http://%s:%d with plugins: %s", host, self.port,
-                 ", ".join(p["name"] for p in self.pm.describe()) or "none")
-        return self.port
-
-    async def _prepare(self) -> None:
-        """Everything before serving: plugins, indexes, jobs, broker, ``on_startup``."""
-        await self.register_plugins()
-        indexes = [*self.core_indexes(), *await register_all(self.pm, "register_indexes", self)]
-        if self.collections is not None:
-            check_index_owners(self.pm, self.collections)
-        await self.store.create_indexes(indexes)
-        if self.dev:
-            await self._restore_dev_clock()
-        jobs = (self.money.jobs() + self.media.jobs() + self.rollups.jobs()
-                + await register_all(self.pm, "register_jobs", self))
-        # Leases make each job run once per period across workers and nodes.
-        self.scheduler = Scheduler(jobs, enabled=self.settings.scheduler.enabled,
-                                   leases=JobLeases(self.store, self.node_id))
-        self.broker.member = self.node_id
-        await self.broker.start()
-        await self.notify("on_startup")
-        server = self.settings.server
-        # Bodies up to max_discard_bytes are read (and dropped past max_body_bytes) so the
-        # client gets a 413 envelope; Tornado closes the connection on anything larger.
-        # Forwarded headers count only from [server] trusted_proxies; a connection idle
-        # (or sending its request head) too long or its body too slowly is closed, and
-        # so is one accepted beyond max_connections.
-        self.server = KPayHTTPServer(
-            self.make_application(),
-            max_body_size=max(server.max_discard_bytes, server.max_body_bytes),
-            idle_connection_timeout=server.idle_connection_timeout_seconds,
-            body_timeout=server.body_timeout_seconds,
-            max_connections=server.max_connections,
-            trusted_proxies=server.trusted_proxies)
+        return await lifecycle.start(self, port, host, sockets, worker)
 
     def make_application(self) -> tornado.web.Application:
-        realtime = self.settings.realtime
-        handlers: list[Any] = tornado_rules(self.routes)
-        handlers.append((r"/ws", SocketHandler))
-        # Before /static/(.*): a plugin's own pages and files (kpay/core/plugin_static.py).
-        handlers.extend(static_rules(self.pm, StaticFiles))
-        static = Path(self.settings.server.static_path)
-        if static.is_dir():
-            handlers.append((r"/()", StaticFiles,
-                             {"path": str(static), "default_filename": "index.html"}))
-            handlers.append((r"/static/(.*)", StaticFiles,
-                             {"path": str(static)}))
-        return KPayApplication(
-            handlers,
-            max_body_bytes=self.settings.server.max_body_bytes,
-            # Upload chunks have their own limit ([media] chunk_bytes).
-            large_bodies=((CHUNK_PATH, self.media.chunk_size),),
-            # img-src and media-src of the Content-Security-Policy every response carries.
-            media_origins=self.settings.server.media_origins,
-            kpay=self,
-            default_handler_class=NotFoundHandler,
-            websocket_max_message_size=realtime.max_frame_bytes,
-            # Pings come from one keep_alive task (started in start()), not a task per socket.
-            websocket_ping_interval=None,
-            log_function=log_request,
-        )
+        return lifecycle.make_application(self)
 
     async def stop(self) -> None:
         """Stop serving, say goodbye to plugins, close connections. Idempotent."""
         if self.stopped:
             return
         self.stopped = True
-        self.scheduler.stop()
-        if self.server is not None:
-            self.server.stop()
-        for connection in tuple(self.sockets):
-            connection.close(1001, "server stopping")
-        # Requests and job runs under way finish (a job run then releases its lease, so
-        # the next node need not wait for it to expire: docs/operations.md "Job leases").
-        await self._drain(self.settings.server.shutdown_timeout_seconds)
-        await self.notify("on_shutdown")
-        for task in tuple(self._tasks):
-            task.cancel()
-        await self.broker.stop()
-        await self.media.close()
-        await self.store.close()
+        await lifecycle.stop(self)
         self._plugin_state.clear()
-
-    async def _drain(self, timeout: float) -> None:
-        """Wait, at most ``timeout`` seconds, for the requests and jobs under way: no new
-        ones start (the server and the scheduler are stopped), and a money write cut off
-        half-way would leave its caller guessing. Real time, not the app's clock."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.requests_in_flight > 0 or self.scheduler.running():
-            if asyncio.get_running_loop().time() >= deadline:
-                log.warning("stopping with %d request(s) and jobs %s still running after "
-                            "%.0fs ([server] shutdown_timeout_seconds)",
-                            self.requests_in_flight, self.scheduler.running(), timeout)
-                return
-            await asyncio.sleep(0.05)
 
     async def advance_clock(self, seconds: float) -> None:
         """Dev mode: move the clock forward, remember it, and run every job at once."""
-        self.clock.advance(seconds)
-        await self.store["dev_state"].update_one(
-            {"name": "clock"}, {"$set": {"offset": self.clock.offset}}, upsert=True)
-        await self.scheduler.run_all_now()
-
-    async def _restore_dev_clock(self) -> None:
-        # A restarted dev server keeps its advanced time, so stored times stay in the past.
-        state = await self.store["dev_state"].find_one({"name": "clock"})
-        if state and state.get("offset", 0) > self.clock.offset:
-            self.clock.advance(state["offset"] - self.clock.offset)
-        # Recorded, so the CLI (kpay token, reconcile) reads the same time as the server.
-        await self.store["dev_state"].update_one(
-            {"name": "clock"}, {"$set": {"offset": self.clock.offset}}, upsert=True)
+        await dev_clock.advance(self, seconds)
 
 
 def make_broker(app: KPay) -> Broker:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kpay.core import responses
+from kpay.core import dev_clock, responses
 from kpay.core.web import BaseHandler, Route, api
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class DevClockResetHandler(BaseHandler):
         self.body(ClockReset)
         app = self.kpay
         app.clock.reset()
-        await remember_clock(app)
+        await dev_clock.remember(app)
         self.write_json({"now": self.kpay.clock.now().isoformat(),
                          "offset": self.kpay.clock.offset})
 
@@ -68,12 +68,6 @@ class DevDataResetHandler(BaseHandler):
         self.write_json({"collections": collections, "documents": documents})
 
 
-async def remember_clock(app: KPay) -> None:
-    # Recorded as advance_clock does, so a restart and the CLI read the same time.
-    await app.store["dev_state"].update_one(
-        {"name": "clock"}, {"$set": {"offset": app.clock.offset}}, upsert=True)
-
-
 async def wipe_data(app: KPay) -> tuple[int, int]:
     """Delete every document (keeping collections and indexes, so unique keys still
     hold), keep the dev clock where it is, and drop generated files of the old data."""
@@ -83,7 +77,7 @@ async def wipe_data(app: KPay) -> tuple[int, int]:
     documents = 0
     for name in names:
         documents += (await db[name].delete_many({})).deleted_count
-    await remember_clock(app)
+    await dev_clock.remember(app)
     # The users' cached standings expire by themselves within [auth]
     # standing_cache_seconds; the page that asked logs out at once.
     for folder in DEV_FILE_DIRS:

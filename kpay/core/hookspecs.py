@@ -226,7 +226,9 @@ def on_user_notification(app, user_id, kind, data):
     page (``kind`` such as ``"lesson_unlocked"``, ``data`` a dict); other plugins may
     forward it, for example as a WeChat template message. Socket delivery on
     ``user:<id>`` is done by the caller. ``app.tell_users`` calls it once per item of
-    its batch, so an implementation's database work is paid per notification.
+    its batch, so an implementation's database work is paid per notification; a
+    plugin that implements ``on_user_notifications`` too gets ``tell_users``'s items
+    there instead, and here only what is notified one by one (``app.notify``).
 
     On failure: logged with the plugin's name; the other plugins are still called
     and the server goes on. In dev mode the exception is re-raised to the caller.
@@ -452,4 +454,28 @@ def analytics_sections(app, owner_id, start, end):
 
     On failure: logged with the plugin's name and the dashboard is shown without its
     sections; the other plugins still answer. In dev mode the exception is re-raised.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Notifications in batches (docs/plugins.md "app.tell_user")
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def on_user_notifications(app, batch):
+    """Called once per ``app.tell_users`` (``app.tell_user`` is a batch of one) with
+    every item told, so a forwarder does its database work once per batch (one read of
+    the users it needs, one insert of its records) rather than once per notification.
+    ``batch`` is a list of :class:`kpay.core.telling.Told` (``user_id``, ``kind``,
+    ``data``), in the order told, each already published on ``user:<id>``.
+
+    A plugin that implements this hook is not called with ``on_user_notification`` for
+    these items (it would forward them twice); it still gets that hook for what is
+    notified one by one (``app.notify("on_user_notification", ...)``), so a forwarder
+    implements both. A plugin that implements only ``on_user_notification`` is called
+    once per item, as before.
+
+    On failure: logged with the plugin's name; the other plugins are still called
+    and the server goes on. In dev mode the exception is re-raised to the caller.
     """

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -237,13 +237,15 @@ def reporting(impl: pluggy.HookImpl) -> None:
     impl.function = call
 
 
-def each_implementation(pm: PluginManager, hook_name: str,
-                        kwargs: dict[str, Any]) -> list[ImplCall]:
+def each_implementation(pm: PluginManager, hook_name: str, kwargs: dict[str, Any],
+                        without: Collection[object] = ()) -> list[ImplCall]:
     """Call a hook through pluggy (``pm.hook.<name>``, in pluggy's order: last
-    registered first, ``tryfirst``/``trylast`` honoured) and return what each
-    implementation did, its awaitables not yet awaited. Not for ``firstresult`` hooks:
-    every implementation reports, so pluggy would stop at the first one."""
-    caller = getattr(pm.hook, hook_name)
+    registered first, ``tryfirst``/``trylast`` honoured), leaving out the plugin objects
+    ``without``, and return what each implementation did, its awaitables not yet
+    awaited. Not for ``firstresult`` hooks: every implementation reports, so pluggy
+    would stop at the first one."""
+    caller = pm.subset_hook_caller(hook_name, without) if without else getattr(pm.hook,
+                                                                               hook_name)
     if caller.spec is not None and caller.spec.opts.get("firstresult"):
         raise TypeError(f"{hook_name} is a firstresult hook: call pm.hook.{hook_name}(...)")
     token = _reporting.set(True)
@@ -291,12 +293,12 @@ async def register_all(pm: PluginManager, hook_name: str, app: Any) -> list[Any]
 
 
 async def notify(pm: PluginManager, hook_name: str, *, reraise: bool = False,
-                 **kwargs: Any) -> None:
+                 without: Collection[object] = (), **kwargs: Any) -> None:
     """Call an ``on_*`` hook with each plugin isolated: one plugin's failure is logged
     with its name and the others still run (``reraise`` in dev mode: raised once every
-    plugin was called)."""
+    plugin was called). The plugin objects ``without`` are not called."""
     started = time.perf_counter()
-    calls = each_implementation(pm, hook_name, kwargs)
+    calls = each_implementation(pm, hook_name, kwargs, without)
     failure: Exception | None = None
     for called in calls:
         try:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo import DESCENDING
 
+from kpay.core.digits import parse_digits
 from kpay.core.errors import BadRequest
 from kpay.core.store import IndexSpec
 
@@ -232,8 +233,9 @@ def cursor_offset(cursor: str | None) -> int:
     """The offset an opaque cursor stands for (it is the decimal offset)."""
     if not cursor:
         return 0
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 4):
+    offset = parse_digits(cursor, max_digits=4)
+    if offset is None:
         raise BadRequest("cursor is not one this server gave", code="invalid_field",
                          field="cursor")
-    return int(cursor)
+    return offset
 

@@ -3,10 +3,11 @@
 Each told item goes out three ways, each tried even if another fails (docs/plugins.md
 "app.tell_user"): the event ``kind`` on ``user:<id>``, a saved notification worded by
 ``describe_notification`` (published as ``notification`` on ``user:<id>``) and the
-``on_user_notification`` hook. A batch (the drip sweep's 08:00 wave) saves its
-notifications with one ``insert_many`` and publishes ``PUBLISH_CONCURRENCY`` at a
-time, so its database round trips do not grow with the number of users told
-(docs/performance.md "Course drip").
+forwarders' hooks: ``on_user_notifications`` once with the whole batch, and
+``on_user_notification`` per item for the plugins without the batch hook. A batch (the
+drip sweep's 08:00 wave) saves its notifications with one ``insert_many`` and publishes
+``PUBLISH_CONCURRENCY`` at a time, so its database round trips do not grow with the
+number of users told (docs/performance.md "Course drip").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kpay.core import notifications
+from kpay.core.plugins import notify
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
@@ -49,8 +51,8 @@ async def bounded(calls: Iterable[Awaitable[Any]], limit: int = PUBLISH_CONCURRE
 
 async def tell_users(app: KPay, batch: list[Told]) -> None:
     """Tell every item of ``batch``. A failed publish or save is logged per item and
-    never stops the others (raised after the hooks in dev mode); the hook is called
-    once per item, isolating plugins as ``app.notify`` does."""
+    never stops the others (raised after the hooks in dev mode); the hooks isolate
+    plugins as ``app.notify`` does."""
     for told in batch:
         if told.kind in notifications.RESERVED_KINDS:
             raise ValueError(f"{told.kind!r} is the core's own event on user:<id>; "
@@ -86,9 +88,20 @@ async def tell_users(app: KPay, batch: list[Told]) -> None:
         logged(await bounded(app.publish(f"user:{t.user_id}", "notification", doc)
                              for t, doc in zip(saved_for, saved, strict=True)),
                "publishing the notification", saved_for)
+    # A plugin with the batch hook gets the items there, not once more one by one. Each
+    # call isolates the plugins (a failure is logged); in dev mode it is raised last.
+    async def isolated(call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as e:
+            failed.append(e)
+
+    batch_takers = [impl.plugin for impl in app.pm.hook.on_user_notifications.get_hookimpls()]
     for told in batch:
-        await app.notify("on_user_notification", user_id=told.user_id, kind=told.kind,
-                         data=told.data)
+        await isolated(notify(app.pm, "on_user_notification", reraise=app.dev,
+                              without=batch_takers, app=app, user_id=told.user_id,
+                              kind=told.kind, data=told.data))
+    await isolated(app.notify("on_user_notifications", batch=list(batch)))
     if failed and app.dev:
         raise failed[0]
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from kpay.core import metrics
 from kpay.core.auth import TokenClaims, User
+from kpay.core.digits import parse_digits
 from kpay.core.errors import (
     ApiError,
     BadRequest,
@@ -150,11 +151,9 @@ class BaseHandler(tornado.web.RequestHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise BadRequest(f"{name} must be an integer", code="invalid_field",
-                             field=name) from None
+        value = parse_digits(raw)
+        if value is None:
+            raise BadRequest(f"{name} must be an integer", code="invalid_field", field=name)
         if not low <= value <= high:
             raise BadRequest(f"{name} must be between {low} and {high}",
                              code="invalid_field", field=name)
@@ -169,7 +168,7 @@ class BaseHandler(tornado.web.RequestHandler):
         it. Then the request's rate limit is taken, and what the method's mark declares
         is enforced (401, 403) before the method runs."""
         # Counted until on_finish (which runs however the request ends): a stopping app
-        # waits for these (KPay._drain).
+        # waits for these (kpay/core/lifecycle.py, ``drain``).
         self.kpay.requests_in_flight += 1
         self._in_flight = True
         self.token_claims: TokenClaims | None = None
@@ -328,10 +327,10 @@ class BodyLimit(tornado.httputil.HTTPMessageDelegate):
         for pattern, limit in self.large_bodies:
             if pattern.fullmatch(path):
                 self.limit = limit
-        length = headers.get("Content-Length", "")
-        # ASCII digits only: str.isdigit() also takes "²", which int() refuses (an
-        # uncaught exception for anyone who sends it); Tornado answers the rest.
-        if length.isascii() and length.isdigit() and int(length) > self.limit:
+        # Tornado answers any other Content-Length (not digits, or more than 18 of them:
+        # a bare 400).
+        declared = parse_digits(headers.get("Content-Length"))
+        if declared is not None and declared > self.limit:
             self.refused = True
             return None
         self.forwarded = True

@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kpay.core.digits import parse_digits
 from kpay.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,9 +77,10 @@ def parse_workers(value: str) -> int | str:
     """``--workers``: a number from 1 to 256, or ``auto``."""
     if value == "auto":
         return value
-    if not value.isdigit() or not 1 <= int(value) <= 256:
+    count = parse_digits(value)
+    if count is None or not 1 <= count <= 256:
         raise argparse.ArgumentTypeError("a number from 1 to 256, or auto")
-    return int(value)
+    return count
 
 
 @dataclass

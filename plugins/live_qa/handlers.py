@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from kpay.core.digits import parse_digits
 from kpay.core.errors import BadRequest
 from kpay.core.web import BaseHandler, Route, api
 from plugins.live_qa import history, moderation, questions, refunds, rooms, voice
@@ -188,13 +189,12 @@ class MessageHandler(BaseHandler):
          response=r.LiveMessageRemoved)
     async def delete(self, room_id: str, seq: str) -> None:
         user = self.require_user()
-        # ASCII and bounded: "²" passes isdigit() but not int(); 19 digits pass int()
-        # but not BSON's 64 bits.
-        if not (seq.isascii() and seq.isdigit() and len(seq) <= 18):
+        number = parse_digits(seq)
+        if number is None:
             raise BadRequest("seq must be an integer", code="invalid_field", field="seq")
         room = await rooms.get(self.kpay, room_id)
-        await moderation.remove_message(self.kpay, room, user, int(seq))
-        self.write_json({"removed": int(seq)})
+        await moderation.remove_message(self.kpay, room, user, number)
+        self.write_json({"removed": number})
 
 
 class MuteHandler(BaseHandler):

@@ -1,6 +1,7 @@
-"""Built-in plugin wechat_notify: forwards users' notifications (``on_user_notification``)
-to WeChat as 公众号 template messages (service notices) or subscription messages
-(订阅消息, with the user's consent per template), at most once each.
+"""Built-in plugin wechat_notify: forwards users' notifications (``on_user_notifications``
+for a batch, ``on_user_notification`` for one) to WeChat as 公众号 template messages
+(service notices) or subscription messages (订阅消息, with the user's consent per
+template), at most once each.
 
 See docs/wechat_notify.md. Modules: settings ([wechat_notify]), client (access token,
 one send and what it proves), sends (records before the call, the retry job), handlers
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
+from kpay.core.telling import Told
 from plugins.wechat_notify import handlers, sends
 from plugins.wechat_notify.client import Messenger
 from plugins.wechat_notify.settings import (
@@ -105,5 +107,12 @@ async def on_shutdown(app):
 
 
 @hookimpl
+async def on_user_notifications(app, batch):
+    await sends.forward(app, runtime_of(app).messenger, batch)
+
+
+@hookimpl
 async def on_user_notification(app, user_id, kind, data):
-    await sends.forward(app, runtime_of(app).messenger, user_id, kind, data)
+    # Only what is notified one by one (an audience message to each recipient):
+    # app.tell_users brings its items to on_user_notifications instead.
+    await sends.forward(app, runtime_of(app).messenger, [Told(user_id, kind, data)])

@@ -25,6 +25,7 @@ import tornado.web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
+from kpay.core.digits import parse_digits
 from kpay.core.web import Route, api
 from plugins.wechat_notify import sends
 from plugins.wechat_notify.settings import settings_of, subscribe_templates
@@ -123,10 +124,10 @@ class MessagePushHandler(tornado.web.RequestHandler):
         timestamp = self.get_query_argument("timestamp", "")[:20]
         nonce = self.get_query_argument("nonce", "")[:64]
         given = self.get_query_argument("signature", "")[:64]
-        # isascii: "²".isdigit() is true, and int("²") would fail the request.
-        if not (token and timestamp.isascii() and timestamp.isdigit() and nonce and given):
+        stamp = parse_digits(timestamp)
+        if not (token and stamp is not None and nonce and given):
             return False
-        if abs(self.kpay.clock.now().timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
+        if abs(self.kpay.clock.now().timestamp() - stamp) > MAX_SKEW_SECONDS:
             return False
         return hmac.compare_digest(signature(token, timestamp, nonce), given)
 

@@ -1,7 +1,9 @@
-"""Forwarding a notification: every send is recorded in ``wechat_notify_sends`` before
+"""Forwarding notifications: every send is recorded in ``wechat_notify_sends`` before
 WeChat is called, under a key made of the user, the kind and the data, so one
 notification is sent at most once however often (or concurrently) it is told; the
-retry job resends only what WeChat provably did not take (docs/wechat_notify.md).
+retry job resends only what WeChat provably did not take (docs/wechat_notify.md). A
+batch (``app.tell_users``) reads its users' openids and consents once and inserts its
+records at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kpay.core import notifications
 from kpay.core.store import IndexSpec
@@ -22,6 +24,7 @@ from plugins.wechat_notify.settings import SUBSCRIBE_ONLY, KindSettings, setting
 
 if TYPE_CHECKING:
     from kpay.core.app import KPay
+    from kpay.core.telling import Told
     from plugins.wechat_notify.client import Messenger
 
 log = logging.getLogger("kpay.wechat_notify")
@@ -31,6 +34,8 @@ CONSENTS = "wechat_notify_consents"
 #: States a send ends in (besides "sending", "retry" while it is under way).
 FINAL = ("sent", "skipped", "not_following", "refused", "failed", "unknown")
 RETRY_BATCH = 50
+# Notifications recorded per insert (and users per read): a drip wave's batch.
+FORWARD_BATCH = 500
 INDEXES = [IndexSpec.of(SENDS, "state", "next_at"), IndexSpec.of(SENDS, ("created_at", -1))]
 
 
@@ -46,8 +51,17 @@ def consent_id(user_id: str, template_id: str) -> str:
 
 
 async def has_consent(app: KPay, user_id: str, template_id: str) -> bool:
-    doc = await app.store[CONSENTS].find_one({"_id": consent_id(user_id, template_id)})
-    return bool(doc and doc.get("accepted"))
+    return bool(await consented(app, [consent_id(user_id, template_id)]))
+
+
+async def consented(app: KPay, ids: list[str]) -> set[str]:
+    """Those of the consent ids (``consent_id``) the user accepted, in one query."""
+    if not ids:
+        return set()
+    # One round trip (as app.users.openids): the whole answer in the first batch.
+    cursor = app.store[CONSENTS].find({"_id": {"$in": ids}, "accepted": True}, {"_id": 1},
+                                      batch_size=len(ids), limit=len(ids))
+    return {doc["_id"] async for doc in cursor}
 
 
 async def record_consent(app: KPay, user_id: str, template_id: str, accepted: bool) -> None:
@@ -107,36 +121,85 @@ async def build_payload(app: KPay, user_id: str, openid: str, kind: str,
     return payload
 
 
-async def forward(app: KPay, messenger: Messenger | None, user_id: str, kind: str,
-                  data: dict[str, Any]) -> str | None:
-    """Record the send of one notification and start it; the record's key, or None
-    when the kind is not forwarded or it was recorded before (then nothing happens)."""
+def forwarded(app: KPay, kind: str) -> KindSettings | None:
+    """The settings of a kind this plugin forwards, or None (not configured, or
+    marketing configured as a template message: the settings refuse that too)."""
     config = settings_of(app).kinds.get(kind)
-    if config is None or not config.template_id or messenger is None:
+    if config is None or not config.template_id:
         return None
     if kind in SUBSCRIBE_ONLY and config.mode != "subscribe":
-        return None  # marketing never goes as a template message (settings refuse it too)
+        return None
+    return config
+
+
+async def forward(app: KPay, messenger: Messenger | None, batch: list[Told]) -> list[str]:
+    """Record the sends of a batch of notifications and start them, FORWARD_BATCH at a
+    time: for each, one read of the users' openids, one of their consents (subscription
+    messages), one insert of the records. Returns the keys of the records made now; a
+    notification whose kind is not forwarded, or that was recorded before (told twice,
+    or concurrently), is left out and nothing happens for it."""
+    if messenger is None:
+        return []
+    keys: list[str] = []
+    for start in range(0, len(batch), FORWARD_BATCH):
+        keys += await forward_some(app, messenger, batch[start:start + FORWARD_BATCH])
+    return keys
+
+
+async def forward_some(app: KPay, messenger: Messenger, batch: list[Told]) -> list[str]:
+    wanted = [(told, config) for told in batch
+              if (config := forwarded(app, told.kind)) is not None]
+    if not wanted:
+        return []
+    openids = await app.users.openids(told.user_id for told, _ in wanted)
+    accepted = await consented(app, sorted({
+        consent_id(told.user_id, config.template_id) for told, config in wanted
+        if config.mode == "subscribe" and told.user_id in openids}))
     now = app.clock.now()
-    record: dict[str, Any] = {
-        "_id": send_key(user_id, kind, data), "user_id": user_id, "kind": kind,
-        "mode": config.mode, "template_id": config.template_id, "attempts": 0,
-        "created_at": now, "updated_at": now}
-    openid = await app.users.openid(user_id)
-    if not openid:
-        record.update(state="skipped", reason="no_openid")
-    elif config.mode == "subscribe" and not await has_consent(app, user_id,
-                                                                config.template_id):
-        record.update(state="skipped", reason="no_consent")
-    else:
-        payload = await build_payload(app, user_id, openid, kind, config, data)
-        record.update(state="sending", attempts=1, payload=payload)
+    records: dict[str, dict[str, Any]] = {}
+    for told, config in wanted:
+        key = send_key(told.user_id, told.kind, told.data)
+        if key in records:
+            continue  # the same notification twice in one batch: one send
+        record: dict[str, Any] = {
+            "_id": key, "user_id": told.user_id, "kind": told.kind, "mode": config.mode,
+            "template_id": config.template_id, "attempts": 0, "created_at": now,
+            "updated_at": now}
+        openid = openids.get(told.user_id)
+        if not openid:
+            record.update(state="skipped", reason="no_openid")
+        elif (config.mode == "subscribe"
+              and consent_id(told.user_id, config.template_id) not in accepted):
+            record.update(state="skipped", reason="no_consent")
+        else:
+            payload = await build_payload(app, told.user_id, openid, told.kind, config,
+                                          told.data)
+            record.update(state="sending", attempts=1, payload=payload)
+        records[key] = record
+    made, failure = await insert_new(app, list(records.values()))
+    for record in made:
+        if record["state"] == "sending":
+            app.spawn(deliver(app, messenger, record))
+    if failure is not None:
+        raise failure  # after sending what was recorded: logged by the hook's caller
+    return [record["_id"] for record in made]
+
+
+async def insert_new(app: KPay, records: list[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], Exception | None]:
+    """Insert the records in one round trip: (the ones inserted, the error if one
+    failed for another reason than its key). A record whose key exists was told before
+    (or is being told now by another call): that record's inserter sends it, so it is
+    left out here (at most once)."""
     try:
-        await app.store[SENDS].insert_one(record)
-    except DuplicateKeyError:
-        return None  # told before (or concurrently): it is that record's send
-    if record["state"] == "sending":
-        app.spawn(deliver(app, messenger, record))
-    return record["_id"]
+        await app.store[SENDS].insert_many(records, ordered=False)
+    except BulkWriteError as e:
+        errors = e.details.get("writeErrors", [])
+        refused = {error["index"] for error in errors}
+        made = [record for i, record in enumerate(records) if i not in refused]
+        duplicates_only = all(error.get("code") == 11000 for error in errors)
+        return made, None if duplicates_only else e
+    return records, None
 
 
 async def deliver(app: KPay, messenger: Messenger, record: dict[str, Any]) -> str:

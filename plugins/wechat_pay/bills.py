@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pymongo.errors import DuplicateKeyError
 
+from kpay.core.digits import parse_digits
 from plugins.wechat_pay.provider import CHINA
 from plugins.wechat_pay.v3_client import V3NoAnswer, V3Refused
 
@@ -131,7 +132,7 @@ def parse_bill(data: bytes, max_rows: int = MAX_ROWS) -> Bill:
         row = cells(line)
         if row and row[0] == "总交易单数":
             summary = cells(lines[number]) if number < len(lines) else []
-            bill.declared_rows = int(summary[0]) if summary and summary[0].isdigit() else None
+            bill.declared_rows = parse_digits(summary[0]) if summary else None
             break
         if bill.rows >= max_rows:
             raise BillRefused(f"the bill has more than {max_rows} rows")

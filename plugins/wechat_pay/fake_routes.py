@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import tornado.escape
 import tornado.web
 
+from kpay.core.digits import parse_digits
 from plugins.wechat_pay import signing
 from plugins.wechat_pay.fake_cashier import cashier_routes
 
@@ -79,19 +80,20 @@ def unifiedorder(fake: FakeWeChat, p: dict[str, str]) -> dict[str, Any]:
     missing = [k for k in required if not p.get(k)]
     if trade_type not in ("JSAPI", "NATIVE", "MWEB") or missing:
         return _error("PARAM_ERROR", f"参数错误 {trade_type} {missing}")
-    if not p["total_fee"].isdigit() or int(p["total_fee"]) <= 0:
+    total_fee = parse_digits(p["total_fee"])
+    if not total_fee:
         return _error("PARAM_ERROR", "total_fee")
     existing = fake.orders.get(p["out_trade_no"])
     if existing is not None:
         if existing.trade_state == "SUCCESS":
             return _error("ORDERPAID", "该订单已支付")
-        if existing.total_fee != int(p["total_fee"]) or existing.trade_type != trade_type:
+        if existing.total_fee != total_fee or existing.trade_type != trade_type:
             return _error("INVALID_REQUEST", "201 商户订单号重复")
         order = existing
     else:
         from plugins.wechat_pay.fake import FakeOrder
 
-        order = FakeOrder(p["out_trade_no"], int(p["total_fee"]), trade_type, p["notify_url"],
+        order = FakeOrder(p["out_trade_no"], total_fee, trade_type, p["notify_url"],
                           p.get("openid", ""), sign_type=p.get("sign_type", signing.MD5),
                           description=p["body"])
         fake.orders[order.out_trade_no] = order
@@ -129,8 +131,8 @@ def refund(fake: FakeWeChat, p: dict[str, str]) -> dict[str, Any]:
     if order is None or order.trade_state != "SUCCESS":
         return _error("ORDERNOTEXIST", "订单不存在或未支付")
     out_refund_no = p.get("out_refund_no", "")
-    fee = int(p.get("refund_fee", "0") or 0)
-    if not out_refund_no or fee <= 0 or int(p.get("total_fee", "0")) != order.total_fee:
+    fee = parse_digits(p.get("refund_fee"))
+    if not out_refund_no or not fee or parse_digits(p.get("total_fee")) != order.total_fee:
         return _error("PARAM_ERROR", "参数错误")
     done = fake.refunds.get(out_refund_no)
     if done is None:  # the same out_refund_no refunds once, however often it is sent

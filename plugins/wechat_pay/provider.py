@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wechatpy.exceptions import WeChatPayException
 from wechatpy.utils import random_string
 
+from kpay.core.digits import parse_digits
 from kpay.core.errors import BadRequest, PaymentProviderError
 from kpay.core.money.providers import (
     NotifyAnswer,
@@ -161,10 +162,11 @@ class WeChatPayProvider(PaymentProvider):
         out_trade_no = params.get("out_trade_no", "")
         if params.get("result_code") != "SUCCESS":
             return PaymentState("pending", raw=params, out_trade_no=out_trade_no)
-        fee = params.get("total_fee", "")
-        if not fee.isascii() or not fee.isdigit():
-            raise refused("amount_mismatch", f"total_fee {fee!r} is not fen", params)
-        return PaymentState("paid", int(fee), params.get("transaction_id", ""), params,
+        fee = parse_digits(params.get("total_fee"))
+        if fee is None:
+            raise refused("amount_mismatch",
+                          f"total_fee {params.get('total_fee')!r} is not fen", params)
+        return PaymentState("paid", fee, params.get("transaction_id", ""), params,
                             out_trade_no)
 
     async def handle_refund_notify(self, body: bytes, headers: Mapping[str, str]) -> RefundState:
@@ -176,12 +178,13 @@ class WeChatPayProvider(PaymentProvider):
             info = decrypt_req_info(params.get("req_info", ""), self.runtime.settings.api_key)
         except XmlError as e:
             raise refused("bad_req_info", str(e), params) from None
-        fee = info.get("refund_fee", "")
-        if not fee.isascii() or not fee.isdigit():
-            raise refused("amount_mismatch", f"refund_fee {fee!r} is not fen", info)
+        fee = parse_digits(info.get("refund_fee"))
+        if fee is None:
+            raise refused("amount_mismatch",
+                          f"refund_fee {info.get('refund_fee')!r} is not fen", info)
         status = info.get("refund_status", "")
         return RefundState(REFUND_STATES.get(status, "pending"), info.get("out_refund_no", ""),
-                           int(fee), provider_status=status,
+                           fee, provider_status=status,
                            refund_id=info.get("refund_id", ""),
                            out_trade_no=info.get("out_trade_no", ""), raw=info)
 
@@ -235,8 +238,10 @@ class WeChatPayProvider(PaymentProvider):
             raise PaymentProviderError("WeChat Pay answered about another order")
         state = data.get("trade_state", "")
         if state in PAID_STATES:
-            return PaymentState("paid", int(data.get("total_fee", "0")),
-                                data.get("transaction_id", ""), data)
+            fee = parse_digits(data.get("total_fee"))
+            if fee is None:
+                raise PaymentProviderError("WeChat Pay answered a total_fee that is not fen")
+            return PaymentState("paid", fee, data.get("transaction_id", ""), data)
         if state in CLOSED_STATES:
             return PaymentState("closed", raw=data)
         return PaymentState("pending", raw=data)
@@ -279,7 +284,7 @@ class WeChatPayProvider(PaymentProvider):
             except OSError as e:  # requests' ConnectionError and Timeout are OSErrors
                 last = e
             else:
-                if int(answer.get("refund_fee", "-1")) != refund["amount"]:
+                if parse_digits(answer.get("refund_fee")) != refund["amount"]:
                     raise RefundOutcomeUnknown("WeChat Pay answered another refund amount")
                 return {"refund_id": answer.get("refund_id", ""), "attempts": attempt + 1}
             log.warning("refund %s attempt %d: %s", refund["out_refund_no"], attempt + 1, last)

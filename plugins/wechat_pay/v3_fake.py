@@ -177,7 +177,7 @@ class FakeWeChatV3:
     # -- signing as WeChat --------------------------------------------------------------
 
     def signed_headers(self, body: bytes, *, mode: str | None = None,
-                       timestamp: int | None = None,
+                       timestamp: int | str | None = None,
                        key: rsa.RSAPrivateKey | None = None) -> dict[str, str]:
         """The ``Wechatpay-*`` headers of an answer or callback; ``key`` signs instead
         of WeChat's (a forgery), ``timestamp`` replaces now (a stale one)."""

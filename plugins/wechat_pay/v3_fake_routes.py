@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from kpay.core.digits import parse_digits
 from plugins.wechat_pay import v3_signing
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ class V3Handler(tornado.web.RequestHandler):
         """The request's JSON once its signature is checked; Refusal otherwise."""
         fake = self.fake
         auth = v3_signing.parse_authorization(self.request.headers.get("Authorization", ""))
+        stamp = parse_digits(auth.get("timestamp"))
         if (auth.get("mchid") != fake.mchid or auth.get("serial_no") != fake.merchant_serial
-                or not auth.get("timestamp", "").isdigit()
-                or abs(time.time() - int(auth["timestamp"])) > 300):
+                or stamp is None or abs(time.time() - stamp) > 300):
             raise Refusal(401, "SIGN_ERROR", "签名错误: Authorization 不正确")
         message = v3_signing.request_message(self.request.method or "", self.request.uri or "",
                                              auth["timestamp"], auth.get("nonce_str", ""),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from kpay.core.digits import parse_digits
 from kpay.core.errors import PaymentProviderError
 from kpay.core.money.providers import (
     NotifyVerdict,
@@ -167,7 +168,8 @@ class WeChatPayV3Provider(MerchantTransfers, PaymentProvider):
         # WeChat stamps callbacks with real time, so the window is judged on the wall
         # clock on purpose (the app's clock may be moved in dev and tests).
         stamp = headers.get(v3_signing.TIMESTAMP) or ""
-        if not stamp.isdigit() or abs(time.time() - int(stamp)) > NOTIFY_WINDOW_SECONDS:
+        seconds = parse_digits(stamp)
+        if seconds is None or abs(time.time() - seconds) > NOTIFY_WINDOW_SECONDS:
             raise refused("stale_timestamp", f"Wechatpay-Timestamp {stamp[:20]!r} is not "
                                              "within 5 minutes of now")
         try:

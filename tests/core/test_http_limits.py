@@ -369,12 +369,15 @@ async def test_a_refused_host_header_gets_the_error_envelope(kpay_app, host_line
 
 
 @pytest.mark.gen_test(timeout=LIMIT)
-async def test_a_content_length_of_other_digits_is_answered_not_an_exception(kpay_app, caplog):
-    # "²" (latin-1 0xB2) is a digit to str.isdigit() but not to int().
+@pytest.mark.parametrize("length", [b"\xb2", b"9" * 5000], ids=["superscript", "5000 digits"])
+async def test_a_content_length_of_other_digits_is_answered_not_an_exception(kpay_app, caplog,
+                                                                            length):
+    # "²" (latin-1 0xB2) is a digit to str.isdigit() but not to int(); int() refuses
+    # more than 4300 digits.
     raw = await Raw.open(kpay_app)
     try:
         raw.send(b"POST /api/v1/dev/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 b"Content-Length: \xb2\r\n\r\n")
+                 b"Content-Length: " + length + b"\r\n\r\n")
         answer = await asyncio.wait_for(raw.reader.read(65536), WAIT)
     finally:
         raw.close()

@@ -1,5 +1,6 @@
 """app.tell_user: the event on ``user:<id>``, the saved notification and the
-``on_user_notification`` hook, once each, and none stopped by another's failure."""
+``on_user_notification`` hook, once each, and none stopped by another's failure; a
+plugin with ``on_user_notifications`` gets each batch once there instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from kpay import hookimpl
+from kpay.core.telling import Told
 from kpay.core.users import issue_token
 
 
@@ -103,3 +105,46 @@ class TestOutsideDevMode:
         assert [told[2] for told in forwarder.told] == [{"n": 3}, {"n": 4}]
         assert "plugin 'forwarder' failed in on_user_notification" in caplog.text
         assert "the publish failed" in caplog.text
+
+
+class BatchForwarder:
+    """A forwarder that takes batches (``on_user_notifications``) and, as the hook's
+    docstring asks, what is notified one by one (``on_user_notification``)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Told]] = []
+        self.one_by_one: list[tuple[str, str, dict]] = []
+
+    @hookimpl
+    def on_user_notifications(self, batch):
+        self.batches.append(batch)
+
+    @hookimpl
+    def on_user_notification(self, user_id, kind, data):
+        self.one_by_one.append((user_id, kind, data))
+
+
+class TestBatchHook:
+    @pytest.fixture
+    def batch_forwarder(self) -> BatchForwarder:
+        return BatchForwarder()
+
+    @pytest.fixture
+    def kpay_extra_plugins(self, forwarder, batch_forwarder):
+        return [("forwarder", forwarder), ("batch_forwarder", batch_forwarder)]
+
+    @pytest.mark.gen_test
+    async def test_a_batch_reaches_each_plugin_once_by_one_hook(self, kpay_app, forwarder,
+                                                               batch_forwarder):
+        wave = [Told(f"u{i}", "lesson_unlocked", {"lesson": i}) for i in range(3)]
+        await kpay_app.tell_users(wave)
+        await kpay_app.tell_user("u9", "k", {"n": 9})
+        # The per-item plugin, as before: once per item.
+        assert forwarder.told == [(*told,) for told in wave] + [("u9", "k", {"n": 9})]
+        # The batch plugin: each call's items at once, never one by one as well.
+        assert batch_forwarder.batches == [wave, [Told("u9", "k", {"n": 9})]]
+        assert batch_forwarder.one_by_one == []
+        # What is notified one by one reaches both through on_user_notification.
+        await kpay_app.notify("on_user_notification", user_id="u8", kind="k", data={})
+        assert batch_forwarder.one_by_one == [("u8", "k", {})]
+        assert forwarder.told[-1] == ("u8", "k", {})

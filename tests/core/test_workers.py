@@ -131,6 +131,16 @@ def test_a_bad_worker_count_is_named(tmp_path, value):
     assert '[server] workers: Value error, a number from 1 to 256, or "auto"' in result.stderr
 
 
+@pytest.mark.parametrize("value", ["²", "0", "257", " 2"])
+def test_a_bad_workers_option_is_named(tmp_path, value):
+    # "²" passes str.isdigit() but not int(): it is named like any other bad count.
+    result = subprocess.run([str(KPAY), "serve", "--workers", value], cwd=ROOT,
+                            env=clean_environ(tmp_path), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "--workers: a number from 1 to 256, or auto" in result.stderr, result.stderr
+
+
 def test_both_workers_answer_and_metrics_sum_them(served):
     assert len(served.workers()) == 2
     before = healthz_count(served.get("/metrics"))

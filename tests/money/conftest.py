@@ -1,5 +1,7 @@
 """Money tests run with only the core and a throwaway test plugin (a server-priced kind
-and a fake payment provider); after every test that ran the app the books must balance."""
+and a fake payment provider); after every test that ran the app the books must balance.
+A module marked ``payouts`` (``pytestmark = pytest.mark.payouts``) gets the fake payout
+provider and the payout tests' settings instead (tests/money/payout_helpers.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,31 @@ from typing import Any
 
 import pytest
 from money_fakes import MoneyTestPlugin
+from payout_helpers import OVERRIDES, payout_plugin
 
 from kpay.testing import assert_books_balanced
 
 
-@pytest.fixture
-def money_plugin() -> MoneyTestPlugin:
-    return MoneyTestPlugin()
+def for_payouts(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("payouts") is not None
 
 
 @pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
+def money_plugin(request: pytest.FixtureRequest) -> MoneyTestPlugin:
+    return payout_plugin() if for_payouts(request) else MoneyTestPlugin()
+
+
+@pytest.fixture
+def kpay_overrides(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    if for_payouts(request):
+        return OVERRIDES
     return {"plugins": {"enabled": []}, "money": {"topup_max": 100_000}}
+
+
+@pytest.fixture
+def fake(money_plugin: MoneyTestPlugin) -> Any:
+    """The test plugin's payment provider (in ``payouts`` modules, it also pays out)."""
+    return money_plugin.provider
 
 
 @pytest.fixture
@@ -43,3 +58,6 @@ def books_balance_after_test(request: pytest.FixtureRequest) -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "books_may_break: the test plants a books break; skip the final reconcile")
+    config.addinivalue_line(
+        "markers", "payouts: the money test plugin with the fake payout provider, and the "
+        "payout tests' settings (tests/money/payout_helpers.py)")

@@ -113,3 +113,37 @@ class MoneyTestPlugin:
     @hookimpl
     def on_order_refunded(self, order: dict[str, Any], refund: dict[str, Any]) -> None:
         self.refunded.append(refund["id"])
+
+
+# -- ordering a gadget through the API -------------------------------------------------
+
+ORDERS = "/api/v1/orders"
+
+
+async def wallet_order(api: Any, token: str, sku: str = "g100") -> dict[str, Any]:
+    """A gadget bought from the wallet (paid at once)."""
+    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
+                                           "channel": "wallet"}, token)
+    assert status == 201, body
+    return body["order"]
+
+
+async def pending_order(api: Any, token: str, sku: str = "g100") -> dict[str, Any]:
+    """A gadget ordered through the fake provider, not paid yet."""
+    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
+                                           "channel": "native"}, token)
+    assert status == 201 and body["order"]["status"] == "pending", body
+    return body["order"]
+
+
+async def paid_order(api: Any, token: str, sku: str = "g100",
+                     channel: str = "native") -> dict[str, Any]:
+    """A gadget ordered through a provider's ``channel`` and paid through the dev route
+    (the path a verified notify takes)."""
+    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
+                                           "channel": channel}, token)
+    assert status == 201, body
+    status, body = await api.post(f"/api/v1/dev/orders/{body['order']['id']}/pay",
+                                  token=token)
+    assert status == 200, body
+    return body["order"]

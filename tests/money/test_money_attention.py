@@ -4,23 +4,16 @@ the needs-attention list; one broken order never stops the fulfil job for the ot
 import json
 
 import pytest
+from money_fakes import wallet_order
 
 from kpay.testing import run_kpay
 
-ORDERS = "/api/v1/orders"
 ATTENTION = "/api/v1/admin/attention"
 
 
 @pytest.fixture
 def kpay_overrides():
     return {"plugins": {"enabled": []}, "money": {"fulfil_max_attempts": 3}}
-
-
-async def wallet_order(api, token, sku="g100"):
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
-                                           "channel": "wallet"}, token)
-    assert status == 201, body
-    return body["order"]
 
 
 @pytest.mark.gen_test

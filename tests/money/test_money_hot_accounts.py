@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from money_fakes import CATALOG, SELLER
-from payout_helpers import OVERRIDES, earn, give_openid, payout_plugin, withdraw
+from payout_helpers import earn, give_openid, withdraw
 
 from kpay.core.auth import User
 from kpay.core.money import accounts
@@ -22,14 +22,7 @@ BUYERS = 50
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def money_plugin():
-    return payout_plugin()
-
-
-@pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return OVERRIDES
+pytestmark = pytest.mark.payouts  # the fake payout provider and settings: conftest.py
 
 
 async def documents_of(app: Any, account: str) -> list[dict[str, Any]]:

@@ -6,20 +6,11 @@ import sys
 from datetime import timedelta
 
 import pytest
+from money_fakes import ORDERS, pending_order
 
 from kpay.core.money.providers import PaymentState
 from kpay.core.money.reconcile import reconcile
 from kpay.testing import run_kpay
-
-ORDERS = "/api/v1/orders"
-
-
-async def pending_order(api, token, sku="g100"):
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
-                                           "channel": "native"}, token)
-    assert status == 201 and body["order"]["status"] == "pending", body
-    return body["order"]
-
 
 # -- fulfil_paid ---------------------------------------------------------------------
 

@@ -4,10 +4,9 @@ mark_paid exactly once."""
 import asyncio
 
 import pytest
+from money_fakes import ORDERS, pending_order
 
 from kpay.core.errors import Conflict
-
-ORDERS = "/api/v1/orders"
 
 
 def gadget(sku="g100", **extra):
@@ -206,12 +205,6 @@ async def test_provider_refusing_to_start_closes_the_order(api, kpay_app, money_
     order = await kpay_app.store["orders"].find_one({})
     assert order["status"] == "closed" and order["close_reason"] == "payment_not_started"
     assert money_plugin.kind.released == [order["_id"]]
-
-
-async def pending_order(api, token, sku="g100"):
-    status, body = await api.post(ORDERS, {"item": gadget(sku), "channel": "native"}, token)
-    assert status == 201 and body["order"]["status"] == "pending"
-    return body["order"]
 
 
 @pytest.mark.gen_test(timeout=120)

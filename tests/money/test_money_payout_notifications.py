@@ -3,20 +3,10 @@ and ``earnings_changed`` for the console's figures (docs/api.md "Notifications")
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from payout_helpers import OVERRIDES, payout_plugin, withdraw, withdrawable_consultant
+from payout_helpers import withdraw, withdrawable_consultant
 
-
-@pytest.fixture
-def money_plugin():
-    return payout_plugin()
-
-
-@pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return OVERRIDES
+pytestmark = pytest.mark.payouts  # the fake payout provider and settings: conftest.py
 
 
 @pytest.mark.gen_test

@@ -5,34 +5,17 @@ every test (tests/money/conftest.py); the rules are in test_money_payouts_rules.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from payout_helpers import (
-    OVERRIDES,
     balances,
     payout_of,
-    payout_plugin,
     withdraw,
     withdrawable_consultant,
 )
 
 from kpay.core.errors import Conflict
 
-
-@pytest.fixture
-def money_plugin():
-    return payout_plugin()
-
-
-@pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return OVERRIDES
-
-
-@pytest.fixture
-def fake(money_plugin):
-    return money_plugin.provider
+pytestmark = pytest.mark.payouts  # the fake payout provider and settings: conftest.py
 
 
 @pytest.mark.gen_test

@@ -7,10 +7,9 @@ sends once the name is set. The masking of names (``kpay.core.users.mask_name``)
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from payout_helpers import OVERRIDES, balances, payout_plugin, withdraw, withdrawable_consultant
+from payout_helpers import balances, withdraw, withdrawable_consultant
 
 from kpay.core.users import mask_name
 from kpay.testing import FakePayoutProvider, assert_books_balanced
@@ -23,16 +22,14 @@ class RealNameProvider(FakePayoutProvider):
         return {"real_name"} if amount >= BIG else set()
 
 
-@pytest.fixture
-def money_plugin():
-    plugin = payout_plugin()
-    plugin.provider = RealNameProvider("fakepay", ("native", "jsapi", "mweb"))
-    return plugin
+pytestmark = pytest.mark.payouts  # the fake payout provider and settings: conftest.py
 
 
 @pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return OVERRIDES
+def money_plugin(money_plugin):
+    """conftest.py's payout plugin, its provider asking a real name for big amounts."""
+    money_plugin.provider = RealNameProvider("fakepay", ("native", "jsapi", "mweb"))
+    return money_plugin
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from payout_helpers import (
     DAY,
-    OVERRIDES,
     balances,
     earn,
     give_openid,
     payout_of,
-    payout_plugin,
     withdraw,
     withdrawable_consultant,
 )
@@ -24,20 +22,7 @@ from kpay.core.auth import User
 from kpay.core.metrics import commands_since, db_commands
 from kpay.core.money.providers import TransferState
 
-
-@pytest.fixture
-def money_plugin():
-    return payout_plugin()
-
-
-@pytest.fixture
-def kpay_overrides() -> dict[str, dict[str, Any]]:
-    return OVERRIDES
-
-
-@pytest.fixture
-def fake(money_plugin):
-    return money_plugin.provider
+pytestmark = pytest.mark.payouts  # the fake payout provider and settings: conftest.py
 
 
 @pytest.mark.gen_test

@@ -6,13 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from money_fakes import MoneyTestPlugin
+from money_fakes import MoneyTestPlugin, paid_order
 
 from kpay.core.errors import Conflict
 from kpay.core.money.providers import ProviderCapabilities
 from kpay.testing import FakeProvider, FakeProviderPlugin
-
-ORDERS = "/api/v1/orders"
 
 
 @pytest.fixture
@@ -35,16 +33,6 @@ def kpay_extra_plugins(money_plugin: MoneyTestPlugin, cashpay: FakeProvider,
     return [("money_test", money_plugin), ("limited", FakeProviderPlugin(cashpay, wholepay))]
 
 
-async def paid_gadget(api, token: str, channel: str) -> dict[str, Any]:
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": "g250"},
-                                           "channel": channel}, token)
-    assert status == 201, body
-    status, body = await api.post(f"/api/v1/dev/orders/{body['order']['id']}/pay",
-                                  token=token)
-    assert status == 200, body
-    return body["order"]
-
-
 async def untouched(app, order_id: str) -> None:
     stored = await app.money.orders.get(order_id)
     assert stored["refundable"] == 250 and stored["refunded"] == 0
@@ -54,7 +42,7 @@ async def untouched(app, order_id: str) -> None:
 @pytest.mark.gen_test
 async def test_a_provider_without_refunds_refuses_before_reserving(api, kpay_app, cashpay):
     token = await api.login("amy")
-    order = await paid_gadget(api, token, "cash")
+    order = await paid_order(api, token, "g250", "cash")
     for amount in (250, 100):
         with pytest.raises(Conflict) as refused:
             await kpay_app.money.orders.refund(order["id"], amount, "r", to="original")
@@ -71,7 +59,7 @@ async def test_a_provider_without_refunds_refuses_before_reserving(api, kpay_app
 async def test_a_provider_without_partial_refunds_takes_only_whole_ones(api, kpay_app,
                                                                         wholepay):
     token = await api.login("amy")
-    order = await paid_gadget(api, token, "whole")
+    order = await paid_order(api, token, "g250", "whole")
     with pytest.raises(Conflict) as refused:
         await kpay_app.money.orders.refund(order["id"], 100, "part", to="original")
     assert refused.value.code == "partial_refund_not_supported"
@@ -84,7 +72,7 @@ async def test_a_provider_without_partial_refunds_takes_only_whole_ones(api, kpa
 @pytest.mark.gen_test
 async def test_bad_refund_input_is_still_a_400_first(api, kpay_app):
     token = await api.login("amy")
-    order = await paid_gadget(api, token, "cash")
+    order = await paid_order(api, token, "g250", "cash")
     for amount in (0, -5, 1.5, True):
         with pytest.raises(Exception) as refused:
             await kpay_app.money.orders.refund(order["id"], amount, "bad", to="original")

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 import tornado.httpclient
-from money_fakes import MoneyTestPlugin
+from money_fakes import ORDERS, MoneyTestPlugin, paid_order
 
 from kpay.core.errors import PaymentProviderError
 from kpay.core.money.providers import ProviderCapabilities
 from kpay.testing import FakeProvider, FakeProviderPlugin
 
-ORDERS = "/api/v1/orders"
 NOTIFY = "/api/v1/pay/altpay/notify"
 REFUND_NOTIFY = "/api/v1/pay/altpay/refund-notify"
 
@@ -140,21 +139,11 @@ async def test_paid_after_close_books_nothing_and_needs_attention(api, kpay_app,
     assert entry["subject"] == f"order:{order['id']}" and entry["source"] == "money.notify"
 
 
-async def paid_gadget(api, token: str, channel: str = "alipay_qr") -> dict[str, Any]:
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": "g250"},
-                                           "channel": channel}, token)
-    assert status == 201, body
-    status, body = await api.post(f"/api/v1/dev/orders/{body['order']['id']}/pay",
-                                  token=token)
-    assert status == 200, body
-    return body["order"]
-
-
 @pytest.mark.gen_test
 async def test_refund_notify_records_the_result_and_flags_a_failure(api, kpay_app, altpay):
     token = await api.login("amy")
     orders = kpay_app.money.orders
-    order = await paid_gadget(api, token)
+    order = await paid_order(api, token, "g250", "alipay_qr")
     first = await orders.refund(order["id"], 100, "part", to="original", key="alt-r1")
     assert first["status"] == "succeeded" and altpay.refunds == [first["out_refund_no"]]
     status, answer = await post_notify(api, REFUND_NOTIFY, altpay.refund_notify(first))
@@ -185,7 +174,7 @@ async def test_a_refund_paid_out_after_kpay_marked_it_failed_needs_a_person(api,
     """The provider refused (kpay made the amount refundable again), then its notify says
     the refund went through: booked nowhere, but listed, so nobody refunds it twice."""
     token = await api.login("amy")
-    order = await paid_gadget(api, token)
+    order = await paid_order(api, token, "g250", "alipay_qr")
     altpay.refuse_refunds = True
     with pytest.raises(PaymentProviderError):
         await kpay_app.money.orders.refund(order["id"], 100, "part", to="original", key="r1")
@@ -202,7 +191,7 @@ async def test_a_refund_paid_out_after_kpay_marked_it_failed_needs_a_person(api,
 @pytest.mark.gen_test
 async def test_default_refund_numbers_are_safe_and_stable(api, kpay_app, altpay):
     token = await api.login("amy")
-    order = await paid_gadget(api, token)
+    order = await paid_order(api, token, "g250", "alipay_qr")
     refund = await kpay_app.money.orders.refund(order["id"], 10, "odd", to="original",
                                                 key="a key|with*odd@chars" * 3)
     number = refund["out_refund_no"]

@@ -4,27 +4,9 @@ through the provider."""
 import asyncio
 
 import pytest
+from money_fakes import ORDERS, paid_order, wallet_order
 
 from kpay.core.errors import BadRequest, Conflict, PaymentProviderError
-
-ORDERS = "/api/v1/orders"
-
-
-async def wallet_order(api, token, sku="g100"):
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
-                                           "channel": "wallet"}, token)
-    assert status == 201, body
-    return body["order"]
-
-
-async def provider_order(api, token, sku="g100"):
-    status, body = await api.post(ORDERS, {"item": {"kind": "test_gadget", "sku": sku},
-                                           "channel": "native"}, token)
-    assert status == 201, body
-    status, body = await api.post(f"/api/v1/dev/orders/{body['order']['id']}/pay",
-                                  token=token)
-    assert status == 200, body
-    return body["order"]
 
 
 async def balances(app, *names):
@@ -149,7 +131,7 @@ async def test_concurrent_refunds_never_exceed_the_amount(api, kpay_app):
 @pytest.mark.gen_test
 async def test_refund_to_original_goes_through_the_provider(api, kpay_app, money_plugin):
     token = await api.login("amy")
-    order = await provider_order(api, token, "g250")
+    order = await paid_order(api, token, "g250")
     orders = kpay_app.money.orders
     refund = await orders.refund(order["id"], 100, "partial back", to="original", key="o1")
     assert refund["status"] == "succeeded" and refund["to"] == "native"
@@ -168,7 +150,7 @@ async def test_refund_to_original_goes_through_the_provider(api, kpay_app, money
 @pytest.mark.gen_test
 async def test_provider_refusing_a_refund_changes_nothing(api, kpay_app, money_plugin):
     token = await api.login("amy")
-    order = await provider_order(api, token)
+    order = await paid_order(api, token)
     orders = kpay_app.money.orders
     money_plugin.provider.refuse_refunds = True
     with pytest.raises(PaymentProviderError):
@@ -198,7 +180,7 @@ async def test_a_topup_cannot_be_refunded_into_the_wallet_it_filled(api, kpay_ap
 async def test_refund_with_unknown_outcome_stays_pending_and_resumes_once(
         api, kpay_app, money_plugin):
     token = await api.login("amy")
-    order = await provider_order(api, token)
+    order = await paid_order(api, token)
     orders = kpay_app.money.orders
     money_plugin.provider.lose_next_refund_answer = True
     with pytest.raises(ConnectionError):
@@ -219,7 +201,7 @@ async def test_refund_with_unknown_outcome_stays_pending_and_resumes_once(
 @pytest.mark.gen_test(timeout=60)
 async def test_same_refund_key_racing_to_the_provider_books_once(api, kpay_app, money_plugin):
     token = await api.login("amy")
-    order = await provider_order(api, token, "g250")
+    order = await paid_order(api, token, "g250")
     orders = kpay_app.money.orders
     results = await asyncio.gather(*[
         orders.refund(order["id"], 250, "all", to="original", key="all1") for _ in range(6)])

@@ -46,7 +46,7 @@ def load_wechat_certs() -> types.ModuleType:
 wechat_certs = load_wechat_certs()
 
 # The server with a refund it performs when the test writes the request file: the same
-# start and stop as ``python server.py`` (kpay.core.app._serve).
+# start and stop as ``python server.py`` (kpay/core/serving.py).
 DRIVER = r"""
 import asyncio, json, os, signal, sys
 from kpay.core import config as config_module

@@ -234,6 +234,16 @@ def test_a_row_paid_twice_and_a_summary_that_disagrees_are_noticed():
     assert bill.declared_rows == 5 and bill.rows == 2
 
 
+def test_a_summary_count_of_other_digits_is_not_read():
+    from datetime import datetime
+
+    # "²" passes str.isdigit() but not int(): the count is unknown, the bill still read.
+    row = bill_line(datetime(2026, 3, 2, 10), "wx", "1900", "t1", "o1", 100)
+    data = "\r\n".join([HEADER, row, "总交易单数,应结订单总金额", "`²,`1.00"]).encode()
+    bill = bills.parse_bill(data)
+    assert list(bill.payments) == ["o1"] and bill.declared_rows is None
+
+
 @pytest.mark.kpay_now("2026-03-02T00:00:30+08:00")
 @pytest.mark.gen_test(timeout=40)
 async def test_a_payment_across_midnight_is_found_in_the_day_before(api, kpay_app, fake):

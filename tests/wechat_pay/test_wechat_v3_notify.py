@@ -57,6 +57,9 @@ def forgeries(fake, number):
          "stale_timestamp"),
         ("future timestamp", body, fake.signed_headers(body, timestamp=stale + 12 * 60),
          "stale_timestamp"),
+        # "²" passes str.isdigit() but not int() (signed, so only the signature is real).
+        ("timestamp of other digits", body, fake.signed_headers(body, timestamp="²"),
+         "stale_timestamp"),
         ("tampered ciphertext", tampered, fake.signed_headers(tampered), "bad_resource"),
         ("wrong amount", other, fake.signed_headers(other), "amount_mismatch"),
         ("wrong mchid", (b := fake.payment_notify(number, mchid="1900000000")),
