@@ -123,17 +123,22 @@ async def test_capacity_edits_move_the_seats_left(api, live, kpay_app):
 async def test_a_capacity_cut_racing_sales_never_leaves_more_sold_than_capacity(
         api, live, kpay_app):
     host = await live.host()
-    room = await live.room(host, ticket_price=0, capacity=12)
-    buyers = [await api.login(f"s{n}") for n in range(12)]
-    cut = api.request("PATCH", f"/api/v1/rooms/{room['id']}", {"capacity": 8}, host)
-    edit, *sales = await asyncio.gather(cut, *(live.order(t, ticket(room)) for t in buyers))
-    sold = sum(1 for status, _ in sales if status == 201)
-    # Either the cut came while at most 8 were sold (then 8 sell in all), or it came
-    # later and was refused (then all 12 did).
+    room = await live.room(host, ticket_price=0, capacity=20)
+    buyers = [await api.login(f"s{n}") for n in range(20)]
+    sales = [asyncio.ensure_future(live.order(t, ticket(room))) for t in buyers]
+    # The cut goes in once sales have begun, while the others are under way.
+    for _ in range(500):
+        if await kpay_app.store["live_tickets"].count_documents({"room_id": room["id"]}):
+            break
+        await asyncio.sleep(0.01)
+    edit = await api.request("PATCH", f"/api/v1/rooms/{room['id']}", {"capacity": 10}, host)
+    sold = sum(1 for status, _ in await asyncio.gather(*sales) if status == 201)
+    # Either the cut came while at most 10 were sold (then 10 sell in all), or it came
+    # later and was refused (then all 20 did).
     if edit[0] == 200:
-        assert sold == 8, (edit, sales)
+        assert sold == 10, (edit, sold)
     else:
-        assert edit[1]["error"]["code"] == "capacity_below_sold" and sold == 12, edit
+        assert edit[1]["error"]["code"] == "capacity_below_sold" and sold == 20, edit
     assert await seat_books(kpay_app, room["id"]) == (sold, 0)
 
 
