@@ -2,10 +2,12 @@
 from their wallets: the course kind (course_drip) and the ticket kind (live_qa).
 
     .venv/bin/python bench/hot_orders.py [--students 50] [--kinds course ticket]
+                                         [--capacity N]
 
 Set-up (not timed): an embedded SecantusDB (kpay.core.store.EmbeddedMongo) in a temp
 dir and the real kpay app with course_drip and live_qa; one author with one published
-course and one live room (capacity N), N students funded by one ledger transaction.
+course and one live room (capacity N, so that the burst sells it out, unless
+``--capacity`` says more), N students funded by one ledger transaction.
 Then, per kind, all N orders are started at once (``Orders.create`` with the wallet
 channel, the path ``POST /api/v1/orders`` takes) and awaited.
 
@@ -14,9 +16,11 @@ Printed per kind: orders/s, p50/p99 of one order, errors, and from
 a write conflict the driver retried) and commands per order. The WriteConflict errors
 are counted per conflicting document class by watching failed commands (which
 statement of the transaction hit it). Every order must end paid and the books must
-reconcile (kpay.testing.assert_books_balanced). The baseline runs first in the same
-run, with its own seller and students: every balance in one document (spreading off,
-as before docs/money.md "Hot accounts"). docs/performance.md, "Hot seller".
+reconcile (kpay.testing.assert_books_balanced). The baselines run first in the same
+run, each with its own seller and students: every balance and the room's seats in one
+document (as before docs/money.md "Hot accounts"), then balances spread but the seats
+in one document (tickets only: as before docs/live_qa.md "Seats"), then as shipped.
+docs/performance.md, "Hot seller".
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from kpay.core.plugins import PluginManager, available_plugins, select  # noqa: 
 from kpay.core.store import EmbeddedMongo  # noqa: E402
 from kpay.testing import assert_books_balanced  # noqa: E402
 from plugins.course_drip.courses import COURSES, CourseIn, create_course  # noqa: E402
-from plugins.live_qa import rooms  # noqa: E402
+from plugins.live_qa import rooms, seats  # noqa: E402
 
 SECRET = "bench-hot-secret-" + "x" * 32
 PLUGINS = ["course_drip", "live_qa"]
@@ -65,7 +69,9 @@ class ConflictWatcher(monitoring.CommandListener):
         updates = event.command.get("updates") or [{}]
         first = updates[0].get("q", {}).get("_id") if len(updates) == 1 else None
         if isinstance(first, str):
-            where += f" {first.split(':')[0]}:..." if first.startswith("wallet:") else f" {first}"
+            if first.startswith("wallet:"):
+                first = "wallet:..."
+            where += f" {first.split('#')[0]}#k" if "#" in first else f" {first}"
         self.pending[event.request_id] = f"{event.command_name} {where}".strip()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -102,7 +108,7 @@ async def make_app(uri: str, database: str, var_dir: str) -> KPay:
     return app
 
 
-async def seed(app: KPay, students: int, tag: str) -> tuple[str, str]:
+async def seed(app: KPay, students: int, capacity: int, tag: str) -> tuple[str, str]:
     """A fresh author with a course and a room, and ``students`` funded students, all
     named after ``tag`` (each round has its own seller and buyers)."""
     author = User(f"{tag}-author", "consultant")
@@ -111,7 +117,7 @@ async def seed(app: KPay, students: int, tag: str) -> tuple[str, str]:
     await app.store[COURSES].update_one({"_id": course["_id"]},
                                         {"$set": {"status": "published"}})
     room = await rooms.create(app, author, rooms.RoomCreate(
-        title="Hot room", ticket_price=TICKET_PRICE, capacity=students))
+        title="Hot room", ticket_price=TICKET_PRICE, capacity=capacity))
     fund = COURSE_PRICE + TICKET_PRICE
     await app.money.ledger.post(
         f"bench-hot-topup:{tag}",
@@ -159,31 +165,43 @@ async def buy_all(app: KPay, students: int, tag: str, item: dict[str, Any],
     return "\n".join(lines)
 
 
-async def run(students: int, kinds: list[str], uri: str, var_dir: str) -> None:
+#: (tag, balances spread, seat shards per room, kinds run): the baselines first.
+ROUNDS = [("one-doc", False, 1, ("course", "ticket")),
+          ("seats-1doc", True, 1, ("ticket",)),
+          ("spread", True, seats.SHARDS, ("course", "ticket"))]
+
+
+async def run(students: int, capacity: int, kinds: list[str], uri: str, var_dir: str
+              ) -> None:
     watcher = ConflictWatcher()
     monitoring.register(watcher)  # every client made after this (the app's) reports to it
     app = await make_app(uri, "bench_hot", var_dir)
-    spreads = accounts.spreads
+    spreads, shards = accounts.spreads, seats.SHARDS
     try:
-        # The baseline, in the same run: every account's balance in one document, as
-        # before docs/money.md "Hot accounts" (nothing spreads), then as shipped.
-        for tag, spread in (("one-doc", False), ("spread", True)):
+        for tag, spread, seat_shards, round_kinds in ROUNDS:
             accounts.spreads = spreads if spread else (lambda account, amount: False)
-            course_id, room_id = await seed(app, students, tag)
+            seats.SHARDS = seat_shards  # of the room seeded next
+            course_id, room_id = await seed(app, students, capacity, tag)
             items = {"course": {"kind": "course", "course_id": course_id},
                      "ticket": {"kind": "live_ticket", "room_id": room_id}}
             for kind in kinds:
-                print(await buy_all(app, students, tag, items[kind], watcher), flush=True)
+                if kind in round_kinds:
+                    print(await buy_all(app, students, tag, items[kind], watcher), flush=True)
+            if "ticket" in kinds and "ticket" in round_kinds:
+                room = await rooms.shown(app, await rooms.get(app, room_id))
+                print(f"{'':12} seats: {room['sold']} sold of {room['capacity']}", flush=True)
         await assert_books_balanced(app)
         print("books balanced")
     finally:
-        accounts.spreads = spreads
+        accounts.spreads, seats.SHARDS = spreads, shards
         await app.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=50)
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="seats of the room (default: as many as students)")
     parser.add_argument("--kinds", nargs="+", default=["course", "ticket"],
                         choices=["course", "ticket"])
     args = parser.parse_args()
@@ -191,7 +209,8 @@ def main() -> None:
         mongo = EmbeddedMongo(str(Path(tmp) / "db"))
         uri = mongo.start()
         try:
-            asyncio.run(run(args.students, args.kinds, uri, tmp))
+            asyncio.run(run(args.students, args.capacity or args.students, args.kinds, uri,
+                            tmp))
         finally:
             mongo.stop()
 

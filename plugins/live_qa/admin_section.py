@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugins.live_qa import questions
+from plugins.live_qa import questions, seats
 from plugins.live_qa.store import MESSAGES, QUESTIONS, ROOMS, TICKETS
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ async def export_data(app: KPay, user_id: str) -> dict[str, Any] | None:
         MAX_EXPORT).to_list()
     said = await app.store[MESSAGES].find(
         {"type": "message", "data.from": user_id}).limit(MAX_EXPORT).to_list()
-    hosted = await app.store[ROOMS].find({"host_id": user_id}).limit(MAX_EXPORT).to_list()
+    hosted = await seats.fill(
+        app, await app.store[ROOMS].find({"host_id": user_id}).limit(MAX_EXPORT).to_list())
     if not (tickets or asked or said or hosted):
         return None
     return {"tickets": [shown(t) for t in tickets],

@@ -46,7 +46,7 @@ class RoomsHandler(BaseHandler):
         user = self.require_user("consultant")
         room = await rooms.create(self.kpay, user, self.body(rooms.RoomCreate))
         await index_room(self.kpay, room)
-        self.write_json({"room": rooms.public(room)}, 201)
+        self.write_json({"room": await rooms.shown(self.kpay, room)}, 201)
 
     @api("Rooms: a host's (host_id, 'me' for yours) newest first, else rooms soonest "
          "first by status (open: upcoming and live, live, upcoming) and category, each "
@@ -76,7 +76,7 @@ class RoomHandler(BaseHandler):
         me = {"host": room["host_id"] == user.id,
               "ticket": ticket["status"] if ticket else None,
               "muted": bool(ticket and ticket.get("muted"))}
-        self.write_json({"room": rooms.public(room), "me": me})
+        self.write_json({"room": await rooms.shown(self.kpay, room), "me": me})
 
     @api("Edit a room (host); refused once it has ended", body=rooms.RoomUpdate,
          response=r.LiveRoomResult)
@@ -85,7 +85,7 @@ class RoomHandler(BaseHandler):
         change = self.body(rooms.RoomUpdate)
         room = await rooms.update(self.kpay, await rooms.get(self.kpay, room_id), user, change)
         await index_room(self.kpay, room)
-        self.write_json({"room": rooms.public(room)})
+        self.write_json({"room": await rooms.shown(self.kpay, room)})
 
 
 class StartHandler(BaseHandler):
@@ -94,7 +94,7 @@ class StartHandler(BaseHandler):
         user = self.require_user()
         room = await rooms.start(self.kpay, await rooms.get(self.kpay, room_id), user)
         await index_room(self.kpay, room)
-        self.write_json({"room": rooms.public(room)})
+        self.write_json({"room": await rooms.shown(self.kpay, room)})
 
 
 class EndHandler(BaseHandler):
@@ -105,7 +105,7 @@ class EndHandler(BaseHandler):
         room, refunded = await refunds.end_room(
             self.kpay, await rooms.get(self.kpay, room_id), user)
         await index_room(self.kpay, room)
-        self.write_json({"room": rooms.public(room), "refunded": refunded})
+        self.write_json({"room": await rooms.shown(self.kpay, room), "refunded": refunded})
 
 
 class QuestionsHandler(BaseHandler):

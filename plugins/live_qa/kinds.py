@@ -1,9 +1,11 @@
 """Order kinds ``live_ticket`` and ``live_question``.
 
 Tickets: one per user per room, claimed inside the order-creation transaction by
-inserting ``live_tickets/<room>:<user>`` (unique ``_id``) and taking a seat with a
-``seats_left >= 1`` guard; a refused claim aborts the transaction, so nothing is
-charged. Ticket money goes to the host's earnings less the platform fee.
+taking a seat (seats.py: one of the room's seat shards, guarded ``left >= 1``) and
+inserting ``live_tickets/<room>:<user>`` (unique ``_id``) with that shard's id; a
+refused claim aborts the transaction, so nothing is charged. A ticket released
+unpaid or refunded (revoked) gives its seat back in one transaction with its new
+status. Ticket money goes to the host's earnings less the platform fee.
 
 Questions: the bounty goes to ``escrow:live_qa`` until the host answers (escrow ->
 host earnings + fee) or the room ends (escrow -> the asker's wallet, as a refund).
@@ -20,7 +22,7 @@ from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict
 from kpay.core.money import accounts
 from kpay.core.money.kinds import OrderKind, Priced, parse_item
-from plugins.live_qa import questions, refunds, rooms
+from plugins.live_qa import questions, refunds, rooms, seats
 from plugins.live_qa.settings import settings_of
 from plugins.live_qa.store import ESCROW_NAME, QUESTIONS, ROOMS, TICKETS
 
@@ -55,6 +57,7 @@ class LiveTicket(OrderKind):
             raise Conflict("the room has ended", code="room_ended")
         # Friendly early answers; reserve() is what actually guards both.
         await self._check_no_ticket(app, room["_id"], user.id)
+        await seats.fill(app, [room])
         if room["seats_left"] <= 0:
             raise Conflict("the room is sold out", code="sold_out", capacity=room["capacity"])
         price = room["ticket_price"]
@@ -73,33 +76,34 @@ class LiveTicket(OrderKind):
 
     async def reserve(self, app: KPay, order: dict[str, Any], session: Any) -> None:
         room_id, user_id = order["item"]["room_id"], order["user_id"]
+        # The state as of the transaction's snapshot: a sale racing the end is as if it
+        # came just before it (ending reads no seats). The room's document is not
+        # written here: it would be the hot document again.
+        room = await app.store[ROOMS].find_one(
+            {"_id": room_id}, {"state": 1, "capacity": 1}, session=session)
+        if room is None or room["state"] == rooms.ENDED:
+            raise Conflict("the room has ended", code="room_ended")
+        seat = await seats.take(app, room_id, session)
+        if seat is None:
+            raise Conflict("the room is sold out", code="sold_out", capacity=room["capacity"])
         try:
             await app.store[TICKETS].insert_one({
                 "_id": rooms.ticket_id(room_id, user_id), "room_id": room_id,
                 "user_id": user_id, "order_id": order["_id"], "status": "pending",
-                "muted": False, "created_at": app.clock.now()}, session=session)
+                "seat": seat, "muted": False, "created_at": app.clock.now()}, session=session)
         except DuplicateKeyError:
             raise Conflict("you already have a ticket to this room",
                            code="already_has_ticket") from None
-        seat = await app.store[ROOMS].update_one(
-            {"_id": room_id, "state": {"$ne": rooms.ENDED}, "seats_left": {"$gte": 1}},
-            {"$inc": {"seats_left": -1, "sold": 1}}, session=session)
-        if seat.matched_count == 0:
-            room = await app.store[ROOMS].find_one({"_id": room_id}, session=session)
-            if room is None or room["state"] == rooms.ENDED:
-                raise Conflict("the room has ended", code="room_ended")
-            raise Conflict("the room is sold out", code="sold_out", capacity=room["capacity"])
 
     async def release(self, app: KPay, order: dict[str, Any]) -> None:
         room_id, user_id = order["item"]["room_id"], order["user_id"]
 
         async def give_back(session: Any) -> None:
-            dropped = await app.store[TICKETS].delete_one(
+            dropped = await app.store[TICKETS].find_one_and_delete(
                 {"_id": rooms.ticket_id(room_id, user_id), "order_id": order["_id"],
                  "status": "pending"}, session=session)
-            if dropped.deleted_count:
-                await app.store[ROOMS].update_one(
-                    {"_id": room_id}, {"$inc": {"seats_left": 1, "sold": -1}}, session=session)
+            if dropped is not None:
+                await seats.give_back(app, room_id, dropped.get("seat"), session)
 
         await app.store.transaction(give_back)
 
@@ -112,11 +116,20 @@ class LiveTicket(OrderKind):
     async def on_refund(self, app: KPay, order: dict[str, Any], refund: dict[str, Any]) -> None:
         if refund["purpose"] != "revoke":
             return  # a price adjustment: the ticket stays good
-        # A revoked ticket no longer lets its holder in; the seat stays counted.
-        await app.store[TICKETS].update_one(
-            {"_id": rooms.ticket_id(order["item"]["room_id"], order["user_id"]),
-             "order_id": order["_id"]},
-            {"$set": {"status": "refunded", "refunded_at": app.clock.now()}})
+        # A revoked ticket no longer lets its holder in, and its seat is free again.
+        # Once: the status guards it (on_refund may run again after a crash).
+        room_id = order["item"]["room_id"]
+
+        async def revoke(session: Any) -> None:
+            ticket = await app.store[TICKETS].find_one_and_update(
+                {"_id": rooms.ticket_id(room_id, order["user_id"]),
+                 "order_id": order["_id"], "status": {"$ne": "refunded"}},
+                {"$set": {"status": "refunded", "refunded_at": app.clock.now()}},
+                session=session)
+            if ticket is not None:
+                await seats.give_back(app, room_id, ticket.get("seat"), session)
+
+        await app.store.transaction(revoke)
 
 
 class LiveQuestion(OrderKind):

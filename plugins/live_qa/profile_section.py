@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugins.live_qa.rooms import LIVE, SCHEDULED, public
+from plugins.live_qa.rooms import LIVE, SCHEDULED, shown_all
 from plugins.live_qa.store import ROOMS
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ async def rooms_section(app: KPay, host_id: str) -> dict[str, Any] | None:
     """The ``rooms`` section of a public profile (hook ``public_profile_sections``): the
     host's newest rooms, live first, then upcoming, then ended (replays)."""
     cursor = app.store[ROOMS].find({"host_id": host_id}).sort("created_at", -1)
-    found = [public(room) async for room in cursor.limit(PROFILE_ROOMS)]
+    found = await shown_all(app, await cursor.limit(PROFILE_ROOMS).to_list())
     if not found:
         return None
     found.sort(key=lambda room: PROFILE_ORDER.get(room["state"], 2))  # stable: newest first

@@ -1,9 +1,10 @@
 """Rooms: creation, edits, the scheduled -> live -> ended state machine, and who
 may be in a room (the host, or a user holding an active ticket).
 
-A room document keeps ``capacity``, ``sold`` and ``seats_left``; a ticket order takes
-a seat with a guard ``seats_left >= 1`` in the update (never read-then-write), so
-concurrent buyers can never oversell.
+A room document keeps its ``capacity``; its seats are counted in seats.py (shard
+documents, each taken with a guard ``left >= 1`` in the update, never read-then-write),
+so concurrent buyers can never oversell. What a room shows (:func:`shown`) adds their
+``sold``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kpay.core.access import ResourceRule
 from kpay.core.auth import User
 from kpay.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from kpay.core.ratelimit import enforce_cap
-from plugins.live_qa import history
+from plugins.live_qa import history, seats
 from plugins.live_qa.settings import settings_of
 from plugins.live_qa.store import ROOMS, TICKETS
 
@@ -64,6 +65,7 @@ def new_id(prefix: str) -> str:
 
 
 def public(room: dict[str, Any]) -> dict[str, Any]:
+    """What anyone sees of a room whose seats were counted (:func:`shown`)."""
     return {
         "id": room["_id"], "host_id": room["host_id"], "title": room["title"],
         "description": room["description"], "starts_at": room["starts_at"],
@@ -74,6 +76,15 @@ def public(room: dict[str, Any]) -> dict[str, Any]:
         "started_at": room.get("started_at"), "ended_at": room.get("ended_at"),
         "category": room.get("category"),
     }
+
+
+async def shown_all(app: KPay, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The public view of each room, its seats counted (one query for all)."""
+    return [public(room) for room in await seats.fill(app, found)]
+
+
+async def shown(app: KPay, room: dict[str, Any]) -> dict[str, Any]:
+    return (await shown_all(app, [room]))[0]
 
 
 def check_limits(app: KPay, values: dict[str, Any]) -> None:
@@ -104,10 +115,15 @@ async def create(app: KPay, host: User, request: RoomCreate) -> dict[str, Any]:
         "description": request.description, "starts_at": request.starts_at or now,
         "ticket_price": request.ticket_price, "question_min_price": request.question_min_price,
         "free_questions": request.free_questions, "chat": request.chat,
-        "capacity": capacity, "sold": 0, "seats_left": capacity, "answered": 0,
+        "capacity": capacity, "answered": 0,
         "state": SCHEDULED, "created_at": now, "category": values["category"],
     }
-    await app.store[ROOMS].insert_one(room)
+
+    async def write(session: Any) -> None:
+        await app.store[ROOMS].insert_one(room, session=session)
+        await seats.open_room(app, room["_id"], capacity, session)
+
+    await app.store.transaction(write)
     return room
 
 
@@ -135,25 +151,21 @@ async def update(app: KPay, room: dict[str, Any], user: User,
     require_host(room, user)
     changes = request.model_dump(exclude_none=True)
     check_limits(app, changes)
-    query: dict[str, Any] = {"_id": room["_id"], "state": {"$ne": ENDED}}
-    change: dict[str, Any] = {"$set": {**changes, "updated_at": app.clock.now()}}
-    capacity = changes.get("capacity")
-    if capacity is not None:
-        # Guarded on the capacity we read and on what is sold, so a sale racing the
-        # edit cannot leave seats_left out of step with capacity - sold.
-        query.update(capacity=room["capacity"], sold={"$lte": capacity})
-        change["$inc"] = {"seats_left": capacity - room["capacity"]}
-    updated = await app.store[ROOMS].find_one_and_update(
-        query, change, return_document=ReturnDocument.AFTER)
-    if updated is not None:
+
+    async def write(session: Any) -> dict[str, Any]:
+        updated = await app.store[ROOMS].find_one_and_update(
+            {"_id": room["_id"], "state": {"$ne": ENDED}},
+            {"$set": {**changes, "updated_at": app.clock.now()}},
+            return_document=ReturnDocument.AFTER, session=session)
+        if updated is None:
+            raise Conflict("an ended room cannot be edited", code="room_ended")
+        if "capacity" in changes:
+            # In the edit's transaction: it writes every seat shard, so a sale racing
+            # it conflicts and one of them is retried.
+            await seats.resize(app, room["_id"], changes["capacity"], session)
         return updated
-    fresh = await get(app, room["_id"])
-    if fresh["state"] == ENDED:
-        raise Conflict("an ended room cannot be edited", code="room_ended")
-    if capacity is not None and fresh["sold"] > capacity:
-        raise Conflict(f"{fresh['sold']} tickets are sold; capacity cannot be lower",
-                       code="capacity_below_sold", sold=fresh["sold"])
-    raise Conflict("the room changed meanwhile; retry", code="room_changed")
+
+    return await app.store.transaction(write)
 
 
 async def start(app: KPay, room: dict[str, Any], user: User) -> dict[str, Any]:
@@ -204,7 +216,7 @@ async def listing(app: KPay, host_id: str | None, limit: int, status: str = "ope
         if category:
             query["category"] = category
         cursor = rooms.find(query).sort("starts_at", 1)
-    return [public(r) async for r in cursor.limit(limit)]
+    return await shown_all(app, await cursor.limit(limit).to_list())
 
 
 # -- membership --------------------------------------------------------------------

@@ -64,7 +64,8 @@ class MyRoomsHandler(BaseHandler):
         order = [ticket["room_id"] async for ticket in tickets]
         found = {room["_id"]: room async for room in
                  self.kpay.store[ROOMS].find({"_id": {"$in": order}})}
-        listed = [rooms.public(found[room_id]) for room_id in order if room_id in found]
+        listed = await rooms.shown_all(
+            self.kpay, [found[room_id] for room_id in order if room_id in found])
         self.write_json({"rooms": await with_hosts(self.kpay, listed)})
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from kpay import hookimpl
 from kpay.core.scheduler import PeriodicJob
 from kpay.core.telling import Told
-from plugins.wechat_notify import handlers, sends
+from plugins.wechat_notify import events, handlers, sends
 from plugins.wechat_notify.client import Messenger
 from plugins.wechat_notify.settings import (
     REAL_API,
@@ -59,12 +59,12 @@ def register_routes(app):
 
 @hookimpl
 def register_collections(app):
-    return [sends.SENDS, sends.CONSENTS]
+    return [sends.SENDS, sends.CONSENTS, events.PUSHES]
 
 
 @hookimpl
 def register_indexes(app):
-    return sends.INDEXES
+    return [*sends.INDEXES, *events.INDEXES]
 
 
 @hookimpl

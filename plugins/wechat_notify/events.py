@@ -10,6 +10,11 @@ those for the users it knows (by openid) and the templates it sends; every other
 
 Only 明文模式 is read: a push in 安全模式 carries nothing but ``Encrypt`` and is
 logged and dropped.
+
+A signed URL is good for one push: its signature is kept in ``wechat_notify_pushes``
+for as long as its timestamp is accepted, so the URL copied from a log and sent again
+within those minutes (with any body: the body is not signed) is answered ``success``
+and read no further.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from xml.etree.ElementTree import Element
 import tornado.web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
+from pymongo.errors import DuplicateKeyError
 
 from kpay.core.digits import parse_digits
+from kpay.core.store import IndexSpec
 from kpay.core.web import Route, api
 from plugins.wechat_notify import sends
 from plugins.wechat_notify.settings import settings_of, subscribe_templates
@@ -38,6 +45,16 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_TEMPLATES = 20
 #: How far a push's signed timestamp may be from our clock, in seconds.
 MAX_SKEW_SECONDS = 300
+#: Pushes taken, by signature (SHA-1 of token, timestamp and nonce: one per signed URL).
+PUSHES = "wechat_notify_pushes"
+#: When the database stored one ($currentDate, its own clock: a test or dev clock of
+#: the app's may be months away): the TTL index's field.
+STORED_AT = "stored_at"
+#: A timestamp is accepted from MAX_SKEW_SECONDS before our clock to as long after, so
+#: a signature must be kept that long after it was first seen; and a minute more, for a
+#: database clock a little ahead of ours.
+PUSH_KEPT_SECONDS = 2 * MAX_SKEW_SECONDS + 60
+INDEXES = [IndexSpec.of(PUSHES, STORED_AT, expireAfterSeconds=PUSH_KEPT_SECONDS)]
 ANSWERS = {"accept": True, "reject": False}
 EVENTS = {"subscribe_msg_popup_event": "SubscribeMsgPopupEvent",
           "subscribe_msg_change_event": "SubscribeMsgChangeEvent"}
@@ -108,6 +125,18 @@ async def receive(app: Any, body: bytes) -> int:
     return kept
 
 
+async def first_time(app: Any, signed: str, timestamp: str) -> bool:
+    """Whether the push signed ``signed`` is seen for the first time (and, if so, keep
+    it). Two at once: the unique ``_id`` lets one in."""
+    try:
+        taken = await app.store[PUSHES].update_one(
+            {"_id": signed}, {"$setOnInsert": {"timestamp": timestamp},
+                              "$currentDate": {STORED_AT: True}}, upsert=True)
+    except DuplicateKeyError:  # the other upsert inserted it first
+        return False
+    return taken.upserted_id is not None
+
+
 class MessagePushHandler(tornado.web.RequestHandler):
     """WeChat's GET (the URL check when the operator saves 服务器配置) and POST (a push).
     Not a BaseHandler: no JSON envelope, no rate limit, no login; the signature is the
@@ -154,7 +183,19 @@ class MessagePushHandler(tornado.web.RequestHandler):
             return self.answer(403, "bad signature")
         if len(self.request.body) > MAX_BODY_BYTES:
             return self.answer(413, "too large")
-        await receive(self.kpay, self.request.body)
+        signed, timestamp = self.get_query_argument("signature"), self.get_query_argument(
+            "timestamp")
+        if not await first_time(self.kpay, signed, timestamp):
+            # "success": a replay is not worth WeChat's retries (nor an attacker's).
+            log.warning("message push: a signed URL used again (timestamp %s, from %s); "
+                        "ignored", timestamp, self.request.remote_ip)
+            return self.answer(200, "success")
+        try:
+            await receive(self.kpay, self.request.body)
+        except Exception:
+            # Not read: WeChat resends a push it got no answer to, maybe on this URL.
+            await self.kpay.store[PUSHES].delete_one({"_id": signed})
+            raise
         # "success": WeChat neither retries nor shows the user an error.
         self.answer(200, "success")
 

@@ -145,11 +145,13 @@ def subscription_event(openid: str, answers: dict[str, str], created_at: int,
 
 
 async def push(url: str, token: str, body: str, timestamp: int,
-               method: str = "POST", **query: str) -> tuple[int, str]:
+               method: str = "POST", nonce: str | None = None, **query: str
+               ) -> tuple[int, str]:
     """Send a message push (or, ``method="GET"``, the URL check) to ``url`` as WeChat
-    does: ``signature``, ``timestamp`` and ``nonce`` in the query, signed with
-    ``token``. Returns the status and body of the answer."""
-    nonce = secrets.token_hex(5)
+    does: ``signature``, ``timestamp`` and ``nonce`` (a new one unless given: the same
+    one again is the same signed URL) in the query, signed with ``token``. Returns the
+    status and body of the answer."""
+    nonce = nonce or secrets.token_hex(5)
     signed = {"signature": signature(token, str(timestamp), nonce),
               "timestamp": str(timestamp), "nonce": nonce, **query}
     response = await tornado.httpclient.AsyncHTTPClient().fetch(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from plugins.wechat_notify.events import signature
 from plugins.wechat_notify.fake import push, subscription_event
 from tests.wechat_notify.conftest import KINDS
 
@@ -144,3 +145,69 @@ async def test_a_timestamp_of_other_digits_is_refused_not_a_server_error(pusher,
                 body=b"<xml/>" if method == "POST" else None)
             assert response.code == 403, (timestamp, method, response.code)
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.gen_test
+async def test_a_signed_url_is_good_for_one_push(kpay_app, pusher, caplog):
+    """The signature covers the query, not the body: a signed URL copied from a log and
+    sent again within the 5 minutes its timestamp is accepted, with a body of the
+    sender's choosing, is answered as WeChat expects and read no further."""
+    user = (await kpay_app.users.sign_in_wechat("o_fay"))["_id"]
+    at = pusher.now()
+    genuine = subscription_event("o_fay", {"SUB_ROOM": "accept"}, at)
+    status, body = await push(pusher.url, TOKEN, genuine, at, nonce="n0nce42")
+    assert (status, body) == (200, "success")
+    assert await pusher.consents(user) == {"SUB_ROOM": True}
+
+    forged = subscription_event("o_fay", {"SUB_ROOM": "reject"}, at + 1,
+                                "subscribe_msg_change_event")
+    for replayed in (forged, genuine):
+        status, body = await push(pusher.url, TOKEN, replayed, at, nonce="n0nce42")
+        assert (status, body) == (200, "success")
+    assert await pusher.consents(user) == {"SUB_ROOM": True}
+    # Said without the token, and without what would sign the URL again.
+    said = [r.getMessage() for r in caplog.records if "used again" in r.getMessage()]
+    assert len(said) == 2, caplog.text
+    assert not any(TOKEN in line or "n0nce42" in line or signature(TOKEN, str(at), "n0nce42")
+                   in line for line in said), said
+    # WeChat's next push is signed anew (another nonce): read as before.
+    status, _ = await push(pusher.url, TOKEN, forged, at)
+    assert status == 200 and await pusher.consents(user) == {"SUB_ROOM": False}
+
+
+@pytest.mark.gen_test
+async def test_signatures_are_kept_for_the_whole_window(kpay_app):
+    from plugins.wechat_notify.events import MAX_SKEW_SECONDS, PUSHES, STORED_AT
+
+    indexes = await kpay_app.store[PUSHES].index_information()
+    kept = [index["expireAfterSeconds"] for index in indexes.values()
+            if index["key"] == [(STORED_AT, 1)]]
+    # A timestamp is good from 5 minutes before our clock to 5 minutes after.
+    assert len(kept) == 1 and kept[0] >= 2 * MAX_SKEW_SECONDS, indexes
+
+
+@pytest.mark.gen_test
+async def test_a_push_that_failed_to_be_read_may_come_again_on_its_url(kpay_app, pusher,
+                                                                      monkeypatch):
+    """WeChat resends a push it got no good answer to: if reading it failed, the same
+    signed URL is not taken for a replay."""
+    from plugins.wechat_notify import sends
+
+    user = (await kpay_app.users.sign_in_wechat("o_gus"))["_id"]
+    record = sends.record_wechat_answer
+    failures = []
+
+    async def fails_once(*args: Any) -> bool:
+        if not failures:
+            failures.append(args)
+            raise RuntimeError("the database went away")
+        return await record(*args)
+
+    monkeypatch.setattr(sends, "record_wechat_answer", fails_once)
+    at = pusher.now()
+    answer = subscription_event("o_gus", {"SUB_ROOM": "accept"}, at)
+    status, _ = await push(pusher.url, TOKEN, answer, at, nonce="again1")
+    assert status == 500 and await pusher.consents(user) == {}
+    status, body = await push(pusher.url, TOKEN, answer, at, nonce="again1")
+    assert (status, body) == (200, "success")
+    assert await pusher.consents(user) == {"SUB_ROOM": True}
