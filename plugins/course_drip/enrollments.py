@@ -263,8 +263,8 @@ def unlock_write(course: dict[str, Any], enrollment: dict[str, Any], now: dateti
                  tz: ZoneInfo, **also: Any
                  ) -> tuple[list[str], dict[str, Any], dict[str, Any]] | None:
     """The lessons of one enrollment to announce now and the one write (filter,
-    update) that records them, guarded by the ``rev`` read and the schedule version;
-    None when nothing changes. ``also`` are more fields to ``$set`` in the same write
+    update) that records them, guarded by the ``rev`` read (the schedule version and
+    status checked on that copy); None when nothing changes. ``also`` are more fields to ``$set`` in the same write
     (the sweep's batch token). The one place the sweep and :func:`announce_due` decide
     it."""
     states = states_of(course, enrollment, now, tz)
