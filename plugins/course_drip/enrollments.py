@@ -264,9 +264,9 @@ def unlock_write(course: dict[str, Any], enrollment: dict[str, Any], now: dateti
                  ) -> tuple[list[str], dict[str, Any], dict[str, Any]] | None:
     """The lessons of one enrollment to announce now and the one write (filter,
     update) that records them, guarded by the ``rev`` read (the schedule version and
-    status checked on that copy); None when nothing changes. ``also`` are more fields to ``$set`` in the same write
-    (the sweep's batch token). The one place the sweep and :func:`announce_due` decide
-    it."""
+    status checked on that copy); None when nothing changes. ``also`` are more fields
+    to ``$set`` in the same write (the sweep's batch token). The one place the sweep
+    and :func:`announce_due` decide it."""
     states = states_of(course, enrollment, now, tz)
     notified = set(enrollment.get("notified") or ())
     due = due_lessons(states, notified)
