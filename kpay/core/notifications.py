@@ -3,8 +3,11 @@ about (docs/api.md "Notifications", docs/plugins.md "app.notifications").
 
 Every ``app.tell_user`` saves one here, worded by the plugin that knows its kind (hook
 ``describe_notification``); the operators send into the same list with ``add``. Each
-user keeps the newest ``KEEP_PER_USER``: an insert deletes what falls off the end, so
-the list, the unread count and the read-all update stay bounded by that number.
+user sees the newest ``KEEP_PER_USER``: the list and the unread count stop at the
+oldest of those (the "floor"). What falls off the end is deleted when a save checks
+the user's list, one save in ``CHECK_EVERY`` chosen at random, so a wave of saves does
+not count every list it adds to; between checks a list holds about ``CHECK_EVERY``
+more than it shows (docs/api.md "Notifications").
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ NOTIFICATIONS = "notifications"
 INDEXES = [IndexSpec.of(NOTIFICATIONS, "user_id", ("created_at", -1), ("_id", -1)),
            IndexSpec.of(NOTIFICATIONS, "user_id", "read_at")]
 KEEP_PER_USER = 200
+# One save in this many (at random) checks its user's list and deletes what is past
+# KEEP_PER_USER: a user's stored list exceeds it by about this many between checks.
+CHECK_EVERY = 20
+# Newest first, the order of every read of a user's list.
+NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 # One page of the list, and one read request's ids, at most.
 MAX_PAGE = 50
 MAX_TITLE = 60
@@ -62,6 +70,14 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def older_than(doc: dict[str, Any]) -> dict[str, Any]:
+    """The filter of a user's notifications after ``doc`` in the list's order (newest
+    first: older, or as old with a smaller id)."""
+    at: datetime = doc["created_at"]
+    return {"$or": [{"created_at": {"$lt": at}},
+                    {"created_at": at, "_id": {"$lt": doc["_id"]}}]}
+
+
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "kind": doc["kind"], "title": doc["title"],
             "body": doc["body"], "link": doc.get("link"), "created_at": doc["created_at"],
@@ -75,6 +91,7 @@ class Notifications:
         self.store = store
         self.clock = clock
         self.keep = KEEP_PER_USER
+        self.check_every = CHECK_EVERY
 
     @property
     def collection(self) -> Any:
@@ -87,7 +104,8 @@ class Notifications:
         ``link`` a path inside kpay or None (400 ``invalid_link`` otherwise)."""
         doc = self.new_doc(user_id, title, body, link, kind)
         await self.collection.insert_one(doc)
-        await self._trim(user_id)
+        if self._checks_its_list():
+            await self._trim(user_id)
         return public(doc)
 
     def new_doc(self, user_id: str, title: str, body: str = "", link: str | None = None,
@@ -102,30 +120,41 @@ class Notifications:
 
     async def add_many(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Save documents made by ``new_doc`` (many users at once, as an unlock wave
-        tells them) and return them as the API shows them: one ``insert_many`` and one
-        count of the users' lists, so the round trips do not grow with the batch; only
-        users past ``keep`` are trimmed, one at a time (docs/performance.md)."""
+        tells them) and return them as the API shows them: one ``insert_many``, and one
+        count of the lists that these saves check (one in ``check_every``), so the
+        round trips do not grow with the batch; only users past ``keep`` are trimmed,
+        one at a time (docs/performance.md)."""
         if not docs:
             return []
         await self.collection.insert_many(docs, ordered=False)
-        users = sorted({doc["user_id"] for doc in docs})
-        over = await self.collection.aggregate([
-            {"$match": {"user_id": {"$in": users}}},
-            {"$group": {"_id": "$user_id", "n": {"$sum": 1}}},
-            {"$match": {"n": {"$gt": self.keep}}}])
-        async for user in over:
-            await self._trim(user["_id"])
+        checked = sorted({doc["user_id"] for doc in docs if self._checks_its_list()})
+        if checked:
+            over = await self.collection.aggregate([
+                {"$match": {"user_id": {"$in": checked}}},
+                {"$group": {"_id": "$user_id", "n": {"$sum": 1}}},
+                {"$match": {"n": {"$gt": self.keep}}}])
+            async for user in over:
+                await self._trim(user["_id"])
         return [public(doc) for doc in docs]
 
+    def _checks_its_list(self) -> bool:
+        # At random rather than every n-th save: no counter to keep per user, and no
+        # user is left unchecked for long by the order saves happen to come in.
+        return self.check_every <= 1 or secrets.randbelow(self.check_every) == 0
+
+    async def _floor(self, user_id: str) -> dict[str, Any] | None:
+        """The oldest notification ``user_id`` sees (the ``keep``-th newest), or None
+        when they have fewer. One indexed read of at most ``keep`` entries."""
+        oldest_seen = self.collection.find({"user_id": user_id}, {"created_at": 1}).sort(
+            NEWEST_FIRST).skip(self.keep - 1).limit(1)
+        async for floor in oldest_seen:
+            return floor
+        return None
+
     async def _trim(self, user_id: str) -> None:
-        # The oldest one kept; everything older goes. One indexed read per insert.
-        kept = self.collection.find({"user_id": user_id}, {"created_at": 1}).sort(
-            [("created_at", -1), ("_id", -1)]).skip(self.keep - 1).limit(1)
-        async for last in kept:
-            at = last["created_at"]
-            await self.collection.delete_many(
-                {"user_id": user_id, "$or": [{"created_at": {"$lt": at}},
-                                             {"created_at": at, "_id": {"$lt": last["_id"]}}]})
+        floor = await self._floor(user_id)
+        if floor is not None:
+            await self.collection.delete_many({"user_id": user_id, **older_than(floor)})
 
     async def list(self, user_id: str, limit: int = 20,
                    cursor: str | None = None) -> list[dict[str, Any]]:
@@ -138,22 +167,29 @@ class Notifications:
             if anchor is None:
                 raise BadRequest("cursor: no such notification", code="invalid_cursor",
                                  field="cursor")
-            at: datetime = anchor["created_at"]
-            query["$or"] = [{"created_at": {"$lt": at}},
-                            {"created_at": at, "_id": {"$lt": cursor}}]
-        found = self.collection.find(query).sort(
-            [("created_at", -1), ("_id", -1)]).limit(min(limit, MAX_PAGE))
+            # Only a later page can reach past the newest ``keep`` (MAX_PAGE < keep).
+            query.update(older_than(anchor), **await self._seen_only(user_id))
+        found = self.collection.find(query).sort(NEWEST_FIRST).limit(min(limit, MAX_PAGE))
         return [public(doc) async for doc in found]
 
     async def unread_count(self, user_id: str) -> int:
-        return await self.collection.count_documents({"user_id": user_id, "read_at": None})
+        """Unread among the newest ``keep`` (what the list shows)."""
+        return await self.collection.count_documents(
+            {"user_id": user_id, "read_at": None, **await self._seen_only(user_id)})
+
+    async def _seen_only(self, user_id: str) -> dict[str, Any]:
+        # A list not trimmed yet holds a few past the floor: they are not shown.
+        floor = await self._floor(user_id)
+        return {} if floor is None else {"$nor": [older_than(floor)]}
 
     async def mark_read(self, user_id: str, ids: list[str] | None = None) -> int:
         """Mark ``ids`` (at most ``MAX_PAGE``; others' ids match nothing), or every unread
-        one when ``ids`` is None, read. Returns how many changed."""
+        one the list shows when ``ids`` is None, read. Returns how many changed."""
         query: dict[str, Any] = {"user_id": user_id, "read_at": None}
         if ids is not None:
             query["_id"] = {"$in": list(ids)[:MAX_PAGE]}
+        else:
+            query.update(await self._seen_only(user_id))
         result = await self.collection.update_many(query,
                                                    {"$set": {"read_at": self.clock.now()}})
         return result.modified_count

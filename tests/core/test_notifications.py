@@ -12,6 +12,7 @@ import pytest
 from kpay import hookimpl
 from kpay.core import notifications
 from kpay.core.errors import BadRequest
+from kpay.core.metrics import commands_since, db_commands
 from kpay.core.notifications import KEEP_PER_USER, NEUTRAL_TITLE, check_link
 from kpay.core.telling import Told
 
@@ -167,6 +168,7 @@ async def test_each_user_keeps_the_newest(kpay_app, clock):
     assert KEEP_PER_USER == 200
     service = kpay_app.notifications
     service.keep = 6  # the same code as 200, in fewer round trips
+    service.check_every = 1  # every save checks its list
     for n in range(9):
         await service.add("carol", f"n{n}", "", None)
         await clock.advance(0.01)
@@ -175,6 +177,31 @@ async def test_each_user_keeps_the_newest(kpay_app, clock):
     assert kept == ["n8", "n7", "n6", "n5", "n4", "n3"]
     assert await service.unread_count("carol") == 6
     assert await service.unread_count("dave") == 1
+    assert await service.collection.count_documents({"user_id": "carol"}) == 6
+
+
+@pytest.mark.gen_test
+async def test_a_list_not_checked_yet_shows_only_the_newest(kpay_app, student, clock):
+    service = kpay_app.notifications
+    service.keep = 6
+    service.check_every = 2**62  # no save checks its list (one in 2**62)
+    for n in range(9):
+        await service.add(student.id, f"n{n}", "", None)
+        await clock.advance(0.01)
+    assert await service.collection.count_documents({"user_id": student.id}) == 9
+    _, first = await student.get("/api/v1/notifications?limit=4")
+    assert [n["title"] for n in first["notifications"]] == ["n8", "n7", "n6", "n5"]
+    assert first["unread"] == 6
+    _, second = await student.get(f"/api/v1/notifications?limit=4&cursor={first['next_cursor']}")
+    assert [n["title"] for n in second["notifications"]] == ["n4", "n3"]
+    assert second["next_cursor"] is None
+    assert (await student.post("/api/v1/notifications/read", {"all": True}))[1] == {
+        "changed": 6, "unread": 0}
+    service.check_every = 1  # the next save checks: what was past the newest 6 goes
+    await service.add(student.id, "n9", "", None)
+    assert await service.collection.count_documents({"user_id": student.id}) == 6
+    assert [n["title"] for n in await service.list(student.id, limit=50)] == [
+        "n9", "n8", "n7", "n6", "n5", "n4"]
 
 
 class TestRateLimited:
@@ -202,6 +229,7 @@ async def test_the_cores_own_event_types_cannot_be_told(kpay_app):
 async def test_add_many_saves_every_user_and_trims_only_those_past_the_cap(kpay_app, clock):
     service = kpay_app.notifications
     service.keep = 3
+    service.check_every = 1
     for n in range(3):
         await service.add("carol", f"old{n}", "", None)
         await clock.advance(0.01)
@@ -211,7 +239,23 @@ async def test_add_many_saves_every_user_and_trims_only_those_past_the_cap(kpay_
     assert [n["title"] for n in saved] == ["new-carol", "new-dave", "new-erin"]
     assert [n["title"] for n in await service.list("carol")] == ["new-carol", "old2", "old1"]
     assert [n["title"] for n in await service.list("dave")] == ["new-dave"]
+    assert await service.collection.count_documents({"user_id": "carol"}) == 3
     assert await service.add_many([]) == []
+
+
+@pytest.mark.gen_test
+async def test_add_many_counts_only_the_lists_its_saves_check(kpay_app):
+    service = kpay_app.notifications
+    service.check_every = 2**62  # none
+    before = db_commands()
+    await service.add_many([service.new_doc(f"u{n}", "标题") for n in range(50)])
+    sent = commands_since(before)  # the app's own polls may add a find meanwhile
+    assert (sent["insert"], sent.get("aggregate"), sent.get("delete")) == (1, None, None)
+    service.check_every = 1  # all: one count of the 50 lists, no trim (none is full)
+    before = db_commands()
+    await service.add_many([service.new_doc(f"u{n}", "标题") for n in range(50)])
+    sent = commands_since(before)
+    assert (sent["insert"], sent.get("aggregate"), sent.get("delete")) == (1, 1, None)
 
 
 @pytest.mark.gen_test

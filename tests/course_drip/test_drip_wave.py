@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,14 @@ from drip_helpers import DAY, daily_lessons, unlock_events
 from test_drip_unlock import second_node, subscribed
 
 from kpay.core import metrics
-from plugins.course_drip.enrollments import ENROLLMENTS, announce_due
+from plugins.course_drip.courses import COURSES, find_course
+from plugins.course_drip.enrollments import (
+    ENROLLMENTS,
+    announce_due,
+    enrollment_id,
+    unlock_write,
+)
+from plugins.course_drip.settings import zone
 from plugins.course_drip.sweep import EPOCH, sweep, sweep_batch
 
 BATCH = 3
@@ -113,6 +121,36 @@ async def test_two_nodes_sweeping_the_same_batches_announce_each_unlock_once(
 
 
 @pytest.mark.gen_test
+async def test_a_batch_with_an_old_copy_of_the_course_writes_nothing_from_its_schedule(
+        drip, kpay_app, recorder):
+    course, _ = await enrolled(drip, BATCH, lessons=3)
+    ids = [x["id"] for x in course["lessons"]]
+    kpay_app.clock.advance(DAY)  # 10:00 the next day: lesson 1 opened at 08:00
+    stale = await find_course(kpay_app, course["id"], bodies=False)
+    # The author moved lesson 2 (the last) to day 5 and the recompute already moved s1 (rev and
+    # schedule_version on); the batch is read after that, with the old copy of the course.
+    version = stale["schedule_version"] + 1
+    await kpay_app.store[COURSES].update_one(
+        {"_id": course["id"]}, {"$set": {"lessons.2.release.after_days": 5,
+                                         "schedule_version": version}})
+    fresh = await find_course(kpay_app, course["id"], bodies=False)
+    moved = enrollment_id(course["id"], "s1")
+    enrollments = kpay_app.store[ENROLLMENTS]
+    recomputed = unlock_write(fresh, await enrollments.find_one({"_id": moved}),
+                              kpay_app.clock.now() - timedelta(hours=3), zone(kpay_app))
+    assert recomputed is not None and recomputed[0] == []  # at 07:00: nothing open yet
+    await enrollments.update_one(*recomputed[1:])
+    batch = await due_now(kpay_app)
+    assert await sweep_batch(kpay_app, batch, {course["id"]: stale},
+                             kpay_app.clock.now()) == BATCH
+    assert Counter(recorder.unlocked()) == {ids[1]: BATCH}
+    s1 = await enrollments.find_one({"_id": moved})
+    assert s1["schedule_version"] == version  # announced from the fresh course
+    s0 = await enrollments.find_one({"_id": enrollment_id(course["id"], "s0")})
+    assert s1["next_unlock_at"] == s0["next_unlock_at"] + timedelta(days=3)  # day 5, not 2
+
+
+@pytest.mark.gen_test
 async def test_a_broken_enrollment_in_the_middle_of_a_batch_stops_no_other(drip, kpay_app,
                                                                            recorder):
     course, students = await enrolled(drip, BATCH)
@@ -138,10 +176,11 @@ async def test_a_broken_enrollment_in_the_middle_of_a_batch_stops_no_other(drip,
 async def test_a_batch_costs_a_few_round_trips_whatever_its_size(drip, kpay_app, recorder):
     await enrolled(drip, 4 * BATCH)
     kpay_app.clock.advance(DAY)
+    kpay_app.notifications.check_every = 1  # every save checks its list: the most sent
     before = commands_sent()
     assert await sweep(kpay_app) == 4 * BATCH
     sent = commands_sent() - before
     # Per batch of 3: the cursor's getMore, the bulk write, the notifications'
-    # insert_many and the count of their lists; then the first find and the course.
+    # insert_many and the count of the lists checked; then the first find and the course.
     # Told one at a time it was an update, an insert and a find per unlock (36 here).
     assert sent == {"find": 2, "getMore": 4, "update": 4, "insert": 4, "aggregate": 4}, sent
