@@ -129,6 +129,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         stream = self.ws_connection.stream  # type: ignore[union-attr]
         # Bounded outbound buffer: a client that stops reading is dropped, not buffered.
         stream.max_write_buffer_size = self.kpay.settings.realtime.outbound_buffer_bytes
+        # Every write is whole frames (coalesced by send_frame under backpressure), so
+        # Nagle's algorithm only delays them: a frame written while the previous one is
+        # unacknowledged would wait for the client's delayed ACK (40 ms on Linux).
+        # Tornado's handshake leaves it on (asyncio's transports, websockets', turn it off).
+        stream.set_nodelay(True)
         self.stream = stream
         # Plain TCP (not TLS): send_frame may write straight to the socket.
         self.state.direct_send = type(stream) is tornado.iostream.IOStream
