@@ -36,6 +36,11 @@ the position the server had in each round), in the same run over the same N:
 ``--hog`` starts a CPU-burning process beside the server for the whole run (``--hog
 2`` two of them), for the figure "with a CPU hog" (docs/performance.md).
 
+Events go out back to back: each as soon as the one before is written to every socket,
+so a server faster than its clients runs ahead of them and its latency includes the
+backlog it built. ``--interval MS`` publishes one every MS milliseconds instead, on a
+fixed schedule, so latency is each event's own fan-out as long as both keep up.
+
 No server pings its sockets unless ``--ping S`` asks for keep-alive pings every S
 seconds in each (the hub's one pass over every socket, websockets' task per
 connection, Tornado's ``websocket_ping_interval``); the clients answer them.
@@ -113,7 +118,8 @@ def stats(server: Child) -> tuple[int, float, int]:
 
 
 def run_one(kind: str, sockets: int, events: int, client_procs: int,
-            sample_every: int, timeout: float, ping: float) -> dict[str, Any]:
+            sample_every: int, timeout: float, ping: float,
+            interval: float) -> dict[str, Any]:
     server = Child(str(HERE / "fanout_server.py"), kind, str(ping))
     clients: list[Child] = []
     try:
@@ -135,7 +141,7 @@ def run_one(kind: str, sockets: int, events: int, client_procs: int,
         _, cpu_before, rss_idle = stats(server)
         client_cpu_before = cpu_of(client.process.pid for client in clients)
         started = time.time()
-        server.send(f"publish {events}")
+        server.send(f"publish {events} {interval}")
         published = json.loads(server.expect("published", timeout)[0])
         reports = [json.loads(client.expect("done", timeout)[0]) for client in clients]
         _, cpu_after, _ = stats(server)
@@ -325,6 +331,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="run every server this many times, every other round in "
                              "reverse order (2: hub, websockets, websockets, hub)")
+    parser.add_argument("--interval", type=float, default=0,
+                        help="publish one event every this many ms (0: each as soon as "
+                             "the one before is written, the default)")
     parser.add_argument("--ping", type=float, default=0,
                         help="keep-alive pings every this many seconds in the in-process "
                              "servers (0: none, the default)")
@@ -344,7 +353,7 @@ def main() -> None:
     print(f"settings: sockets {counts}, {args.events} events, servers {servers}, "
           f"{args.rounds} round(s), {args.client_procs} client processes, latency on "
           f"every {args.sample_every}th socket, {args.hog} CPU hog(s), pings every "
-          f"{args.ping or '-'} s")
+          f"{args.ping or '-'} s, events every {args.interval or '-'} ms")
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(args.hog)]
     results = []
@@ -354,7 +363,7 @@ def main() -> None:
                 print(f"round {number}: running {kind} with {sockets} sockets ...",
                       flush=True)
                 result = run_one(kind, sockets, args.events, args.client_procs,
-                                 args.sample_every, args.timeout, args.ping)
+                                 args.sample_every, args.timeout, args.ping, args.interval)
                 results.append({"round": number, "position": position, **result})
     finally:
         for hog in hogs:

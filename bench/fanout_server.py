@@ -4,9 +4,10 @@
 
 It prints ``ready <port> <token>`` and then obeys lines on stdin:
 ``stats`` -> ``stats <subscribers> <cpu seconds> <rss bytes>`` (this process's own CPU
-time and resident memory); ``publish <k>`` -> publishes k events to every subscriber,
-one after another, and prints ``published <json>`` (the seconds it took, each pass's
-duration, the gaps between passes and the garbage collector's pauses); ``quit``.
+time and resident memory); ``publish <k> <ms>`` -> publishes k events to every
+subscriber, one after another (one every ms milliseconds if not 0), and prints
+``published <json>`` (the seconds it took, each pass's duration, the gaps between passes
+and the garbage collector's pauses); ``quit``.
 
 Every event is ``{"op":"event","ch":"bench:all","seq":n,"type":"tick","data":{"i","t"}}``
 with ``t`` the wall-clock time of the publish, so clients can measure latency.
@@ -253,9 +254,11 @@ class GcPauses:
             self.pauses.append((info["generation"], time.perf_counter() - self.started))
 
 
-async def publish(server: Server, seq: int, events: int) -> int:
-    """Publish ``events`` events one after another; print ``published <json>``: how long
-    it took to hand them all to the kernel, and where that time went in this process.
+async def publish(server: Server, seq: int, events: int, interval: float) -> int:
+    """Publish ``events`` events one after another (one every ``interval`` seconds on a
+    fixed schedule when it is not 0; an event late for its slot goes at once); print
+    ``published <json>``: how long it took to hand them all to the kernel, and where
+    that time went in this process.
 
     Delivery is synchronous in the in-process servers (hub, tornado, websockets): one
     ``server.publish`` is one pass over every socket, so its duration is the pass's.
@@ -275,7 +278,7 @@ async def publish(server: Server, seq: int, events: int) -> int:
             last = time.perf_counter()
             passes.append(last - before)
             # Let the loop breathe between events, as a real server between requests.
-            await asyncio.sleep(0)
+            await asyncio.sleep(max(started + len(passes) * interval - last, 0))
     seconds = time.perf_counter() - started
     pauses = [pause for _, pause in collections.pauses]
     print("published", json.dumps({
@@ -302,7 +305,7 @@ async def serve(kind: str, ping: float) -> None:
         if line[0] == "stats":
             print("stats", server.subscribers(), server.cpu_seconds(), server.rss(), flush=True)
         elif line[0] == "publish":
-            seq = await publish(server, seq, int(line[1]))
+            seq = await publish(server, seq, int(line[1]), float(line[2]) / 1000)
         elif line[0] == "quit":
             break
     await server.stop()
