@@ -246,12 +246,14 @@ def report(results: list[dict[str, Any]]) -> None:
           f"{'late %':>6} {'late p99':>8} {'GC ms':>6} {'server %':>8} {'clients %':>9} "
           f"{'KB/idle sock':>12} {'publish s':>9} {'client µs/deliv':>15} {'load':>5}")
     for r in results:
-        server_share = r["server_cpu_s"] / r["publish_seconds"] * 100
+        # A workers:<n> run's publish phase is only the publishing into Redis.
+        server_share = ("-" if r["server"].startswith("workers:")
+                        else f"{r['server_cpu_s'] / r['publish_seconds'] * 100:.0f}")
         print(f"{r['sockets']:>7} {r['round']:>5} {r['position']:>2} {r['server']:<11} "
               f"{r['deliveries_per_second']:>9,.0f} {r['cpu_us_per_delivery']:>12.1f} "
               f"{r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} {r['pass_ms_p50']:>7.0f} "
               f"{r['pass_ms_max']:>8.0f} {r['after_pass_share'] * 100:>6.1f} "
-              f"{r['after_pass_p99_ms']:>8.0f} {r['gc_ms']:>6.1f} {server_share:>8.0f} "
+              f"{r['after_pass_p99_ms']:>8.0f} {r['gc_ms']:>6.1f} {server_share:>8} "
               f"{client_share(r):>9.0f} {r['kb_per_idle_socket']:>12.1f} "
               f"{r['publish_seconds']:>9.2f} {r['client_cpu_us_per_delivery']:>15.1f} "
               f"{r['load']:>5.1f}")
