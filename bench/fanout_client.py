@@ -6,7 +6,8 @@ Each connection does the HTTP upgrade, sends one (masked) ``sub`` frame for
 ``bench:all`` and then counts event frames, answering pings. Every ``sample_every``-th
 connection also decodes its events to measure latency (receive time minus the
 publish time the event carries). Prints ``connected`` once all are up and, when every
-connection has all ``events`` events, ``done <json>`` with the counts and latencies.
+connection has all ``events`` events, ``done <json>`` with the counts and the latencies
+(with the number of the event each was measured on).
 Raw sockets keep the client side cheap: the 2-core machine is shared with the server.
 """
 
@@ -65,6 +66,8 @@ class Tally:
         self.expected = connections * events
         self.received = 0
         self.latencies: list[float] = []
+        #: The event (its "i") each latency was measured on, in the same order.
+        self.events: list[int] = []
         self.last_receive = 0.0
         self.finished = asyncio.get_running_loop().create_future()
 
@@ -111,8 +114,9 @@ class BenchClient(asyncio.Protocol):
             if opcode == 0x1 and buffer.startswith(EVENT_PREFIX, start):
                 events += 1
                 if self.sample:
-                    sent = json.loads(buffer[start:end])["data"]["t"]
-                    self.tally.latencies.append(time.time() - sent)
+                    data = json.loads(buffer[start:end])["data"]
+                    self.tally.latencies.append(time.time() - data["t"])
+                    self.tally.events.append(data["i"])
             elif opcode == 0x9:
                 self.transport.write(masked_frame(0xA, buffer[start:end]))
             offset = end
@@ -144,7 +148,7 @@ async def run(port: int, token: str, connections: int, events: int, sample_every
     # This process's CPU from connected to the last event: what reading cost the
     # clients, which share the machine's cores with the server.
     print("done", json.dumps({"received": tally.received, "last": tally.last_receive,
-                              "latencies": tally.latencies,
+                              "latencies": tally.latencies, "events": tally.events,
                               "cpu": time.process_time() - cpu}), flush=True)
     for client in clients:
         client.transport.close()

@@ -1,11 +1,13 @@
 """One fan-out server of bench/fanout.py, run in its own process.
 
-    python bench/fanout_server.py hub|tornado|websockets|workers:<n>
+    python bench/fanout_server.py hub|hub-nagle|tornado|websockets|workers:<n> [ping s]
 
 It prints ``ready <port> <token>`` and then obeys lines on stdin:
 ``stats`` -> ``stats <subscribers> <cpu seconds> <rss bytes>`` (this process's own CPU
-time and resident memory); ``publish <k>`` -> publishes k events to every subscriber,
-one after another, and prints ``published <seconds it took>``; ``quit``.
+time and resident memory); ``publish <k> <ms>`` -> publishes k events to every
+subscriber, one after another (one every ms milliseconds if not 0), and prints
+``published <json>`` (the seconds it took, each pass's duration, the gaps between passes
+and the garbage collector's pauses); ``quit``.
 
 Every event is ``{"op":"event","ch":"bench:all","seq":n,"type":"tick","data":{"i","t"}}``
 with ``t`` the wall-clock time of the publish, so clients can measure latency.
@@ -14,10 +16,12 @@ with ``t`` the wall-clock time of the publish, so clients can measure latency.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -50,12 +54,26 @@ class Server:
 
     port = 0
     token = "-"
+    #: Seconds between keep-alive pings of every socket, 0 for none (``workers:<n>``
+    #: keeps its configuration's).
+    ping = 0.0
 
     async def start(self) -> None: ...
+
+    def before_publishing(self) -> None:
+        """Called once every socket has subscribed, just before the events go out."""
 
     async def publish(self, seq: int) -> None: ...
 
     def subscribers(self) -> int: ...
+
+    def cpu_seconds(self) -> float:
+        """The server's CPU time so far (user + system): this process's."""
+        return time.process_time()
+
+    def rss(self) -> int:
+        """The server's resident memory in bytes: this process's."""
+        return rss_bytes()
 
     async def stop(self) -> None: ...
 
@@ -86,10 +104,9 @@ class HubServer(Server):
             "auth": {"secret": "bench-secret-R5mW9qZ2tK7xC4vN8bL1hJ6pF3dG0s"},
             "dev": {"enabled": False}, "scheduler": {"enabled": False},
             "plugins": {"enabled": []}, "logging": {"level": "WARNING"},
-            # Every client socket is the one user "bench". No keep-alive pings: while
-            # 10,000 sockets authenticate on a busy machine, a socket's pong is not read
-            # until its open() is done, and the bench measures fan-out, not pings.
-            "realtime": {"max_sockets_per_user": 0, "ping_interval_seconds": 0},
+            # Every client socket is the one user "bench". Keep-alive pings only with
+            # --ping: the bench measures fan-out.
+            "realtime": {"max_sockets_per_user": 0, "ping_interval_seconds": self.ping},
         })
         self.app = KPay(settings, pm, uri, var_dir=self.db_dir)
         self.port = await self.app.start(port=0, host="127.0.0.1")
@@ -106,6 +123,18 @@ class HubServer(Server):
         await self.app.stop()
         self.mongo.stop()
         shutil.rmtree(self.db_dir, ignore_errors=True)
+
+
+class HubNagleServer(HubServer):
+    """The hub with Nagle's algorithm on, as every hub socket had it before TCP_NODELAY
+    was set in ``SocketHandler.open`` (docs/performance.md, "What makes p99"): for a
+    before/after in one run."""
+
+    def before_publishing(self) -> None:
+        import socket
+
+        for handler in self.app.sockets:
+            handler.stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
 
 class TornadoServer(Server):
@@ -131,8 +160,8 @@ class TornadoServer(Server):
                 handlers.discard(self)
 
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        self.server = tornado.httpserver.HTTPServer(
-            tornado.web.Application([(r"/ws", Handler)]))
+        self.server = tornado.httpserver.HTTPServer(tornado.web.Application(
+            [(r"/ws", Handler)], websocket_ping_interval=self.ping or None))
         self.server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
@@ -172,8 +201,10 @@ class WebsocketsServer(Server):
             finally:
                 self.connections.discard(connection)
 
+        # Keep-alive pings only with --ping, as in the hub (websockets pings every 20 s
+        # by default): the bench measures fan-out.
         self.server = await serve(handler, "127.0.0.1", 0, compression=None,
-                                  max_queue=None)
+                                  max_queue=None, ping_interval=self.ping or None)
         self.port = next(iter(self.server.sockets)).getsockname()[1]
 
     async def publish(self, seq: int) -> None:
@@ -188,141 +219,82 @@ class WebsocketsServer(Server):
         self.server.close()
 
 
-class WorkersServer(Server):
-    """A real ``kpay serve --workers n`` (docs/operations.md, "Workers") with the Redis
-    broker, a redis-server of its own and the embedded database. Clients subscribe to
-    ``user:bench``; events are published into Redis from this process (as another node
-    would), so the CPU reported is the kpay processes' only: the supervisor and every
-    worker, read from /proc."""
-
-    channel = "user:bench"
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-
-    async def start(self) -> None:
-        from kpay.core.realtime.redis_broker import RedisBroker
-
-        redis_url = await asyncio.to_thread(self.launch)
-        self.broker = RedisBroker(redis_url, 1000, 3600)
-        await self.broker.start()
-
-    def launch(self) -> str:
-        """Start redis-server and kpay, wait until every worker answers, log in; the
-        Redis URL. Blocking: run in a thread."""
-        import subprocess
-
-        from kpay.core.store import free_port
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("--workers needs redis-server (apt-get install redis-server)")
-        self.folder = tempfile.mkdtemp(prefix="kpay-bench-workers-")
-        redis_port, self.port = free_port(), free_port()
-        self.redis = subprocess.Popen(
-            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        config = Path(self.folder) / "bench.toml"
-        config.write_text(f"""
-[server]
-max_connections = 100000
-[mongodb]
-embedded_path = "{self.folder}/db"
-[dev]
-enabled = true
-[plugins]
-enabled = []
-[scheduler]
-enabled = false
-[logging]
-level = "WARNING"
-[realtime]
-broker = "redis"
-redis_url = "{redis_url}"
-max_sockets_per_user = 0
-""")
-        self.kpay = subprocess.Popen(
-            [sys.executable, "-m", "kpay.cli", "--config", str(config), "serve",
-             "--workers", str(self.workers), "--port", str(self.port)],
-            env={**os.environ, "KPAY_VAR_DIR": self.folder}, stdout=subprocess.DEVNULL)
-        nodes: set[str] = set()
-        deadline = time.monotonic() + 120
-        while len(nodes) < self.workers:
-            if time.monotonic() > deadline or self.kpay.poll() is not None:
-                raise RuntimeError(f"kpay serve --workers {self.workers} did not start")
-            try:
-                nodes.add(self.http("/healthz")["node"])
-            except OSError:
-                time.sleep(0.2)
-        self.token = self.http("/api/v1/dev/login", {"user_id": "bench", "role": "student"})[
-            "token"]
-        return redis_url
-
-    def http(self, path: str, body: dict | None = None) -> Any:
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            data = response.read()
-        return json.loads(data) if path != "/metrics" else data.decode()
-
-    def processes(self) -> list[int]:
-        """The kpay processes: the one server, or the supervisor and its workers."""
-        pids = [self.kpay.pid]
-        if self.workers > 1:
-            children = Path(f"/proc/{self.kpay.pid}/task/{self.kpay.pid}/children")
-            for pid in children.read_text().split():
-                if "kpay.core.workers" in Path(f"/proc/{pid}/cmdline").read_text():
-                    pids.append(int(pid))
-        return pids
-
-    def cpu_seconds(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.processes():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
-
-    def rss(self) -> int:
-        return sum(int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-                   for pid in self.processes()) * os.sysconf("SC_PAGE_SIZE")
-
-    async def publish(self, seq: int) -> None:
-        await self.broker.publish(self.channel, "tick", {"i": seq, "t": time.time()})
-
-    def subscribers(self) -> int:
-        """Sub frames received, summed over the workers by /metrics."""
-        import re
-
-        found = re.search(r'kpay_socket_frames_in_total\{op="sub"\} ([0-9.e+]+)',
-                          self.http("/metrics"))
-        return int(float(found.group(1))) if found else 0
-
-    async def stop(self) -> None:
-        await self.broker.stop()
-        self.kpay.terminate()
-        self.kpay.wait(60)
-        self.redis.terminate()
-        self.redis.wait(10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+SERVERS = {"hub": HubServer, "hub-nagle": HubNagleServer, "tornado": TornadoServer,
+           "websockets": WebsocketsServer}
 
 
-SERVERS = {"hub": HubServer, "tornado": TornadoServer, "websockets": WebsocketsServer}
-
-
-def make_server(kind: str) -> Server:
+def make_server(kind: str, ping: float) -> Server:
     if kind.startswith("workers:"):
+        from fanout_workers import WorkersServer
+
         return WorkersServer(int(kind.split(":", 1)[1]))
-    return SERVERS[kind]()
+    server = SERVERS[kind]()
+    server.ping = ping
+    return server
 
 
-async def serve(kind: str) -> None:
-    server = make_server(kind)
+class GcPauses:
+    """Every collection of the garbage collector while installed: (generation, s)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self.started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self.observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self.observe)
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self.started))
+
+
+async def publish(server: Server, seq: int, events: int, interval: float) -> int:
+    """Publish ``events`` events one after another (one every ``interval`` seconds on a
+    fixed schedule when it is not 0; an event late for its slot goes at once); print
+    ``published <json>``: how long it took to hand them all to the kernel, and where
+    that time went in this process.
+
+    Delivery is synchronous in the in-process servers (hub, tornado, websockets): one
+    ``server.publish`` is one pass over every socket, so its duration is the pass's.
+    The gaps between passes are the loop's other work (the ``sleep(0)``); the garbage
+    collector's pauses are timed through ``gc.callbacks``. (For ``workers:<n>`` a
+    publish only hands the event to Redis: the passes happen in the workers.)
+    """
+    server.before_publishing()
+    passes, gaps = [], []
+    started = last = time.perf_counter()
+    with GcPauses() as collections:
+        for _ in range(events):
+            seq += 1
+            before = time.perf_counter()
+            gaps.append(before - last)
+            await server.publish(seq)
+            last = time.perf_counter()
+            passes.append(last - before)
+            # Let the loop breathe between events, as a real server between requests.
+            await asyncio.sleep(max(started + len(passes) * interval - last, 0))
+    seconds = time.perf_counter() - started
+    pauses = [pause for _, pause in collections.pauses]
+    print("published", json.dumps({
+        "seconds": seconds, "first_event": seq - events + 1,
+        "passes_ms": [duration * 1000 for duration in passes],
+        "pass_ms_p50": statistics.median(passes) * 1000, "pass_ms_max": max(passes) * 1000,
+        "gap_ms_max": max(gaps[1:], default=0) * 1000,
+        "gc_count": len(pauses), "gc_ms": sum(pauses) * 1000,
+        "gc_ms_max": max(pauses, default=0) * 1000,
+        "gc_full": sum(1 for generation, _ in collections.pauses if generation == 2),
+    }), flush=True)
+    return seq
+
+
+async def serve(kind: str, ping: float) -> None:
+    server = make_server(kind, ping)
     await server.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -330,19 +302,10 @@ async def serve(kind: str) -> None:
     print("ready", server.port, server.token, getattr(server, "channel", CHANNEL), flush=True)
     seq = 0
     while line := (await reader.readline()).decode().split():
-        if line[0] == "stats" and isinstance(server, WorkersServer):
+        if line[0] == "stats":
             print("stats", server.subscribers(), server.cpu_seconds(), server.rss(), flush=True)
-        elif line[0] == "stats":
-            print("stats", server.subscribers(), time.process_time(), rss_bytes(), flush=True)
         elif line[0] == "publish":
-            started = time.perf_counter()
-            for _ in range(int(line[1])):
-                seq += 1
-                await server.publish(seq)
-                # Let the loop breathe between events, as a real server between requests.
-                await asyncio.sleep(0)
-            # How long the server took to hand every event to the kernel.
-            print("published", time.perf_counter() - started, flush=True)
+            seq = await publish(server, seq, int(line[1]), float(line[2]) / 1000)
         elif line[0] == "quit":
             break
     await server.stop()
@@ -350,4 +313,4 @@ async def serve(kind: str) -> None:
 
 if __name__ == "__main__":
     raise_fd_limit()
-    asyncio.run(serve(sys.argv[1]))
+    asyncio.run(serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))

@@ -136,3 +136,15 @@ async def test_close_after_a_burst_sends_the_burst_then_the_close_frame_then_not
     assert ops[-1] == CLOSE, "a frame followed the close frame"
     assert events(frames) == list(range(200))
     sock.close()
+
+
+@pytest.mark.gen_test
+async def test_frames_are_not_held_back_for_acknowledgements(api, kpay_app):
+    """Nagle's algorithm is off on every socket: a frame written while the previous one
+    is unacknowledged goes out at once instead of after the client's delayed ACK
+    (docs/performance.md, "What makes p99"). Tornado's handshake leaves it on."""
+    sock = await raw_socket(kpay_app.port, await api.login("quick"), "test:quick")
+    await wait_until(lambda: kpay_app.hub.is_present("test:quick", "quick"))
+    (handler,) = [s for s in kpay_app.sockets if s.user_id == "quick"]
+    assert handler.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    sock.close()

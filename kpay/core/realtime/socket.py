@@ -1,4 +1,5 @@
-"""The /ws handler: auth, frames, subscriptions, rate limit and backpressure."""
+"""The /ws handler: auth, frames, subscriptions and rate limit; writing frames out
+(coalescing, backpressure) is kpay/core/realtime/writer.py."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from kpay.core.realtime.protocol import (
     split_channel,
     websocket_text_frame,
 )
+from kpay.core.realtime.writer import FrameWriter
 from kpay.core.users import authenticate
 
 if TYPE_CHECKING:
@@ -92,8 +94,9 @@ class SocketState:
         self.pending: bytearray | None = None
 
 
-class SocketHandler(tornado.websocket.WebSocketHandler):
-    """One client socket. Frames are JSON objects ``{"op", "ref", ...}``."""
+class SocketHandler(FrameWriter, tornado.websocket.WebSocketHandler):
+    """One client socket. Frames are JSON objects ``{"op", "ref", ...}``; ``send_frame``
+    and ``close`` come from ``FrameWriter``."""
 
     def initialize(self) -> None:
         realtime = self.kpay.settings.realtime
@@ -126,12 +129,8 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
 
     async def open(self) -> None:
         metrics.SOCKETS_OPEN.inc()
-        stream = self.ws_connection.stream  # type: ignore[union-attr]
-        # Bounded outbound buffer: a client that stops reading is dropped, not buffered.
-        stream.max_write_buffer_size = self.kpay.settings.realtime.outbound_buffer_bytes
-        self.stream = stream
-        # Plain TCP (not TLS): send_frame may write straight to the socket.
-        self.state.direct_send = type(stream) is tornado.iostream.IOStream
+        self.start_writing(self.ws_connection.stream,  # type: ignore[union-attr]
+                           self.kpay.settings.realtime.outbound_buffer_bytes)
         self.kpay.sockets.add(self)
         token = self.get_query_argument("token", None)
         self.forget_handshake()
@@ -204,18 +203,6 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             log.warning("could not count the sockets of %s across nodes (%s)", user_id, e)
             return True
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        # No event frame may follow our close frame (RFC 6455 5.5.1): frames still
-        # pending go to the stream ahead of it, and nothing is accepted after.
-        stream, self.stream = self.stream, None
-        pending, self.state.pending = self.state.pending, None
-        if pending and stream is not None and not stream.closed():
-            try:
-                stream.write(pending)
-            except (tornado.iostream.StreamBufferFullError, tornado.iostream.StreamClosedError):
-                pass  # too slow or already gone: the close frame is all it gets
-        super().close(code, reason)
-
     def on_close(self) -> None:
         self.stream = None
         self.state.pending = None
@@ -243,68 +230,6 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         return None
 
     # -- outbound --------------------------------------------------------------
-
-    def send_frame(self, frame: bytes) -> bool:
-        """Write one pre-built frame; False when the socket is gone or was dropped.
-
-        The hot path of fan-out. When nothing is queued, the frame goes straight to
-        the kernel with one send() (what IOStream.write would do first anyway, minus
-        its per-write Future and callback). What the kernel does not take goes through
-        one IOStream.write; frames that come while that write is in flight are
-        coalesced in ``state.pending`` and go out together with one write when it
-        completes, so a backed-up socket costs one write per drain, not one per frame.
-        What a socket holds (IOStream buffer and pending) stays under
-        ``outbound_buffer_bytes``; past it the socket is dropped as a slow consumer.
-        """
-        stream = self.stream
-        if stream is None or stream.closed():
-            return False
-        pending = self.state.pending
-        if pending is not None:
-            if self.outbound_bytes() + len(frame) > stream.max_write_buffer_size:
-                return self._drop_slow_consumer(stream)
-            pending += frame
-            return True
-        if self.state.direct_send and not stream.writing():
-            try:
-                sent = stream.socket.send(frame)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                stream.close()
-                return False
-            if sent == len(frame):
-                return True
-            frame = frame[sent:]
-        try:
-            written = stream.write(frame)
-        except tornado.iostream.StreamBufferFullError:
-            return self._drop_slow_consumer(stream)
-        except tornado.iostream.StreamClosedError:
-            return False
-        self.state.pending = bytearray()
-        written.add_done_callback(self._write_pending)
-        return True
-
-    def _write_pending(self, written: asyncio.Future[None]) -> None:
-        """The write in flight completed (or the stream closed): send what came meanwhile."""
-        pending, self.state.pending = self.state.pending, None
-        if pending:
-            self.send_frame(pending)
-
-    def outbound_bytes(self) -> int:
-        """Bytes queued for this socket and not yet taken by the kernel."""
-        stream = self.stream
-        queued = len(stream._write_buffer) if stream is not None else 0
-        return queued + len(self.state.pending or b"")
-
-    def _drop_slow_consumer(self, stream: tornado.iostream.IOStream) -> bool:
-        log.info("socket of %s dropped: outbound buffer full", self.user_id)
-        metrics.SOCKETS_CLOSED.labels("slow_consumer").inc()
-        self.stream = None
-        self.state.pending = None
-        stream.close()
-        return False
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_frame(websocket_text_frame(dumps(message).encode()))
