@@ -78,6 +78,16 @@ class PluginManager(pluggy.PluginManager):
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """pluggy's ``register``, refusing hook wrappers and making each implementation
         report to kpay's hook calls (``each_implementation``)."""
+        try:
+            hash(plugin)
+        except TypeError:
+            # Hook calls that leave some plugins out (``each_implementation(without=)``,
+            # as tell_users does for the batch hook's takers) look each plugin up in a
+            # set: one unhashable plugin would stop them for every plugin.
+            raise PluginError(
+                f"plugin {name or plugin!r} cannot be hashed (a dataclass with eq=True, or "
+                "__eq__ without __hash__): register a module or an ordinary instance "
+                "(docs/plugins.md, 'Forwarding in batches')") from None
         registered = super().register(plugin, name)
         if registered is None:
             return None  # blocked by name

@@ -90,18 +90,20 @@ async def tell_users(app: KPay, batch: list[Told]) -> None:
                "publishing the notification", saved_for)
     # A plugin with the batch hook gets the items there, not once more one by one. Each
     # call isolates the plugins (a failure is logged); in dev mode it is raised last.
-    async def isolated(call: Awaitable[None]) -> None:
+    async def isolated(call: Awaitable[None], hook: str) -> None:
         try:
             await call
         except Exception as e:
+            log.error("telling users: the %s hook call failed", hook, exc_info=e)
             failed.append(e)
 
     batch_takers = [impl.plugin for impl in app.pm.hook.on_user_notifications.get_hookimpls()]
     for told in batch:
         await isolated(notify(app.pm, "on_user_notification", reraise=app.dev,
                               without=batch_takers, app=app, user_id=told.user_id,
-                              kind=told.kind, data=told.data))
-    await isolated(app.notify("on_user_notifications", batch=list(batch)))
+                              kind=told.kind, data=told.data), "on_user_notification")
+    await isolated(app.notify("on_user_notifications", batch=list(batch)),
+                   "on_user_notifications")
     if failed and app.dev:
         raise failed[0]
 

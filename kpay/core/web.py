@@ -151,9 +151,12 @@ class BaseHandler(tornado.web.RequestHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        value = parse_digits(raw)
+        # A minus sign where the range allows negatives; no "+", "_" or other digits.
+        negative = low < 0 and raw.startswith("-")
+        value = parse_digits(raw[1:] if negative else raw)
         if value is None:
             raise BadRequest(f"{name} must be an integer", code="invalid_field", field=name)
+        value = -value if negative else value
         if not low <= value <= high:
             raise BadRequest(f"{name} must be between {low} and {high}",
                              code="invalid_field", field=name)

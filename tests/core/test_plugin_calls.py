@@ -87,6 +87,26 @@ def test_a_hook_wrapper_is_refused_at_start_naming_plugin_and_hook(plugin, hook)
     assert not getattr(pm.hook, hook).get_hookimpls()
 
 
+class ComparedByValue:
+    """Defines __eq__ and no __hash__, as a dataclass with eq=True does."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ComparedByValue)
+
+    @hookimpl
+    def on_user_notification(self, app, user_id, kind, data):
+        pass
+
+
+def test_an_unhashable_plugin_is_refused_at_start():
+    # Hook calls that leave the batch takers out look plugins up in a set: one
+    # unhashable plugin would make every plugin miss on_user_notification.
+    pm = PluginManager()
+    with pytest.raises(PluginError, match="plugin 'by_value' cannot be hashed"):
+        pm.add(ComparedByValue(), "by_value")
+    assert pm.get_plugin("by_value") is None
+
+
 # -- calls through pluggy -------------------------------------------------------------
 
 

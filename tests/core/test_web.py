@@ -47,11 +47,13 @@ class Parcel(BaseModel):
 
 class ParcelHandler(BaseHandler):
     # Open (auth=False): marks are enforced, and these tests send no token.
-    @api("Test plugin: validate a body", body=Parcel, status=201, query=("limit",), auth=False)
+    @api("Test plugin: validate a body", body=Parcel, status=201, query=("limit", "offset"),
+         auth=False)
     def post(self) -> None:
         parcel = self.body(Parcel)
         limit = self.query_int("limit", 10, 1, 100)
-        self.write_json({"parcel": parcel, "limit": limit}, 201)
+        offset = self.query_int("offset", 0, -720, 720)
+        self.write_json({"parcel": parcel, "limit": limit, "offset": offset}, 201)
 
 
 class WebTestPlugin:
@@ -137,7 +139,7 @@ async def test_tornado_http_errors_get_the_envelope(kpay_app):
 async def test_valid_body_is_parsed(api):
     status, body = await api.post("/api/v1/test/parcels?limit=5", {"weight": 3, "label": "x"})
     assert status == 201
-    assert body == {"parcel": {"weight": 3, "label": "x", "tags": []}, "limit": 5}
+    assert body == {"parcel": {"weight": 3, "label": "x", "tags": []}, "limit": 5, "offset": 0}
 
 
 @pytest.mark.gen_test
@@ -165,6 +167,15 @@ async def test_bad_query_parameter_is_named(api):
                   "limit=1_0", "limit=%C2%B2"):
         status, body = await api.post(f"/api/v1/test/parcels?{query}", {"weight": 1, "label": "x"})
         assert status == 400 and body["error"]["field"] == "limit", (query, body)
+
+
+@pytest.mark.gen_test
+async def test_a_query_number_is_negative_only_where_its_range_is(api):
+    status, body = await api.post("/api/v1/test/parcels?offset=-60", {"weight": 1, "label": "x"})
+    assert (status, body["offset"]) == (201, -60), body
+    for query in ("offset=--5", "offset=-", "offset=-721", "limit=-5", "offset=-%D9%A3"):
+        status, body = await api.post(f"/api/v1/test/parcels?{query}", {"weight": 1, "label": "x"})
+        assert status == 400, (query, body)
 
 
 @pytest.mark.gen_test
