@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -55,6 +55,10 @@ STORED_AT = "stored_at"
 #: database clock a little ahead of ours.
 PUSH_KEPT_SECONDS = 2 * MAX_SKEW_SECONDS + 60
 INDEXES = [IndexSpec.of(PUSHES, STORED_AT, expireAfterSeconds=PUSH_KEPT_SECONDS)]
+#: A push's record while a request reads it, and once it was read.
+READING, READ = "reading", "read"
+#: WeChat waits 5 s for an answer, then resends: a claim that old was abandoned.
+ABANDONED_AFTER_SECONDS = 5
 ANSWERS = {"accept": True, "reject": False}
 EVENTS = {"subscribe_msg_popup_event": "SubscribeMsgPopupEvent",
           "subscribe_msg_change_event": "SubscribeMsgChangeEvent"}
@@ -125,16 +129,30 @@ async def receive(app: Any, body: bytes) -> int:
     return kept
 
 
-async def first_time(app: Any, signed: str, timestamp: str) -> bool:
-    """Whether the push signed ``signed`` is seen for the first time (and, if so, keep
-    it). Two at once: the unique ``_id`` lets one in."""
+async def claim(app: Any, signed: str, timestamp: str) -> str:
+    """Take the push signed ``signed`` for reading: ``"ours"`` (read it), ``"read"`` (a
+    replay of one read already) or ``"reading"`` (another request reads it now). Two at
+    once: the unique ``_id`` lets one in. A claim older than WeChat's own 5 s wait was
+    left by a node that stopped mid-read; WeChat's resend takes it over."""
+    pushes = app.store[PUSHES]
+    now = app.clock.now()
     try:
-        taken = await app.store[PUSHES].update_one(
-            {"_id": signed}, {"$setOnInsert": {"timestamp": timestamp},
+        taken = await pushes.update_one(
+            {"_id": signed}, {"$setOnInsert": {"timestamp": timestamp, "state": READING,
+                                               "claimed_at": now},
                               "$currentDate": {STORED_AT: True}}, upsert=True)
+        if taken.upserted_id is not None:
+            return "ours"
     except DuplicateKeyError:  # the other upsert inserted it first
-        return False
-    return taken.upserted_id is not None
+        pass
+    abandoned = await pushes.update_one(
+        {"_id": signed, "state": READING,
+         "claimed_at": {"$lt": now - timedelta(seconds=ABANDONED_AFTER_SECONDS)}},
+        {"$set": {"claimed_at": now}})
+    if abandoned.modified_count:
+        return "ours"
+    found = await pushes.find_one({"_id": signed}, {"state": 1})
+    return found["state"] if found else "reading"
 
 
 class MessagePushHandler(tornado.web.RequestHandler):
@@ -185,17 +203,24 @@ class MessagePushHandler(tornado.web.RequestHandler):
             return self.answer(413, "too large")
         signed, timestamp = self.get_query_argument("signature"), self.get_query_argument(
             "timestamp")
-        if not await first_time(self.kpay, signed, timestamp):
+        claimed = await claim(self.kpay, signed, timestamp)
+        if claimed == READING:
+            # Not "success": if that read fails or its node stops, WeChat's retry of
+            # this push must still be read.
+            return self.answer(503, "being read")
+        if claimed != "ours":
             # "success": a replay is not worth WeChat's retries (nor an attacker's).
             log.warning("message push: a signed URL used again (timestamp %s, from %s); "
                         "ignored", timestamp, self.request.remote_ip)
             return self.answer(200, "success")
+        pushes = self.kpay.store[PUSHES]
         try:
             await receive(self.kpay, self.request.body)
         except Exception:
             # Not read: WeChat resends a push it got no answer to, maybe on this URL.
-            await self.kpay.store[PUSHES].delete_one({"_id": signed})
+            await pushes.delete_one({"_id": signed})
             raise
+        await pushes.update_one({"_id": signed}, {"$set": {"state": READ}})
         # "success": WeChat neither retries nor shows the user an error.
         self.answer(200, "success")
 

@@ -211,3 +211,28 @@ async def test_a_push_that_failed_to_be_read_may_come_again_on_its_url(kpay_app,
     status, body = await push(pusher.url, TOKEN, answer, at, nonce="again1")
     assert (status, body) == (200, "success")
     assert await pusher.consents(user) == {"SUB_ROOM": True}
+
+
+@pytest.mark.gen_test
+async def test_a_push_being_read_is_not_answered_success_and_an_abandoned_one_is_read(
+        kpay_app, pusher):
+    """A repeat of a push another request is still reading is told to come again (503),
+    not "success": if that read fails or its node stops, WeChat's resend must be read.
+    A claim older than WeChat's 5 s wait was left by a stopped node: the resend reads."""
+    from plugins.wechat_notify.events import claim
+
+    user = (await kpay_app.users.sign_in_wechat("o_hal"))["_id"]
+    at = pusher.now()
+    answer = subscription_event("o_hal", {"SUB_ROOM": "accept"}, at)
+    # The first request claimed it, then its node stopped before reading.
+    assert await claim(kpay_app, signature(TOKEN, str(at), "half1"), str(at)) == "ours"
+    status, body = await push(pusher.url, TOKEN, answer, at, nonce="half1")
+    assert (status, body) == (503, "being read")
+    assert await pusher.consents(user) == {}
+    kpay_app.clock.advance(6)  # WeChat's resend, after its 5 s wait
+    status, body = await push(pusher.url, TOKEN, answer, at, nonce="half1")
+    assert (status, body) == (200, "success")
+    assert await pusher.consents(user) == {"SUB_ROOM": True}
+    # Read now: a replay is answered and ignored.
+    status, body = await push(pusher.url, TOKEN, answer, at, nonce="half1")
+    assert (status, body) == (200, "success")
