@@ -267,6 +267,19 @@ async def test_money_that_moved_is_folded_in_the_background(api, kpay_app):
     assert line["sales"] == 250 and line["new"] == 1
 
 
+async def bought_unfolded(api: Any, app: Any, monkeypatch: Any, *skus: str) -> str:
+    """Everything folded, then ``skus`` bought by amy and not folded (no background
+    fold); returns the local day."""
+    amy = await api.login("amy")
+    await api.topup(amy, 5000)
+    day = local(app.clock.now())
+    await app.rollups.catch_up()
+    monkeypatch.setattr(app.rollups, "kick", lambda: None)
+    for sku in skus:
+        await buy(api, amy, sku)
+    return day
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_a_node_stopping_between_the_fold_and_the_marks_counts_once(
         api, kpay_app, monkeypatch):
@@ -274,13 +287,7 @@ async def test_a_node_stopping_between_the_fold_and_the_marks_counts_once(
     # refund needs); a node that stops in between leaves them unmarked but recorded in
     # analytics_folded: the next fold marks them and does not count them again.
     app = kpay_app
-    amy = await api.login("amy")
-    await api.topup(amy, 5000)
-    day = local(app.clock.now())
-    await app.rollups.catch_up()
-    monkeypatch.setattr(app.rollups, "kick", lambda: None)
-    await buy(api, amy, "g999")
-    await buy(api, amy, "g250")
+    day = await bought_unfolded(api, app, monkeypatch, "g999", "g250")
 
     async def stopped(marks: dict) -> None:
         raise RuntimeError("the node stopped after the commit")
@@ -303,12 +310,7 @@ async def test_a_batch_held_by_a_dead_nodes_transaction_waits_for_the_next_run(
     # (a minute). The folds after it must not wait that long (a dev clock move runs the
     # fold and a dashboard read folds first): they leave the batch to the next run.
     app = kpay_app
-    amy = await api.login("amy")
-    await api.topup(amy, 5000)
-    day = local(app.clock.now())
-    await app.rollups.catch_up()
-    monkeypatch.setattr(app.rollups, "kick", lambda: None)
-    await buy(api, amy, "g999")
+    day = await bought_unfolded(api, app, monkeypatch, "g999")
     async with app.store.client.start_session() as dead:
         await dead.start_transaction()
         await app.rollups._fold_orders(dead)  # the killed node's open fold
