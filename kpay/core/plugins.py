@@ -78,16 +78,6 @@ class PluginManager(pluggy.PluginManager):
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """pluggy's ``register``, refusing hook wrappers and making each implementation
         report to kpay's hook calls (``each_implementation``)."""
-        try:
-            hash(plugin)
-        except TypeError:
-            # Hook calls that leave some plugins out (``each_implementation(without=)``,
-            # as tell_users does for the batch hook's takers) look each plugin up in a
-            # set: one unhashable plugin would stop them for every plugin.
-            raise PluginError(
-                f"plugin {name or plugin!r} cannot be hashed (a dataclass with eq=True, or "
-                "__eq__ without __hash__): register a module or an ordinary instance "
-                "(docs/plugins.md, 'Forwarding in batches')") from None
         registered = super().register(plugin, name)
         if registered is None:
             return None  # blocked by name
@@ -209,6 +199,11 @@ async def await_me_maybe(value: Any) -> Any:
 # neither stops pluggy's loop nor hides the others. A plain ``pm.hook.<name>(...)``
 # call outside kpay's helpers behaves as pluggy always does.
 _reporting: ContextVar[bool] = ContextVar("kpay_hook_reporting", default=False)
+# The names of the plugins a kpay hook call leaves out (``each_implementation(without=)``).
+# By name, in kpay's own wrapper: pluggy's ``subset_hook_caller`` puts plugin objects in
+# a set, and one unhashable plugin (a dataclass) would stop the call for every plugin.
+_left_out: ContextVar[frozenset[str]] = ContextVar("kpay_hook_left_out",
+                                                   default=frozenset())
 
 
 @dataclass
@@ -235,6 +230,8 @@ def reporting(impl: pluggy.HookImpl) -> None:
     def call(*args: Any, **kwargs: Any) -> Any:
         if not _reporting.get():
             return function(*args, **kwargs)
+        if plugin in _left_out.get():
+            return None  # pluggy keeps no None result: as if not called
         # Hooks called from inside this implementation are plain pluggy calls again.
         token = _reporting.set(False)
         try:
@@ -248,20 +245,21 @@ def reporting(impl: pluggy.HookImpl) -> None:
 
 
 def each_implementation(pm: PluginManager, hook_name: str, kwargs: dict[str, Any],
-                        without: Collection[object] = ()) -> list[ImplCall]:
+                        without: Collection[str] = ()) -> list[ImplCall]:
     """Call a hook through pluggy (``pm.hook.<name>``, in pluggy's order: last
-    registered first, ``tryfirst``/``trylast`` honoured), leaving out the plugin objects
+    registered first, ``tryfirst``/``trylast`` honoured), leaving out the plugins named
     ``without``, and return what each implementation did, its awaitables not yet
     awaited. Not for ``firstresult`` hooks: every implementation reports, so pluggy
     would stop at the first one."""
-    caller = pm.subset_hook_caller(hook_name, without) if without else getattr(pm.hook,
-                                                                               hook_name)
+    caller = getattr(pm.hook, hook_name)
     if caller.spec is not None and caller.spec.opts.get("firstresult"):
         raise TypeError(f"{hook_name} is a firstresult hook: call pm.hook.{hook_name}(...)")
     token = _reporting.set(True)
+    left_out = _left_out.set(frozenset(without))
     try:
         return caller(**kwargs)
     finally:
+        _left_out.reset(left_out)
         _reporting.reset(token)
 
 
@@ -303,10 +301,10 @@ async def register_all(pm: PluginManager, hook_name: str, app: Any) -> list[Any]
 
 
 async def notify(pm: PluginManager, hook_name: str, *, reraise: bool = False,
-                 without: Collection[object] = (), **kwargs: Any) -> None:
+                 without: Collection[str] = (), **kwargs: Any) -> None:
     """Call an ``on_*`` hook with each plugin isolated: one plugin's failure is logged
     with its name and the others still run (``reraise`` in dev mode: raised once every
-    plugin was called). The plugin objects ``without`` are not called."""
+    plugin was called). The plugins named ``without`` are not called."""
     started = time.perf_counter()
     calls = each_implementation(pm, hook_name, kwargs, without)
     failure: Exception | None = None

@@ -97,7 +97,8 @@ async def tell_users(app: KPay, batch: list[Told]) -> None:
             log.error("telling users: the %s hook call failed", hook, exc_info=e)
             failed.append(e)
 
-    batch_takers = [impl.plugin for impl in app.pm.hook.on_user_notifications.get_hookimpls()]
+    batch_takers = [impl.plugin_name
+                    for impl in app.pm.hook.on_user_notifications.get_hookimpls()]
     for told in batch:
         await isolated(notify(app.pm, "on_user_notification", reraise=app.dev,
                               without=batch_takers, app=app, user_id=told.user_id,
