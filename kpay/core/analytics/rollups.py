@@ -334,9 +334,14 @@ class Rollups:
         by_mark: dict[Any, list[Any]] = {}
         for key, mark in marks.items():
             by_mark.setdefault(mark, []).append(key)
-        for mark, ids in by_mark.items():
-            await collection.update_many({"_id": {"$in": ids}, "rolled_up": None},
-                                         {"$set": {"rolled_up": mark}})
+        # One update per document, not an update_many: SecantusDB runs a multi-document
+        # update outside a transaction holding the collection's lock while it retries a
+        # conflict, so one racing a refund's open transaction on the same order
+        # deadlocked both (seen in a full run: the crash tests hung).
+        writes = [UpdateOne({"_id": key, "rolled_up": None}, {"$set": {"rolled_up": mark}})
+                  for key, mark in marks.items()]
+        if writes:
+            await collection.bulk_write(writes, ordered=False)
         return by_mark
 
     async def _mark_orders(self, marks: dict[Any, Any]) -> None:
